@@ -1,0 +1,120 @@
+/**
+ * Every signaling message, defined once and imported by the server, the
+ * browser app and Node bots. Incoming messages are parsed with these schemas
+ * where they arrive; unknown fields are refused (strict objects).
+ */
+import { z } from 'zod';
+import { ERROR_CODES, type ErrorCode } from './errors.js';
+
+/** Largest WebSocket frame either side accepts, in bytes (SDP offers for big calls fit). */
+export const MAX_FRAME_BYTES = 64 * 1024;
+export const MAX_NAME_LENGTH = 64;
+export const MAX_SDP_LENGTH = 60_000;
+
+// C0/C1 controls, DEL, line/paragraph separators and bidi overrides: they can
+// disguise a name on someone else's screen.
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+
+/** A display name: trimmed, 1–64 characters, no control characters. Markup is just text. */
+export const displayName = z
+  .string()
+  .max(256)
+  .transform((s) => s.trim())
+  .pipe(
+    z
+      .string()
+      .min(1)
+      .max(MAX_NAME_LENGTH)
+      .refine((s) => !CONTROL_CHARACTERS.test(s)),
+  );
+
+export function parseDisplayName(raw: unknown): string | undefined {
+  const result = displayName.safeParse(raw);
+  return result.success ? result.data : undefined;
+}
+
+/** Link ids are 128-bit random values, base64url without padding (22 characters). */
+export const linkId = z.string().regex(/^[A-Za-z0-9_-]{22}$/);
+export const participantId = z.string().regex(/^[A-Za-z0-9_-]{1,32}$/);
+const sdp = z.string().min(1).max(MAX_SDP_LENGTH);
+/** Optional client-chosen sequence number, echoed in the error that refuses the message. */
+const seq = z.number().int().nonnegative().max(2 ** 31).optional();
+
+// ---------------------------------------------------------------- client → server
+
+export const clientMessage = z.discriminatedUnion('type', [
+  /** Ask to enter the call of a link. The link's owner enters at once; anyone else knocks. */
+  z.strictObject({ type: z.literal('join'), seq, linkId, name: displayName }),
+  z.strictObject({ type: z.literal('approve'), seq, participantId }),
+  z.strictObject({ type: z.literal('decline'), seq, participantId }),
+  z.strictObject({ type: z.literal('remove'), seq, participantId }),
+  z.strictObject({ type: z.literal('end'), seq }),
+  z.strictObject({ type: z.literal('leave'), seq }),
+  /** The sender's own microphone/camera state, shown to the others. */
+  z.strictObject({ type: z.literal('mediaState'), seq, audio: z.boolean(), video: z.boolean() }),
+  /** Offer of the sender's publishing PeerConnection (non-trickle: candidates inside). */
+  z.strictObject({ type: z.literal('publish'), seq, sdp }),
+  /** Answer to the server's latest `subscribeOffer`. */
+  z.strictObject({ type: z.literal('subscribeAnswer'), seq, sdp }),
+  z.strictObject({ type: z.literal('ping'), seq }),
+]);
+export type ClientMessage = z.infer<typeof clientMessage>;
+export type ClientMessageType = ClientMessage['type'];
+export const CLIENT_MESSAGE_TYPES = clientMessage.options.map((o) => o.shape.type.value);
+
+// ---------------------------------------------------------------- server → client
+
+export const role = z.enum(['host', 'guest']);
+export type Role = z.infer<typeof role>;
+
+export const participantInfo = z.strictObject({
+  id: participantId,
+  name: z.string(),
+  role,
+  audio: z.boolean(),
+  video: z.boolean(),
+});
+export type ParticipantInfo = z.infer<typeof participantInfo>;
+
+export const knockInfo = z.strictObject({ id: participantId, name: z.string(), since: z.number() });
+export type KnockInfo = z.infer<typeof knockInfo>;
+
+const errorCode = z.enum(ERROR_CODES as [ErrorCode, ...ErrorCode[]]);
+
+export const serverMessage = z.discriminatedUnion('type', [
+  /** The knock is waiting for an answer. `hostPresent` false: nobody can let you in yet. */
+  z.strictObject({
+    type: z.literal('waiting'),
+    hostName: z.string(),
+    hostPresent: z.boolean(),
+    /** Milliseconds the server keeps the knock waiting before giving up. */
+    timeoutMs: z.number(),
+  }),
+  /** You are in the call. */
+  z.strictObject({
+    type: z.literal('joined'),
+    you: participantInfo,
+    participants: z.array(participantInfo),
+    knocks: z.array(knockInfo),
+    canApprove: z.boolean(),
+    linkName: z.string(),
+  }),
+  z.strictObject({ type: z.literal('participantJoined'), participant: participantInfo }),
+  z.strictObject({ type: z.literal('participantUpdated'), participant: participantInfo }),
+  z.strictObject({ type: z.literal('participantLeft'), participantId }),
+  /** Someone knocked; sent to everyone who may answer. */
+  z.strictObject({ type: z.literal('knock'), knock: knockInfo }),
+  /** A knock was answered, withdrawn or timed out. */
+  z.strictObject({ type: z.literal('knockGone'), participantId }),
+  /** Whether you may answer knocks changed (host left or came back, 30 s rule). */
+  z.strictObject({ type: z.literal('canApprove'), canApprove: z.boolean() }),
+  z.strictObject({ type: z.literal('publishAnswer'), sdp }),
+  z.strictObject({ type: z.literal('subscribeOffer'), sdp }),
+  z.strictObject({ type: z.literal('pong'), seq }),
+  /** A message was refused; the connection stays open. */
+  z.strictObject({ type: z.literal('error'), code: errorCode, message: z.string(), seq }),
+  /** Your time in this call is over (declined, removed, ended, …); the server closes the socket next. */
+  z.strictObject({ type: z.literal('closed'), code: errorCode, message: z.string() }),
+]);
+export type ServerMessage = z.infer<typeof serverMessage>;
+export type ServerMessageOf<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;

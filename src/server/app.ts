@@ -1,0 +1,126 @@
+/** Assembles the server: HTTP API, pages, signaling and rooms, over a Store. */
+import cookie from '@fastify/cookie';
+import fastifyStatic from '@fastify/static';
+import websocket from '@fastify/websocket';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ERRORS, LinkcallError } from '../protocol/errors.js';
+import { MAX_FRAME_BYTES } from '../protocol/messages.js';
+import type { Config } from './config.js';
+import { registerAuth, sessionAccount, SESSION_COOKIE } from './http/auth.js';
+import { linkInfo, registerLinks } from './http/links.js';
+import { RateLimiter } from './http/rate-limit.js';
+import { originAllowed, registerSecurityHeaders } from './http/security.js';
+import { CallMedia } from './rooms/call-media.js';
+import type { RoomLimits } from './rooms/room.js';
+import { Rooms } from './rooms/rooms.js';
+import { Connection } from './signaling/connection.js';
+import type { Store } from './store/store.js';
+
+export interface AppOptions {
+  config: Config;
+  store: Store;
+  roomLimits?: Partial<RoomLimits>;
+  logger?: boolean | object;
+}
+
+export interface App {
+  http: FastifyInstance;
+  rooms: Rooms;
+}
+
+export async function buildApp({ config, store, roomLimits, logger }: AppOptions): Promise<App> {
+  const tls = config.publicUrl?.startsWith('https://') ?? false;
+  const http = Fastify({
+    logger: logger ?? { level: config.logLevel },
+    disableRequestLogging: true,
+    bodyLimit: 16 * 1024,
+    trustProxy: tls,
+  });
+  const rooms = new Rooms(() => new CallMedia({ bindAddress: config.mediaAddress }), roomLimits);
+
+  http.setErrorHandler((err, req, reply) => {
+    if (err instanceof LinkcallError) {
+      return reply.code(err.status).send({ error: err.code, message: ERRORS[err.code].message });
+    }
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status && status >= 400 && status < 500) {
+      const code = status === 413 ? 'message_too_large' : 'bad_request';
+      return reply.code(status).send({ error: code, message: ERRORS[code].message });
+    }
+    req.log.error({ err: { name: (err as Error).name } }, 'request failed');
+    return reply.code(500).send({ error: 'internal', message: ERRORS.internal.message });
+  });
+
+  registerSecurityHeaders(http, tls);
+  await http.register(cookie);
+  await http.register(websocket, { options: { maxPayload: 4 * MAX_FRAME_BYTES } });
+
+  registerAuth(http, { store, secureCookies: tls });
+  registerLinks(http, { store, rooms });
+
+  http.get('/healthz', async () => ({ ok: true, rooms: rooms.size }));
+
+  const knocksPerLink = new RateLimiter(30, 60_000);
+  const knocksPerAddress = new RateLimiter(20, 60_000);
+  http.addHook('onClose', async () => {
+    knocksPerLink.close();
+    knocksPerAddress.close();
+    rooms.closeAll('server_shutdown');
+  });
+
+  http.get(
+    '/ws',
+    {
+      websocket: true,
+      preValidation: async (req, reply) => {
+        if (!originAllowed(req.headers.origin, req.headers.host, config.publicUrl)) {
+          return reply.code(403).send({ error: 'not_allowed', message: ERRORS.not_allowed.message });
+        }
+      },
+    },
+    async (socket, req) => {
+      // Resolve the session before listening, and buffer frames that arrive meanwhile.
+      const early: [Buffer, boolean][] = [];
+      const buffer = (data: Buffer, isBinary: boolean) => early.push([data, isBinary]);
+      socket.on('message', buffer);
+      const account = await sessionAccount(store, req.cookies[SESSION_COOKIE]).catch(() => undefined);
+      socket.off('message', buffer);
+      const connection = new Connection(
+        socket,
+        { store, rooms, knocksPerLink, knocksPerAddress, log: req.log },
+        account,
+        req.ip,
+      );
+      for (const [data, isBinary] of early) socket.emit('message', data, isBinary);
+      void connection;
+    },
+  );
+
+  // The browser app: a single page, served with the status that fits the URL.
+  const indexFile = join(config.publicDir, 'index.html');
+  if (existsSync(indexFile)) {
+    const indexHtml = readFileSync(indexFile, 'utf8');
+    await http.register(fastifyStatic, { root: config.publicDir, index: false, wildcard: false, prefix: '/' });
+    const page = (status: number) => (_req: unknown, reply: import('fastify').FastifyReply) =>
+      reply.code(status).type('text/html; charset=utf-8').header('Cache-Control', 'no-store').send(indexHtml);
+    http.get('/', page(200));
+    http.get<{ Params: { id: string } }>('/join/:id', async (req, reply) => {
+      try {
+        await linkInfo(store, req.params.id);
+        return page(200)(req, reply);
+      } catch (err) {
+        return page(err instanceof LinkcallError ? err.status : 500)(req, reply);
+      }
+    });
+  }
+  http.setNotFoundHandler((req, reply) => {
+    if (req.url.startsWith('/api/') || !existsSync(indexFile)) {
+      return reply.code(404).send({ error: 'bad_request', message: 'Not found.' });
+    }
+    return reply.code(404).type('text/html; charset=utf-8').send(readFileSync(indexFile, 'utf8'));
+  });
+
+  return { http, rooms };
+}

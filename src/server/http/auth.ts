@@ -1,0 +1,109 @@
+/** Accounts and sessions: sign up, sign in, sign out, who am I. */
+import { hash, verify } from '@node-rs/argon2';
+import { createHash, randomBytes } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { LinkcallError } from '../../protocol/errors.js';
+import type { Account, Store } from '../store/store.js';
+import { RateLimiter } from './rate-limit.js';
+
+export const SESSION_COOKIE = 'lc_session';
+const SESSION_TTL_MS = 30 * 24 * 3600_000;
+
+const credentials = z.strictObject({
+  username: z.string().max(200),
+  password: z.string().max(1024),
+});
+const USERNAME = /^[A-Za-z0-9._-]{3,32}$/;
+
+// A fixed hash to verify against when the username is unknown, so a failed
+// sign-in takes as long whether or not the account exists.
+const DUMMY_HASH = hash('not-a-real-password-' + randomBytes(8).toString('hex'));
+
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+/** The signed-in account behind a request's session cookie, if any. */
+export async function sessionAccount(store: Store, cookieValue: string | undefined): Promise<Account | undefined> {
+  if (!cookieValue || cookieValue.length > 100) return undefined;
+  return store.findSessionAccount(hashToken(cookieValue), Date.now());
+}
+
+export interface AuthOptions {
+  store: Store;
+  secureCookies: boolean;
+  signInLimit?: RateLimiter;
+  signUpLimit?: RateLimiter;
+}
+
+export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
+  const { store } = opts;
+  // Per address: 10 sign-in attempts a minute, 5 sign-ups an hour.
+  const signInLimit = opts.signInLimit ?? new RateLimiter(10, 60_000);
+  const signUpLimit = opts.signUpLimit ?? new RateLimiter(5, 3600_000);
+  app.addHook('onClose', async () => {
+    signInLimit.close();
+    signUpLimit.close();
+  });
+
+  async function startSession(reply: FastifyReply, account: Account): Promise<void> {
+    const token = randomBytes(32).toString('base64url');
+    await store.createSession(hashToken(token), account.id, Date.now() + SESSION_TTL_MS);
+    reply.setCookie(SESSION_COOKIE, token, {
+      path: '/',
+      httpOnly: true,
+      sameSite: 'lax',
+      secure: opts.secureCookies,
+      maxAge: SESSION_TTL_MS / 1000,
+    });
+  }
+
+  app.post('/api/signup', async (req, reply) => {
+    if (!signUpLimit.take(req.ip)) throw new LinkcallError('rate_limited');
+    const body = credentials.safeParse(req.body);
+    if (!body.success) throw new LinkcallError('bad_request');
+    const { username, password } = body.data;
+    if (!USERNAME.test(username)) throw new LinkcallError('invalid_username');
+    if (password.length < 8) throw new LinkcallError('weak_password');
+    if (await store.findAccountByUsername(username)) throw new LinkcallError('username_taken');
+    const account: Account = {
+      id: randomBytes(12).toString('base64url'),
+      username,
+      passwordHash: await hash(password),
+      createdAt: Date.now(),
+    };
+    await store.createAccount(account);
+    await startSession(reply, account);
+    return reply.code(201).send({ username });
+  });
+
+  app.post('/api/signin', async (req, reply) => {
+    if (!signInLimit.take(req.ip)) throw new LinkcallError('rate_limited');
+    const body = credentials.safeParse(req.body);
+    if (!body.success) throw new LinkcallError('bad_request');
+    const account = await store.findAccountByUsername(body.data.username);
+    const ok = await verify(account?.passwordHash ?? (await DUMMY_HASH), body.data.password);
+    if (!account || !ok) throw new LinkcallError('bad_credentials');
+    await startSession(reply, account);
+    return { username: account.username };
+  });
+
+  app.post('/api/signout', async (req, reply) => {
+    const token = req.cookies[SESSION_COOKIE];
+    if (token) await store.deleteSession(hashToken(token));
+    reply.clearCookie(SESSION_COOKIE, { path: '/' });
+    return reply.code(204).send();
+  });
+
+  app.get('/api/me', async (req) => {
+    const account = await requireAccount(store, req);
+    return { username: account.username };
+  });
+}
+
+export async function requireAccount(store: Store, req: FastifyRequest): Promise<Account> {
+  const account = await sessionAccount(store, req.cookies[SESSION_COOKIE]);
+  if (!account) throw new LinkcallError('not_signed_in');
+  return account;
+}

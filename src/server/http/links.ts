@@ -1,0 +1,87 @@
+/** A host's links: create, list, delete; and the public facts a join page shows. */
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { LinkcallError } from '../../protocol/errors.js';
+import { linkId as linkIdSchema } from '../../protocol/messages.js';
+import type { Rooms } from '../rooms/rooms.js';
+import type { Link, Store } from '../store/store.js';
+import { requireAccount } from './auth.js';
+import { RateLimiter } from './rate-limit.js';
+
+const MAX_LINKS_PER_HOST = 500;
+
+const createBody = z.strictObject({
+  name: z
+    .string()
+    .max(200)
+    .transform((s) => s.trim())
+    .pipe(z.string().max(80).refine((s) => !/[\u0000-\u001f\u007f-\u009f]/.test(s)))
+    .optional(),
+});
+
+export function newLinkId(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+export interface LinksOptions {
+  store: Store;
+  rooms: Rooms;
+  createLimit?: RateLimiter;
+}
+
+export function registerLinks(app: FastifyInstance, opts: LinksOptions): void {
+  const { store, rooms } = opts;
+  // Per account: 30 new links an hour.
+  const createLimit = opts.createLimit ?? new RateLimiter(30, 3600_000);
+  app.addHook('onClose', async () => createLimit.close());
+
+  const view = (l: Link) => ({ id: l.id, name: l.name, createdAt: l.createdAt, path: `/join/${l.id}` });
+
+  app.get('/api/links', async (req) => {
+    const account = await requireAccount(store, req);
+    return { links: (await store.listLinks(account.id)).map(view) };
+  });
+
+  app.post('/api/links', async (req, reply) => {
+    const account = await requireAccount(store, req);
+    if (!createLimit.take(account.id)) throw new LinkcallError('rate_limited');
+    const body = createBody.safeParse(req.body ?? {});
+    if (!body.success) throw new LinkcallError('bad_request');
+    if ((await store.listLinks(account.id)).length >= MAX_LINKS_PER_HOST) throw new LinkcallError('rate_limited');
+    const link: Link = {
+      id: newLinkId(),
+      ownerId: account.id,
+      name: body.data.name || `${account.username}'s call`,
+      createdAt: Date.now(),
+      deletedAt: null,
+    };
+    await store.createLink(link);
+    return reply.code(201).send(view(link));
+  });
+
+  app.delete<{ Params: { id: string } }>('/api/links/:id', async (req, reply) => {
+    const account = await requireAccount(store, req);
+    if (!linkIdSchema.safeParse(req.params.id).success) throw new LinkcallError('link_not_found');
+    if (!(await store.deleteLink(req.params.id, account.id, Date.now()))) throw new LinkcallError('link_not_found');
+    rooms.closeRoom(req.params.id, 'link_deleted');
+    return reply.code(204).send();
+  });
+
+  /** What a guest's join page shows before joining. */
+  app.get<{ Params: { id: string } }>('/api/links/:id/info', async (req) => {
+    const info = await linkInfo(store, req.params.id);
+    const account = await store.findAccount(info.ownerId);
+    const viewer = await requireAccount(store, req).catch(() => undefined);
+    return { name: info.name, hostName: account?.username ?? '', isOwner: viewer?.id === info.ownerId };
+  });
+}
+
+/** The link behind an id, or the typed reason it can't be used. */
+export async function linkInfo(store: Store, id: string): Promise<Link> {
+  if (!linkIdSchema.safeParse(id).success) throw new LinkcallError('link_not_found');
+  const link = await store.findLink(id);
+  if (!link) throw new LinkcallError('link_not_found');
+  if (link.deletedAt !== null) throw new LinkcallError('link_deleted');
+  return link;
+}

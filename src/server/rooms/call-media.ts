@@ -1,0 +1,76 @@
+/**
+ * The media of one call on the SFU: each admitted participant gets a publish
+ * transport (its camera and microphone in) and a subscribe transport (everyone
+ * else's out). Who gets transports at all is decided by the Room.
+ */
+import { Router, type RouterOptions } from '../media/Router.js';
+import type { PublishTransport } from '../media/PublishTransport.js';
+import type { SubscribeTransport } from '../media/SubscribeTransport.js';
+import type { Producer } from '../media/Producer.js';
+import { LinkcallError } from '../../protocol/errors.js';
+import type { RoomMedia } from './room.js';
+
+interface PeerMedia {
+  subscriber: SubscribeTransport;
+  publisher?: PublishTransport;
+}
+
+export class CallMedia implements RoomMedia {
+  private readonly router: Router;
+  private readonly peers = new Map<string, PeerMedia>();
+
+  constructor(options?: RouterOptions) {
+    this.router = new Router(options);
+  }
+
+  admit(participantId: string, sendOffer: (sdp: string) => void): void {
+    const subscriber = this.router.createSubscribeTransport(participantId, sendOffer);
+    this.peers.set(participantId, { subscriber });
+    for (const [otherId, other] of this.peers) {
+      if (otherId === participantId || !other.publisher) continue;
+      for (const producer of other.publisher.producers.values()) subscriber.consume(producer);
+    }
+  }
+
+  async publish(participantId: string, offerSdp: string): Promise<string> {
+    const peer = this.peers.get(participantId);
+    if (!peer) throw new LinkcallError('not_in_call');
+    // A new offer replaces the old publisher (e.g. after the page restarted its media).
+    peer.publisher?.close();
+    const publisher = this.router.createPublishTransport(participantId);
+    peer.publisher = publisher;
+    publisher.on('producer', (producer: Producer) => {
+      for (const [otherId, other] of this.peers) {
+        if (otherId !== participantId) other.subscriber.consume(producer);
+      }
+    });
+    try {
+      return await publisher.answer(offerSdp);
+    } catch {
+      throw new LinkcallError('media_failed');
+    }
+  }
+
+  async answer(participantId: string, answerSdp: string): Promise<void> {
+    const peer = this.peers.get(participantId);
+    if (!peer) throw new LinkcallError('not_in_call');
+    try {
+      await peer.subscriber.setAnswer(answerSdp);
+    } catch {
+      throw new LinkcallError('media_failed');
+    }
+  }
+
+  drop(participantId: string): void {
+    const peer = this.peers.get(participantId);
+    if (!peer) return;
+    this.peers.delete(participantId);
+    peer.publisher?.close();
+    peer.subscriber.close();
+  }
+
+  close(): void {
+    this.peers.clear();
+    this.router.close();
+  }
+}

@@ -1,0 +1,365 @@
+/**
+ * A Room is the call behind one link. It owns every admission rule — who is
+ * in the lobby, who may answer knocks, who may remove or end, who may send
+ * media — and talks to participants only through the RoomPeer interface, so
+ * it never knows about sockets.
+ */
+import { randomBytes } from 'node:crypto';
+import { LinkcallError, type ErrorCode } from '../../protocol/errors.js';
+import type { KnockInfo, ParticipantInfo, Role, ServerMessage } from '../../protocol/messages.js';
+
+/** How the room reaches one participant's connection. */
+export interface RoomPeer {
+  send(message: ServerMessage): void;
+  /** Tell the participant why its time in the call is over, then disconnect it. */
+  close(code: ErrorCode): void;
+}
+
+/** The media side of a call, as the room needs it (see CallMedia). */
+export interface RoomMedia {
+  /** Give an admitted participant its transports; `sendOffer` carries subscriber offers to it. */
+  admit(participantId: string, sendOffer: (sdp: string) => void): void;
+  publish(participantId: string, offerSdp: string): Promise<string>;
+  answer(participantId: string, answerSdp: string): Promise<void>;
+  drop(participantId: string): void;
+  close(): void;
+}
+
+export interface RoomLimits {
+  maxParticipants: number;
+  maxLobby: number;
+  /** How long a knock waits for an answer (or for a host to arrive) before it is given up. */
+  knockTimeoutMs: number;
+  /** While the host is away, participants admitted this long ago may answer knocks. */
+  approverDelayMs: number;
+}
+
+export const DEFAULT_ROOM_LIMITS: RoomLimits = {
+  maxParticipants: 33,
+  maxLobby: 20,
+  knockTimeoutMs: 10 * 60_000,
+  approverDelayMs: 30_000,
+};
+
+export interface RoomOptions {
+  linkId: string;
+  linkName: string;
+  ownerAccountId: string;
+  hostName: string;
+  media: RoomMedia;
+  limits?: Partial<RoomLimits>;
+  now?: () => number;
+  /** Called once when the last participant (admitted or waiting) is gone. */
+  onEmpty?: () => void;
+}
+
+type Status = 'lobby' | 'admitted';
+
+interface Participant {
+  readonly id: string;
+  readonly name: string;
+  readonly role: Role;
+  readonly peer: RoomPeer;
+  status: Status;
+  knockedAt: number;
+  admittedAt: number;
+  audio: boolean;
+  video: boolean;
+  canApprove: boolean;
+  knockTimer?: NodeJS.Timeout;
+}
+
+export function newParticipantId(): string {
+  return randomBytes(9).toString('base64url');
+}
+
+export class Room {
+  readonly linkId: string;
+  readonly linkName: string;
+  readonly ownerAccountId: string;
+  readonly hostName: string;
+  private readonly media: RoomMedia;
+  private readonly limits: RoomLimits;
+  private readonly now: () => number;
+  private readonly onEmpty?: () => void;
+  private readonly participants = new Map<string, Participant>();
+  private approverTimer?: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(options: RoomOptions) {
+    this.linkId = options.linkId;
+    this.linkName = options.linkName;
+    this.ownerAccountId = options.ownerAccountId;
+    this.hostName = options.hostName;
+    this.media = options.media;
+    this.limits = { ...DEFAULT_ROOM_LIMITS, ...options.limits };
+    this.now = options.now ?? Date.now;
+    this.onEmpty = options.onEmpty;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  get admittedCount(): number {
+    return this.list('admitted').length;
+  }
+
+  get lobbyCount(): number {
+    return this.list('lobby').length;
+  }
+
+  get hostPresent(): boolean {
+    return this.list('admitted').some((p) => p.role === 'host');
+  }
+
+  /**
+   * A new participant arrives. The link's owner enters at once as host; anyone
+   * else knocks and waits in the lobby. Returns the participant's id.
+   */
+  join(peer: RoomPeer, name: string, accountId: string | undefined): string {
+    this.assertOpen();
+    const isOwner = accountId !== undefined && accountId === this.ownerAccountId;
+    const participant: Participant = {
+      id: newParticipantId(),
+      name,
+      role: isOwner ? 'host' : 'guest',
+      peer,
+      status: 'lobby',
+      knockedAt: this.now(),
+      admittedAt: 0,
+      audio: true,
+      video: true,
+      canApprove: false,
+    };
+    if (isOwner) {
+      if (this.admittedCount >= this.limits.maxParticipants) throw new LinkcallError('call_full');
+      this.participants.set(participant.id, participant);
+      this.admit(participant);
+      return participant.id;
+    }
+    if (this.lobbyCount >= this.limits.maxLobby) throw new LinkcallError('lobby_full');
+    this.participants.set(participant.id, participant);
+    participant.knockTimer = setTimeout(() => {
+      this.dismiss(participant, this.hostPresent ? 'no_answer' : 'host_absent');
+    }, this.limits.knockTimeoutMs);
+    participant.knockTimer.unref?.();
+    peer.send(this.waitingNotice());
+    this.toApprovers({ type: 'knock', knock: knockInfo(participant) });
+    return participant.id;
+  }
+
+  approve(actorId: string, targetId: string): void {
+    this.requireApprover(actorId);
+    const target = this.lobbyGuest(targetId);
+    if (this.admittedCount >= this.limits.maxParticipants) {
+      this.dismiss(target, 'call_full');
+      return;
+    }
+    this.admit(target);
+  }
+
+  decline(actorId: string, targetId: string): void {
+    this.requireApprover(actorId);
+    this.dismiss(this.lobbyGuest(targetId), 'declined');
+  }
+
+  /** Host only: take someone out of the call (or the lobby). */
+  remove(actorId: string, targetId: string): void {
+    const actor = this.requireAdmitted(actorId);
+    if (actor.role !== 'host') throw new LinkcallError('not_allowed');
+    const target = this.participants.get(targetId);
+    if (!target || target.id === actor.id) throw new LinkcallError('participant_not_found');
+    if (target.role === 'host') throw new LinkcallError('not_allowed');
+    this.dismiss(target, 'removed');
+  }
+
+  /** Host only: end the call for everyone, waiting guests included. */
+  end(actorId: string): void {
+    const actor = this.requireAdmitted(actorId);
+    if (actor.role !== 'host') throw new LinkcallError('not_allowed');
+    this.close('call_ended');
+  }
+
+  /** Anyone may leave, from the lobby or the call. */
+  leave(actorId: string): void {
+    const participant = this.participants.get(actorId);
+    if (!participant) return;
+    this.dismiss(participant, 'left');
+  }
+
+  /** The connection behind a participant is gone (no notice can reach it). */
+  disconnected(actorId: string): void {
+    const participant = this.participants.get(actorId);
+    if (participant) this.forget(participant);
+  }
+
+  setMediaState(actorId: string, audio: boolean, video: boolean): void {
+    const actor = this.requireAdmitted(actorId);
+    actor.audio = audio;
+    actor.video = video;
+    this.toAdmitted({ type: 'participantUpdated', participant: participantInfo(actor) }, actor.id);
+  }
+
+  /** Only admitted participants get media transports: nothing else is ever forwarded. */
+  async publish(actorId: string, offerSdp: string): Promise<void> {
+    const actor = this.requireAdmitted(actorId);
+    const sdp = await this.media.publish(actor.id, offerSdp);
+    if (this.participants.get(actor.id) === actor) actor.peer.send({ type: 'publishAnswer', sdp });
+  }
+
+  async subscribeAnswer(actorId: string, answerSdp: string): Promise<void> {
+    const actor = this.requireAdmitted(actorId);
+    await this.media.answer(actor.id, answerSdp);
+  }
+
+  /** End the room for everyone with one reason (call ended, link deleted, shutdown). */
+  close(code: ErrorCode): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.approverTimer);
+    for (const participant of [...this.participants.values()]) {
+      clearTimeout(participant.knockTimer);
+      this.participants.delete(participant.id);
+      participant.peer.close(code);
+    }
+    this.media.close();
+    this.onEmpty?.();
+  }
+
+  /** Whether this participant may answer knocks right now (host, or admitted ≥ 30 s while the host is away). */
+  mayApprove(participantId: string): boolean {
+    const p = this.participants.get(participantId);
+    if (!p || p.status !== 'admitted') return false;
+    if (p.role === 'host') return true;
+    return !this.hostPresent && this.now() - p.admittedAt >= this.limits.approverDelayMs;
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private admit(participant: Participant): void {
+    clearTimeout(participant.knockTimer);
+    const wasWaiting = participant.role === 'guest';
+    participant.status = 'admitted';
+    participant.admittedAt = this.now();
+    if (wasWaiting) this.toApprovers({ type: 'knockGone', participantId: participant.id });
+    participant.canApprove = this.mayApprove(participant.id);
+    participant.peer.send({
+      type: 'joined',
+      you: participantInfo(participant),
+      participants: this.list('admitted')
+        .filter((p) => p.id !== participant.id)
+        .map(participantInfo),
+      knocks: participant.canApprove ? this.list('lobby').map(knockInfo) : [],
+      canApprove: participant.canApprove,
+      linkName: this.linkName,
+    });
+    this.toAdmitted({ type: 'participantJoined', participant: participantInfo(participant) }, participant.id);
+    this.media.admit(participant.id, (sdp) => {
+      if (this.participants.get(participant.id) === participant) {
+        participant.peer.send({ type: 'subscribeOffer', sdp });
+      }
+    });
+    this.refreshApprovers();
+  }
+
+  /** Send a participant away with a reason and forget it. */
+  private dismiss(participant: Participant, code: ErrorCode): void {
+    this.forget(participant);
+    participant.peer.close(code);
+  }
+
+  private forget(participant: Participant): void {
+    if (this.participants.get(participant.id) !== participant) return;
+    clearTimeout(participant.knockTimer);
+    this.participants.delete(participant.id);
+    if (participant.status === 'lobby') {
+      this.toApprovers({ type: 'knockGone', participantId: participant.id });
+    } else {
+      this.media.drop(participant.id);
+      this.toAdmitted({ type: 'participantLeft', participantId: participant.id });
+      this.refreshApprovers();
+    }
+    if (this.participants.size === 0) this.close('call_ended');
+  }
+
+  /**
+   * Recompute who may answer knocks, tell those whose permission changed (with
+   * the current knocks when they gain it), and wake up again when the next
+   * participant passes the 30-second mark.
+   */
+  private refreshApprovers(): void {
+    clearTimeout(this.approverTimer);
+    const hostPresent = this.hostPresent;
+    let nextChange = Infinity;
+    for (const p of this.list('admitted')) {
+      const may = this.mayApprove(p.id);
+      if (may !== p.canApprove) {
+        p.canApprove = may;
+        p.peer.send({ type: 'canApprove', canApprove: may });
+        if (may) for (const k of this.list('lobby')) p.peer.send({ type: 'knock', knock: knockInfo(k) });
+      }
+      if (!may && !hostPresent && p.role === 'guest') {
+        nextChange = Math.min(nextChange, p.admittedAt + this.limits.approverDelayMs - this.now());
+      }
+    }
+    // Lobby guests learn whether anyone can let them in now.
+    for (const k of this.list('lobby')) k.peer.send(this.waitingNotice());
+    if (nextChange !== Infinity) {
+      this.approverTimer = setTimeout(() => this.refreshApprovers(), Math.max(nextChange, 0) + 5);
+      this.approverTimer.unref?.();
+    }
+  }
+
+  private waitingNotice(): ServerMessage {
+    const anyoneCanApprove = this.list('admitted').some((p) => this.mayApprove(p.id));
+    return {
+      type: 'waiting',
+      hostName: this.hostName,
+      hostPresent: anyoneCanApprove,
+      timeoutMs: this.limits.knockTimeoutMs,
+    };
+  }
+
+  private requireAdmitted(actorId: string): Participant {
+    const actor = this.participants.get(actorId);
+    if (!actor || actor.status !== 'admitted') throw new LinkcallError('not_in_call');
+    return actor;
+  }
+
+  private requireApprover(actorId: string): Participant {
+    const actor = this.requireAdmitted(actorId);
+    if (!this.mayApprove(actor.id)) throw new LinkcallError('not_allowed');
+    return actor;
+  }
+
+  private lobbyGuest(targetId: string): Participant {
+    const target = this.participants.get(targetId);
+    if (!target || target.status !== 'lobby') throw new LinkcallError('participant_not_found');
+    return target;
+  }
+
+  private list(status: Status): Participant[] {
+    return [...this.participants.values()].filter((p) => p.status === status);
+  }
+
+  private toAdmitted(message: ServerMessage, exceptId?: string): void {
+    for (const p of this.list('admitted')) if (p.id !== exceptId) p.peer.send(message);
+  }
+
+  private toApprovers(message: ServerMessage): void {
+    for (const p of this.list('admitted')) if (this.mayApprove(p.id)) p.peer.send(message);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new LinkcallError('call_ended');
+  }
+}
+
+function participantInfo(p: Participant): ParticipantInfo {
+  return { id: p.id, name: p.name, role: p.role, audio: p.audio, video: p.video };
+}
+
+function knockInfo(p: Participant): KnockInfo {
+  return { id: p.id, name: p.name, since: p.knockedAt };
+}

@@ -1,0 +1,186 @@
+/**
+ * One signaling connection: parses and validates every frame where it
+ * arrives, binds the connection to at most one participant, and hands
+ * actions to the Room, which decides whether they are allowed.
+ */
+import type { WebSocket } from 'ws';
+import { closeCodeFor, errorMessage, LinkcallError, type ErrorCode } from '../../protocol/errors.js';
+import {
+  CLIENT_MESSAGE_TYPES,
+  clientMessage,
+  MAX_FRAME_BYTES,
+  type ClientMessage,
+  type ServerMessage,
+} from '../../protocol/messages.js';
+import { linkInfo } from '../http/links.js';
+import { RateLimiter } from '../http/rate-limit.js';
+import type { Room, RoomPeer } from '../rooms/room.js';
+import type { Rooms } from '../rooms/rooms.js';
+import type { Account, Store } from '../store/store.js';
+
+export interface SignalingContext {
+  store: Store;
+  rooms: Rooms;
+  /** Knocks per link and per address. */
+  knocksPerLink: RateLimiter;
+  knocksPerAddress: RateLimiter;
+  log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+}
+
+const HEARTBEAT_MS = 15_000;
+/** Messages a connection may send per second before being told to slow down. */
+const MESSAGES_PER_SECOND = 40;
+/** Past this many refused messages in a row the connection is closed. */
+const MAX_STRIKES = 200;
+
+const TERMINAL_JOIN_ERRORS = new Set<ErrorCode>(['link_not_found', 'link_deleted', 'call_full', 'lobby_full']);
+
+export class Connection implements RoomPeer {
+  private room?: Room;
+  private participantId?: string;
+  private alive = true;
+  private closing = false;
+  private strikes = 0;
+  private readonly heartbeat: NodeJS.Timeout;
+  private windowStart = 0;
+  private windowCount = 0;
+
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly ctx: SignalingContext,
+    private readonly account: Account | undefined,
+    private readonly address: string,
+  ) {
+    socket.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
+    socket.on('pong', () => (this.alive = true));
+    socket.on('close', () => this.onClosed());
+    socket.on('error', () => socket.terminate());
+    // Dead peers (no pong within a heartbeat) are cut, which frees their place in the room.
+    this.heartbeat = setInterval(() => {
+      if (!this.alive) return socket.terminate();
+      this.alive = false;
+      socket.ping();
+    }, HEARTBEAT_MS);
+  }
+
+  send(message: ServerMessage): void {
+    if (this.socket.readyState === this.socket.OPEN) this.socket.send(JSON.stringify(message));
+  }
+
+  close(code: ErrorCode): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.room = undefined;
+    this.participantId = undefined;
+    this.send({ type: 'closed', code, message: errorMessage(code) });
+    this.socket.close(closeCodeFor(code));
+  }
+
+  private refuse(code: ErrorCode, seq?: number): void {
+    this.send({ type: 'error', code, message: errorMessage(code), seq });
+    if (++this.strikes > MAX_STRIKES) this.close('rate_limited');
+  }
+
+  private withinMessageRate(): boolean {
+    const now = Date.now();
+    if (now - this.windowStart >= 1000) {
+      this.windowStart = now;
+      this.windowCount = 0;
+    }
+    return ++this.windowCount <= MESSAGES_PER_SECOND;
+  }
+
+  private onFrame(data: Buffer, isBinary: boolean): void {
+    if (this.closing) return;
+    if (!this.withinMessageRate()) return this.refuse('rate_limited');
+    if (isBinary) return this.refuse('bad_message');
+    if (data.length > MAX_FRAME_BYTES) return this.refuse('message_too_large');
+    let raw: unknown;
+    try {
+      raw = JSON.parse(data.toString('utf8'));
+    } catch {
+      return this.refuse('bad_message');
+    }
+    const parsed = clientMessage.safeParse(raw);
+    const seq = seqOf(raw);
+    if (!parsed.success) {
+      const type = (raw as { type?: unknown } | null)?.type;
+      const known = typeof type === 'string' && (CLIENT_MESSAGE_TYPES as string[]).includes(type);
+      return this.refuse(known ? 'bad_message' : 'unknown_type', seq);
+    }
+    this.strikes = 0;
+    this.dispatch(parsed.data).catch((err: unknown) => {
+      if (err instanceof LinkcallError) {
+        if (parsed.data.type === 'join' && TERMINAL_JOIN_ERRORS.has(err.code)) return this.close(err.code);
+        return this.refuse(err.code, seq);
+      }
+      this.ctx.log.error({ err: (err as Error)?.name, type: parsed.data.type }, 'signaling handler failed');
+      this.refuse('internal', seq);
+    });
+  }
+
+  private async dispatch(message: ClientMessage): Promise<void> {
+    if (message.type === 'ping') return this.send({ type: 'pong', seq: message.seq });
+    if (message.type === 'join') return this.join(message.linkId, message.name);
+    const room = this.room;
+    const me = this.participantId;
+    if (!room || !me) throw new LinkcallError('not_in_call');
+    switch (message.type) {
+      case 'approve':
+        return room.approve(me, message.participantId);
+      case 'decline':
+        return room.decline(me, message.participantId);
+      case 'remove':
+        return room.remove(me, message.participantId);
+      case 'end':
+        return room.end(me);
+      case 'leave':
+        return room.leave(me);
+      case 'mediaState':
+        return room.setMediaState(me, message.audio, message.video);
+      case 'publish':
+        return room.publish(me, message.sdp);
+      case 'subscribeAnswer':
+        return room.subscribeAnswer(me, message.sdp);
+    }
+  }
+
+  private async join(linkId: string, name: string): Promise<void> {
+    if (this.room) throw new LinkcallError('already_joined');
+    const link = await linkInfo(this.ctx.store, linkId);
+    const isOwner = this.account?.id === link.ownerId;
+    if (!isOwner) {
+      const okLink = this.ctx.knocksPerLink.take(linkId);
+      const okAddress = this.ctx.knocksPerAddress.take(this.address);
+      if (!okLink || !okAddress) throw new LinkcallError('rate_limited');
+    }
+    const owner = await this.ctx.store.findAccount(link.ownerId);
+    if (this.closing || this.room) return;
+    const room = this.ctx.rooms.open({
+      linkId: link.id,
+      linkName: link.name,
+      ownerAccountId: link.ownerId,
+      hostName: owner?.username ?? 'the host',
+    });
+    // Set before join: the room may answer (joined/waiting) synchronously.
+    this.room = room;
+    try {
+      this.participantId = room.join(this, name, this.account?.id);
+    } catch (err) {
+      this.room = undefined;
+      throw err;
+    }
+  }
+
+  private onClosed(): void {
+    clearInterval(this.heartbeat);
+    if (this.room && this.participantId) this.room.disconnected(this.participantId);
+    this.room = undefined;
+    this.participantId = undefined;
+  }
+}
+
+function seqOf(raw: unknown): number | undefined {
+  const seq = (raw as { seq?: unknown } | null)?.seq;
+  return typeof seq === 'number' && Number.isInteger(seq) && seq >= 0 && seq <= 2 ** 31 ? seq : undefined;
+}

@@ -1,0 +1,40 @@
+/**
+ * What the server keeps: accounts, sessions and links. One interface, so the
+ * embedded SQLite file and (later) PostgreSQL are interchangeable. Methods are
+ * async because a networked database is.
+ */
+export interface Account {
+  id: string;
+  username: string;
+  passwordHash: string;
+  createdAt: number;
+}
+
+export interface Link {
+  id: string;
+  ownerId: string;
+  name: string;
+  createdAt: number;
+  /** Set when the host deleted the link; the row stays so its page can say so. */
+  deletedAt: number | null;
+}
+
+export interface Store {
+  createAccount(account: Account): Promise<void>;
+  findAccountByUsername(username: string): Promise<Account | undefined>;
+  findAccount(id: string): Promise<Account | undefined>;
+
+  /** Sessions are stored by the SHA-256 of their token, never the token itself. */
+  createSession(tokenHash: string, accountId: string, expiresAt: number): Promise<void>;
+  findSessionAccount(tokenHash: string, now: number): Promise<Account | undefined>;
+  deleteSession(tokenHash: string): Promise<void>;
+
+  createLink(link: Link): Promise<void>;
+  findLink(id: string): Promise<Link | undefined>;
+  /** The owner's links that are not deleted, newest first. */
+  listLinks(ownerId: string): Promise<Link[]>;
+  /** Returns false when the link is not the owner's or is already deleted. */
+  deleteLink(id: string, ownerId: string, now: number): Promise<boolean>;
+
+  close(): Promise<void>;
+}

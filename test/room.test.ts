@@ -1,0 +1,229 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { LinkcallError, type ErrorCode } from '../src/protocol/errors.js';
+import type { ServerMessage } from '../src/protocol/messages.js';
+import { Room, type RoomMedia, type RoomPeer } from '../src/server/rooms/room.js';
+
+/** A participant's screen, as far as the room can reach it. */
+class TestPeer implements RoomPeer {
+  messages: ServerMessage[] = [];
+  closedWith?: ErrorCode;
+  send(message: ServerMessage): void {
+    this.messages.push(message);
+  }
+  close(code: ErrorCode): void {
+    this.closedWith = code;
+  }
+  last<T extends ServerMessage['type']>(type: T): Extract<ServerMessage, { type: T }> | undefined {
+    return this.messages.filter((m) => m.type === type).at(-1) as Extract<ServerMessage, { type: T }> | undefined;
+  }
+}
+
+/** Records which participants the room handed media transports to. */
+class MediaLedger implements RoomMedia {
+  admitted = new Set<string>();
+  published: string[] = [];
+  closed = false;
+  admit(id: string): void {
+    this.admitted.add(id);
+  }
+  async publish(id: string): Promise<string> {
+    if (!this.admitted.has(id)) throw new Error('publish from a participant without transports');
+    this.published.push(id);
+    return 'v=0 answer';
+  }
+  async answer(): Promise<void> {}
+  drop(id: string): void {
+    this.admitted.delete(id);
+  }
+  close(): void {
+    this.closed = true;
+  }
+}
+
+function setup(limits = {}) {
+  let clock = 1_000_000;
+  const media = new MediaLedger();
+  const room = new Room({
+    linkId: 'AAAAAAAAAAAAAAAAAAAAAA',
+    linkName: 'Standup',
+    ownerAccountId: 'owner',
+    hostName: 'ana',
+    media,
+    limits,
+    now: () => clock,
+  });
+  const hostPeer = new TestPeer();
+  const advance = (ms: number) => (clock += ms);
+  return { room, media, hostPeer, advance };
+}
+
+function refusedWith(code: ErrorCode) {
+  return (err: unknown) => err instanceof LinkcallError && err.code === code;
+}
+
+describe('Room admission rules', () => {
+  it('lets the link owner in at once as host', () => {
+    const { room, hostPeer, media } = setup();
+    const host = room.join(hostPeer, 'Ana', 'owner');
+    assert.equal(hostPeer.last('joined')?.you.role, 'host');
+    assert.equal(hostPeer.last('joined')?.canApprove, true);
+    assert.ok(media.admitted.has(host));
+  });
+
+  it('puts a guest in the lobby, tells it who to wait for, and shows the knock to the host', () => {
+    const { room, hostPeer, media } = setup();
+    room.join(hostPeer, 'Ana', 'owner');
+    const guestPeer = new TestPeer();
+    const guest = room.join(guestPeer, 'Bob', undefined);
+    assert.deepEqual(guestPeer.last('waiting'), { type: 'waiting', hostName: 'ana', hostPresent: true, timeoutMs: 600_000 });
+    assert.equal(hostPeer.last('knock')?.knock.name, 'Bob');
+    assert.equal(media.admitted.has(guest), false, 'no media transports before admission');
+  });
+
+  it('admits a guest when the host approves: both sides see each other', () => {
+    const { room, hostPeer, media } = setup();
+    const host = room.join(hostPeer, 'Ana', 'owner');
+    const guestPeer = new TestPeer();
+    const guest = room.join(guestPeer, 'Bob', undefined);
+    room.approve(host, guest);
+    assert.deepEqual(guestPeer.last('joined')?.participants.map((p) => p.name), ['Ana']);
+    assert.equal(hostPeer.last('participantJoined')?.participant.name, 'Bob');
+    assert.equal(hostPeer.last('knockGone')?.participantId, guest);
+    assert.ok(media.admitted.has(guest));
+  });
+
+  it('sends a declined guest away with "declined"', () => {
+    const { room, hostPeer } = setup();
+    const host = room.join(hostPeer, 'Ana', 'owner');
+    const guestPeer = new TestPeer();
+    const guest = room.join(guestPeer, 'Bob', undefined);
+    room.decline(host, guest);
+    assert.equal(guestPeer.closedWith, 'declined');
+    assert.equal(room.lobbyCount, 0);
+  });
+
+  it('refuses approve, decline, remove and end from a guest in the lobby', () => {
+    const { room, hostPeer } = setup();
+    const host = room.join(hostPeer, 'Ana', 'owner');
+    const bob = room.join(new TestPeer(), 'Bob', undefined);
+    const eve = room.join(new TestPeer(), 'Eve', undefined);
+    assert.throws(() => room.approve(eve, bob), refusedWith('not_in_call'));
+    assert.throws(() => room.approve(eve, eve), refusedWith('not_in_call'));
+    assert.throws(() => room.decline(eve, bob), refusedWith('not_in_call'));
+    assert.throws(() => room.remove(eve, host), refusedWith('not_in_call'));
+    assert.throws(() => room.end(eve), refusedWith('not_in_call'));
+    assert.equal(room.lobbyCount, 2);
+  });
+
+  it('refuses media and media state from a participant not yet admitted', async () => {
+    const { room, hostPeer, media } = setup();
+    room.join(hostPeer, 'Ana', 'owner');
+    const eve = room.join(new TestPeer(), 'Eve', undefined);
+    await assert.rejects(room.publish(eve, 'v=0 offer'), refusedWith('not_in_call'));
+    await assert.rejects(room.subscribeAnswer(eve, 'v=0 answer'), refusedWith('not_in_call'));
+    assert.throws(() => room.setMediaState(eve, false, false), refusedWith('not_in_call'));
+    assert.deepEqual(media.published, []);
+  });
+
+  it('refuses host-only actions from an admitted guest while the host is there', () => {
+    const { room, hostPeer, advance } = setup();
+    const host = room.join(hostPeer, 'Ana', 'owner');
+    const bob = room.join(new TestPeer(), 'Bob', undefined);
+    room.approve(host, bob);
+    advance(60_000);
+    const eve = room.join(new TestPeer(), 'Eve', undefined);
+    assert.throws(() => room.approve(bob, eve), refusedWith('not_allowed'));
+    assert.throws(() => room.decline(bob, eve), refusedWith('not_allowed'));
+    assert.throws(() => room.remove(bob, host), refusedWith('not_allowed'));
+    assert.throws(() => room.end(bob), refusedWith('not_allowed'));
+    assert.equal(room.admittedCount, 2);
+  });
+
+  it('lets a participant admitted 30 s earlier answer knocks while the host is away, not sooner', () => {
+    const { room, hostPeer, advance } = setup();
+    const host = room.join(hostPeer, 'Ana', 'owner');
+    const bobPeer = new TestPeer();
+    const bob = room.join(bobPeer, 'Bob', undefined);
+    room.approve(host, bob);
+    room.leave(host);
+    const eve = room.join(new TestPeer(), 'Eve', undefined);
+    assert.throws(() => room.approve(bob, eve), refusedWith('not_allowed'));
+    advance(30_000);
+    assert.equal(room.mayApprove(bob), true);
+    room.approve(bob, eve);
+    assert.equal(room.admittedCount, 2);
+    // Still, only the host may remove or end.
+    assert.throws(() => room.remove(bob, eve), refusedWith('not_allowed'));
+    assert.throws(() => room.end(bob), refusedWith('not_allowed'));
+  });
+
+  it('lets the host remove a guest, who is told so, and the others see them leave', () => {
+    const { room, hostPeer } = setup();
+    const host = room.join(hostPeer, 'Ana', 'owner');
+    const bobPeer = new TestPeer();
+    const bob = room.join(bobPeer, 'Bob', undefined);
+    room.approve(host, bob);
+    room.remove(host, bob);
+    assert.equal(bobPeer.closedWith, 'removed');
+    assert.equal(hostPeer.last('participantLeft')?.participantId, bob);
+    assert.throws(() => room.remove(host, host), refusedWith('participant_not_found'));
+  });
+
+  it('ends the call for everyone, waiting guests included, when the host ends it', () => {
+    const { room, hostPeer, media } = setup();
+    const host = room.join(hostPeer, 'Ana', 'owner');
+    const bobPeer = new TestPeer();
+    room.approve(host, room.join(bobPeer, 'Bob', undefined));
+    const evePeer = new TestPeer();
+    room.join(evePeer, 'Eve', undefined);
+    room.end(host);
+    assert.equal(hostPeer.closedWith, 'call_ended');
+    assert.equal(bobPeer.closedWith, 'call_ended');
+    assert.equal(evePeer.closedWith, 'call_ended');
+    assert.ok(media.closed);
+    assert.throws(() => room.join(new TestPeer(), 'Late', undefined), refusedWith('call_ended'));
+  });
+
+  it('keeps a guest waiting when no host is there, says so, and gives up after the bound', async () => {
+    const { room } = setup({ knockTimeoutMs: 50 });
+    const guestPeer = new TestPeer();
+    room.join(guestPeer, 'Bob', undefined);
+    assert.equal(guestPeer.last('waiting')?.hostPresent, false);
+    assert.equal(room.admittedCount, 0, 'a guest can never start a call');
+    await new Promise((r) => setTimeout(r, 80));
+    assert.equal(guestPeer.closedWith, 'host_absent');
+  });
+
+  it('tells a waiting guest when the host arrives', () => {
+    const { room, hostPeer } = setup();
+    const guestPeer = new TestPeer();
+    room.join(guestPeer, 'Bob', undefined);
+    room.join(hostPeer, 'Ana', 'owner');
+    assert.equal(guestPeer.last('waiting')?.hostPresent, true);
+    assert.equal(hostPeer.last('joined')?.knocks[0]?.name, 'Bob');
+  });
+
+  it('refuses more than the participant cap: the extra guest is told the call is full', () => {
+    const { room, hostPeer } = setup({ maxParticipants: 2 });
+    const host = room.join(hostPeer, 'Ana', 'owner');
+    room.approve(host, room.join(new TestPeer(), 'Bob', undefined));
+    const evePeer = new TestPeer();
+    room.approve(host, room.join(evePeer, 'Eve', undefined));
+    assert.equal(evePeer.closedWith, 'call_full');
+    assert.equal(room.admittedCount, 2);
+  });
+
+  it('caps the lobby', () => {
+    const { room } = setup({ maxLobby: 2 });
+    room.join(new TestPeer(), 'A', undefined);
+    room.join(new TestPeer(), 'B', undefined);
+    assert.throws(() => room.join(new TestPeer(), 'C', undefined), refusedWith('lobby_full'));
+  });
+
+  it('refuses approving someone who is not waiting', () => {
+    const { room, hostPeer } = setup();
+    const host = room.join(hostPeer, 'Ana', 'owner');
+    assert.throws(() => room.approve(host, 'nobody'), refusedWith('participant_not_found'));
+  });
+});
