@@ -106,7 +106,9 @@ export class Connection implements RoomPeer {
     if (!parsed.success) {
       const type = (raw as { type?: unknown } | null)?.type;
       const known = typeof type === 'string' && (CLIENT_MESSAGE_TYPES as string[]).includes(type);
-      return this.refuse(known ? 'bad_message' : 'unknown_type', seq);
+      if (!known) return this.refuse('unknown_type', seq);
+      const badName = type === 'join' && parsed.error.issues.every((i) => i.path[0] === 'name');
+      return this.refuse(badName ? 'invalid_name' : 'bad_message', seq);
     }
     this.strikes = 0;
     this.dispatch(parsed.data).catch((err: unknown) => {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every test: installs what the tests need (Debian's Chromium when missing), builds, type-checks, runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "Installing ${need_apt[*]} from Debian…"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+[ -d node_modules ] || npm ci
+
+node scripts/start.mjs --build-only --build
+npx tsc --noEmit -p .
+
+mapfile -t files < <(find test -name '*.test.ts' | sort)
+exec node --import tsx --test "${files[@]}"

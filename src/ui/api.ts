@@ -1,0 +1,56 @@
+/** The HTTP API as the pages use it; failures become sentences from the server's error registry. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin',
+    });
+  } catch {
+    throw new ApiError(0, 'offline', 'Could not reach the server. Check your connection and try again.');
+  }
+  if (res.status === 204) return undefined as T;
+  const data = (await res.json().catch(() => ({}))) as { error?: string; message?: string };
+  if (!res.ok) throw new ApiError(res.status, data.error ?? 'internal', data.message ?? 'Something went wrong.');
+  return data as T;
+}
+
+export interface LinkView {
+  id: string;
+  name: string;
+  createdAt: number;
+  path: string;
+}
+
+export interface LinkPublicInfo {
+  name: string;
+  hostName: string;
+  isOwner: boolean;
+}
+
+export const api = {
+  me: () => request<{ username: string }>('GET', '/api/me'),
+  signUp: (username: string, password: string) => request<{ username: string }>('POST', '/api/signup', { username, password }),
+  signIn: (username: string, password: string) => request<{ username: string }>('POST', '/api/signin', { username, password }),
+  signOut: () => request<void>('POST', '/api/signout'),
+  links: () => request<{ links: LinkView[] }>('GET', '/api/links'),
+  createLink: (name?: string) => request<LinkView>('POST', '/api/links', name ? { name } : {}),
+  deleteLink: (id: string) => request<void>('DELETE', `/api/links/${encodeURIComponent(id)}`),
+  linkInfo: (id: string) => request<LinkPublicInfo>('GET', `/api/links/${encodeURIComponent(id)}/info`),
+};
+
+export function linkUrl(path: string): string {
+  return new URL(path, location.origin).href;
+}

@@ -1,0 +1,94 @@
+/**
+ * The browser's two PeerConnections to the SFU: one publishes this page's
+ * camera and microphone, one receives everyone else (the server offers, we
+ * answer). Remote tracks arrive grouped by participant id (the stream id).
+ */
+import type { SignalingClient } from '../../client/signaling.js';
+
+const GATHER_TIMEOUT_MS = 3000;
+
+/** Non-trickle signaling: wait until our candidates are in the local description. */
+function gathered(pc: RTCPeerConnection): Promise<void> {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState !== 'complete') return;
+      pc.removeEventListener('icegatheringstatechange', done);
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      pc.removeEventListener('icegatheringstatechange', done);
+      resolve();
+    }, GATHER_TIMEOUT_MS);
+    pc.addEventListener('icegatheringstatechange', done);
+  });
+}
+
+export class CallConnection {
+  private readonly publisher = new RTCPeerConnection();
+  private readonly subscriber = new RTCPeerConnection();
+  private readonly streams = new Map<string, MediaStream>();
+  private readonly offs: (() => void)[] = [];
+  private subscribeQueue = Promise.resolve();
+  onStreams?: (streams: ReadonlyMap<string, MediaStream>) => void;
+  onFailure?: (message: string) => void;
+
+  constructor(private readonly signaling: SignalingClient) {
+    this.subscriber.addEventListener('track', (event) => {
+      const stream = event.streams[0];
+      if (!stream) return;
+      this.streams.set(stream.id, stream);
+      this.onStreams?.(this.streams);
+    });
+    this.offs.push(
+      signaling.on('publishAnswer', (m) => {
+        this.publisher.setRemoteDescription({ type: 'answer', sdp: m.sdp }).catch(() => this.fail());
+      }),
+      signaling.on('subscribeOffer', (m) => {
+        // Offers are answered one at a time, in order.
+        this.subscribeQueue = this.subscribeQueue.then(() => this.answer(m.sdp)).catch(() => this.fail());
+      }),
+    );
+    for (const pc of [this.publisher, this.subscriber]) {
+      pc.addEventListener('connectionstatechange', () => {
+        if (pc.connectionState === 'failed') this.fail();
+      });
+    }
+  }
+
+  /** Start sending the local camera and microphone. */
+  async publish(stream: MediaStream): Promise<void> {
+    for (const track of stream.getTracks()) this.publisher.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+    await this.publisher.setLocalDescription(await this.publisher.createOffer());
+    await gathered(this.publisher);
+    this.signaling.send({ type: 'publish', sdp: this.publisher.localDescription!.sdp });
+  }
+
+  /** Swap the camera or microphone without renegotiating. */
+  async replaceTrack(track: MediaStreamTrack): Promise<void> {
+    const sender = this.publisher.getSenders().find((s) => s.track?.kind === track.kind);
+    await sender?.replaceTrack(track);
+  }
+
+  forget(participantId: string): void {
+    if (this.streams.delete(participantId)) this.onStreams?.(this.streams);
+  }
+
+  close(): void {
+    for (const off of this.offs) off();
+    this.publisher.close();
+    this.subscriber.close();
+  }
+
+  private async answer(sdp: string): Promise<void> {
+    await this.subscriber.setRemoteDescription({ type: 'offer', sdp });
+    await this.subscriber.setLocalDescription(await this.subscriber.createAnswer());
+    await gathered(this.subscriber);
+    this.signaling.send({ type: 'subscribeAnswer', sdp: this.subscriber.localDescription!.sdp });
+  }
+
+  private fail(): void {
+    this.onFailure?.('The media connection failed. Check your network and join again.');
+  }
+}

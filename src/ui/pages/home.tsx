@@ -1,0 +1,181 @@
+/** Signed out: sign up / sign in. Signed in: the host's links — create, copy, open, delete. */
+import { useEffect, useState } from 'preact/hooks';
+import { api, ApiError, linkUrl, type LinkView } from '../api.js';
+
+export function HomePage() {
+  const [user, setUser] = useState<string | null | undefined>(undefined);
+  useEffect(() => {
+    api.me().then(
+      (me) => setUser(me.username),
+      () => setUser(null),
+    );
+  }, []);
+  if (user === undefined) return <main class="page narrow"><p>Loading…</p></main>;
+  if (user === null) return <AuthForm onSignedIn={setUser} />;
+  return <LinksPage username={user} onSignedOut={() => setUser(null)} />;
+}
+
+function AuthForm({ onSignedIn }: { onSignedIn: (username: string) => void }) {
+  const [username, setUsername] = useState('');
+  const [password, setPassword] = useState('');
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+
+  async function submit(kind: 'signUp' | 'signIn') {
+    setBusy(true);
+    setError('');
+    try {
+      const me = await api[kind](username.trim(), password);
+      onSignedIn(me.username);
+    } catch (err) {
+      setError(err instanceof ApiError ? err.message : 'Something went wrong.');
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <main class="page narrow">
+      <h1>linkcall</h1>
+      <p class="lede">Video calls anyone can join from a link. End-to-end encrypted, nothing to install.</p>
+      <form
+        class="stack"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void submit('signIn');
+        }}
+      >
+        <label>
+          Username
+          <input name="username" autocomplete="username" value={username} onInput={(e) => setUsername(e.currentTarget.value)} required />
+        </label>
+        <label>
+          Password
+          <input
+            name="password"
+            type="password"
+            autocomplete="current-password"
+            value={password}
+            onInput={(e) => setPassword(e.currentTarget.value)}
+            required
+          />
+        </label>
+        {error && <p role="alert" class="error">{error}</p>}
+        <div class="row">
+          <button type="submit" disabled={busy}>Sign in</button>
+          <button type="button" class="secondary" disabled={busy} onClick={() => void submit('signUp')}>
+            Sign up
+          </button>
+        </div>
+      </form>
+    </main>
+  );
+}
+
+function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: () => void }) {
+  const [links, setLinks] = useState<LinkView[] | undefined>(undefined);
+  const [newName, setNewName] = useState('');
+  const [created, setCreated] = useState<LinkView | undefined>(undefined);
+  const [copied, setCopied] = useState(false);
+  const [error, setError] = useState('');
+
+  const reload = () => api.links().then((r) => setLinks(r.links), (e: ApiError) => setError(e.message));
+  useEffect(() => void reload(), []);
+
+  async function create() {
+    setError('');
+    try {
+      const link = await api.createLink(newName.trim() || undefined);
+      setCreated(link);
+      setCopied(false);
+      setNewName('');
+      await reload();
+    } catch (err) {
+      setError(err instanceof ApiError ? err.message : 'Could not create the link.');
+    }
+  }
+
+  async function remove(link: LinkView) {
+    setError('');
+    try {
+      await api.deleteLink(link.id);
+      if (created?.id === link.id) setCreated(undefined);
+      await reload();
+    } catch (err) {
+      setError(err instanceof ApiError ? err.message : 'Could not delete the link.');
+    }
+  }
+
+  async function copy(text: string) {
+    try {
+      await navigator.clipboard.writeText(text);
+      setCopied(true);
+    } catch {
+      setError('Copying is blocked here. Select the link and copy it yourself.');
+    }
+  }
+
+  return (
+    <main class="page">
+      <header class="row spread">
+        <h1>Your links</h1>
+        <div class="row">
+          <span class="muted">Signed in as {username}</span>
+          <button class="secondary" onClick={() => api.signOut().then(onSignedOut)}>Sign out</button>
+        </div>
+      </header>
+      <section class="card stack" aria-label="New link">
+        <label>
+          Link name (optional)
+          <input value={newName} maxLength={80} onInput={(e) => setNewName(e.currentTarget.value)} placeholder="e.g. Family call" />
+        </label>
+        <div class="row">
+          <button onClick={() => void create()}>Create Link</button>
+        </div>
+        {created && (
+          <div class="stack">
+            <label>
+              Call link
+              <input readOnly value={linkUrl(created.path)} onFocus={(e) => e.currentTarget.select()} />
+            </label>
+            <div class="row">
+              <button onClick={() => void copy(linkUrl(created.path))}>Copy</button>
+              {'share' in navigator && (
+                <button class="secondary" onClick={() => navigator.share({ title: created.name, url: linkUrl(created.path) }).catch(() => {})}>
+                  Share
+                </button>
+              )}
+              <a class="button secondary" href={created.path}>Open call</a>
+              <span role="status">{copied ? 'Copied' : ''}</span>
+            </div>
+          </div>
+        )}
+      </section>
+      {error && <p role="alert" class="error">{error}</p>}
+      <section aria-label="Links">
+        {links === undefined ? (
+          <p>Loading…</p>
+        ) : links.length === 0 ? (
+          <p class="muted">No links yet. Create one and send it to the people you want to call.</p>
+        ) : (
+          <ul class="links">
+            {links.map((link) => (
+              <li key={link.id} class="card row spread">
+                <div>
+                  <strong>{link.name}</strong>
+                  <div class="muted small">Created {new Date(link.createdAt).toLocaleString()}</div>
+                </div>
+                <div class="row">
+                  <a class="button" href={link.path} aria-label={`Open ${link.name}`}>Open</a>
+                  <button class="danger" aria-label={`Delete link ${link.name}`} onClick={() => void remove(link)}>
+                    Delete link
+                  </button>
+                </div>
+              </li>
+            ))}
+          </ul>
+        )}
+      </section>
+    </main>
+  );
+}

@@ -1,0 +1,132 @@
+/** What someone who opened a link sees: who is calling, a preview, their name, then Join. */
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { parseDisplayName } from '../../protocol/messages.js';
+import { api, ApiError, type LinkPublicInfo } from '../api.js';
+import { describeMediaError, listDevices, openLocalMedia, type DeviceChoice } from '../call/devices.js';
+import { CallView } from './call.js';
+
+type Step = 'name' | 'ready' | 'call';
+
+export function JoinPage({ linkId }: { linkId: string }) {
+  const [info, setInfo] = useState<LinkPublicInfo | undefined>(undefined);
+  const [linkError, setLinkError] = useState('');
+  const [step, setStep] = useState<Step>('name');
+  const [name, setName] = useState('');
+  const [nameError, setNameError] = useState('');
+  const [stream, setStream] = useState<MediaStream | undefined>(undefined);
+  const [mediaError, setMediaError] = useState('');
+  const [devices, setDevices] = useState<{ cameras: MediaDeviceInfo[]; microphones: MediaDeviceInfo[] }>({ cameras: [], microphones: [] });
+  const [choice, setChoice] = useState<DeviceChoice>({});
+  const preview = useRef<HTMLVideoElement>(null);
+
+  useEffect(() => {
+    api.linkInfo(linkId).then(
+      (i) => {
+        setInfo(i);
+        if (i.isOwner) {
+          api.me().then((me) => {
+            setName(me.username);
+            setStep('ready');
+          }, () => {});
+        }
+      },
+      (err) => setLinkError(err instanceof ApiError ? err.message : 'This call link could not be opened.'),
+    );
+  }, [linkId]);
+
+  useEffect(() => {
+    if (!info || step === 'call') return;
+    let cancelled = false;
+    let opened: MediaStream | undefined;
+    openLocalMedia(choice).then(
+      async (s) => {
+        if (cancelled) return s.getTracks().forEach((t) => t.stop());
+        opened = s;
+        setStream(s);
+        setMediaError('');
+        setDevices(await listDevices());
+      },
+      (err) => !cancelled && setMediaError(describeMediaError(err)),
+    );
+    return () => {
+      cancelled = true;
+      // A new device choice replaces the preview; the call view keeps the last one.
+      opened?.getTracks().forEach((t) => t.stop());
+    };
+  }, [info, choice.cameraId, choice.microphoneId]);
+
+  useEffect(() => {
+    if (preview.current && stream) preview.current.srcObject = stream;
+  }, [stream, step]);
+
+  if (linkError) {
+    return (
+      <main class="page narrow">
+        <h1>Can't join this call</h1>
+        <p role="alert">{linkError}</p>
+      </main>
+    );
+  }
+  if (!info) return <main class="page narrow"><p>Loading…</p></main>;
+  if (step === 'call') return <CallView linkId={linkId} name={name} hostName={info.hostName} stream={stream} />;
+
+  function next(e: Event) {
+    e.preventDefault();
+    const parsed = parseDisplayName(name);
+    if (!parsed) {
+      setNameError('Enter a name of 1 to 64 characters, without control characters.');
+      return;
+    }
+    setName(parsed);
+    setNameError('');
+    setStep('ready');
+  }
+
+  return (
+    <main class="page narrow">
+      <p class="muted small">{location.host}</p>
+      <h1>{info.name}</h1>
+      <p class="lede">Hosted by <strong>{info.hostName}</strong></p>
+      <div class="preview">
+        <video ref={preview} autoplay playsInline muted aria-label="Your camera preview" />
+        {mediaError && <p role="alert" class="error">{mediaError}</p>}
+      </div>
+      {devices.cameras.length > 0 && (
+        <div class="row">
+          <label>
+            Camera
+            <select value={choice.cameraId ?? stream?.getVideoTracks()[0]?.getSettings().deviceId} onChange={(e) => setChoice({ ...choice, cameraId: e.currentTarget.value })}>
+              {devices.cameras.map((d, i) => <option key={d.deviceId} value={d.deviceId}>{d.label || `Camera ${i + 1}`}</option>)}
+            </select>
+          </label>
+          <label>
+            Microphone
+            <select value={choice.microphoneId ?? stream?.getAudioTracks()[0]?.getSettings().deviceId} onChange={(e) => setChoice({ ...choice, microphoneId: e.currentTarget.value })}>
+              {devices.microphones.map((d, i) => <option key={d.deviceId} value={d.deviceId}>{d.label || `Microphone ${i + 1}`}</option>)}
+            </select>
+          </label>
+        </div>
+      )}
+      {step === 'name' ? (
+        <form class="stack" onSubmit={next}>
+          <label>
+            Name
+            <input name="name" value={name} maxLength={64} autocomplete="name" onInput={(e) => setName(e.currentTarget.value)} />
+          </label>
+          {nameError && <p role="alert" class="error">{nameError}</p>}
+          <div class="row">
+            <button type="submit">Continue</button>
+          </div>
+        </form>
+      ) : (
+        <div class="stack">
+          <p>Joining as <strong>{name}</strong>{info.isOwner ? ' (host)' : ''}</p>
+          <div class="row">
+            <button onClick={() => setStep('call')}>Join</button>
+            {!info.isOwner && <button class="secondary" onClick={() => setStep('name')}>Change name</button>}
+          </div>
+        </div>
+      )}
+    </main>
+  );
+}

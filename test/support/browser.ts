@@ -1,0 +1,73 @@
+/** Headless Debian Chromium with a fake camera and microphone, one context per person. */
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+export async function launchChromium(): Promise<{ browser: Browser; close(): Promise<void> }> {
+  // Playwright gives every launch a fresh, empty profile directory of its own.
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    args: [
+      '--no-sandbox',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-quic',
+      '--no-first-run',
+      '--use-fake-device-for-media-stream',
+      '--use-fake-ui-for-media-stream',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+  return {
+    browser,
+    async close() {
+      await browser.close();
+    },
+  };
+}
+
+export async function newPerson(browser: Browser, baseURL: string): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext({ baseURL, permissions: ['camera', 'microphone'] });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: baseURL });
+  const page = await context.newPage();
+  return { context, page };
+}
+
+/** Wait until a <video> shows moving pictures: frames decoded and time advancing. */
+export async function waitForPlayingVideo(page: Page, selector: string, timeout = 20_000): Promise<void> {
+  await page.waitForFunction(
+    async (sel) => {
+      const v = document.querySelector<HTMLVideoElement>(sel);
+      if (!v || v.videoWidth === 0 || v.paused) return false;
+      const t0 = v.currentTime;
+      await new Promise((r) => setTimeout(r, 300));
+      return v.currentTime > t0;
+    },
+    selector,
+    { timeout, polling: 250 },
+  );
+}
+
+/** Frames per second a <video> presents, measured over `ms`, with its resolution. */
+export async function measureVideo(page: Page, selector: string, ms = 3000): Promise<{ fps: number; width: number; height: number }> {
+  return page.evaluate(
+    async ({ sel, ms }) => {
+      const v = document.querySelector<HTMLVideoElement>(sel)!;
+      const f0 = v.getVideoPlaybackQuality().totalVideoFrames;
+      await new Promise((r) => setTimeout(r, ms));
+      const f1 = v.getVideoPlaybackQuality().totalVideoFrames;
+      return { fps: ((f1 - f0) * 1000) / ms, width: v.videoWidth, height: v.videoHeight };
+    },
+    { sel: selector, ms },
+  );
+}
+
+export async function audioTrackLive(page: Page, selector: string): Promise<boolean> {
+  return page.evaluate((sel) => {
+    const v = document.querySelector<HTMLVideoElement>(sel);
+    const stream = v?.srcObject as MediaStream | null;
+    const track = stream?.getAudioTracks()[0];
+    return !!track && track.readyState === 'live' && !track.muted;
+  }, selector);
+}

@@ -1,0 +1,81 @@
+/** A real linkcall server on a free loopback port, with its own data directory. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { CallSession } from '../../src/client/call.js';
+import { SignalingClient } from '../../src/client/signaling.js';
+import { buildApp, type App } from '../../src/server/app.js';
+import { loadConfig } from '../../src/server/config.js';
+import type { RoomLimits } from '../../src/server/rooms/room.js';
+import { SqliteStore } from '../../src/server/store/sqlite.js';
+
+export interface TestServer {
+  url: string;
+  wsUrl: string;
+  dataDir: string;
+  app: App;
+  store: SqliteStore;
+  close(): Promise<void>;
+}
+
+export async function startServer(opts: { roomLimits?: Partial<RoomLimits>; logs?: string[] } = {}): Promise<TestServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'linkcall-test-'));
+  const config = loadConfig({ DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'info' });
+  const store = new SqliteStore(join(dataDir, 'linkcall.sqlite'));
+  const logs = opts.logs;
+  const logger = logs
+    ? { level: 'info', stream: { write: (line: string) => void logs.push(line) } }
+    : { level: 'warn' };
+  const app = await buildApp({ config, store, roomLimits: opts.roomLimits, logger });
+  await app.http.listen({ port: 0, host: '127.0.0.1' });
+  const address = app.http.server.address();
+  if (!address || typeof address === 'string') throw new Error('no address');
+  const url = `http://127.0.0.1:${address.port}`;
+  return {
+    url,
+    wsUrl: `ws://127.0.0.1:${address.port}/ws`,
+    dataDir,
+    app,
+    store,
+    async close() {
+      await app.http.close();
+      await store.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Sign up a host and return its session cookie. */
+export async function signUp(server: TestServer, username: string, password = 'correct horse battery'): Promise<string> {
+  const res = await fetch(`${server.url}/api/signup`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username, password }),
+  });
+  if (res.status !== 201) throw new Error(`sign-up failed: ${res.status} ${await res.text()}`);
+  const cookie = res.headers.get('set-cookie') ?? '';
+  return cookie.split(';')[0]!;
+}
+
+export async function createLink(server: TestServer, cookie: string, name?: string): Promise<string> {
+  const res = await fetch(`${server.url}/api/links`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', cookie },
+    body: JSON.stringify(name ? { name } : {}),
+  });
+  if (res.status !== 201) throw new Error(`link creation failed: ${res.status}`);
+  return ((await res.json()) as { id: string }).id;
+}
+
+/** A Node participant using the same protocol library as the browser. */
+export async function connectClient(server: TestServer, cookie?: string): Promise<{ signaling: SignalingClient; call: CallSession; raw: () => WebSocket }> {
+  let socket: WebSocket | undefined;
+  const signaling = new SignalingClient(server.wsUrl, (u) => {
+    socket = new WebSocket(u, { headers: cookie ? { cookie } : {} });
+    return socket as unknown as import('../../src/client/signaling.js').SocketLike;
+  });
+  const call = new CallSession(signaling);
+  await signaling.connect();
+  return { signaling, call, raw: () => socket! };
+}
