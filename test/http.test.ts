@@ -30,7 +30,8 @@ describe('HTTP API and pages', () => {
   it('stores a password hash, never the password', async () => {
     await signUp(server, 'erin', 'a very secret passphrase');
     const account = await server.store.findAccountByUsername('erin');
-    assert.ok(account?.passwordHash.startsWith('$argon2id$'));
+    assert.ok(account);
+    assert.ok(account.passwordHash.startsWith('$argon2id$'));
     assert.ok(!account.passwordHash.includes('a very secret passphrase'));
   });
 
@@ -67,5 +68,41 @@ describe('HTTP API and pages', () => {
     assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
     const html = await res.text();
     assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/, 'no inline script');
+  });
+});
+
+describe('HTTP rate limits', () => {
+  it('refuses the sixth sign-up from one address within the hour with a sentence', async () => {
+    const server = await startServer({ rateLimits: { signUpsPerAddressPerHour: 5 } });
+    try {
+      const statuses: number[] = [];
+      let last: unknown;
+      for (let i = 0; i < 6; i++) {
+        const res = await fetch(`${server.url}/api/signup`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ username: `user${i}`, password: 'correct horse battery' }),
+        });
+        statuses.push(res.status);
+        last = await res.json();
+      }
+      assert.deepEqual(statuses, [201, 201, 201, 201, 201, 429]);
+      assert.deepEqual(last, { error: 'rate_limited', message: 'Too many attempts. Please wait a moment and try again.' });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('refuses link creation past the per-account limit', async () => {
+    const server = await startServer({ rateLimits: { linksPerAccountPerHour: 2 } });
+    try {
+      const cookie = await signUp(server, 'lena');
+      await createLink(server, cookie);
+      await createLink(server, cookie);
+      const res = await fetch(`${server.url}/api/links`, { method: 'POST', headers: { 'content-type': 'application/json', cookie }, body: '{}' });
+      assert.equal(res.status, 429);
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -185,3 +185,25 @@ describe('signaling over a real server', () => {
     assert.equal(status, 403);
   });
 });
+
+describe('knock rate limits', () => {
+  it('refuses knocks past the per-link limit with a typed error', async () => {
+    const server = await startServer({ rateLimits: { knocksPerLinkPerMinute: 3 } });
+    try {
+      const cookie = await signUp(server, 'ana');
+      const linkId = await createLink(server, cookie);
+      const codes: string[] = [];
+      for (let i = 0; i < 4; i++) {
+        const c = await connectClient(server);
+        const first = new Promise<ServerMessage>((resolve) => c.signaling.onAny(resolve));
+        c.call.join(linkId, `Guest ${i}`);
+        const m = await first;
+        codes.push(m.type === 'error' ? m.code : m.type);
+        c.signaling.close();
+      }
+      assert.deepEqual(codes, ['waiting', 'waiting', 'waiting', 'rate_limited']);
+    } finally {
+      await server.close();
+    }
+  });
+});

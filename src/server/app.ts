@@ -18,10 +18,28 @@ import { Rooms } from './rooms/rooms.js';
 import { Connection } from './signaling/connection.js';
 import type { Store } from './store/store.js';
 
+/** Attempts allowed per window; defaults suit a public server, tests raise some. */
+export interface RateLimits {
+  signUpsPerAddressPerHour: number;
+  signInsPerAddressPerMinute: number;
+  linksPerAccountPerHour: number;
+  knocksPerLinkPerMinute: number;
+  knocksPerAddressPerMinute: number;
+}
+
+export const DEFAULT_RATE_LIMITS: RateLimits = {
+  signUpsPerAddressPerHour: 5,
+  signInsPerAddressPerMinute: 10,
+  linksPerAccountPerHour: 30,
+  knocksPerLinkPerMinute: 30,
+  knocksPerAddressPerMinute: 20,
+};
+
 export interface AppOptions {
   config: Config;
   store: Store;
   roomLimits?: Partial<RoomLimits>;
+  rateLimits?: Partial<RateLimits>;
   logger?: boolean | object;
 }
 
@@ -30,7 +48,8 @@ export interface App {
   rooms: Rooms;
 }
 
-export async function buildApp({ config, store, roomLimits, logger }: AppOptions): Promise<App> {
+export async function buildApp({ config, store, roomLimits, rateLimits, logger }: AppOptions): Promise<App> {
+  const limits = { ...DEFAULT_RATE_LIMITS, ...rateLimits };
   const tls = config.publicUrl?.startsWith('https://') ?? false;
   const http = Fastify({
     logger: logger ?? { level: config.logLevel },
@@ -57,13 +76,18 @@ export async function buildApp({ config, store, roomLimits, logger }: AppOptions
   await http.register(cookie);
   await http.register(websocket, { options: { maxPayload: 4 * MAX_FRAME_BYTES } });
 
-  registerAuth(http, { store, secureCookies: tls });
-  registerLinks(http, { store, rooms });
+  registerAuth(http, {
+    store,
+    secureCookies: tls,
+    signUpLimit: new RateLimiter(limits.signUpsPerAddressPerHour, 3600_000),
+    signInLimit: new RateLimiter(limits.signInsPerAddressPerMinute, 60_000),
+  });
+  registerLinks(http, { store, rooms, createLimit: new RateLimiter(limits.linksPerAccountPerHour, 3600_000) });
 
   http.get('/healthz', async () => ({ ok: true, rooms: rooms.size }));
 
-  const knocksPerLink = new RateLimiter(30, 60_000);
-  const knocksPerAddress = new RateLimiter(20, 60_000);
+  const knocksPerLink = new RateLimiter(limits.knocksPerLinkPerMinute, 60_000);
+  const knocksPerAddress = new RateLimiter(limits.knocksPerAddressPerMinute, 60_000);
   http.addHook('onClose', async () => {
     knocksPerLink.close();
     knocksPerAddress.close();

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { CallSession } from '../../src/client/call.js';
 import { SignalingClient } from '../../src/client/signaling.js';
-import { buildApp, type App } from '../../src/server/app.js';
+import { buildApp, type App, type RateLimits } from '../../src/server/app.js';
 import { loadConfig } from '../../src/server/config.js';
 import type { RoomLimits } from '../../src/server/rooms/room.js';
 import { SqliteStore } from '../../src/server/store/sqlite.js';
@@ -19,7 +19,17 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startServer(opts: { roomLimits?: Partial<RoomLimits>; logs?: string[] } = {}): Promise<TestServer> {
+export interface TestServerOptions {
+  roomLimits?: Partial<RoomLimits>;
+  rateLimits?: Partial<RateLimits>;
+  /** Collects every server log line. */
+  logs?: string[];
+}
+
+/** Many hosts sign up from one loopback address in tests; the sign-up limit is the only one raised. */
+const TEST_RATE_LIMITS: Partial<RateLimits> = { signUpsPerAddressPerHour: 1000 };
+
+export async function startServer(opts: TestServerOptions = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'linkcall-test-'));
   const config = loadConfig({ DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'info' });
   const store = new SqliteStore(join(dataDir, 'linkcall.sqlite'));
@@ -27,7 +37,13 @@ export async function startServer(opts: { roomLimits?: Partial<RoomLimits>; logs
   const logger = logs
     ? { level: 'info', stream: { write: (line: string) => void logs.push(line) } }
     : { level: 'warn' };
-  const app = await buildApp({ config, store, roomLimits: opts.roomLimits, logger });
+  const app = await buildApp({
+    config,
+    store,
+    roomLimits: opts.roomLimits,
+    rateLimits: { ...TEST_RATE_LIMITS, ...opts.rateLimits },
+    logger,
+  });
   await app.http.listen({ port: 0, host: '127.0.0.1' });
   const address = app.http.server.address();
   if (!address || typeof address === 'string') throw new Error('no address');

@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { LinkcallError } from '../../protocol/errors.js';
 import type { Account, Store } from '../store/store.js';
-import { RateLimiter } from './rate-limit.js';
+import type { RateLimiter } from './rate-limit.js';
 
 export const SESSION_COOKIE = 'lc_session';
 const SESSION_TTL_MS = 30 * 24 * 3600_000;
@@ -33,15 +33,12 @@ export async function sessionAccount(store: Store, cookieValue: string | undefin
 export interface AuthOptions {
   store: Store;
   secureCookies: boolean;
-  signInLimit?: RateLimiter;
-  signUpLimit?: RateLimiter;
+  signInLimit: RateLimiter;
+  signUpLimit: RateLimiter;
 }
 
 export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
-  const { store } = opts;
-  // Per address: 10 sign-in attempts a minute, 5 sign-ups an hour.
-  const signInLimit = opts.signInLimit ?? new RateLimiter(10, 60_000);
-  const signUpLimit = opts.signUpLimit ?? new RateLimiter(5, 3600_000);
+  const { store, signInLimit, signUpLimit } = opts;
   app.addHook('onClose', async () => {
     signInLimit.close();
     signUpLimit.close();

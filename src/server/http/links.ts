@@ -7,7 +7,7 @@ import { linkId as linkIdSchema } from '../../protocol/messages.js';
 import type { Rooms } from '../rooms/rooms.js';
 import type { Link, Store } from '../store/store.js';
 import { requireAccount } from './auth.js';
-import { RateLimiter } from './rate-limit.js';
+import type { RateLimiter } from './rate-limit.js';
 
 const MAX_LINKS_PER_HOST = 500;
 
@@ -27,13 +27,11 @@ export function newLinkId(): string {
 export interface LinksOptions {
   store: Store;
   rooms: Rooms;
-  createLimit?: RateLimiter;
+  createLimit: RateLimiter;
 }
 
 export function registerLinks(app: FastifyInstance, opts: LinksOptions): void {
-  const { store, rooms } = opts;
-  // Per account: 30 new links an hour.
-  const createLimit = opts.createLimit ?? new RateLimiter(30, 3600_000);
+  const { store, rooms, createLimit } = opts;
   app.addHook('onClose', async () => createLimit.close());
 
   const view = (l: Link) => ({ id: l.id, name: l.name, createdAt: l.createdAt, path: `/join/${l.id}` });

@@ -1,0 +1,99 @@
+/**
+ * Join latency in Chromium on loopback, over N guests joining one host's call:
+ *  - knock:      guest clicks Join → the host's page shows "Approve {name}"
+ *  - firstFrame: host clicks Approve → the guest's page presents the host's first video frame
+ * Prints p50/p95 and writes bench/results/join.json.  Usage: npx tsx bench/join.ts [runs]
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import type { Page } from 'playwright-core';
+import { launchChromium, newPerson } from '../test/support/browser.js';
+import { startServer } from '../test/support/server.js';
+
+const runs = Number(process.argv[2] ?? 20);
+
+/** Records, in page time since epoch, button clicks, when knocks appear and when remote video first paints. */
+const INSTRUMENT = () => {
+  const now = () => performance.timeOrigin + performance.now();
+  const w = window as unknown as Record<string, unknown>;
+  w.__clicks = {} as Record<string, number>;
+  document.addEventListener(
+    'click',
+    (e) => {
+      const b = (e.target as Element | null)?.closest('button');
+      if (b) (w.__clicks as Record<string, number>)[b.getAttribute('aria-label') ?? b.textContent ?? ''] = now();
+    },
+    true,
+  );
+  const seen = new Set<Element>();
+  new MutationObserver(() => {
+    for (const b of document.querySelectorAll('button[aria-label^="Approve "]')) {
+      if (!w[`__knock:${b.getAttribute('aria-label')}`]) w[`__knock:${b.getAttribute('aria-label')}`] = now();
+    }
+    for (const v of document.querySelectorAll<HTMLVideoElement>('video[aria-label^="Video of "]')) {
+      if (seen.has(v)) continue;
+      seen.add(v);
+      v.requestVideoFrameCallback(() => {
+        if (!w.__firstFrame) w.__firstFrame = now();
+      });
+    }
+  }).observe(document, { subtree: true, childList: true });
+};
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+const server = await startServer();
+const chromium = await launchChromium();
+const host = await newPerson(chromium.browser, server.url);
+await host.context.addInitScript(INSTRUMENT);
+const page: Page = host.page;
+await page.goto('/');
+await page.getByRole('textbox', { name: 'Username' }).fill('host');
+await page.getByLabel('Password').fill('correct horse battery');
+await page.getByRole('button', { name: 'Sign up' }).click();
+await page.getByRole('button', { name: 'Create Link' }).click();
+const link = await page.getByRole('textbox', { name: 'Call link' }).inputValue();
+await page.goto(link);
+await page.getByRole('button', { name: 'Join' }).click();
+await page.getByRole('button', { name: 'End call' }).waitFor();
+
+const knock: number[] = [];
+const firstFrame: number[] = [];
+for (let i = 0; i < runs; i++) {
+  const name = `Guest ${i}`;
+  const guest = await newPerson(chromium.browser, server.url);
+  await guest.context.addInitScript(INSTRUMENT);
+  await guest.page.goto(link);
+  await guest.page.getByRole('textbox', { name: 'Name' }).fill(name);
+  await guest.page.getByRole('button', { name: 'Continue' }).click();
+  await guest.page.getByRole('button', { name: 'Join' }).click();
+  const approve = page.getByRole('button', { name: `Approve ${name}` });
+  await approve.waitFor();
+  await approve.click();
+  await guest.page.waitForFunction(() => (window as unknown as { __firstFrame?: number }).__firstFrame, null, { timeout: 20_000 });
+  const joinClick = await guest.page.evaluate(() => (window as unknown as { __clicks: Record<string, number> }).__clicks['Join']!);
+  const knockSeen = await page.evaluate((n) => (window as unknown as Record<string, number>)[`__knock:Approve ${n}`]!, name);
+  const approveClick = await page.evaluate((n) => (window as unknown as { __clicks: Record<string, number> }).__clicks[`Approve ${n}`]!, name);
+  const frame = await guest.page.evaluate(() => (window as unknown as { __firstFrame: number }).__firstFrame);
+  knock.push(knockSeen - joinClick);
+  firstFrame.push(frame - approveClick);
+  await guest.page.getByRole('button', { name: 'Leave' }).click();
+  await guest.context.close();
+  process.stdout.write(`run ${i + 1}/${runs}: knock ${(knockSeen - joinClick).toFixed(1)} ms, first frame ${(frame - approveClick).toFixed(1)} ms\n`);
+}
+
+const result = {
+  runs,
+  knockMs: { p50: percentile(knock, 50), p95: percentile(knock, 95), goalP95: 50 },
+  firstFrameMs: { p50: percentile(firstFrame, 50), p95: percentile(firstFrame, 95), goalP95: 600 },
+  browser: 'chromium (Debian), headless, loopback',
+  date: new Date().toISOString(),
+};
+console.log(`knock → host sees it:        p50 ${result.knockMs.p50.toFixed(1)} ms, p95 ${result.knockMs.p95.toFixed(1)} ms (goal p95 ≤ 50 ms)`);
+console.log(`approve → first remote frame: p50 ${result.firstFrameMs.p50.toFixed(1)} ms, p95 ${result.firstFrameMs.p95.toFixed(1)} ms (goal p95 ≤ 600 ms)`);
+mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+writeFileSync(new URL('./results/join.json', import.meta.url), JSON.stringify(result, null, 2) + '\n');
+await chromium.close();
+await server.close();
