@@ -1,0 +1,495 @@
+/**
+ * End-to-end encryption core: key schedule, knocks, grants, SFrame. Fixed
+ * vectors pin every deterministic output; the derivation vectors were checked
+ * once against an independent node:crypto computation (HKDF/HMAC/AES-GCM).
+ * Failure messages carry lengths and booleans only, never key or frame bytes.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  type CallIdentity,
+  type CallKey,
+  createGrant,
+  decodeSecret,
+  deriveLinkKeys,
+  encodeSecret,
+  GrantRefused,
+  type KeyGrant,
+  newCallIdentity,
+  newCallKey,
+  newLinkSecret,
+  newSenderIndex,
+  openGrant,
+  openKnock,
+  ratchet,
+  safetyCode,
+  sealKnock,
+  signLinkInfo,
+  toBase64url,
+  verifyLinkInfo,
+} from '../src/e2ee/keys.js';
+import {
+  decodeHeader,
+  deriveKeySalt,
+  encodeHeader,
+  FrameCryptor,
+  type FrameMeta,
+  kidFor,
+  sframeDecrypt,
+  sframeEncrypt,
+  TAG_BYTES,
+} from '../src/e2ee/sframe.js';
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
+/** Compares bytes without putting them in a failure message. */
+function sameBytes(actual: Uint8Array | undefined, expected: Uint8Array, what: string): void {
+  assert.ok(actual !== undefined, `${what}: got nothing`);
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  assert.ok(hex(actual) === hex(expected), `${what}: bytes differ (length ${expected.length})`);
+}
+
+// ------------------------------------------------------------------ fixed inputs
+
+const SECRET = new Uint8Array(32).map((_, i) => i); // 000102…1f
+const LINK_ID = 'AAECAwQFBgcICQoLDA0ODw';
+const LINK_INFO = { name: 'Team sync', hostName: 'Ada Lovelace' };
+const CALL_KEY: CallKey = { secret: new Uint8Array(32).map((_, i) => 0xa0 + i), epoch: 7 };
+const SENDER = 0x123456789abc;
+const FRAME = new Uint8Array(24).map((_, i) => i);
+const VIDEO_KEY: FrameMeta = { kind: 'video', keyFrame: true };
+const VIDEO_DELTA: FrameMeta = { kind: 'video', keyFrame: false };
+const AUDIO: FrameMeta = { kind: 'audio', keyFrame: false };
+
+const VECTORS = {
+  // HMAC-SHA-256 with auth key = HKDF-SHA-256(SECRET, salt "", info "linkcall v1 auth key"), over
+  // "linkcall v1 link info" ‖ (u32 length ‖ UTF-8) of linkId, name, hostName.
+  linkInfoMac: 'eDnIJ2vNn4UMOTwmSceTCoDA9-Zr22kz76PcdrTobKo',
+  // Sealed with lobby key = HKDF-SHA-256(SECRET, "", "linkcall v1 lobby key"), AES-256-GCM.
+  knock: {
+    name: 'Grace Hopper',
+    publicKey: 'BLTy_QYaXy5p0A4l2qPzt5DAkNRxHqq7N5kSdIyd7rD982g4-YVzJFkFKiZWACsXHDjJmi9R4HJExRWoegedb9g',
+    sealed:
+      'aj3mPRrlxfkxCU5lWiB55qV0OUxkuTS-aOBPEBA2l-Yw5_asuPZm4M8ZUfZVP_r9lmnl9LmLE0qOglraJ5F0O3VmPEh_gnDYHSqgNOjfY8tKCUKeNASYNII6' +
+      'drchduu3xOtLrBM6YdId60O0QcZjAnkq7D-zSg40uZoYWa8Ndr5DCDkaPqpuvIHi8rjb6oFx7yetjMe2z6uv3pTz_8xRhdVhbG8dqb1mPdiUFeF1MQLG1OsM' +
+      'XabO1BFwHW8Sr620WHOF8O15Kb2kp4S5CWdzQUp4rUWxIrGHmRUGT5ue1SFk-J9qNu0VoCcD9CpEUjEQJscdR75v_ml6-y14fF0voU9WatFRkBeTPzW8BQg_' +
+      'Pd8deHehBEoRkl6EyQPkb_dUOhctuSIq8T4TC4mLg45dmCu9p5T7QocRCAr8yr7ddU0-lq8Yubj5Q7zyAc3pfK1RB8IiOz8yzq3Tq4NZ02B7fqnVvHtsFT5K' +
+      '--94bDxvP0Cm6RaAZZ1f6mKoiUa8X4ZV8gDHbhb41FlM9oAYoaDKpx64KqlobP_6tPGqGs8aRJNRrcdFlgeSCQVvKnZcpPqQpR4JOge-O3l89Jz8JKtRHjG-' +
+      'SR7CDTHXZLTeVFIl83FvNn4iKqRdEN8x1YK2u4GmjtU8Tki2airnNSNO7hHCIPfFiTvOowVxKjTGslRjWxjC9WctmCWmsld5qVgsU9FHaI65cuAFXEzMkfuq',
+  },
+  // Test-only P-256 identities (JWK) and a grant from approver to recipient "guest-1".
+  approverJwk: {
+    kty: 'EC',
+    crv: 'P-256',
+    x: 'O-wF2wQEbAr8EL1z38CcExltcmRZ7jIfZOAsMucIRfo',
+    y: 'Jr79Pq29HL1Q_XxxQeYS3wlBkzEEy8QzFExXDOCNMAc',
+    d: 'z6ARapg8DBSQepSFwsjwU7sJV5lI1htJsOwAwHzSQLQ',
+  },
+  recipientJwk: {
+    kty: 'EC',
+    crv: 'P-256',
+    x: 'Qe2ee84ooigSBQIIszxIuBABEW5kNDDr9l8oONnRs2I',
+    y: 'MFmDefsZq6KPSP18glTJQfA5LLnVFchl27dLCprVaFk',
+    d: 'i4Ul3CqtFkfKk8vn4myR1nP7nuBcIoKm_OSYPhHWttc',
+  },
+  grant: {
+    approverPublicKey: 'BDvsBdsEBGwK_BC9c9_AnBMZbXJkWe4yH2TgLDLnCEX6Jr79Pq29HL1Q_XxxQeYS3wlBkzEEy8QzFExXDOCNMAc',
+    recipientId: 'guest-1',
+    iv: 'P3yNNWQyx3l5ebMm',
+    wrapped: 'sOCqNY0MAHl1NW2BbAZQ00EuPOs_eS9f8NHUZITTSxnrwnjr43ReCjzleocY36zK0gNtWJQfJ1XLhrGSidbn0w',
+    mac: 'D2Mk1wPokr02MTKfXzBz1TEBgvW6GT4mUJmeJIyMlcA',
+  } satisfies KeyGrant,
+  // HKDF-SHA-256(CALL_KEY.secret, "", "linkcall v1 ratchet" ‖ u32 8 ‖ u64 epoch)
+  ratchet: '704757e90d8eb0cbadbeb38c19cb291135d39ec693a863688a129719724b7a1e',
+  safetyCode: '4533 7536 7982',
+  safetyCodeAfterRatchet: '1657 8430 5100',
+  // FrameCryptor with CALL_KEY, SENDER: clear bytes ‖ header (KID = SENDER ‖ 07) ‖ ciphertext ‖ tag
+  videoKeyFrameCtr0:
+    '00010203040506070809' + 'e0123456789abc07' + '6245969b7ebfd111ff69ff9a40b8bb0312d07469e449a4ce4581208c0d52',
+  audioFrameCtr1: '00' + 'e1123456789abc07' + '8113fb39cc9acc5dfd64440715df14deade7cbb431a5b61308b53e2f631b715dc2a0aba5e17c97',
+};
+
+/** A CallIdentity from a fixed JWK, private key non-extractable like newCallIdentity's. */
+async function identityFromJwk(jwk: JsonWebKey): Promise<CallIdentity> {
+  const algorithm = { name: 'ECDH', namedCurve: 'P-256' };
+  const privateKey = await crypto.subtle.importKey('jwk', jwk, algorithm, false, ['deriveBits']);
+  const { d: _d, ...publicJwk } = jwk;
+  const publicKey = await crypto.subtle.importKey('jwk', publicJwk, algorithm, true, []);
+  const raw = new Uint8Array(await crypto.subtle.exportKey('raw', publicKey));
+  return { keyPair: { privateKey, publicKey }, publicKey: toBase64url(raw) };
+}
+
+/** Replace one character in the middle of a base64url string by another valid one. */
+function tamper(text: string): string {
+  const i = Math.floor(text.length / 2);
+  return text.slice(0, i) + (text[i] === 'A' ? 'B' : 'A') + text.slice(i + 1);
+}
+
+async function refusal(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (e) {
+    if (e instanceof GrantRefused) return e.reason;
+    throw e;
+  }
+  return 'accepted';
+}
+
+// ------------------------------------------------------------------ link secret and link keys
+
+test('a link secret is 32 random bytes written as 43 base64url characters, and reads back', () => {
+  const a = newLinkSecret();
+  const b = newLinkSecret();
+  assert.equal(a.length, 32);
+  assert.ok(hex(a) !== hex(b), 'two secrets are different');
+  const text = encodeSecret(a);
+  assert.ok(/^[A-Za-z0-9_-]{43}$/.test(text), '43 base64url characters');
+  sameBytes(decodeSecret(text), a, 'decoded secret');
+  assert.ok(encodeSecret(SECRET) === 'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8', 'fixed secret encodes as expected');
+});
+
+test('decodeSecret refuses malformed or wrong-length text', () => {
+  const good = encodeSecret(SECRET);
+  for (const bad of ['', good.slice(1), good + 'A', good.slice(0, 42) + '=', good.slice(0, 42) + '+', good.slice(0, 42) + 'B', ' ' + good.slice(1)]) {
+    assert.equal(decodeSecret(bad), undefined, `refused (length ${bad.length})`);
+  }
+});
+
+test('link keys are fixed by the secret: the link-info MAC matches the vector', async () => {
+  const keys = await deriveLinkKeys(SECRET);
+  assert.ok((await signLinkInfo(keys, LINK_ID, LINK_INFO)) === VECTORS.linkInfoMac, 'link-info MAC matches the vector');
+  assert.equal(keys.authKey.extractable, false);
+  assert.equal(keys.lobbyKey.extractable, false);
+});
+
+test('a guest verifies the link name and host name, and notices any change or another secret', async () => {
+  const keys = await deriveLinkKeys(SECRET);
+  const other = await deriveLinkKeys(newLinkSecret());
+  const mac = VECTORS.linkInfoMac;
+  assert.equal(await verifyLinkInfo(keys, LINK_ID, LINK_INFO, mac), true);
+  assert.equal(await verifyLinkInfo(keys, LINK_ID, { ...LINK_INFO, hostName: 'Mallory' }, mac), false);
+  assert.equal(await verifyLinkInfo(keys, LINK_ID, { ...LINK_INFO, name: 'Team sync!' }, mac), false);
+  // Field boundaries are part of the MAC: moving characters between fields changes it.
+  assert.equal(await verifyLinkInfo(keys, LINK_ID, { name: 'Team syncA', hostName: 'da Lovelace' }, mac), false);
+  assert.equal(await verifyLinkInfo(keys, 'BBECAwQFBgcICQoLDA0ODw', LINK_INFO, mac), false);
+  assert.equal(await verifyLinkInfo(keys, LINK_ID, LINK_INFO, tamper(mac)), false);
+  assert.equal(await verifyLinkInfo(keys, LINK_ID, LINK_INFO, 'not a mac'), false);
+  assert.equal(await verifyLinkInfo(other, LINK_ID, LINK_INFO, mac), false);
+});
+
+// ------------------------------------------------------------------ knocks
+
+test('the fixed sealed knock opens to the guest card with the lobby key of the secret', async () => {
+  const keys = await deriveLinkKeys(SECRET);
+  const card = await openKnock(keys, LINK_ID, VECTORS.knock.sealed);
+  assert.ok(card, 'knock opens');
+  assert.ok(card.name === VECTORS.knock.name, 'name matches');
+  assert.ok(card.publicKey === VECTORS.knock.publicKey, 'public key matches');
+});
+
+test('a knock opens only with the same secret and link, untouched', async () => {
+  const keys = await deriveLinkKeys(SECRET);
+  const { publicKey } = await newCallIdentity();
+  const sealed = await sealKnock(keys, LINK_ID, { name: 'Grace', publicKey });
+  const card = await openKnock(keys, LINK_ID, sealed);
+  assert.ok(card?.name === 'Grace' && card.publicKey === publicKey, 'round trip');
+  assert.equal(await openKnock(await deriveLinkKeys(newLinkSecret()), LINK_ID, sealed), undefined, 'wrong secret');
+  assert.equal(await openKnock(keys, LINK_ID, tamper(sealed)), undefined, 'tampered');
+  assert.equal(await openKnock(keys, 'BBECAwQFBgcICQoLDA0ODw', sealed), undefined, 'other linkId');
+  assert.equal(await openKnock(keys, LINK_ID, sealed.slice(0, 40)), undefined, 'truncated');
+  assert.equal(await openKnock(keys, LINK_ID, '%%%'), undefined, 'not base64url');
+  assert.ok((await sealKnock(keys, LINK_ID, { name: 'Grace', publicKey })) !== sealed, 'fresh IV each time');
+});
+
+test('the sealed knock does not tell the server how long the name is', async () => {
+  const keys = await deriveLinkKeys(SECRET);
+  const { publicKey } = await newCallIdentity();
+  const short = await sealKnock(keys, LINK_ID, { name: 'Al', publicKey });
+  const long = await sealKnock(keys, LINK_ID, { name: '漢'.repeat(64), publicKey });
+  assert.equal(short.length, long.length);
+});
+
+// ------------------------------------------------------------------ grants
+
+test('new call identities are fresh P-256 key pairs whose private key cannot be exported', async () => {
+  const a = await newCallIdentity();
+  const b = await newCallIdentity();
+  assert.equal(a.keyPair.privateKey.extractable, false);
+  assert.match(a.publicKey, /^[A-Za-z0-9_-]{87}$/);
+  assert.ok(a.publicKey !== b.publicKey, 'fresh per call');
+});
+
+test('the fixed grant opens to its call key and sender index for its recipient', async () => {
+  const keys = await deriveLinkKeys(SECRET);
+  const recipient = await identityFromJwk(VECTORS.recipientJwk);
+  const opened = await openGrant(keys, recipient, { linkId: LINK_ID, myId: 'guest-1' }, VECTORS.grant);
+  sameBytes(opened.callKey.secret, CALL_KEY.secret, 'call secret');
+  assert.equal(opened.callKey.epoch, 7);
+  assert.equal(opened.senderIndex, SENDER);
+  const approver = await identityFromJwk(VECTORS.approverJwk);
+  assert.ok(VECTORS.grant.approverPublicKey === approver.publicKey, 'approver public key matches its JWK');
+});
+
+test('a grant made for one participant opens for that participant and no one else', async () => {
+  const keys = await deriveLinkKeys(SECRET);
+  const approver = await newCallIdentity();
+  const guest = await newCallIdentity();
+  const callKey = newCallKey(3);
+  const senderIndex = newSenderIndex();
+  const grant = await createGrant(keys, approver, {
+    linkId: LINK_ID,
+    recipientId: 'guest-1',
+    recipientPublicKey: guest.publicKey,
+    callKey,
+    senderIndex,
+  });
+  const me = { linkId: LINK_ID, myId: 'guest-1' };
+  const opened = await openGrant(keys, guest, me, grant);
+  sameBytes(opened.callKey.secret, callKey.secret, 'call secret');
+  assert.equal(opened.callKey.epoch, 3);
+  assert.equal(opened.senderIndex, senderIndex);
+
+  // Every field is covered by the MAC.
+  assert.equal(await refusal(openGrant(keys, guest, me, { ...grant, mac: tamper(grant.mac) })), 'bad_mac');
+  assert.equal(await refusal(openGrant(keys, guest, me, { ...grant, wrapped: tamper(grant.wrapped) })), 'bad_mac');
+  assert.equal(await refusal(openGrant(keys, guest, me, { ...grant, iv: tamper(grant.iv) })), 'bad_mac');
+  const stranger = await newCallIdentity();
+  assert.equal(await refusal(openGrant(keys, guest, me, { ...grant, approverPublicKey: stranger.publicKey })), 'bad_mac');
+  assert.equal(await refusal(openGrant(keys, guest, { ...me, linkId: 'BBECAwQFBgcICQoLDA0ODw' }, grant)), 'bad_mac');
+  // The server does not hold the link secret, so it cannot make or fix a MAC.
+  assert.equal(await refusal(openGrant(await deriveLinkKeys(newLinkSecret()), guest, me, grant)), 'bad_mac');
+
+  // Replays: to another participant, or to this participant id in another call (fresh key pair).
+  const other = await newCallIdentity();
+  assert.equal(await refusal(openGrant(keys, other, { linkId: LINK_ID, myId: 'guest-2' }, grant)), 'wrong_recipient');
+  assert.equal(await refusal(openGrant(keys, other, { linkId: LINK_ID, myId: 'guest-2' }, { ...grant, recipientId: 'guest-2' })), 'bad_mac');
+  assert.equal(await refusal(openGrant(keys, other, me, grant)), 'bad_mac');
+
+  assert.equal(await refusal(openGrant(keys, guest, me, { ...grant, iv: 'short' })), 'malformed');
+  assert.equal(await refusal(openGrant(keys, guest, me, { recipientId: 'guest-1' } as KeyGrant)), 'malformed');
+  assert.equal(await refusal(openGrant(keys, guest, me, null as unknown as KeyGrant)), 'malformed');
+});
+
+test('a grant whose wrapping does not match its approver key is undecryptable', async () => {
+  const keys = await deriveLinkKeys(SECRET);
+  const guest = await newCallIdentity();
+  const claimed = await newCallIdentity();
+  const actual = await newCallIdentity();
+  // A link holder who wraps with one key pair but names another.
+  const liar: CallIdentity = { keyPair: actual.keyPair, publicKey: claimed.publicKey };
+  const grant = await createGrant(keys, liar, {
+    linkId: LINK_ID,
+    recipientId: 'guest-1',
+    recipientPublicKey: guest.publicKey,
+    callKey: newCallKey(0),
+    senderIndex: 1,
+  });
+  assert.equal(await refusal(openGrant(keys, guest, { linkId: LINK_ID, myId: 'guest-1' }, grant)), 'undecryptable');
+});
+
+// ------------------------------------------------------------------ call keys
+
+test('ratchet is the fixed HKDF step and moves to the next epoch', async () => {
+  const next = await ratchet(CALL_KEY);
+  sameBytes(next.secret, unhex(VECTORS.ratchet), 'ratcheted secret');
+  assert.equal(next.epoch, 8);
+  assert.equal(CALL_KEY.epoch, 7, 'the input is unchanged');
+});
+
+test('safety codes are equal for equal keys and different for different keys', async () => {
+  assert.ok((await safetyCode(CALL_KEY)) === VECTORS.safetyCode, 'fixed vector');
+  assert.ok((await safetyCode({ secret: new Uint8Array(CALL_KEY.secret), epoch: 7 })) === VECTORS.safetyCode, 'equal keys, equal codes');
+  assert.ok((await safetyCode(await ratchet(CALL_KEY))) === VECTORS.safetyCodeAfterRatchet, 'fixed vector after ratchet');
+  const a = newCallKey(1);
+  const b = newCallKey(1);
+  assert.ok(/^\d{4} \d{4} \d{4}$/.test(await safetyCode(a)), 'three groups of four digits');
+  assert.ok((await safetyCode(a)) !== (await safetyCode(b)), 'different secrets, different codes');
+  assert.ok((await safetyCode(a)) !== (await safetyCode({ secret: a.secret, epoch: 2 })), 'different epochs, different codes');
+});
+
+test('sender indexes are random 48-bit integers', () => {
+  const seen = new Set<number>();
+  for (let i = 0; i < 1000; i++) {
+    const n = newSenderIndex();
+    assert.ok(Number.isSafeInteger(n) && n >= 0 && n < 2 ** 48, 'in range');
+    seen.add(n);
+  }
+  assert.equal(seen.size, 1000);
+  assert.ok([...seen].some((n) => n >= 2 ** 47), 'top bit used');
+});
+
+// ------------------------------------------------------------------ SFrame
+
+test('SFrame headers match RFC 9605 test vectors', () => {
+  const cases: [bigint, bigint, string][] = [
+    [0n, 0n, '00'],
+    [0n, 0xffn, '08ff'],
+    [0n, 0x10000n, '0a010000'],
+    [0xffffffffffffffffn, 0n, 'f0ffffffffffffffff'],
+    [0xffffffffffffffffn, 0x100n, 'f9ffffffffffffffff0100'],
+    [0x123n, 0x4567n, '9901234567'],
+  ];
+  for (const [kid, ctr, header] of cases) {
+    assert.ok(hex(encodeHeader(kid, ctr)) === header, `header of case ${cases.findIndex((c) => c[2] === header)}`);
+    assert.deepEqual(decodeHeader(unhex(header)), { kid, ctr, length: header.length / 2 });
+  }
+  assert.equal(decodeHeader(unhex('f0ffff')), undefined, 'truncated KID');
+});
+
+test('SFrame encryption matches the RFC 9605 AES_128_GCM_SHA256_128 vector', async () => {
+  const baseKey = unhex('000102030405060708090a0b0c0d0e0f');
+  const metadata = unhex('4945544620534672616d65205747');
+  const plaintext = unhex('64726166742d696574662d736672616d652d656e63');
+  const expected = unhex('9901234567b7412c2513a1b66dbb48841bbaf17f598751176ad847681a69c6d0b091c07018ce4adb34eb');
+  const sender = await deriveKeySalt(baseKey, 0x123n, 'encrypt');
+  assert.ok(hex(sender.salt) === '75234edefe07819026751816', 'sframe_salt matches');
+  sameBytes(await sframeEncrypt(sender, 0x123n, 0x4567, metadata, plaintext), expected, 'ciphertext');
+  const receiver = await deriveKeySalt(baseKey, 0x123n, 'decrypt');
+  sameBytes(await sframeDecrypt(receiver, metadata, expected), plaintext, 'plaintext');
+  assert.equal(await sframeDecrypt(receiver, unhex('00'), expected), undefined, 'other metadata');
+});
+
+test('FrameCryptor output matches the fixed vector (KID = sender index ‖ epoch byte)', async () => {
+  const cryptor = new FrameCryptor();
+  await cryptor.setSendKey(CALL_KEY, SENDER);
+  assert.ok(kidFor(SENDER, 7) === 0x123456789abc07n, 'KID layout');
+  sameBytes(await cryptor.encrypt(FRAME, VIDEO_KEY), unhex(VECTORS.videoKeyFrameCtr0), 'key frame, CTR 0');
+  sameBytes(await cryptor.encrypt(FRAME, AUDIO), unhex(VECTORS.audioFrameCtr1), 'audio frame, CTR 1');
+});
+
+async function pair(key: CallKey = newCallKey(1), opts: ConstructorParameters<typeof FrameCryptor>[0] = {}) {
+  const sender = new FrameCryptor();
+  const receiver = new FrameCryptor(opts);
+  await sender.setSendKey(key, newSenderIndex());
+  await receiver.addReceiveKey(key);
+  return { sender, receiver, key };
+}
+
+function randomFrame(size: number): Uint8Array {
+  return crypto.getRandomValues(new Uint8Array(size));
+}
+
+test('frames round-trip for key frames, delta frames and audio', async () => {
+  const { sender, receiver } = await pair();
+  for (const [meta, size] of [[VIDEO_KEY, 20_000], [VIDEO_DELTA, 2_000], [AUDIO, 120], [VIDEO_DELTA, 2], [AUDIO, 0]] as const) {
+    const frame = randomFrame(size);
+    const sealed = await sender.encrypt(frame, meta);
+    sameBytes(await receiver.decrypt(sealed, meta), frame, `${meta.kind} ${size} B`);
+  }
+});
+
+test('codec header bytes stay in clear and are authenticated', async () => {
+  const { sender, receiver } = await pair();
+  for (const [meta, clear] of [[VIDEO_KEY, 10], [VIDEO_DELTA, 3], [AUDIO, 1]] as const) {
+    const frame = randomFrame(1500);
+    const sealed = await sender.encrypt(frame, meta);
+    sameBytes(sealed.subarray(0, clear), frame.subarray(0, clear), `${clear} clear bytes`);
+    assert.ok(hex(sealed.subarray(clear, clear + 40)) !== hex(frame.subarray(clear, clear + 40)), 'the rest is encrypted');
+    for (let i = 0; i < clear; i++) {
+      const tampered = sealed.slice();
+      tampered[i]! ^= 0x01;
+      assert.equal(await receiver.decrypt(tampered, meta), undefined, `clear byte ${i} changed`);
+    }
+    const body = sealed.slice();
+    body[body.length - 20]! ^= 0x80;
+    assert.equal(await receiver.decrypt(body, meta), undefined, 'ciphertext changed');
+    const kid = sealed.slice();
+    kid[clear + 3]! ^= 0x01;
+    assert.equal(await receiver.decrypt(kid, meta), undefined, 'KID changed');
+    sameBytes(await receiver.decrypt(sealed, meta), frame, 'untouched frame');
+  }
+});
+
+test('a frame is accepted once: replays from the SFU are dropped', async () => {
+  const { sender, receiver } = await pair();
+  const sealed = await Promise.all(Array.from({ length: 50 }, () => sender.encrypt(randomFrame(500), VIDEO_DELTA)));
+  // Counters are taken before any await, so concurrent frames never share a nonce.
+  const headers = new Set(sealed.map((s) => hex(s.subarray(3, 3 + 9))));
+  assert.equal(headers.size, 50);
+  for (const s of sealed.reverse()) assert.ok(await receiver.decrypt(s, VIDEO_DELTA), 'out of order is fine');
+  assert.equal(await receiver.decrypt(sealed[0]!, VIDEO_DELTA), undefined, 'replayed');
+});
+
+test('frames are dropped without a key: no key, unknown epoch, another call', async () => {
+  const { sender, key } = await pair(newCallKey(5));
+  const frame = await sender.encrypt(randomFrame(800), VIDEO_DELTA);
+  assert.equal(await new FrameCryptor().decrypt(frame, VIDEO_DELTA), undefined, 'no key at all');
+  const older = new FrameCryptor();
+  await older.addReceiveKey(newCallKey(3)); // epoch 5 is two ahead: needs a grant, not a ratchet
+  assert.equal(await older.decrypt(frame, VIDEO_DELTA), undefined, 'two epochs ahead');
+  const otherCall = new FrameCryptor();
+  await otherCall.addReceiveKey(newCallKey(5));
+  assert.equal(await otherCall.decrypt(frame, VIDEO_DELTA), undefined, 'same epoch, other secret');
+  const same = new FrameCryptor();
+  await same.addReceiveKey(key);
+  assert.ok(await same.decrypt(frame, VIDEO_DELTA), 'with the key');
+  assert.equal(await same.decrypt(unhex('0102'), VIDEO_DELTA), undefined, 'too short');
+  await assert.rejects(new FrameCryptor().encrypt(randomFrame(10), AUDIO), 'no send key: nothing is sent in clear');
+});
+
+test('after a new epoch the previous one stays readable for the grace period, and not after', async () => {
+  let now = 1_000;
+  const first = newCallKey(1);
+  const { sender, receiver } = await pair(first, { graceMs: 5000, now: () => now });
+  const oldFrame = () => sender.encrypt(randomFrame(300), VIDEO_DELTA);
+  assert.ok(await receiver.decrypt(await oldFrame(), VIDEO_DELTA), 'epoch 1 before rotation');
+
+  const rotated = newCallKey(2); // a removal: fresh secret, granted to those who stay
+  await receiver.addReceiveKey(rotated);
+  const newSender = new FrameCryptor();
+  await newSender.setSendKey(rotated, newSenderIndex());
+  assert.ok(await receiver.decrypt(await newSender.encrypt(randomFrame(300), VIDEO_DELTA), VIDEO_DELTA), 'epoch 2');
+  now += 4_999;
+  assert.ok(await receiver.decrypt(await oldFrame(), VIDEO_DELTA), 'epoch 1 within the grace period');
+  now += 1;
+  assert.equal(await receiver.decrypt(await oldFrame(), VIDEO_DELTA), undefined, 'epoch 1 after the grace period');
+  assert.ok(await receiver.decrypt(await newSender.encrypt(randomFrame(300), VIDEO_DELTA), VIDEO_DELTA), 'epoch 2 still');
+});
+
+test('on join everyone ratchets: old members follow on their own, the newcomer cannot read the past', async () => {
+  let now = 0;
+  const before = newCallKey(4);
+  const { sender, receiver } = await pair(before, { graceMs: 5000, now: () => now });
+  const pastFrame = await sender.encrypt(randomFrame(700), VIDEO_DELTA);
+  assert.ok(await receiver.decrypt(pastFrame, VIDEO_DELTA));
+
+  const after = await ratchet(before);
+  await sender.setSendKey(after, newSenderIndex());
+  const frame = await sender.encrypt(randomFrame(700), VIDEO_DELTA);
+  assert.ok(await receiver.decrypt(frame, VIDEO_DELTA), 'a member with only epoch 4 reads epoch 5 by ratcheting');
+
+  const newcomer = new FrameCryptor();
+  await newcomer.addReceiveKey(after);
+  assert.ok(await newcomer.decrypt(await sender.encrypt(randomFrame(700), VIDEO_DELTA), VIDEO_DELTA), 'newcomer reads epoch 5');
+  const replayedPast = await new FrameCryptor().decrypt(pastFrame, VIDEO_DELTA);
+  assert.equal(replayedPast, undefined);
+  assert.equal(await newcomer.decrypt(pastFrame, VIDEO_DELTA), undefined, 'newcomer cannot read epoch 4');
+
+  // The ratchet counts as a newer key: the old epoch ends after the grace period.
+  const lateOld = new FrameCryptor();
+  await lateOld.setSendKey(before, newSenderIndex());
+  now += 5_000;
+  assert.equal(await receiver.decrypt(await lateOld.encrypt(randomFrame(100), AUDIO), AUDIO), undefined, 'epoch 4 expired');
+});
+
+test('a frame of the next epoch under a fresh secret does not move a receiver forward', async () => {
+  let now = 0;
+  const current = newCallKey(1);
+  const { sender, receiver } = await pair(current, { graceMs: 5000, now: () => now });
+  const rotatedSender = new FrameCryptor();
+  await rotatedSender.setSendKey(newCallKey(2), newSenderIndex()); // its grant has not arrived yet
+  assert.equal(await receiver.decrypt(await rotatedSender.encrypt(randomFrame(400), VIDEO_DELTA), VIDEO_DELTA), undefined);
+  now += 60_000;
+  assert.ok(await receiver.decrypt(await sender.encrypt(randomFrame(400), VIDEO_DELTA), VIDEO_DELTA), 'epoch 1 still current');
+});
+
+test('each frame grows by at most 30 bytes', async () => {
+  const { sender } = await pair(newCallKey(200));
+  for (const [meta, size] of [[VIDEO_KEY, 25_000], [VIDEO_DELTA, 1_500], [AUDIO, 100]] as const) {
+    const added = (await sender.encrypt(randomFrame(size), meta)).length - size;
+    assert.ok(added <= 30, `added ${added} bytes`);
+  }
+  // Worst case up to 2³² frames from one sender (a year at 140 frames/s): 1 + 7 + 4 + 16.
+  const worst = encodeHeader(kidFor(2 ** 48 - 1, 255), 2n ** 32n - 1n).length + TAG_BYTES;
+  assert.equal(worst, 28);
+});
