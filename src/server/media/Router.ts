@@ -1,0 +1,133 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import nodeDataChannel from 'node-datachannel';
+import {
+  assertNotClosed,
+  assertValidPeerId,
+  forgetTracks,
+  newCounters,
+  type MediaContext,
+  type MediaCounters,
+  type MediaLogger,
+} from './common.js';
+import type { Producer } from './Producer.js';
+import { PublishTransport } from './PublishTransport.js';
+import { SubscribeTransport } from './SubscribeTransport.js';
+
+export type { MediaCounters, MediaKind, MediaLogger } from './common.js';
+export type { Consumer } from './Consumer.js';
+export type { Producer, ProducerStats } from './Producer.js';
+export type { PublishTransport } from './PublishTransport.js';
+export type { SubscribeTransport } from './SubscribeTransport.js';
+
+export interface RouterOptions {
+  /** Local address ICE binds to (e.g. '127.0.0.1' in tests). Default: all interfaces. */
+  bindAddress?: string;
+  portRangeBegin?: number;
+  portRangeEnd?: number;
+  /** libdatachannel URLs, e.g. 'stun:stun.example.org:3478', 'turn:user:pass@host:3478'. */
+  iceServers?: string[];
+  /** REMB sent to each publisher, bit/s for all its tracks together. Default 2 Mbit/s. */
+  maxIncomingBitrate?: number;
+  /** Receives rare warnings (never SDP, keys or packet bytes). Default: silent. */
+  logger?: MediaLogger;
+}
+
+export interface RouterEvents {
+  /** A publisher in this call started a track. */
+  producer: [Producer];
+  close: [];
+}
+
+const DEFAULT_MAX_INCOMING_BITRATE = 2_000_000;
+
+const liveRouters = new Set<Router>();
+
+/** One per call. Owns its transports; media never crosses Routers. */
+export class Router extends EventEmitter<RouterEvents> {
+  readonly id = randomUUID();
+  #ctx: MediaContext;
+  #publishTransports = new Set<PublishTransport>();
+  #subscribeTransports = new Set<SubscribeTransport>();
+  #producers = new Map<string, Producer>();
+  #closed = false;
+
+  constructor(opts: RouterOptions = {}) {
+    super();
+    const rtcConfig: MediaContext['rtcConfig'] = { iceServers: opts.iceServers ?? [] };
+    if (opts.bindAddress !== undefined) rtcConfig.bindAddress = opts.bindAddress;
+    if (opts.portRangeBegin !== undefined) rtcConfig.portRangeBegin = opts.portRangeBegin;
+    if (opts.portRangeEnd !== undefined) rtcConfig.portRangeEnd = opts.portRangeEnd;
+    this.#ctx = {
+      rtcConfig,
+      maxIncomingBitrate: opts.maxIncomingBitrate ?? DEFAULT_MAX_INCOMING_BITRATE,
+      logger: opts.logger,
+      counters: newCounters(),
+    };
+    liveRouters.add(this);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Every live producer of this call, by id. */
+  get producers(): ReadonlyMap<string, Producer> {
+    return this.#producers;
+  }
+
+  /** Packet-path counters (a snapshot). */
+  stats(): MediaCounters {
+    return { ...this.#ctx.counters };
+  }
+
+  /** Only for participants the room has admitted: whatever they send is forwarded. */
+  createPublishTransport(peerId: string): PublishTransport {
+    assertNotClosed(this.#closed, 'Router');
+    assertValidPeerId(peerId);
+    const transport = new PublishTransport(peerId, this.#ctx);
+    this.#publishTransports.add(transport);
+    transport.on('producer', (producer) => {
+      this.#producers.set(producer.id, producer);
+      producer.once('close', () => this.#producers.delete(producer.id));
+      this.emit('producer', producer);
+    });
+    transport.once('close', () => this.#publishTransports.delete(transport));
+    return transport;
+  }
+
+  createSubscribeTransport(peerId: string, onOffer: (sdp: string) => void): SubscribeTransport {
+    assertNotClosed(this.#closed, 'Router');
+    assertValidPeerId(peerId);
+    if (typeof onOffer !== 'function') throw new Error('onOffer must be a function');
+    const transport = new SubscribeTransport(
+      peerId,
+      this.#ctx,
+      onOffer,
+      (producer) => this.#producers.get(producer.id) === producer,
+    );
+    this.#subscribeTransports.add(transport);
+    transport.once('close', () => this.#subscribeTransports.delete(transport));
+    return transport;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    // Subscribers first: closing publishers would otherwise trigger pointless renegotiations.
+    for (const t of [...this.#subscribeTransports]) t.close();
+    for (const t of [...this.#publishTransports]) t.close();
+    liveRouters.delete(this);
+    this.emit('close');
+  }
+}
+
+/**
+ * Closes every Router and stops the native engine's threads. Call once at process exit (after
+ * it no Router can be created): open PeerConnections otherwise keep the process alive.
+ */
+export function shutdownMediaEngine(): void {
+  for (const router of [...liveRouters]) router.close();
+  nodeDataChannel.cleanup();
+  forgetTracks();
+}

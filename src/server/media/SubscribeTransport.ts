@@ -1,0 +1,243 @@
+import { EventEmitter } from 'node:events';
+import nodeDataChannel, { type Audio, type PeerConnection, type Track, type Video } from 'node-datachannel';
+import { assertNotClosed, holdUntilClosed, randomSsrc, warn, type MediaContext } from './common.js';
+import { Consumer } from './Consumer.js';
+import { waitForGathering } from './gathering.js';
+import type { Producer } from './Producer.js';
+import { answeredPayloadType, DOWNSTREAM, parseAnswer } from './sdp.js';
+
+/** Consumer mids are "0", "1", …; this one can never collide with them. */
+const PLACEHOLDER_MID = 'keepalive';
+
+export interface SubscribeTransportEvents {
+  close: [];
+}
+
+/**
+ * The connection a participant receives everyone else on. The server offers; every change
+ * (consume, consumer closed) leads to a new offer via onOffer, one at a time: while an offer is
+ * outstanding, changes queue up and go out together in the next one.
+ *
+ * A closed consumer's m-line is removed (port 0): the browser ends that track. Marking it
+ * inactive instead would need a second Track wrapper for the same native track, which
+ * node-datachannel can never release (see holdUntilClosed). Because Chromium tears down the
+ * whole transport once every m-line of the BUNDLE group is removed, the first m-line is an
+ * inactive placeholder that stays for the connection's lifetime (no track, no cost).
+ */
+export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
+  readonly peerId: string;
+  #ctx: MediaContext;
+  #pc: PeerConnection;
+  #onOffer: (sdp: string) => void;
+  #ownsProducer: (producer: Producer) => boolean;
+  #consumers = new Map<string, Consumer>();
+  /** Consumers whose m-line is in an offer the browser has not answered yet. */
+  #offered = new Set<Consumer>();
+  #pendingAdd: Consumer[] = [];
+  /** A consumer whose m-line the browser still has was closed. */
+  #removalPending = false;
+  #placeholder: Track | undefined;
+  /** Consumers whose m-line the browser rejected: closing them needs no new offer. */
+  #silentlyClosed = new WeakSet<Consumer>();
+  #usedSsrcs = new Set<number>();
+  #nextMid = 0;
+  #scheduled = false;
+  #negotiating = false;
+  #offerOutstanding = false;
+  #closed = false;
+
+  /** @internal Use Router.createSubscribeTransport(). */
+  constructor(
+    peerId: string,
+    ctx: MediaContext,
+    onOffer: (sdp: string) => void,
+    ownsProducer: (producer: Producer) => boolean,
+  ) {
+    super();
+    this.peerId = peerId;
+    this.#ctx = ctx;
+    this.#onOffer = onOffer;
+    this.#ownsProducer = ownsProducer;
+    // We decide when to offer; the engine must not start offers of its own.
+    this.#pc = new nodeDataChannel.PeerConnection(`sub-${peerId}`, {
+      ...ctx.rtcConfig,
+      disableAutoNegotiation: true,
+    });
+    this.#pc.onStateChange((state) => {
+      if (state === 'failed' || state === 'closed') this.close();
+    });
+  }
+
+  get consumers(): ReadonlyMap<string, Consumer> {
+    return this.#consumers;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Starts forwarding producer to this subscriber; the browser gets it with the next offer. */
+  consume(producer: Producer): Consumer {
+    assertNotClosed(this.#closed, 'SubscribeTransport');
+    if (!this.#ownsProducer(producer)) throw new Error('Producer does not belong to this Router');
+    assertNotClosed(producer.closed, 'Producer');
+    const consumer = new Consumer({
+      producer,
+      mid: String(this.#nextMid++),
+      ssrc: this.#newSsrc(),
+      ctx: this.#ctx,
+      onClose: (c) => this.#onConsumerClosed(c),
+    });
+    producer.addConsumer(consumer);
+    this.#consumers.set(consumer.id, consumer);
+    this.#pendingAdd.push(consumer);
+    this.#scheduleNegotiation();
+    return consumer;
+  }
+
+  /** Applies the browser's answer to the outstanding offer. */
+  async setAnswer(sdp: string): Promise<void> {
+    assertNotClosed(this.#closed, 'SubscribeTransport');
+    if (!this.#offerOutstanding) throw new Error('SubscribeTransport has no outstanding offer to answer');
+    if (typeof sdp !== 'string' || sdp.length === 0) throw new Error('answer SDP is empty');
+    const answered = parseAnswer(sdp);
+    try {
+      this.#pc.setRemoteDescription(sdp, 'answer');
+    } catch {
+      // The engine's message may quote SDP lines (ICE password, fingerprint): not passed on.
+      throw new Error('answer rejected by the media engine');
+    }
+    this.#offerOutstanding = false;
+    const offered = [...this.#offered];
+    this.#offered.clear();
+    for (const consumer of offered) {
+      if (consumer.closed) continue;
+      const media = answered.get(consumer.mid);
+      const pt = media && !media.rejected ? answeredPayloadType(media, DOWNSTREAM[consumer.kind].codec) : undefined;
+      if (pt === undefined) {
+        // The browser refused this m-line or our codec: nothing can flow, and it needs no
+        // deactivation either.
+        this.#closeWithoutRenegotiation(consumer);
+        continue;
+      }
+      consumer.setPayloadType(pt);
+    }
+    this.#scheduleNegotiation();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#pendingAdd = [];
+    for (const consumer of [...this.#consumers.values()]) consumer.close();
+    try {
+      this.#placeholder?.close();
+    } catch {
+      // Already destroyed with the connection.
+    }
+    try {
+      this.#pc.close();
+    } catch {
+      // Already torn down by the engine.
+    }
+    this.emit('close');
+  }
+
+  #newSsrc(): number {
+    let ssrc: number;
+    do ssrc = randomSsrc();
+    while (this.#usedSsrcs.has(ssrc));
+    this.#usedSsrcs.add(ssrc);
+    return ssrc;
+  }
+
+  #closeWithoutRenegotiation(consumer: Consumer): void {
+    this.#silentlyClosed.add(consumer);
+    consumer.close();
+  }
+
+  #onConsumerClosed(consumer: Consumer): void {
+    this.#consumers.delete(consumer.id);
+    if (this.#closed) return;
+    const pending = this.#pendingAdd.indexOf(consumer);
+    if (pending >= 0) {
+      // Never offered: just forget it.
+      this.#pendingAdd.splice(pending, 1);
+      return;
+    }
+    this.#offered.delete(consumer);
+    if (this.#silentlyClosed.has(consumer)) return;
+    this.#removalPending = true;
+    this.#scheduleNegotiation();
+  }
+
+  #scheduleNegotiation(): void {
+    if (this.#scheduled || this.#closed) return;
+    this.#scheduled = true;
+    // Deferred so that a burst of consume()/close() calls in one turn becomes one offer.
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#negotiate();
+    });
+  }
+
+  async #negotiate(): Promise<void> {
+    if (this.#closed || this.#negotiating || this.#offerOutstanding) return;
+    if (this.#pendingAdd.length === 0 && !this.#removalPending) return;
+    this.#negotiating = true;
+    try {
+      if (!this.#placeholder) {
+        const { payloadType, codec } = DOWNSTREAM.audio;
+        const media = new nodeDataChannel.Audio(PLACEHOLDER_MID, 'Inactive');
+        media.addAudioCodec(payloadType, `${codec.name}/${codec.clockRate}/${codec.channels ?? 1}`);
+        this.#placeholder = this.#pc.addTrack(media);
+        holdUntilClosed(this.#placeholder);
+      }
+      for (const consumer of this.#pendingAdd.splice(0)) {
+        consumer.attachTrack(this.#pc.addTrack(this.#describe(consumer)));
+        this.#offered.add(consumer);
+      }
+      // Closed consumers' native tracks are gone: the engine now describes their m-lines as
+      // removed by itself.
+      this.#removalPending = false;
+      this.#pc.setLocalDescription('offer');
+      await waitForGathering(this.#pc);
+      if (this.#closed) return;
+      const sdp = this.#pc.localDescription()?.sdp;
+      if (!sdp) throw new Error('media engine produced no offer');
+      this.#offerOutstanding = true;
+      this.#onOffer(sdp);
+    } catch (err) {
+      warn(this.#ctx, `media: subscriber negotiation failed: ${err instanceof Error ? err.message : 'unknown'}`);
+      this.close();
+    } finally {
+      this.#negotiating = false;
+    }
+  }
+
+  #describe(consumer: Consumer): Video | Audio {
+    const { payloadType, codec } = DOWNSTREAM[consumer.kind];
+    if (consumer.kind === 'video') {
+      const video = new nodeDataChannel.Video(consumer.mid, 'SendOnly');
+      // No RTX downstream: retransmissions go out on the media SSRC (see Consumer NACK).
+      // The binding rejects an explicit undefined profile.
+      if (codec.fmtp === undefined) video.addVideoCodec(payloadType, codec.name);
+      else video.addVideoCodec(payloadType, codec.name, codec.fmtp);
+      this.#addSsrc(video, consumer);
+      return video;
+    }
+    const audio = new nodeDataChannel.Audio(consumer.mid, 'SendOnly');
+    const rtpmap = `${codec.name}/${codec.clockRate}/${codec.channels ?? 1}`;
+    if (codec.fmtp === undefined) audio.addAudioCodec(payloadType, rtpmap);
+    else audio.addAudioCodec(payloadType, rtpmap, codec.fmtp);
+    this.#addSsrc(audio, consumer);
+    return audio;
+  }
+
+  #addSsrc(media: Video | Audio, consumer: Consumer): void {
+    const peerId = consumer.producer.peerId;
+    // msid "<peerId> <consumerId>": the browser's ontrack then has streams[0].id === peerId,
+    // which is how the UI groups a participant's audio and video.
+    media.addSSRC(consumer.ssrc, peerId, peerId, consumer.id);
+  }
+}
