@@ -38,7 +38,7 @@ describe('HTTP API and pages', () => {
   it('creates, lists and deletes links for the signed-in host only', async () => {
     const cookie = await signUp(server, 'frank');
     const other = await signUp(server, 'gina');
-    const id = await createLink(server, cookie, 'Family call');
+    const { id } = await createLink(server, cookie, 'Family call');
     assert.match(id, /^[A-Za-z0-9_-]{22}$/);
     const list = (await (await fetch(`${server.url}/api/links`, { headers: { cookie } })).json()) as { links: { id: string; name: string }[] };
     assert.deepEqual(list.links.map((l) => l.name), ['Family call']);

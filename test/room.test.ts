@@ -58,6 +58,9 @@ function setup(limits = {}) {
   return { room, media, hostPeer, advance };
 }
 
+/** Opaque to the room: it only passes grants on. */
+const GRANT = { approverPublicKey: 'A', recipientId: 'x', iv: 'B', wrapped: 'C', mac: 'D' };
+
 function refusedWith(code: ErrorCode) {
   return (err: unknown) => err instanceof LinkcallError && err.code === code;
 }
@@ -77,7 +80,7 @@ describe('Room admission rules', () => {
     const guestPeer = new TestPeer();
     const guest = room.join(guestPeer, 'Bob', undefined);
     assert.deepEqual(guestPeer.last('waiting'), { type: 'waiting', hostName: 'ana', hostPresent: true, timeoutMs: 600_000 });
-    assert.equal(hostPeer.last('knock')?.knock.name, 'Bob');
+    assert.equal(hostPeer.last('knock')?.knock.card, 'Bob');
     assert.equal(media.admitted.has(guest), false, 'no media transports before admission');
   });
 
@@ -86,9 +89,9 @@ describe('Room admission rules', () => {
     const host = room.join(hostPeer, 'Ana', 'owner');
     const guestPeer = new TestPeer();
     const guest = room.join(guestPeer, 'Bob', undefined);
-    room.approve(host, guest);
-    assert.deepEqual(guestPeer.last('joined')?.participants.map((p) => p.name), ['Ana']);
-    assert.equal(hostPeer.last('participantJoined')?.participant.name, 'Bob');
+    room.approve(host, guest, GRANT);
+    assert.deepEqual(guestPeer.last('joined')?.participants.map((p) => p.card), ['Ana']);
+    assert.equal(hostPeer.last('participantJoined')?.participant.card, 'Bob');
     assert.equal(hostPeer.last('knockGone')?.participantId, guest);
     assert.ok(media.admitted.has(guest));
   });
@@ -108,8 +111,8 @@ describe('Room admission rules', () => {
     const host = room.join(hostPeer, 'Ana', 'owner');
     const bob = room.join(new TestPeer(), 'Bob', undefined);
     const eve = room.join(new TestPeer(), 'Eve', undefined);
-    assert.throws(() => room.approve(eve, bob), refusedWith('not_in_call'));
-    assert.throws(() => room.approve(eve, eve), refusedWith('not_in_call'));
+    assert.throws(() => room.approve(eve, bob, GRANT), refusedWith('not_in_call'));
+    assert.throws(() => room.approve(eve, eve, GRANT), refusedWith('not_in_call'));
     assert.throws(() => room.decline(eve, bob), refusedWith('not_in_call'));
     assert.throws(() => room.remove(eve, host), refusedWith('not_in_call'));
     assert.throws(() => room.end(eve), refusedWith('not_in_call'));
@@ -130,10 +133,10 @@ describe('Room admission rules', () => {
     const { room, hostPeer, advance } = setup();
     const host = room.join(hostPeer, 'Ana', 'owner');
     const bob = room.join(new TestPeer(), 'Bob', undefined);
-    room.approve(host, bob);
+    room.approve(host, bob, GRANT);
     advance(60_000);
     const eve = room.join(new TestPeer(), 'Eve', undefined);
-    assert.throws(() => room.approve(bob, eve), refusedWith('not_allowed'));
+    assert.throws(() => room.approve(bob, eve, GRANT), refusedWith('not_allowed'));
     assert.throws(() => room.decline(bob, eve), refusedWith('not_allowed'));
     assert.throws(() => room.remove(bob, host), refusedWith('not_allowed'));
     assert.throws(() => room.end(bob), refusedWith('not_allowed'));
@@ -145,13 +148,13 @@ describe('Room admission rules', () => {
     const host = room.join(hostPeer, 'Ana', 'owner');
     const bobPeer = new TestPeer();
     const bob = room.join(bobPeer, 'Bob', undefined);
-    room.approve(host, bob);
+    room.approve(host, bob, GRANT);
     room.leave(host);
     const eve = room.join(new TestPeer(), 'Eve', undefined);
-    assert.throws(() => room.approve(bob, eve), refusedWith('not_allowed'));
+    assert.throws(() => room.approve(bob, eve, GRANT), refusedWith('not_allowed'));
     advance(30_000);
     assert.equal(room.mayApprove(bob), true);
-    room.approve(bob, eve);
+    room.approve(bob, eve, GRANT);
     assert.equal(room.admittedCount, 2);
     // Still, only the host may remove or end.
     assert.throws(() => room.remove(bob, eve), refusedWith('not_allowed'));
@@ -163,7 +166,7 @@ describe('Room admission rules', () => {
     const host = room.join(hostPeer, 'Ana', 'owner');
     const bobPeer = new TestPeer();
     const bob = room.join(bobPeer, 'Bob', undefined);
-    room.approve(host, bob);
+    room.approve(host, bob, GRANT);
     room.remove(host, bob);
     assert.equal(bobPeer.closedWith, 'removed');
     assert.equal(hostPeer.last('participantLeft')?.participantId, bob);
@@ -174,7 +177,7 @@ describe('Room admission rules', () => {
     const { room, hostPeer, media } = setup();
     const host = room.join(hostPeer, 'Ana', 'owner');
     const bobPeer = new TestPeer();
-    room.approve(host, room.join(bobPeer, 'Bob', undefined));
+    room.approve(host, room.join(bobPeer, 'Bob', undefined), GRANT);
     const evePeer = new TestPeer();
     room.join(evePeer, 'Eve', undefined);
     room.end(host);
@@ -201,15 +204,15 @@ describe('Room admission rules', () => {
     room.join(guestPeer, 'Bob', undefined);
     room.join(hostPeer, 'Ana', 'owner');
     assert.equal(guestPeer.last('waiting')?.hostPresent, true);
-    assert.equal(hostPeer.last('joined')?.knocks[0]?.name, 'Bob');
+    assert.equal(hostPeer.last('joined')?.knocks[0]?.card, 'Bob');
   });
 
   it('refuses more than the participant cap: the extra guest is told the call is full', () => {
     const { room, hostPeer } = setup({ maxParticipants: 2 });
     const host = room.join(hostPeer, 'Ana', 'owner');
-    room.approve(host, room.join(new TestPeer(), 'Bob', undefined));
+    room.approve(host, room.join(new TestPeer(), "Bob", undefined), GRANT);
     const evePeer = new TestPeer();
-    room.approve(host, room.join(evePeer, 'Eve', undefined));
+    room.approve(host, room.join(evePeer, 'Eve', undefined), GRANT);
     assert.equal(evePeer.closedWith, 'call_full');
     assert.equal(room.admittedCount, 2);
   });
@@ -224,6 +227,6 @@ describe('Room admission rules', () => {
   it('refuses approving someone who is not waiting', () => {
     const { room, hostPeer } = setup();
     const host = room.join(hostPeer, 'Ana', 'owner');
-    assert.throws(() => room.approve(host, 'nobody'), refusedWith('participant_not_found'));
+    assert.throws(() => room.approve(host, 'nobody', GRANT), refusedWith('participant_not_found'));
   });
 });

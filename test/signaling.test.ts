@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
+import { deriveLinkKeys, newLinkSecret } from '../src/e2ee/keys.js';
 import { closeCodeFor } from '../src/protocol/errors.js';
 import type { ServerMessage } from '../src/protocol/messages.js';
-import { connectClient, createLink, signUp, startServer, type TestServer } from './support/server.js';
+import { connectClient, createLink, signUp, startServer, until, type TestLink, type TestServer } from './support/server.js';
 
 /** Send a raw frame and return the next message the server answers with. */
 function rawExchange(ws: WebSocket, frame: string | Buffer, binary = false): Promise<ServerMessage> {
@@ -20,56 +21,57 @@ function closeCode(ws: WebSocket): Promise<number> {
 describe('signaling over a real server', () => {
   let server: TestServer;
   let hostCookie: string;
-  let linkId: string;
+  let link: TestLink;
 
   before(async () => {
     server = await startServer();
     hostCookie = await signUp(server, 'ana');
-    linkId = await createLink(server, hostCookie, 'Standup');
+    link = await createLink(server, hostCookie, 'Standup');
   });
   after(() => server.close());
 
-  it('knock → approve → both sides see each other joined', async () => {
-    const host = await connectClient(server, hostCookie);
-    const hostJoined = host.signaling.next('joined');
-    host.call.join(linkId, 'Ana');
-    assert.equal((await hostJoined).you.role, 'host');
+  async function hostInCall(l: TestLink = link) {
+    const host = await connectClient(server, l, hostCookie);
+    await host.call.join('Ana');
+    await until(host.call, () => host.call.phase.kind === 'in-call' && host.call.keys !== undefined);
+    return host;
+  }
 
-    const guest = await connectClient(server);
-    const waiting = guest.signaling.next('waiting');
-    const knock = host.signaling.next('knock');
-    guest.call.join(linkId, 'Bob');
-    assert.deepEqual(await waiting, { type: 'waiting', hostName: 'ana', hostPresent: true, timeoutMs: 600_000 });
-    const { knock: k } = await knock;
-    assert.equal(k.name, 'Bob');
+  async function knock(host: Awaited<ReturnType<typeof hostInCall>>, name: string, l: TestLink = link) {
+    const guest = await connectClient(server, l);
+    await guest.call.join(name);
+    await until(host.call, () => [...host.call.knocks.values()].some((k) => k.name === name));
+    const id = [...host.call.knocks.values()].find((k) => k.name === name)!.id;
+    return { guest, id };
+  }
 
-    const guestJoined = guest.signaling.next('joined');
-    const hostSees = host.signaling.next('participantJoined');
-    host.call.approve(k.id);
-    const joined = await guestJoined;
-    assert.equal(joined.you.name, 'Bob');
-    assert.deepEqual(joined.participants.map((p) => p.name), ['Ana']);
-    assert.equal((await hostSees).participant.name, 'Bob');
-    assert.equal(guest.call.phase.kind, 'in-call');
+  it('knock → approve → both sides see each other joined, with the same call key', async () => {
+    const host = await hostInCall();
+    assert.equal(host.call.you?.role, 'host');
+    const { guest, id } = await knock(host, 'Bob');
+    assert.deepEqual(guest.call.phase, { kind: 'waiting', hostName: 'ana', hostPresent: true });
 
-    const hostSeesLeave = host.signaling.next('participantLeft');
+    await host.call.approve(id);
+    await until(guest.call, () => guest.call.phase.kind === 'in-call' && guest.call.keys !== undefined);
+    await until(host.call, () => host.call.participants.has(id));
+    assert.deepEqual([...guest.call.participants.values()].map((p) => p.name), ['Ana']);
+    assert.equal(host.call.participants.get(id)?.name, 'Bob');
+    assert.equal(guest.call.safetyCode, host.call.safetyCode, 'safety codes match');
+    assert.equal(guest.call.keys?.key.epoch, 1, 'the call key ratcheted for the newcomer');
+
     guest.call.leave();
-    assert.equal((await hostSeesLeave).participantId, joined.you.id);
+    await until(host.call, () => !host.call.participants.has(id));
+    assert.equal(host.call.keys?.key.epoch, 2, 'the host rotated the key after Bob left');
     host.signaling.close();
     guest.signaling.close();
   });
 
   it('knock → decline: the guest is told it was declined and disconnected', async () => {
-    const host = await connectClient(server, hostCookie);
-    const hostJoined = host.signaling.next('joined');
-    host.call.join(linkId, 'Ana');
-    await hostJoined;
-    const guest = await connectClient(server);
-    const knock = host.signaling.next('knock');
-    guest.call.join(linkId, 'Mallory');
+    const host = await hostInCall();
+    const { guest, id } = await knock(host, 'Mallory');
     const closed = guest.signaling.next('closed');
     const code = closeCode(guest.raw());
-    host.call.decline((await knock).knock.id);
+    host.call.decline(id);
     assert.deepEqual(await closed, { type: 'closed', code: 'declined', message: 'The host declined your request to join.' });
     assert.equal(await code, closeCodeFor('declined'));
     assert.equal(guest.call.phase.kind, 'ended');
@@ -77,20 +79,16 @@ describe('signaling over a real server', () => {
   });
 
   it('refuses host-only actions from a waiting guest and from an admitted guest', async () => {
-    const host = await connectClient(server, hostCookie);
-    const hostJoined = host.signaling.next('joined');
-    host.call.join(linkId, 'Ana');
-    const hostId = (await hostJoined).you.id;
-
-    const bob = await connectClient(server);
-    let knock = host.signaling.next('knock');
-    bob.call.join(linkId, 'Bob');
-    const bobKnock = (await knock).knock;
+    const host = await hostInCall();
+    const hostId = host.call.you!.id;
+    const { guest: bob, id: bobId } = await knock(host, 'Bob');
+    const fakeGrant = { approverPublicKey: 'AA', recipientId: bobId, iv: 'AA', wrapped: 'AA', mac: 'AA' };
 
     for (const message of [
-      { type: 'approve', participantId: bobKnock.id },
+      { type: 'approve', participantId: bobId, grant: fakeGrant },
       { type: 'remove', participantId: hostId },
       { type: 'end' },
+      { type: 'grant', participantId: hostId, grant: fakeGrant },
       { type: 'publish', sdp: 'v=0' },
     ] as const) {
       const error = bob.signaling.next('error');
@@ -98,16 +96,12 @@ describe('signaling over a real server', () => {
       assert.deepEqual(await error, { type: 'error', code: 'not_in_call', message: 'You are not in a call yet.', seq });
     }
 
-    const bobJoined = bob.signaling.next('joined');
-    host.call.approve(bobKnock.id);
-    await bobJoined;
-    const eve = await connectClient(server);
-    knock = host.signaling.next('knock');
-    eve.call.join(linkId, 'Eve');
-    const eveKnock = (await knock).knock;
+    await host.call.approve(bobId);
+    await until(bob.call, () => bob.call.phase.kind === 'in-call');
+    const { guest: eve, id: eveId } = await knock(host, 'Eve');
     for (const message of [
-      { type: 'approve', participantId: eveKnock.id },
-      { type: 'decline', participantId: eveKnock.id },
+      { type: 'approve', participantId: eveId, grant: fakeGrant },
+      { type: 'decline', participantId: eveId },
       { type: 'remove', participantId: hostId },
       { type: 'end' },
     ] as const) {
@@ -127,10 +121,10 @@ describe('signaling over a real server', () => {
   it('answers malformed, unknown and oversized frames with typed errors and keeps the connection', async () => {
     const ws = new WebSocket(server.wsUrl);
     await new Promise((r) => ws.once('open', r));
-    assert.equal((await rawExchange(ws, '{not json')).type, 'error');
     assert.deepEqual(await rawExchange(ws, '{not json'), { type: 'error', code: 'bad_message', message: 'That message was not understood.' });
     assert.equal(((await rawExchange(ws, JSON.stringify({ type: 'teleport', seq: 7 }))) as { code: string }).code, 'unknown_type');
-    assert.equal(((await rawExchange(ws, JSON.stringify({ type: 'join', linkId, name: 'Bob', admin: true }))) as { code: string }).code, 'bad_message');
+    assert.equal(((await rawExchange(ws, JSON.stringify({ type: 'join', linkId: link.id, card: 'AAAA', admin: true }))) as { code: string }).code, 'bad_message');
+    assert.equal(((await rawExchange(ws, JSON.stringify({ type: 'join', linkId: link.id, name: 'Bob' }))) as { code: string }).code, 'bad_message');
     assert.equal(((await rawExchange(ws, JSON.stringify({ type: 'approve', participantId: 42 }))) as { code: string }).code, 'bad_message');
     assert.equal(((await rawExchange(ws, 'null')) as { code: string }).code, 'unknown_type');
     assert.equal(((await rawExchange(ws, JSON.stringify({ type: 'ping', pad: 'x'.repeat(70_000) }))) as { code: string }).code, 'message_too_large');
@@ -139,43 +133,49 @@ describe('signaling over a real server', () => {
     ws.close();
   });
 
-  it('refuses names that are empty, too long or contain control characters, and relays markup as text', async () => {
-    const c = await connectClient(server);
+  it('refuses names that are empty, too long or contain control characters before anything is sent; shows markup as text', async () => {
+    const c = await connectClient(server, link);
+    let sent = 0;
+    c.signaling.onAny(() => sent++);
     for (const name of ['', '   ', 'x'.repeat(65), 'Bob\u0000', 'Bo\nb', 'evil\u202eman']) {
-      const error = c.signaling.next('error');
-      c.signaling.send({ type: 'join', linkId, name });
-      assert.equal((await error).code, 'invalid_name', JSON.stringify(name));
+      await assert.rejects(c.call.join(name), (err: Error & { code?: string }) => err.code === 'invalid_name', JSON.stringify(name.length));
     }
-    const host = await connectClient(server, hostCookie);
-    const hostJoined = host.signaling.next('joined');
-    host.call.join(linkId, 'Ana');
-    await hostJoined;
-    const knock = host.signaling.next('knock');
-    c.call.join(linkId, '  <img src=x onerror=alert(1)>  ');
-    assert.equal((await knock).knock.name, '<img src=x onerror=alert(1)>');
+    assert.equal(sent, 0, 'the server never heard of the bad names');
+    const host = await hostInCall();
+    await c.call.join('  <img src=x onerror=alert(1)>  ');
+    await until(host.call, () => host.call.knocks.size > 0);
+    assert.equal([...host.call.knocks.values()][0]!.name, '<img src=x onerror=alert(1)>');
     host.call.end();
     c.signaling.close();
   });
 
+  it('shows a knock sealed with another secret as unreadable, never as a name', async () => {
+    const host = await hostInCall();
+    const impostor = await connectClient(server, { id: link.id, keys: await deriveLinkKeys(newLinkSecret()) });
+    await impostor.call.join('Trudy');
+    await until(host.call, () => host.call.knocks.size > 0);
+    const k = [...host.call.knocks.values()][0]!;
+    assert.equal(k.name, undefined);
+    assert.equal(k.publicKey, undefined);
+    host.call.end();
+  });
+
   it('tells a guest when a link is unknown or deleted, and ends a call whose link is deleted', async () => {
-    const unknown = await connectClient(server);
+    const unknown = await connectClient(server, { ...link, id: 'AAAAAAAAAAAAAAAAAAAAAA' });
     const closed = unknown.signaling.next('closed');
-    unknown.call.join('AAAAAAAAAAAAAAAAAAAAAA', 'Bob');
+    await unknown.call.join('Bob');
     assert.equal((await closed).code, 'link_not_found');
 
     const doomed = await createLink(server, hostCookie, 'Doomed');
-    const host = await connectClient(server, hostCookie);
-    const hostJoined = host.signaling.next('joined');
-    host.call.join(doomed, 'Ana');
-    await hostJoined;
+    const host = await hostInCall(doomed);
     const hostClosed = host.signaling.next('closed');
-    const res = await fetch(`${server.url}/api/links/${doomed}`, { method: 'DELETE', headers: { cookie: hostCookie } });
+    const res = await fetch(`${server.url}/api/links/${doomed.id}`, { method: 'DELETE', headers: { cookie: hostCookie } });
     assert.equal(res.status, 204);
     assert.equal((await hostClosed).code, 'link_deleted');
 
-    const late = await connectClient(server);
+    const late = await connectClient(server, doomed);
     const lateClosed = late.signaling.next('closed');
-    late.call.join(doomed, 'Bob');
+    await late.call.join('Bob');
     assert.deepEqual(await lateClosed, { type: 'closed', code: 'link_deleted', message: 'This call link was deleted by its host. Ask them for a new one.' });
   });
 
@@ -191,12 +191,12 @@ describe('knock rate limits', () => {
     const server = await startServer({ rateLimits: { knocksPerLinkPerMinute: 3 } });
     try {
       const cookie = await signUp(server, 'ana');
-      const linkId = await createLink(server, cookie);
+      const link = await createLink(server, cookie);
       const codes: string[] = [];
       for (let i = 0; i < 4; i++) {
-        const c = await connectClient(server);
+        const c = await connectClient(server, link);
         const first = new Promise<ServerMessage>((resolve) => c.signaling.onAny(resolve));
-        c.call.join(linkId, `Guest ${i}`);
+        await c.call.join(`Guest ${i}`);
         const m = await first;
         codes.push(m.type === 'error' ? m.code : m.type);
         c.signaling.close();

@@ -1,10 +1,27 @@
 /**
- * The state of one person's part in a call — connecting, waiting in the
- * lobby, in the call, or over with a reason — kept from signaling messages.
- * No DOM: the UI renders it, bots read it.
+ * One person's part in an end-to-end encrypted call — connecting, waiting in
+ * the lobby, in the call, or over with a reason — kept from signaling
+ * messages, plus the call's keys: sealed name cards, MACed key grants,
+ * ratchet on join and rotation on leave. No DOM: the UI renders it, bots use it.
  */
-import type { ErrorCode } from '../protocol/errors.js';
-import type { KnockInfo, ParticipantInfo } from '../protocol/messages.js';
+import {
+  createGrant,
+  GrantRefused,
+  newCallIdentity,
+  newCallKey,
+  newSenderIndex,
+  openGrant,
+  openKnock,
+  ratchet,
+  safetyCode,
+  sealKnock,
+  type CallIdentity,
+  type CallKey,
+  type KeyGrant,
+  type LinkKeys,
+} from '../e2ee/keys.js';
+import { errorMessage, LinkcallError, type ErrorCode } from '../protocol/errors.js';
+import { parseDisplayName, type ParticipantInfo, type Role } from '../protocol/messages.js';
 import type { SignalingClient } from './signaling.js';
 
 export type CallPhase =
@@ -13,42 +30,126 @@ export type CallPhase =
   | { kind: 'in-call' }
   | { kind: 'ended'; code: ErrorCode | 'disconnected'; message: string };
 
+/** Someone in the call, with their name card opened (undefined name: the card did not open). */
+export interface Member {
+  id: string;
+  name: string | undefined;
+  publicKey: string | undefined;
+  role: Role;
+  since: number;
+  audio: boolean;
+  video: boolean;
+}
+
+export interface Knock {
+  id: string;
+  name: string | undefined;
+  publicKey: string | undefined;
+  since: number;
+}
+
+export interface CallKeyState {
+  key: CallKey;
+  senderIndex: number;
+}
+
+/** How long a participant admitted without a grant waits for the key leader's grant. */
+const GRANT_WAIT_MS = 10_000;
+
 export class CallSession {
   phase: CallPhase = { kind: 'connecting' };
-  you?: ParticipantInfo;
+  you?: Member;
   linkName = '';
   canApprove = false;
-  readonly participants = new Map<string, ParticipantInfo>();
-  readonly knocks = new Map<string, KnockInfo>();
+  readonly participants = new Map<string, Member>();
+  readonly knocks = new Map<string, Knock>();
   /** The last refusal of something we asked for, as a sentence. */
   lastError?: string;
-  private readonly listeners = new Set<() => void>();
+  /** The current call key (undefined until we hold one), and the code everyone compares. */
+  keys?: CallKeyState;
+  safetyCode?: string;
+  /** Called whenever our call key changes: the media layer re-keys its frame cryptor. */
+  onKeys?: (state: CallKeyState) => void;
 
-  constructor(readonly signaling: SignalingClient) {
+  private identity?: CallIdentity;
+  private readonly listeners = new Set<() => void>();
+  /** Key operations run one at a time, in the order their messages arrived. */
+  private keyQueue: Promise<unknown> = Promise.resolve();
+  private approvals: Promise<unknown> = Promise.resolve();
+  private grantTimer?: ReturnType<typeof setTimeout>;
+
+  constructor(
+    readonly signaling: SignalingClient,
+    private readonly linkId: string,
+    private readonly linkKeys: LinkKeys,
+  ) {
     const s = signaling;
     s.on('waiting', (m) => this.set({ kind: 'waiting', hostName: m.hostName, hostPresent: m.hostPresent }));
-    s.on('joined', (m) => {
-      this.you = m.you;
-      this.linkName = m.linkName;
-      this.canApprove = m.canApprove;
-      this.participants.clear();
-      for (const p of m.participants) this.participants.set(p.id, p);
-      this.knocks.clear();
-      for (const k of m.knocks) this.knocks.set(k.id, k);
-      this.set({ kind: 'in-call' });
-    });
-    s.on('participantJoined', (m) => this.update(() => this.participants.set(m.participant.id, m.participant)));
-    s.on('participantUpdated', (m) => this.update(() => this.participants.set(m.participant.id, m.participant)));
-    s.on('participantLeft', (m) => this.update(() => this.participants.delete(m.participantId)));
-    s.on('knock', (m) => this.update(() => this.knocks.set(m.knock.id, m.knock)));
-    s.on('knockGone', (m) => this.update(() => this.knocks.delete(m.participantId)));
-    s.on('canApprove', (m) =>
-      this.update(() => {
+    s.on('joined', (m) =>
+      this.serially(async () => {
+        this.you = await this.member(m.you);
+        this.linkName = m.linkName;
         this.canApprove = m.canApprove;
-        if (!m.canApprove) this.knocks.clear();
+        this.participants.clear();
+        for (const p of m.participants) this.participants.set(p.id, await this.member(p));
+        this.knocks.clear();
+        for (const k of m.knocks) this.knocks.set(k.id, await this.knock(k));
+        if (m.grant) {
+          if (!(await this.acceptGrant(m.grant))) return;
+        } else if (this.participants.size === 0) {
+          await this.setKeys({ key: newCallKey(0), senderIndex: newSenderIndex() });
+        } else {
+          // We entered on our own (a returning host): the key leader sends us the key.
+          this.grantTimer = setTimeout(() => this.fail('grant_refused'), GRANT_WAIT_MS);
+        }
+        this.set({ kind: 'in-call' });
       }),
     );
-    s.on('error', (m) => this.update(() => (this.lastError = m.message)));
+    s.on('participantJoined', (m) =>
+      this.serially(async () => {
+        const member = await this.member(m.participant);
+        this.participants.set(member.id, member);
+        // Ratchet on join: the newcomer cannot read what was said before it came.
+        if (this.keys) await this.setKeys({ key: await ratchet(this.keys.key), senderIndex: this.keys.senderIndex });
+        if (member.role === 'host' && this.isKeyLeader(member.id)) await this.sendGrant(member);
+        this.emit();
+      }),
+    );
+    s.on('participantUpdated', (m) =>
+      this.serially(async () => {
+        this.participants.set(m.participant.id, await this.member(m.participant));
+        this.emit();
+      }),
+    );
+    s.on('participantLeft', (m) =>
+      this.serially(async () => {
+        this.participants.delete(m.participantId);
+        // Rotation on leave: the leaver's key must not open what is said next.
+        if (this.keys && this.isKeyLeader()) {
+          const next: CallKey = newCallKey(this.keys.key.epoch + 1);
+          for (const member of this.participants.values()) await this.sendGrant(member, next);
+          await this.setKeys({ key: next, senderIndex: newSenderIndex() });
+        }
+        this.emit();
+      }),
+    );
+    s.on('grant', (m) => this.serially(() => this.acceptGrant(m.grant)));
+    s.on('knock', (m) =>
+      this.serially(async () => {
+        this.knocks.set(m.knock.id, await this.knock(m.knock));
+        this.emit();
+      }),
+    );
+    s.on('knockGone', (m) => this.serially(async () => void (this.knocks.delete(m.participantId) && this.emit())));
+    s.on('canApprove', (m) => {
+      this.canApprove = m.canApprove;
+      if (!m.canApprove) this.knocks.clear();
+      this.emit();
+    });
+    s.on('error', (m) => {
+      this.lastError = m.message;
+      this.emit();
+    });
     s.on('closed', (m) => this.set({ kind: 'ended', code: m.code, message: m.message }));
     s.onDisconnect(() => {
       if (this.phase.kind !== 'ended') {
@@ -62,12 +163,42 @@ export class CallSession {
     return () => this.listeners.delete(listener);
   }
 
-  join(linkId: string, name: string): void {
-    this.signaling.send({ type: 'join', linkId, name });
+  /** Knock (or, for the link's owner, enter) with a name only link holders can read. */
+  async join(name: string): Promise<void> {
+    const clean = parseDisplayName(name);
+    if (!clean) throw new LinkcallError('invalid_name');
+    this.identity = await newCallIdentity();
+    const card = await sealKnock(this.linkKeys, this.linkId, { name: clean, publicKey: this.identity.publicKey });
+    this.signaling.send({ type: 'join', linkId: this.linkId, card });
   }
-  approve(participantId: string): void {
-    this.signaling.send({ type: 'approve', participantId });
+
+  /**
+   * Let a guest in with a key grant for the ratcheted call key. Approvals go
+   * one at a time: the next grant must carry the key after this guest's ratchet,
+   * which happens when its participantJoined arrives.
+   */
+  approve(participantId: string): Promise<void> {
+    const run = this.approvals.then(async () => {
+      const epochBefore = await this.serially(async () => {
+        const knock = this.knocks.get(participantId);
+        if (!knock?.publicKey || !this.keys || !this.identity) return undefined;
+        const grant = await createGrant(this.linkKeys, this.identity, {
+          linkId: this.linkId,
+          recipientId: knock.id,
+          recipientPublicKey: knock.publicKey,
+          callKey: await ratchet(this.keys.key),
+          senderIndex: newSenderIndex(),
+        });
+        this.signaling.send({ type: 'approve', participantId, grant });
+        return this.keys.key.epoch;
+      });
+      if (epochBefore === undefined) return;
+      await this.until(() => (this.keys?.key.epoch ?? 0) > epochBefore || !this.knocks.has(participantId), 5000);
+    });
+    this.approvals = run.catch(() => undefined);
+    return run;
   }
+
   decline(participantId: string): void {
     this.signaling.send({ type: 'decline', participantId });
   }
@@ -84,15 +215,99 @@ export class CallSession {
     this.signaling.send({ type: 'mediaState', audio, video });
   }
 
-  private set(phase: CallPhase): void {
-    if (this.phase.kind === 'ended') return;
-    this.phase = phase;
-    if (phase.kind === 'ended') this.knocks.clear();
+  /** The key leader: the host present longest, else whoever was admitted first. */
+  isKeyLeader(excludeId?: string): boolean {
+    if (!this.you) return false;
+    const everyone = [this.you, ...this.participants.values()].filter((p) => p.id !== excludeId);
+    const hosts = everyone.filter((p) => p.role === 'host');
+    const pool = hosts.length > 0 ? hosts : everyone;
+    pool.sort((a, b) => a.since - b.since || (a.id < b.id ? -1 : 1));
+    return pool[0]?.id === this.you.id;
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private async sendGrant(member: Member, key?: CallKey): Promise<void> {
+    if (!this.identity || !this.keys || !member.publicKey) return;
+    const grant = await createGrant(this.linkKeys, this.identity, {
+      linkId: this.linkId,
+      recipientId: member.id,
+      recipientPublicKey: member.publicKey,
+      callKey: key ?? this.keys.key,
+      senderIndex: newSenderIndex(),
+    });
+    this.signaling.send({ type: 'grant', participantId: member.id, grant });
+  }
+
+  /** Take a key only from a grant that verifies with the link's auth key; otherwise leave, saying why. */
+  private async acceptGrant(grant: KeyGrant): Promise<boolean> {
+    if (!this.identity || !this.you) return false;
+    try {
+      const opened = await openGrant(this.linkKeys, this.identity, { linkId: this.linkId, myId: this.you.id }, grant);
+      // A grant may arrive after we ratcheted past it; only move forward.
+      if (!this.keys || opened.callKey.epoch >= this.keys.key.epoch) {
+        await this.setKeys({ key: opened.callKey, senderIndex: opened.senderIndex });
+      }
+      clearTimeout(this.grantTimer);
+      return true;
+    } catch (err) {
+      if (!(err instanceof GrantRefused)) throw err;
+      this.fail('grant_refused');
+      return false;
+    }
+  }
+
+  private async setKeys(state: CallKeyState): Promise<void> {
+    this.keys = state;
+    this.safetyCode = await safetyCode(state.key);
+    this.onKeys?.(state);
     this.emit();
   }
 
-  private update(change: () => unknown): void {
-    change();
+  private fail(code: ErrorCode): void {
+    this.set({ kind: 'ended', code, message: errorMessage(code) });
+    this.signaling.send({ type: 'leave' });
+    this.signaling.close();
+  }
+
+  private async member(p: ParticipantInfo): Promise<Member> {
+    const card = await openKnock(this.linkKeys, this.linkId, p.card);
+    const name = card ? parseDisplayName(card.name) : undefined;
+    return { id: p.id, name, publicKey: name ? card?.publicKey : undefined, role: p.role, since: p.since, audio: p.audio, video: p.video };
+  }
+
+  private async knock(k: { id: string; card: string; since: number }): Promise<Knock> {
+    const card = await openKnock(this.linkKeys, this.linkId, k.card);
+    const name = card ? parseDisplayName(card.name) : undefined;
+    return { id: k.id, name, publicKey: name ? card?.publicKey : undefined, since: k.since };
+  }
+
+  private serially<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.keyQueue.then(task);
+    this.keyQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  private until(predicate: () => boolean, timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      if (predicate()) return resolve();
+      const timer = setTimeout(done, timeoutMs);
+      const off = this.onChange(() => predicate() && done());
+      function done() {
+        clearTimeout(timer);
+        off();
+        resolve();
+      }
+    });
+  }
+
+  private set(phase: CallPhase): void {
+    if (this.phase.kind === 'ended') return;
+    this.phase = phase;
+    if (phase.kind === 'ended') {
+      clearTimeout(this.grantTimer);
+      this.knocks.clear();
+    }
     this.emit();
   }
 

@@ -38,6 +38,11 @@ export const ERRORS = {
   },
   no_answer: { status: 408, message: 'Nobody answered your request to join. Try again later.' },
   lobby_full: { status: 429, message: 'Too many people are waiting to join this call. Try again in a moment.' },
+  grant_refused: {
+    status: 403,
+    message:
+      'The key for this call could not be verified, so you were not let in. Someone may be tampering with the connection.',
+  },
   left: { status: 200, message: 'You left the call.' },
   media_failed: { status: 500, message: 'The media connection could not be set up.' },
   server_shutdown: { status: 503, message: 'The server is restarting. Please join again in a moment.' },

@@ -37,6 +37,24 @@ export function parseDisplayName(raw: unknown): string | undefined {
 export const linkId = z.string().regex(/^[A-Za-z0-9_-]{22}$/);
 export const participantId = z.string().regex(/^[A-Za-z0-9_-]{1,32}$/);
 const sdp = z.string().min(1).max(MAX_SDP_LENGTH);
+const base64url = (max: number) => z.string().min(1).max(max).regex(/^[A-Za-z0-9_-]+$/);
+
+/**
+ * A participant's name card: its display name and fresh public key, sealed
+ * with the link's lobby key in the participant's browser. The server relays
+ * it and cannot read it.
+ */
+export const sealedCard = base64url(1024);
+
+/** A key grant (see src/e2ee/keys.ts): opaque to the server, MACed with the link's auth key. */
+export const keyGrant = z.strictObject({
+  approverPublicKey: base64url(128),
+  recipientId: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/),
+  iv: base64url(64),
+  wrapped: base64url(512),
+  mac: base64url(128),
+});
+export type KeyGrantMessage = z.infer<typeof keyGrant>;
 /** Optional client-chosen sequence number, echoed in the error that refuses the message. */
 const seq = z.number().int().nonnegative().max(2 ** 31).optional();
 
@@ -44,8 +62,11 @@ const seq = z.number().int().nonnegative().max(2 ** 31).optional();
 
 export const clientMessage = z.discriminatedUnion('type', [
   /** Ask to enter the call of a link. The link's owner enters at once; anyone else knocks. */
-  z.strictObject({ type: z.literal('join'), seq, linkId, name: displayName }),
-  z.strictObject({ type: z.literal('approve'), seq, participantId }),
+  z.strictObject({ type: z.literal('join'), seq, linkId, card: sealedCard }),
+  /** Let a waiting guest in, handing it the call key (the server passes the grant on unread). */
+  z.strictObject({ type: z.literal('approve'), seq, participantId, grant: keyGrant }),
+  /** Hand an admitted participant a (new) call key: rotation, or a host who re-entered. */
+  z.strictObject({ type: z.literal('grant'), seq, participantId, grant: keyGrant }),
   z.strictObject({ type: z.literal('decline'), seq, participantId }),
   z.strictObject({ type: z.literal('remove'), seq, participantId }),
   z.strictObject({ type: z.literal('end'), seq }),
@@ -69,14 +90,16 @@ export type Role = z.infer<typeof role>;
 
 export const participantInfo = z.strictObject({
   id: participantId,
-  name: z.string(),
+  card: sealedCard,
   role,
+  /** When the participant was admitted (server clock, ms): orders the key leader succession. */
+  since: z.number(),
   audio: z.boolean(),
   video: z.boolean(),
 });
 export type ParticipantInfo = z.infer<typeof participantInfo>;
 
-export const knockInfo = z.strictObject({ id: participantId, name: z.string(), since: z.number() });
+export const knockInfo = z.strictObject({ id: participantId, card: sealedCard, since: z.number() });
 export type KnockInfo = z.infer<typeof knockInfo>;
 
 const errorCode = z.enum(ERROR_CODES as [ErrorCode, ...ErrorCode[]]);
@@ -98,6 +121,8 @@ export const serverMessage = z.discriminatedUnion('type', [
     knocks: z.array(knockInfo),
     canApprove: z.boolean(),
     linkName: z.string(),
+    /** The approver's key grant; absent for a host who entered on their own. */
+    grant: keyGrant.optional(),
   }),
   z.strictObject({ type: z.literal('participantJoined'), participant: participantInfo }),
   z.strictObject({ type: z.literal('participantUpdated'), participant: participantInfo }),
@@ -108,6 +133,8 @@ export const serverMessage = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('knockGone'), participantId }),
   /** Whether you may answer knocks changed (host left or came back, 30 s rule). */
   z.strictObject({ type: z.literal('canApprove'), canApprove: z.boolean() }),
+  /** A key grant from another participant (rotation, or a key for a host who re-entered). */
+  z.strictObject({ type: z.literal('grant'), from: participantId, grant: keyGrant }),
   z.strictObject({ type: z.literal('publishAnswer'), sdp }),
   z.strictObject({ type: z.literal('subscribeOffer'), sdp }),
   z.strictObject({ type: z.literal('pong'), seq }),

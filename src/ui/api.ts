@@ -37,6 +37,7 @@ export interface LinkView {
 export interface LinkPublicInfo {
   name: string;
   hostName: string;
+  infoMac: string | null;
   isOwner: boolean;
 }
 
@@ -47,10 +48,7 @@ export const api = {
   signOut: () => request<void>('POST', '/api/signout'),
   links: () => request<{ links: LinkView[] }>('GET', '/api/links'),
   createLink: (name?: string) => request<LinkView>('POST', '/api/links', name ? { name } : {}),
+  setLinkInfoMac: (id: string, mac: string) => request<void>('PUT', `/api/links/${encodeURIComponent(id)}/info-mac`, { mac }),
   deleteLink: (id: string) => request<void>('DELETE', `/api/links/${encodeURIComponent(id)}`),
   linkInfo: (id: string) => request<LinkPublicInfo>('GET', `/api/links/${encodeURIComponent(id)}/info`),
 };
-
-export function linkUrl(path: string): string {
-  return new URL(path, location.origin).href;
-}

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
-import { audioTrackLive, launchChromium, measureVideo, newPerson, waitForPlayingVideo } from '../support/browser.js';
+import { waitForLiveAudio, launchChromium, measureVideo, newPerson, waitForPlayingVideo } from '../support/browser.js';
 import { startServer, type TestServer } from '../support/server.js';
 
 const text = (page: Page, t: string | RegExp, timeout = 15_000) => page.getByText(t).first().waitFor({ timeout });
@@ -14,6 +14,7 @@ async function signUpAndCreateLink(page: Page, username: string, linkName: strin
   await page.getByLabel('Link name (optional)').fill(linkName);
   await page.getByRole('button', { name: 'Create Link' }).click();
   const link = await page.getByRole('textbox', { name: 'Call link' }).inputValue();
+  assert.match(link, /#k=[A-Za-z0-9_-]{43}$/);
   return link;
 }
 
@@ -49,8 +50,8 @@ describe('the core flow in Chromium', { timeout: 180_000 }, () => {
     const host = await newPerson(browser, server.url);
     const guest = await newPerson(browser, server.url);
     const link = await signUpAndCreateLink(host.page, 'ana', 'Sunday call');
-    assert.match(link, new RegExp(`^${server.url}/join/[A-Za-z0-9_-]{22}$`));
-    await host.page.getByRole('button', { name: 'Copy' }).click();
+    assert.match(link, new RegExp(`^${server.url}/join/[A-Za-z0-9_-]{22}#k=`));
+    await host.page.getByRole('button', { name: 'Copy', exact: true }).click();
     await text(host.page, 'Copied');
     assert.equal(await host.page.evaluate(() => navigator.clipboard.readText()), link);
 
@@ -61,8 +62,8 @@ describe('the core flow in Chromium', { timeout: 180_000 }, () => {
 
     await waitForPlayingVideo(host.page, 'video[aria-label="Video of Bob"]');
     await waitForPlayingVideo(guest.page, 'video[aria-label="Video of ana"]');
-    assert.ok(await audioTrackLive(host.page, 'video[aria-label="Video of Bob"]'), 'host hears Bob');
-    assert.ok(await audioTrackLive(guest.page, 'video[aria-label="Video of ana"]'), 'Bob hears the host');
+    assert.ok(await waitForLiveAudio(host.page, 'video[aria-label="Video of Bob"]'), 'host hears Bob');
+    assert.ok(await waitForLiveAudio(guest.page, 'video[aria-label="Video of ana"]'), 'Bob hears the host');
 
     // Bandwidth estimation works: after 10 s the video is not a low-resolution trickle.
     await guest.page.waitForTimeout(10_000);

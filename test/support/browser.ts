@@ -63,11 +63,20 @@ export async function measureVideo(page: Page, selector: string, ms = 3000): Pro
   );
 }
 
-export async function audioTrackLive(page: Page, selector: string): Promise<boolean> {
-  return page.evaluate((sel) => {
-    const v = document.querySelector<HTMLVideoElement>(sel);
-    const stream = v?.srcObject as MediaStream | null;
-    const track = stream?.getAudioTracks()[0];
-    return !!track && track.readyState === 'live' && !track.muted;
-  }, selector);
+/** Wait until the <video>'s stream has a live audio track receiving packets (not muted by the network). */
+export async function waitForLiveAudio(page: Page, selector: string, timeout = 10_000): Promise<boolean> {
+  return page
+    .waitForFunction(
+      (sel) => {
+        const v = document.querySelector<HTMLVideoElement>(sel);
+        const track = (v?.srcObject as MediaStream | null)?.getAudioTracks()[0];
+        return !!track && track.readyState === 'live' && !track.muted;
+      },
+      selector,
+      { timeout, polling: 200 },
+    )
+    .then(
+      () => true,
+      () => false,
+    );
 }

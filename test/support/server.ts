@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { CallSession } from '../../src/client/call.js';
 import { SignalingClient } from '../../src/client/signaling.js';
+import { deriveLinkKeys, encodeSecret, newLinkSecret, signLinkInfo, type LinkKeys } from '../../src/e2ee/keys.js';
 import { buildApp, type App, type RateLimits } from '../../src/server/app.js';
 import { loadConfig } from '../../src/server/config.js';
 import type { RoomLimits } from '../../src/server/rooms/room.js';
@@ -74,24 +75,65 @@ export async function signUp(server: TestServer, username: string, password = 'c
   return cookie.split(';')[0]!;
 }
 
-export async function createLink(server: TestServer, cookie: string, name?: string): Promise<string> {
+export interface TestLink {
+  id: string;
+  /** The link secret, as the host's browser would make it (never sent to the server). */
+  secret: Uint8Array;
+  keys: LinkKeys;
+  /** The full link, secret in the fragment. */
+  url: string;
+}
+
+/** Create a link the way the host's browser does: server id, local secret, MAC of the link's facts. */
+export async function createLink(server: TestServer, cookie: string, name?: string): Promise<TestLink> {
   const res = await fetch(`${server.url}/api/links`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', cookie },
     body: JSON.stringify(name ? { name } : {}),
   });
   if (res.status !== 201) throw new Error(`link creation failed: ${res.status}`);
-  return ((await res.json()) as { id: string }).id;
+  const link = (await res.json()) as { id: string; name: string; path: string };
+  const secret = newLinkSecret();
+  const keys = await deriveLinkKeys(secret);
+  const me = (await (await fetch(`${server.url}/api/me`, { headers: { cookie } })).json()) as { username: string };
+  const mac = await signLinkInfo(keys, link.id, { name: link.name, hostName: me.username });
+  await fetch(`${server.url}/api/links/${link.id}/info-mac`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json', cookie },
+    body: JSON.stringify({ mac }),
+  });
+  return { id: link.id, secret, keys, url: `${server.url}${link.path}#k=${encodeSecret(secret)}` };
 }
 
 /** A Node participant using the same protocol library as the browser. */
-export async function connectClient(server: TestServer, cookie?: string): Promise<{ signaling: SignalingClient; call: CallSession; raw: () => WebSocket }> {
+export async function connectClient(
+  server: TestServer,
+  link: Pick<TestLink, 'id' | 'keys'>,
+  cookie?: string,
+): Promise<{ signaling: SignalingClient; call: CallSession; raw: () => WebSocket }> {
   let socket: WebSocket | undefined;
   const signaling = new SignalingClient(server.wsUrl, (u) => {
     socket = new WebSocket(u, { headers: cookie ? { cookie } : {} });
     return socket as unknown as import('../../src/client/signaling.js').SocketLike;
   });
-  const call = new CallSession(signaling);
+  const call = new CallSession(signaling, link.id, link.keys);
   await signaling.connect();
   return { signaling, call, raw: () => socket! };
+}
+
+/** Resolve when the session's state satisfies `predicate` (checked on every change). */
+export function until(call: CallSession, predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (predicate()) return resolve();
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`condition not met within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const off = call.onChange(() => {
+      if (!predicate()) return;
+      clearTimeout(timer);
+      off();
+      resolve();
+    });
+  });
 }

@@ -20,6 +20,8 @@ const createBody = z.strictObject({
     .optional(),
 });
 
+const infoMacBody = z.strictObject({ mac: z.string().regex(/^[A-Za-z0-9_-]{16,128}$/) });
+
 export function newLinkId(): string {
   return randomBytes(16).toString('base64url');
 }
@@ -53,9 +55,20 @@ export function registerLinks(app: FastifyInstance, opts: LinksOptions): void {
       name: body.data.name || `${account.username}'s call`,
       createdAt: Date.now(),
       deletedAt: null,
+      infoMac: null,
     };
     await store.createLink(link);
     return reply.code(201).send(view(link));
+  });
+
+  /** The host's browser attaches the MAC of the link's public facts, once. */
+  app.put<{ Params: { id: string } }>('/api/links/:id/info-mac', async (req, reply) => {
+    const account = await requireAccount(store, req);
+    const body = infoMacBody.safeParse(req.body);
+    if (!body.success) throw new LinkcallError('bad_request');
+    if (!linkIdSchema.safeParse(req.params.id).success) throw new LinkcallError('link_not_found');
+    if (!(await store.setLinkInfoMac(req.params.id, account.id, body.data.mac))) throw new LinkcallError('link_not_found');
+    return reply.code(204).send();
   });
 
   app.delete<{ Params: { id: string } }>('/api/links/:id', async (req, reply) => {
@@ -71,7 +84,12 @@ export function registerLinks(app: FastifyInstance, opts: LinksOptions): void {
     const info = await linkInfo(store, req.params.id);
     const account = await store.findAccount(info.ownerId);
     const viewer = await requireAccount(store, req).catch(() => undefined);
-    return { name: info.name, hostName: account?.username ?? '', isOwner: viewer?.id === info.ownerId };
+    return {
+      name: info.name,
+      hostName: account?.username ?? '',
+      infoMac: info.infoMac,
+      isOwner: viewer?.id === info.ownerId,
+    };
   });
 }
 

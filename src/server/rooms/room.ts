@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { LinkcallError, type ErrorCode } from '../../protocol/errors.js';
-import type { KnockInfo, ParticipantInfo, Role, ServerMessage } from '../../protocol/messages.js';
+import type { KeyGrantMessage, KnockInfo, ParticipantInfo, Role, ServerMessage } from '../../protocol/messages.js';
 
 /** How the room reaches one participant's connection. */
 export interface RoomPeer {
@@ -57,7 +57,8 @@ type Status = 'lobby' | 'admitted';
 
 interface Participant {
   readonly id: string;
-  readonly name: string;
+  /** Name and public key sealed with the link's lobby key: relayed, never read. */
+  readonly card: string;
   readonly role: Role;
   readonly peer: RoomPeer;
   status: Status;
@@ -117,12 +118,12 @@ export class Room {
    * A new participant arrives. The link's owner enters at once as host; anyone
    * else knocks and waits in the lobby. Returns the participant's id.
    */
-  join(peer: RoomPeer, name: string, accountId: string | undefined): string {
+  join(peer: RoomPeer, card: string, accountId: string | undefined): string {
     this.assertOpen();
     const isOwner = accountId !== undefined && accountId === this.ownerAccountId;
     const participant: Participant = {
       id: newParticipantId(),
-      name,
+      card,
       role: isOwner ? 'host' : 'guest',
       peer,
       status: 'lobby',
@@ -149,14 +150,23 @@ export class Room {
     return participant.id;
   }
 
-  approve(actorId: string, targetId: string): void {
+  /** Let a waiting guest in; the approver's key grant goes with the admission, unread. */
+  approve(actorId: string, targetId: string, grant: KeyGrantMessage): void {
     this.requireApprover(actorId);
     const target = this.lobbyGuest(targetId);
     if (this.admittedCount >= this.limits.maxParticipants) {
       this.dismiss(target, 'call_full');
       return;
     }
-    this.admit(target);
+    this.admit(target, grant);
+  }
+
+  /** Pass a key grant from one admitted participant to another (key rotation, a returning host). */
+  relayGrant(actorId: string, targetId: string, grant: KeyGrantMessage): void {
+    const actor = this.requireAdmitted(actorId);
+    const target = this.participants.get(targetId);
+    if (!target || target.status !== 'admitted' || target.id === actor.id) throw new LinkcallError('participant_not_found');
+    target.peer.send({ type: 'grant', from: actor.id, grant });
   }
 
   decline(actorId: string, targetId: string): void {
@@ -237,7 +247,7 @@ export class Room {
 
   // ------------------------------------------------------------------ internals
 
-  private admit(participant: Participant): void {
+  private admit(participant: Participant, grant?: KeyGrantMessage): void {
     clearTimeout(participant.knockTimer);
     const wasWaiting = participant.role === 'guest';
     participant.status = 'admitted';
@@ -253,6 +263,7 @@ export class Room {
       knocks: participant.canApprove ? this.list('lobby').map(knockInfo) : [],
       canApprove: participant.canApprove,
       linkName: this.linkName,
+      ...(grant ? { grant } : {}),
     });
     this.toAdmitted({ type: 'participantJoined', participant: participantInfo(participant) }, participant.id);
     this.media.admit(participant.id, (sdp) => {
@@ -357,9 +368,9 @@ export class Room {
 }
 
 function participantInfo(p: Participant): ParticipantInfo {
-  return { id: p.id, name: p.name, role: p.role, audio: p.audio, video: p.video };
+  return { id: p.id, card: p.card, role: p.role, since: p.admittedAt, audio: p.audio, video: p.video };
 }
 
 function knockInfo(p: Participant): KnockInfo {
-  return { id: p.id, name: p.name, since: p.knockedAt };
+  return { id: p.id, card: p.card, since: p.knockedAt };
 }

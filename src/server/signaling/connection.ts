@@ -106,9 +106,7 @@ export class Connection implements RoomPeer {
     if (!parsed.success) {
       const type = (raw as { type?: unknown } | null)?.type;
       const known = typeof type === 'string' && (CLIENT_MESSAGE_TYPES as string[]).includes(type);
-      if (!known) return this.refuse('unknown_type', seq);
-      const badName = type === 'join' && parsed.error.issues.every((i) => i.path[0] === 'name');
-      return this.refuse(badName ? 'invalid_name' : 'bad_message', seq);
+      return this.refuse(known ? 'bad_message' : 'unknown_type', seq);
     }
     this.strikes = 0;
     this.dispatch(parsed.data).catch((err: unknown) => {
@@ -123,13 +121,15 @@ export class Connection implements RoomPeer {
 
   private async dispatch(message: ClientMessage): Promise<void> {
     if (message.type === 'ping') return this.send({ type: 'pong', seq: message.seq });
-    if (message.type === 'join') return this.join(message.linkId, message.name);
+    if (message.type === 'join') return this.join(message.linkId, message.card);
     const room = this.room;
     const me = this.participantId;
     if (!room || !me) throw new LinkcallError('not_in_call');
     switch (message.type) {
       case 'approve':
-        return room.approve(me, message.participantId);
+        return room.approve(me, message.participantId, message.grant);
+      case 'grant':
+        return room.relayGrant(me, message.participantId, message.grant);
       case 'decline':
         return room.decline(me, message.participantId);
       case 'remove':
@@ -147,7 +147,7 @@ export class Connection implements RoomPeer {
     }
   }
 
-  private async join(linkId: string, name: string): Promise<void> {
+  private async join(linkId: string, card: string): Promise<void> {
     if (this.room) throw new LinkcallError('already_joined');
     const link = await linkInfo(this.ctx.store, linkId);
     const isOwner = this.account?.id === link.ownerId;
@@ -167,7 +167,7 @@ export class Connection implements RoomPeer {
     // Set before join: the room may answer (joined/waiting) synchronously.
     this.room = room;
     try {
-      this.participantId = room.join(this, name, this.account?.id);
+      this.participantId = room.join(this, card, this.account?.id);
     } catch (err) {
       this.room = undefined;
       throw err;

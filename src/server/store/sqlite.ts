@@ -26,10 +26,19 @@ const MIGRATIONS: string[] = [
      deleted_at INTEGER
    );
    CREATE INDEX links_owner ON links(owner_id, created_at);`,
+  // The host's browser MACs the link's name and host name with a key from the link secret.
+  `ALTER TABLE links ADD COLUMN info_mac TEXT;`,
 ];
 
 interface AccountRow { id: string; username: string; password_hash: string; created_at: number }
-interface LinkRow { id: string; owner_id: string; name: string; created_at: number; deleted_at: number | null }
+interface LinkRow {
+  id: string;
+  owner_id: string;
+  name: string;
+  created_at: number;
+  deleted_at: number | null;
+  info_mac: string | null;
+}
 
 const toAccount = (r: AccountRow): Account => ({
   id: r.id,
@@ -43,6 +52,7 @@ const toLink = (r: LinkRow): Link => ({
   name: r.name,
   createdAt: r.created_at,
   deletedAt: r.deleted_at,
+  infoMac: r.info_mac,
 });
 
 export class SqliteStore implements Store {
@@ -105,8 +115,8 @@ export class SqliteStore implements Store {
 
   async createLink(l: Link): Promise<void> {
     this.db
-      .prepare('INSERT INTO links (id, owner_id, name, created_at, deleted_at) VALUES (?, ?, ?, ?, ?)')
-      .run(l.id, l.ownerId, l.name, l.createdAt, l.deletedAt);
+      .prepare('INSERT INTO links (id, owner_id, name, created_at, deleted_at, info_mac) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(l.id, l.ownerId, l.name, l.createdAt, l.deletedAt, l.infoMac);
   }
 
   async findLink(id: string): Promise<Link | undefined> {
@@ -119,6 +129,13 @@ export class SqliteStore implements Store {
       .prepare('SELECT * FROM links WHERE owner_id = ? AND deleted_at IS NULL ORDER BY created_at DESC, id')
       .all(ownerId) as LinkRow[];
     return rows.map(toLink);
+  }
+
+  async setLinkInfoMac(id: string, ownerId: string, mac: string): Promise<boolean> {
+    const result = this.db
+      .prepare('UPDATE links SET info_mac = ? WHERE id = ? AND owner_id = ? AND deleted_at IS NULL AND info_mac IS NULL')
+      .run(mac, id, ownerId);
+    return result.changes === 1;
   }
 
   async deleteLink(id: string, ownerId: string, now: number): Promise<boolean> {

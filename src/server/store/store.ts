@@ -17,6 +17,8 @@ export interface Link {
   createdAt: number;
   /** Set when the host deleted the link; the row stays so its page can say so. */
   deletedAt: number | null;
+  /** MAC of {name, host name} made in the host's browser with the link's auth key; opaque here. */
+  infoMac: string | null;
 }
 
 export interface Store {
@@ -33,6 +35,8 @@ export interface Store {
   findLink(id: string): Promise<Link | undefined>;
   /** The owner's links that are not deleted, newest first. */
   listLinks(ownerId: string): Promise<Link[]>;
+  /** Set once, by the owner; false when not the owner's, deleted, or already set. */
+  setLinkInfoMac(id: string, ownerId: string, mac: string): Promise<boolean>;
   /** Returns false when the link is not the owner's or is already deleted. */
   deleteLink(id: string, ownerId: string, now: number): Promise<boolean>;
 

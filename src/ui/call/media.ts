@@ -4,6 +4,8 @@
  * answer). Remote tracks arrive grouped by participant id (the stream id).
  */
 import type { SignalingClient } from '../../client/signaling.js';
+import type { CallKeyState } from '../../client/call.js';
+import { E2eeSession, peerConnectionConfig } from '../../e2ee/session.js';
 
 const GATHER_TIMEOUT_MS = 3000;
 
@@ -25,9 +27,11 @@ function gathered(pc: RTCPeerConnection): Promise<void> {
   });
 }
 
+/** Every frame is encrypted in a worker before it leaves and decrypted after it arrives; there is no clear mode. */
 export class CallConnection {
-  private readonly publisher = new RTCPeerConnection();
-  private readonly subscriber = new RTCPeerConnection();
+  private readonly e2ee = new E2eeSession();
+  private readonly publisher = new RTCPeerConnection(peerConnectionConfig());
+  private readonly subscriber = new RTCPeerConnection(peerConnectionConfig());
   private readonly streams = new Map<string, MediaStream>();
   private readonly offs: (() => void)[] = [];
   private subscribeQueue = Promise.resolve();
@@ -36,6 +40,7 @@ export class CallConnection {
 
   constructor(private readonly signaling: SignalingClient) {
     this.subscriber.addEventListener('track', (event) => {
+      this.e2ee.attachReceiver(event.receiver);
       const stream = event.streams[0];
       if (!stream) return;
       this.streams.set(stream.id, stream);
@@ -57,9 +62,18 @@ export class CallConnection {
     }
   }
 
-  /** Start sending the local camera and microphone. */
+  /** Re-key: new frames go out under the new key; older epochs stay readable for a few seconds. */
+  setKeys(state: CallKeyState): void {
+    this.e2ee.addReceiveKey(state.key);
+    this.e2ee.setSendKey(state.key, state.senderIndex);
+  }
+
+  /** Start sending the local camera and microphone, encrypted. */
   async publish(stream: MediaStream): Promise<void> {
-    for (const track of stream.getTracks()) this.publisher.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+    for (const track of stream.getTracks()) {
+      const transceiver = this.publisher.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+      this.e2ee.attachSender(transceiver.sender);
+    }
     await this.publisher.setLocalDescription(await this.publisher.createOffer());
     await gathered(this.publisher);
     this.signaling.send({ type: 'publish', sdp: this.publisher.localDescription!.sdp });
@@ -77,6 +91,7 @@ export class CallConnection {
 
   close(): void {
     for (const off of this.offs) off();
+    this.e2ee.close();
     this.publisher.close();
     this.subscriber.close();
   }

@@ -1,21 +1,24 @@
 /** In the lobby and in the call: every state is a sentence, every control has a name. */
 import { useEffect, useReducer, useRef, useState } from 'preact/hooks';
-import { CallSession } from '../../client/call.js';
+import { CallSession, type Member } from '../../client/call.js';
 import { SignalingClient } from '../../client/signaling.js';
-import type { ParticipantInfo } from '../../protocol/messages.js';
+import type { LinkKeys } from '../../e2ee/keys.js';
+import { LinkcallError } from '../../protocol/errors.js';
 import { playKnockSound } from '../call/devices.js';
 import { CallConnection } from '../call/media.js';
 
 interface Props {
   linkId: string;
+  linkKeys: LinkKeys;
   name: string;
   hostName: string;
   stream?: MediaStream;
 }
 
-const RETRYABLE = new Set(['host_absent', 'no_answer', 'disconnected', 'server_shutdown', 'left', 'media_failed', 'rate_limited']);
+const RETRYABLE = new Set(['host_absent', 'no_answer', 'disconnected', 'server_shutdown', 'left', 'media_failed', 'rate_limited', 'grant_refused']);
+const UNREADABLE = 'Unknown (name could not be verified)';
 
-export function CallView({ linkId, name, hostName, stream }: Props) {
+export function CallView({ linkId, linkKeys, name, hostName, stream }: Props) {
   const [, rerender] = useReducer((n: number) => n + 1, 0);
   const [session, setSession] = useState<CallSession | undefined>(undefined);
   const [remoteStreams, setRemoteStreams] = useState<ReadonlyMap<string, MediaStream>>(new Map());
@@ -27,8 +30,9 @@ export function CallView({ linkId, name, hostName, stream }: Props) {
   useEffect(() => {
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const signaling = new SignalingClient(`${scheme}://${location.host}/ws`);
-    const call = new CallSession(signaling);
+    const call = new CallSession(signaling, linkId, linkKeys);
     setSession(call);
+    call.onKeys = (keys) => connection.current?.setKeys(keys);
     let knockCount = 0;
     const off = call.onChange(() => {
       if (call.phase.kind === 'in-call' && !connection.current) {
@@ -36,6 +40,7 @@ export function CallView({ linkId, name, hostName, stream }: Props) {
         connection.current = conn;
         conn.onStreams = (streams) => setRemoteStreams(new Map(streams));
         conn.onFailure = setMediaFailure;
+        if (call.keys) conn.setKeys(call.keys);
         if (stream) void conn.publish(stream).catch(() => setMediaFailure('Your camera and microphone could not be sent.'));
         call.setMediaState(audioEnabled(stream), videoEnabled(stream));
       }
@@ -49,7 +54,11 @@ export function CallView({ linkId, name, hostName, stream }: Props) {
       rerender(0);
     });
     signaling.connect().then(
-      () => call.join(linkId, name),
+      () =>
+        call.join(name).catch((err: unknown) => {
+          call.lastError = err instanceof LinkcallError ? err.message : 'Could not ask to join.';
+          rerender(0);
+        }),
       () => rerender(0),
     );
     return () => {
@@ -106,7 +115,12 @@ export function CallView({ linkId, name, hostName, stream }: Props) {
     <main class="call">
       <header class="row spread">
         <h1 class="call-title">{session.linkName}</h1>
-        <span class="muted">{others.length + 1} in call</span>
+        <span class="row">
+          <span class="muted">{others.length + 1} in call</span>
+          <span class="safety" title="Compare with the others: when the codes match, nobody is listening in between.">
+            Safety code <output aria-label="Safety code">{session.safetyCode ?? '…'}</output>
+          </span>
+        </span>
       </header>
       {mediaFailure && <p role="alert" class="error">{mediaFailure}</p>}
       {session.lastError && <p role="alert" class="error">{session.lastError}</p>}
@@ -118,10 +132,12 @@ export function CallView({ linkId, name, hostName, stream }: Props) {
           <ul aria-live="polite">
             {[...session.knocks.values()].map((k) => (
               <li key={k.id} class="row spread">
-                <span class="knock-name">{k.name}</span>
+                <span class="knock-name">{k.name ?? UNREADABLE}</span>
                 <span class="row">
-                  <button class="approve" aria-label={`Approve ${k.name}`} onClick={() => session.approve(k.id)}>✓</button>
-                  <button class="decline danger" aria-label={`Decline ${k.name}`} onClick={() => session.decline(k.id)}>✗</button>
+                  {k.name !== undefined && (
+                    <button class="approve" aria-label={`Approve ${k.name}`} onClick={() => void session.approve(k.id)}>✓</button>
+                  )}
+                  <button class="decline danger" aria-label={`Decline ${k.name ?? 'unknown guest'}`} onClick={() => session.decline(k.id)}>✗</button>
                 </span>
               </li>
             ))}
@@ -129,7 +145,7 @@ export function CallView({ linkId, name, hostName, stream }: Props) {
         </section>
       )}
       <section class={`grid n${Math.min(others.length + 1, 9)}`} aria-label="Participants">
-        <Tile participant={{ ...you, audio: audioOn, video: videoOn }} stream={stream} self />
+        <Tile participant={{ ...you, name, audio: audioOn, video: videoOn }} stream={stream} self />
         {others.map((p) => (
           <Tile key={p.id} participant={p} stream={remoteStreams.get(p.id)} onRemove={isHost ? () => session.remove(p.id) : undefined} />
         ))}
@@ -144,7 +160,8 @@ export function CallView({ linkId, name, hostName, stream }: Props) {
   );
 }
 
-function Tile({ participant, stream, self, onRemove }: { participant: ParticipantInfo; stream?: MediaStream; self?: boolean; onRemove?: () => void }) {
+function Tile({ participant: p, stream, self, onRemove }: { participant: Member; stream?: MediaStream; self?: boolean; onRemove?: () => void }) {
+  const participant = { ...p, name: p.name ?? UNREADABLE };
   const video = useRef<HTMLVideoElement>(null);
   useEffect(() => {
     if (video.current && video.current.srcObject !== (stream ?? null)) video.current.srcObject = stream ?? null;

@@ -1,6 +1,8 @@
 /** Signed out: sign up / sign in. Signed in: the host's links — create, copy, open, delete. */
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError, linkUrl, type LinkView } from '../api.js';
+import { deriveLinkKeys, encodeSecret, newLinkSecret, signLinkInfo } from '../../e2ee/keys.js';
+import { api, ApiError, type LinkView } from '../api.js';
+import { fullLink, linkSecrets } from '../secrets.js';
 
 export function HomePage() {
   const [user, setUser] = useState<string | null | undefined>(undefined);
@@ -74,19 +76,38 @@ function AuthForm({ onSignedIn }: { onSignedIn: (username: string) => void }) {
 
 function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: () => void }) {
   const [links, setLinks] = useState<LinkView[] | undefined>(undefined);
+  const [secrets, setSecrets] = useState<Record<string, string>>({});
   const [newName, setNewName] = useState('');
-  const [created, setCreated] = useState<LinkView | undefined>(undefined);
+  const [created, setCreated] = useState<{ link: LinkView; url: string } | undefined>(undefined);
   const [copied, setCopied] = useState(false);
   const [error, setError] = useState('');
 
-  const reload = () => api.links().then((r) => setLinks(r.links), (e: ApiError) => setError(e.message));
+  const reload = () =>
+    api.links().then(
+      async (r) => {
+        const known: Record<string, string> = {};
+        for (const l of r.links) {
+          const secret = await linkSecrets.load(l.id);
+          if (secret) known[l.id] = secret;
+        }
+        setSecrets(known);
+        setLinks(r.links);
+      },
+      (e: ApiError) => setError(e.message),
+    );
   useEffect(() => void reload(), []);
 
+  /** The secret is made here, kept in this browser, and only ever travels in the link's fragment. */
   async function create() {
     setError('');
     try {
       const link = await api.createLink(newName.trim() || undefined);
-      setCreated(link);
+      const secret = newLinkSecret();
+      const encoded = encodeSecret(secret);
+      await linkSecrets.save(link.id, encoded);
+      const mac = await signLinkInfo(await deriveLinkKeys(secret), link.id, { name: link.name, hostName: username });
+      await api.setLinkInfoMac(link.id, mac);
+      setCreated({ link, url: fullLink(link.path, encoded) });
       setCopied(false);
       setNewName('');
       await reload();
@@ -99,7 +120,8 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
     setError('');
     try {
       await api.deleteLink(link.id);
-      if (created?.id === link.id) setCreated(undefined);
+      await linkSecrets.remove(link.id);
+      if (created?.link.id === link.id) setCreated(undefined);
       await reload();
     } catch (err) {
       setError(err instanceof ApiError ? err.message : 'Could not delete the link.');
@@ -136,16 +158,16 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
           <div class="stack">
             <label>
               Call link
-              <input readOnly value={linkUrl(created.path)} onFocus={(e) => e.currentTarget.select()} />
+              <input readOnly value={created.url} onFocus={(e) => e.currentTarget.select()} />
             </label>
             <div class="row">
-              <button onClick={() => void copy(linkUrl(created.path))}>Copy</button>
+              <button onClick={() => void copy(created.url)}>Copy</button>
               {'share' in navigator && (
-                <button class="secondary" onClick={() => navigator.share({ title: created.name, url: linkUrl(created.path) }).catch(() => {})}>
+                <button class="secondary" onClick={() => navigator.share({ title: created.link.name, url: created.url }).catch(() => {})}>
                   Share
                 </button>
               )}
-              <a class="button secondary" href={created.path}>Open call</a>
+              <a class="button secondary" href={created.url}>Open call</a>
               <span role="status">{copied ? 'Copied' : ''}</span>
             </div>
           </div>
@@ -164,9 +186,17 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
                 <div>
                   <strong>{link.name}</strong>
                   <div class="muted small">Created {new Date(link.createdAt).toLocaleString()}</div>
+                  {!secrets[link.id] && <div class="muted small">Its secret is kept in the browser that created it.</div>}
                 </div>
                 <div class="row">
-                  <a class="button" href={link.path} aria-label={`Open ${link.name}`}>Open</a>
+                  {secrets[link.id] && (
+                    <>
+                      <button class="secondary" aria-label={`Copy link ${link.name}`} onClick={() => void copy(fullLink(link.path, secrets[link.id]!))}>
+                        Copy
+                      </button>
+                      <a class="button" href={fullLink(link.path, secrets[link.id]!)} aria-label={`Open ${link.name}`}>Open</a>
+                    </>
+                  )}
                   <button class="danger" aria-label={`Delete link ${link.name}`} onClick={() => void remove(link)}>
                     Delete link
                   </button>

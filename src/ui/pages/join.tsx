@@ -1,14 +1,19 @@
 /** What someone who opened a link sees: who is calling, a preview, their name, then Join. */
 import { useEffect, useRef, useState } from 'preact/hooks';
+import { decodeSecret, deriveLinkKeys, verifyLinkInfo, type LinkKeys } from '../../e2ee/keys.js';
 import { parseDisplayName } from '../../protocol/messages.js';
 import { api, ApiError, type LinkPublicInfo } from '../api.js';
 import { describeMediaError, listDevices, openLocalMedia, type DeviceChoice } from '../call/devices.js';
+import { secretFromFragment } from '../secrets.js';
 import { CallView } from './call.js';
+
+const ALTERED = 'This link is incomplete or has been altered. Ask the person who sent it for the full link; a real linkcall link ends with “#k=” and a long code.';
 
 type Step = 'name' | 'ready' | 'call';
 
 export function JoinPage({ linkId }: { linkId: string }) {
   const [info, setInfo] = useState<LinkPublicInfo | undefined>(undefined);
+  const [linkKeys, setLinkKeys] = useState<LinkKeys | undefined>(undefined);
   const [linkError, setLinkError] = useState('');
   const [step, setStep] = useState<Step>('name');
   const [name, setName] = useState('');
@@ -21,7 +26,15 @@ export function JoinPage({ linkId }: { linkId: string }) {
 
   useEffect(() => {
     api.linkInfo(linkId).then(
-      (i) => {
+      async (i) => {
+        // Who is calling is shown only once the link's secret verifies it: the server cannot vouch for itself.
+        const secret = decodeSecret(secretFromFragment() ?? '');
+        const keys = secret && (await deriveLinkKeys(secret));
+        if (!keys || !i.infoMac || !(await verifyLinkInfo(keys, linkId, { name: i.name, hostName: i.hostName }, i.infoMac))) {
+          setLinkError(ALTERED);
+          return;
+        }
+        setLinkKeys(keys);
         setInfo(i);
         if (i.isOwner) {
           api.me().then((me) => {
@@ -67,8 +80,10 @@ export function JoinPage({ linkId }: { linkId: string }) {
       </main>
     );
   }
-  if (!info) return <main class="page narrow"><p>Loading…</p></main>;
-  if (step === 'call') return <CallView linkId={linkId} name={name} hostName={info.hostName} stream={stream} />;
+  if (!info || !linkKeys) return <main class="page narrow"><p>Loading…</p></main>;
+  if (step === 'call') {
+    return <CallView linkId={linkId} linkKeys={linkKeys} name={name} hostName={info.hostName} stream={stream} />;
+  }
 
   function next(e: Event) {
     e.preventDefault();
@@ -86,9 +101,13 @@ export function JoinPage({ linkId }: { linkId: string }) {
     <main class="page narrow">
       <p class="muted small">{location.host}</p>
       <h1>{info.name}</h1>
-      <p class="lede">Hosted by <strong>{info.hostName}</strong></p>
+      <p class="lede">
+        Hosted by <strong>{info.hostName}</strong> <span class="verified" title="Checked with the secret in your link">✓ verified</span>
+      </p>
+      <p class="muted small">End-to-end encrypted: the server cannot see or hear the call, or read your name.</p>
       <div class="preview">
         <video ref={preview} autoplay playsInline muted aria-label="Your camera preview" />
+        {!stream && !mediaError && <p role="status" class="muted small">Starting your camera…</p>}
         {mediaError && <p role="alert" class="error">{mediaError}</p>}
       </div>
       {devices.cameras.length > 0 && (
@@ -122,7 +141,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
         <div class="stack">
           <p>Joining as <strong>{name}</strong>{info.isOwner ? ' (host)' : ''}</p>
           <div class="row">
-            <button onClick={() => setStep('call')}>Join</button>
+            <button onClick={() => setStep('call')} disabled={!stream && !mediaError}>Join</button>
             {!info.isOwner && <button class="secondary" onClick={() => setStep('name')}>Change name</button>}
           </div>
         </div>
