@@ -72,6 +72,7 @@ export class CallSession {
   onKeys?: (state: CallKeyState) => void;
 
   private identity?: CallIdentity;
+  private card?: string;
   private readonly listeners = new Set<() => void>();
   /** Key operations run one at a time, in the order their messages arrived. */
   private keyQueue: Promise<unknown> = Promise.resolve();
@@ -165,11 +166,24 @@ export class CallSession {
 
   /** Knock (or, for the link's owner, enter) with a name only link holders can read. */
   async join(name: string): Promise<void> {
+    await this.prepare(name);
+    this.sendJoin();
+  }
+
+  /**
+   * Make this call's key pair and seal the name card ahead of time, so that
+   * pressing Join only sends a message. Refuses bad names before anything is sent.
+   */
+  async prepare(name: string): Promise<void> {
     const clean = parseDisplayName(name);
     if (!clean) throw new LinkcallError('invalid_name');
     this.identity = await newCallIdentity();
-    const card = await sealKnock(this.linkKeys, this.linkId, { name: clean, publicKey: this.identity.publicKey });
-    this.signaling.send({ type: 'join', linkId: this.linkId, card });
+    this.card = await sealKnock(this.linkKeys, this.linkId, { name: clean, publicKey: this.identity.publicKey });
+  }
+
+  sendJoin(): void {
+    if (!this.card) throw new Error('prepare() the name card before joining');
+    this.signaling.send({ type: 'join', linkId: this.linkId, card: this.card });
   }
 
   /**

@@ -1,15 +1,13 @@
 /** In the lobby and in the call: every state is a sentence, every control has a name. */
-import { useEffect, useReducer, useRef, useState } from 'preact/hooks';
-import { CallSession, type Member } from '../../client/call.js';
-import { SignalingClient } from '../../client/signaling.js';
-import type { LinkKeys } from '../../e2ee/keys.js';
-import { LinkcallError } from '../../protocol/errors.js';
+import { useEffect, useLayoutEffect, useReducer, useRef, useState } from 'preact/hooks';
+import type { CallSession, Member } from '../../client/call.js';
 import { playKnockSound } from '../call/devices.js';
 import { CallConnection } from '../call/media.js';
+import type { PreparedCall } from '../call/prepare.js';
 
 interface Props {
-  linkId: string;
-  linkKeys: LinkKeys;
+  /** Socket open and name card sealed (see prepareCall). */
+  prepared: Promise<PreparedCall>;
   name: string;
   hostName: string;
   stream?: MediaStream;
@@ -18,7 +16,7 @@ interface Props {
 const RETRYABLE = new Set(['host_absent', 'no_answer', 'disconnected', 'server_shutdown', 'left', 'media_failed', 'rate_limited', 'grant_refused']);
 const UNREADABLE = 'Unknown (name could not be verified)';
 
-export function CallView({ linkId, linkKeys, name, hostName, stream }: Props) {
+export function CallView({ prepared, name, hostName, stream }: Props) {
   const [, rerender] = useReducer((n: number) => n + 1, 0);
   const [session, setSession] = useState<CallSession | undefined>(undefined);
   const [remoteStreams, setRemoteStreams] = useState<ReadonlyMap<string, MediaStream>>(new Map());
@@ -27,47 +25,62 @@ export function CallView({ linkId, linkKeys, name, hostName, stream }: Props) {
   const [mediaFailure, setMediaFailure] = useState('');
   const connection = useRef<CallConnection | undefined>(undefined);
 
-  useEffect(() => {
-    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const signaling = new SignalingClient(`${scheme}://${location.host}/ws`);
-    const call = new CallSession(signaling, linkId, linkKeys);
-    setSession(call);
-    call.onKeys = (keys) => connection.current?.setKeys(keys);
-    let knockCount = 0;
-    const off = call.onChange(() => {
-      if (call.phase.kind === 'in-call' && !connection.current) {
-        const conn = new CallConnection(signaling);
-        connection.current = conn;
-        conn.onStreams = (streams) => setRemoteStreams(new Map(streams));
-        conn.onFailure = setMediaFailure;
-        if (call.keys) conn.setKeys(call.keys);
-        if (stream) void conn.publish(stream).catch(() => setMediaFailure('Your camera and microphone could not be sent.'));
-        call.setMediaState(audioEnabled(stream), videoEnabled(stream));
-      }
-      if (call.knocks.size > knockCount) playKnockSound();
-      knockCount = call.knocks.size;
-      document.title = call.knocks.size > 0 ? `(${call.knocks.size}) Someone wants to join · linkcall` : 'linkcall';
-      if (call.phase.kind === 'ended') {
-        connection.current?.close();
-        stream?.getTracks().forEach((t) => t.stop());
-      }
-      rerender(0);
-    });
-    signaling.connect().then(
-      () =>
-        call.join(name).catch((err: unknown) => {
-          call.lastError = err instanceof LinkcallError ? err.message : 'Could not ask to join.';
+  const [unreachable, setUnreachable] = useState(false);
+
+  // A layout effect: it runs right after render, so Join goes out without waiting for a paint.
+  useLayoutEffect(() => {
+    let off = () => {};
+    let closed = false;
+    prepared.then(
+      ({ signaling, call }) => {
+        if (closed) return;
+        setSession(call);
+        call.onKeys = (keys) => connection.current?.setKeys(keys);
+        let knockCount = 0;
+        const sync = () => {
+          if (call.phase.kind === 'in-call' && !connection.current) {
+            const conn = new CallConnection(signaling);
+            connection.current = conn;
+            conn.onStreams = (streams) => setRemoteStreams(new Map(streams));
+            conn.onFailure = setMediaFailure;
+            if (call.keys) conn.setKeys(call.keys);
+            if (stream) void conn.publish(stream).catch(() => setMediaFailure('Your camera and microphone could not be sent.'));
+            call.setMediaState(audioEnabled(stream), videoEnabled(stream));
+          }
+          if (call.knocks.size > knockCount) playKnockSound();
+          knockCount = call.knocks.size;
+          document.title = call.knocks.size > 0 ? `(${call.knocks.size}) Someone wants to join · linkcall` : 'linkcall';
+          if (call.phase.kind === 'ended') {
+            connection.current?.close();
+            stream?.getTracks().forEach((t) => t.stop());
+          }
           rerender(0);
-        }),
-      () => rerender(0),
+        };
+        off = call.onChange(sync);
+        call.sendJoin();
+        off = ((o) => () => {
+          o();
+          connection.current?.close();
+          signaling.close();
+        })(off);
+      },
+      () => setUnreachable(true),
     );
     return () => {
+      closed = true;
       off();
-      connection.current?.close();
-      signaling.close();
     };
-  }, [linkId, name]);
+  }, [prepared]);
 
+  if (unreachable) {
+    return (
+      <main class="page narrow">
+        <h1>Can't reach the server</h1>
+        <p role="alert">Could not connect to the call. Check your connection and try again.</p>
+        <a class="button" href={location.pathname + location.hash}>Try again</a>
+      </main>
+    );
+  }
   if (!session) return null;
   const phase = session.phase;
 

@@ -5,6 +5,7 @@ import { parseDisplayName } from '../../protocol/messages.js';
 import { api, ApiError, type LinkPublicInfo } from '../api.js';
 import { describeMediaError, listDevices, openLocalMedia, type DeviceChoice } from '../call/devices.js';
 import { secretFromFragment } from '../secrets.js';
+import { prepareCall, type PreparedCall } from '../call/prepare.js';
 import { CallView } from './call.js';
 
 const ALTERED = 'This link is incomplete or has been altered. Ask the person who sent it for the full link; a real linkcall link ends with “#k=” and a long code.';
@@ -23,6 +24,21 @@ export function JoinPage({ linkId }: { linkId: string }) {
   const [devices, setDevices] = useState<{ cameras: MediaDeviceInfo[]; microphones: MediaDeviceInfo[] }>({ cameras: [], microphones: [] });
   const [choice, setChoice] = useState<DeviceChoice>({});
   const preview = useRef<HTMLVideoElement>(null);
+  const [prepared, setPrepared] = useState<Promise<PreparedCall> | undefined>(undefined);
+
+  // Once the name is settled, open the socket and seal the name card, so Join is instant.
+  useEffect(() => {
+    if (step !== 'ready' || !linkKeys || prepared) return;
+    const p = prepareCall(linkId, linkKeys, name);
+    p.catch(() => {});
+    setPrepared(p);
+  }, [step, linkKeys]);
+
+  function changeName() {
+    prepared?.then(({ signaling }) => signaling.close(), () => {});
+    setPrepared(undefined);
+    setStep('name');
+  }
 
   useEffect(() => {
     api.linkInfo(linkId).then(
@@ -81,8 +97,8 @@ export function JoinPage({ linkId }: { linkId: string }) {
     );
   }
   if (!info || !linkKeys) return <main class="page narrow"><p>Loading…</p></main>;
-  if (step === 'call') {
-    return <CallView linkId={linkId} linkKeys={linkKeys} name={name} hostName={info.hostName} stream={stream} />;
+  if (step === 'call' && prepared) {
+    return <CallView prepared={prepared} name={name} hostName={info.hostName} stream={stream} />;
   }
 
   function next(e: Event) {
@@ -141,8 +157,8 @@ export function JoinPage({ linkId }: { linkId: string }) {
         <div class="stack">
           <p>Joining as <strong>{name}</strong>{info.isOwner ? ' (host)' : ''}</p>
           <div class="row">
-            <button onClick={() => setStep('call')} disabled={!stream && !mediaError}>Join</button>
-            {!info.isOwner && <button class="secondary" onClick={() => setStep('name')}>Change name</button>}
+            <button onClick={() => setStep('call')} disabled={(!stream && !mediaError) || !prepared}>Join</button>
+            {!info.isOwner && <button class="secondary" onClick={changeName}>Change name</button>}
           </div>
         </div>
       )}
