@@ -2,9 +2,10 @@
 import cookie from '@fastify/cookie';
 import fastifyStatic from '@fastify/static';
 import websocket from '@fastify/websocket';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pipeline, Transform } from 'node:stream';
 import { ERRORS, LinkcallError } from '../protocol/errors.js';
 import { MAX_FRAME_BYTES } from '../protocol/messages.js';
 import type { Config } from './config.js';
@@ -15,7 +16,7 @@ import { originAllowed, registerSecurityHeaders } from './http/security.js';
 import { CallMedia } from './rooms/call-media.js';
 import type { RoomLimits } from './rooms/room.js';
 import { Rooms } from './rooms/rooms.js';
-import { Connection } from './signaling/connection.js';
+import { Connection, type WsTapEvent } from './signaling/connection.js';
 import type { Store } from './store/store.js';
 
 /** Attempts allowed per window; defaults suit a public server, tests raise some. */
@@ -41,14 +42,26 @@ export interface AppOptions {
   roomLimits?: Partial<RoomLimits>;
   rateLimits?: Partial<RateLimits>;
   logger?: boolean | object;
+  /**
+   * Observability hook for tests and audits: called with every HTTP request (method, URL,
+   * headers, raw body) and every WebSocket frame in and out, exactly as the server sees them.
+   * It never logs or stores anything itself; without it, nothing is recorded.
+   */
+  tap?: Tap;
 }
+
+/** What `tap` gets: one HTTP request (body: the raw bytes, after they have all arrived), or one WebSocket frame. */
+export type TapEvent =
+  | { kind: 'http'; method: string; url: string; headers: Record<string, string | string[] | undefined>; body: Buffer }
+  | WsTapEvent;
+export type Tap = (event: TapEvent) => void;
 
 export interface App {
   http: FastifyInstance;
   rooms: Rooms;
 }
 
-export async function buildApp({ config, store, roomLimits, rateLimits, logger }: AppOptions): Promise<App> {
+export async function buildApp({ config, store, roomLimits, rateLimits, logger, tap }: AppOptions): Promise<App> {
   const limits = { ...DEFAULT_RATE_LIMITS, ...rateLimits };
   const tls = config.publicUrl?.startsWith('https://') ?? false;
   const http = Fastify({
@@ -71,6 +84,35 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger }
     req.log.error({ err: { name: (err as Error).name } }, 'request failed');
     return reply.code(500).send({ error: 'internal', message: ERRORS.internal.message });
   });
+
+  if (tap) {
+    // Each request is reported once: bodyless ones (GET, HEAD, WebSocket upgrades) on arrival,
+    // the others after the response, with every body byte that was read, copied on its way
+    // to the parser.
+    const bodies = new WeakMap<object, Buffer[]>();
+    const report = (req: FastifyRequest, body: Buffer) =>
+      tap({ kind: 'http', method: req.method, url: req.url, headers: { ...req.headers }, body });
+    http.addHook('preParsing', async (req, _reply, payload) => {
+      if (req.method === 'GET' || req.method === 'HEAD') {
+        report(req, Buffer.alloc(0));
+        return payload;
+      }
+      const chunks: Buffer[] = [];
+      bodies.set(req, chunks);
+      const copy = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          chunks.push(chunk);
+          done(null, chunk);
+        },
+      });
+      pipeline(payload, copy, () => {});
+      return copy;
+    });
+    http.addHook('onResponse', async (req) => {
+      const chunks = bodies.get(req);
+      if (chunks) report(req, Buffer.concat(chunks));
+    });
+  }
 
   registerSecurityHeaders(http, tls);
   await http.register(cookie);
@@ -113,7 +155,7 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger }
       socket.off('message', buffer);
       const connection = new Connection(
         socket,
-        { store, rooms, knocksPerLink, knocksPerAddress, log: req.log },
+        { store, rooms, knocksPerLink, knocksPerAddress, log: req.log, tap },
         account,
         req.ip,
       );

@@ -6,7 +6,7 @@ import WebSocket from 'ws';
 import { CallSession } from '../../src/client/call.js';
 import { SignalingClient } from '../../src/client/signaling.js';
 import { deriveLinkKeys, encodeSecret, newLinkSecret, signLinkInfo, type LinkKeys } from '../../src/e2ee/keys.js';
-import { buildApp, type App, type RateLimits } from '../../src/server/app.js';
+import { buildApp, type App, type RateLimits, type Tap } from '../../src/server/app.js';
 import { loadConfig } from '../../src/server/config.js';
 import type { RoomLimits } from '../../src/server/rooms/room.js';
 import { SqliteStore } from '../../src/server/store/sqlite.js';
@@ -25,6 +25,10 @@ export interface TestServerOptions {
   rateLimits?: Partial<RateLimits>;
   /** Collects every server log line. */
   logs?: string[];
+  /** Level for collected logs (default 'info'; 'trace' collects everything the server would ever log). */
+  logLevel?: string;
+  /** Sees every HTTP request and WebSocket frame (AppOptions.tap). */
+  tap?: Tap;
 }
 
 /** Many hosts sign up from one loopback address in tests; the sign-up limit is the only one raised. */
@@ -36,7 +40,7 @@ export async function startServer(opts: TestServerOptions = {}): Promise<TestSer
   const store = new SqliteStore(join(dataDir, 'linkcall.sqlite'));
   const logs = opts.logs;
   const logger = logs
-    ? { level: 'info', stream: { write: (line: string) => void logs.push(line) } }
+    ? { level: opts.logLevel ?? 'info', stream: { write: (line: string) => void logs.push(line) } }
     : { level: 'warn' };
   const app = await buildApp({
     config,
@@ -44,6 +48,7 @@ export async function startServer(opts: TestServerOptions = {}): Promise<TestSer
     roomLimits: opts.roomLimits,
     rateLimits: { ...TEST_RATE_LIMITS, ...opts.rateLimits },
     logger,
+    tap: opts.tap,
   });
   await app.http.listen({ port: 0, host: '127.0.0.1' });
   const address = app.http.server.address();

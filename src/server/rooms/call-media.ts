@@ -16,7 +16,8 @@ interface PeerMedia {
 }
 
 export class CallMedia implements RoomMedia {
-  private readonly router: Router;
+  /** The call's SFU router (read-only handle: tests attach to it to check what the SFU can see). */
+  readonly router: Router;
   private readonly peers = new Map<string, PeerMedia>();
 
   constructor(options?: RouterOptions) {

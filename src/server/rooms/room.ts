@@ -79,7 +79,8 @@ export class Room {
   readonly linkName: string;
   readonly ownerAccountId: string;
   readonly hostName: string;
-  private readonly media: RoomMedia;
+  /** The call's media (read-only handle: tests attach to it to check what the SFU can see). */
+  readonly media: RoomMedia;
   private readonly limits: RoomLimits;
   private readonly now: () => number;
   private readonly onEmpty?: () => void;

@@ -25,7 +25,11 @@ export interface SignalingContext {
   knocksPerLink: RateLimiter;
   knocksPerAddress: RateLimiter;
   log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+  /** Observability hook (see AppOptions.tap): every frame in and out, as sent on the wire. */
+  tap?: (event: WsTapEvent) => void;
 }
+
+export type WsTapEvent = { kind: 'ws-in'; data: Buffer; isBinary: boolean } | { kind: 'ws-out'; data: string };
 
 const HEARTBEAT_MS = 15_000;
 /** Messages a connection may send per second before being told to slow down. */
@@ -64,7 +68,10 @@ export class Connection implements RoomPeer {
   }
 
   send(message: ServerMessage): void {
-    if (this.socket.readyState === this.socket.OPEN) this.socket.send(JSON.stringify(message));
+    if (this.socket.readyState !== this.socket.OPEN) return;
+    const text = JSON.stringify(message);
+    this.ctx.tap?.({ kind: 'ws-out', data: text });
+    this.socket.send(text);
   }
 
   close(code: ErrorCode): void {
@@ -91,6 +98,7 @@ export class Connection implements RoomPeer {
   }
 
   private onFrame(data: Buffer, isBinary: boolean): void {
+    this.ctx.tap?.({ kind: 'ws-in', data, isBinary });
     if (this.closing) return;
     if (!this.withinMessageRate()) return this.refuse('rate_limited');
     if (isBinary) return this.refuse('bad_message');
