@@ -1,3 +1,4 @@
+import './zod-config.js'; // must stay first: see the file
 import { render } from 'preact';
 import { HomePage } from './pages/home.js';
 import { JoinPage } from './pages/join.js';

@@ -50,16 +50,19 @@ export class CallConnection {
       signaling.on('publishAnswer', (m) => {
         this.publisher.setRemoteDescription({ type: 'answer', sdp: m.sdp }).catch(() => this.fail());
       }),
-      signaling.on('subscribeOffer', (m) => {
-        // Offers are answered one at a time, in order.
-        this.subscribeQueue = this.subscribeQueue.then(() => this.answer(m.sdp)).catch(() => this.fail());
-      }),
+      signaling.on('subscribeOffer', (m) => this.receiveOffer(m.sdp)),
     );
     for (const pc of [this.publisher, this.subscriber]) {
       pc.addEventListener('connectionstatechange', () => {
         if (pc.connectionState === 'failed') this.fail();
       });
     }
+  }
+
+  /** Answer an SFU offer for what we receive (also offers that arrived before this connection existed). */
+  receiveOffer(sdp: string): void {
+    // Offers are answered one at a time, in order.
+    this.subscribeQueue = this.subscribeQueue.then(() => this.answer(sdp)).catch(() => this.fail());
   }
 
   /** Re-key: new frames go out under the new key; older epochs stay readable for a few seconds. */

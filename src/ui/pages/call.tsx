@@ -36,6 +36,14 @@ export function CallView({ prepared, name, hostName, stream }: Props) {
         if (closed) return;
         setSession(call);
         call.onKeys = (keys) => connection.current?.setKeys(keys);
+        // Why: the SFU sends its first subscribeOffer right after `joined`, while
+        // CallSession may still be opening that message's cards and key grant
+        // (async WebCrypto, slow in Firefox), i.e. before the CallConnection below
+        // exists. A lost offer is never answered, and the SFU sends its next offer
+        // only after an answer, so that person would receive nobody for the whole
+        // call (seen for a third participant in Firefox). Keep early offers for it.
+        const earlyOffers: string[] = [];
+        const offEarly = signaling.on('subscribeOffer', (m) => void (!connection.current && earlyOffers.push(m.sdp)));
         let knockCount = 0;
         const sync = () => {
           if (call.phase.kind === 'in-call' && !connection.current) {
@@ -43,6 +51,8 @@ export function CallView({ prepared, name, hostName, stream }: Props) {
             connection.current = conn;
             conn.onStreams = (streams) => setRemoteStreams(new Map(streams));
             conn.onFailure = setMediaFailure;
+            offEarly();
+            for (const sdp of earlyOffers.splice(0)) conn.receiveOffer(sdp);
             if (call.keys) conn.setKeys(call.keys);
             if (stream) void conn.publish(stream).catch(() => setMediaFailure('Your camera and microphone could not be sent.'));
             call.setMediaState(audioEnabled(stream), videoEnabled(stream));
@@ -60,6 +70,7 @@ export function CallView({ prepared, name, hostName, stream }: Props) {
         call.sendJoin();
         off = ((o) => () => {
           o();
+          offEarly();
           connection.current?.close();
           signaling.close();
         })(off);
