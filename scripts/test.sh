@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Every test: installs what the tests need (Debian's Chromium when missing), builds, type-checks, runs.
+# Every test: installs what the tests need (Debian's Chromium and Firefox ESR when missing), builds, type-checks, runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "Installing ${need_apt[*]} from Debian…"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
