@@ -2,34 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { waitForLiveAudio, launchChromium, measureVideo, newPerson, waitForPlayingVideo } from '../support/browser.js';
+import { guestKnocks, hostEnters, signUpAndCreateLink, text } from '../support/flow.js';
 import { startServer, type TestServer } from '../support/server.js';
 
-const text = (page: Page, t: string | RegExp, timeout = 15_000) => page.getByText(t).first().waitFor({ timeout });
-
-async function signUpAndCreateLink(page: Page, username: string, linkName: string): Promise<string> {
-  await page.goto('/');
-  await page.getByRole('textbox', { name: 'Username' }).fill(username);
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByRole('button', { name: 'Sign up' }).click();
-  await page.getByLabel('Link name (optional)').fill(linkName);
-  await page.getByRole('button', { name: 'Create Link' }).click();
-  const link = await page.getByRole('textbox', { name: 'Call link' }).inputValue();
-  assert.match(link, /#k=[A-Za-z0-9_-]{43}$/);
-  return link;
-}
-
-async function hostEnters(page: Page, link: string): Promise<void> {
-  await page.goto(link);
-  await page.getByRole('button', { name: 'Join' }).click();
-  await page.getByRole('button', { name: 'End call' }).waitFor();
-}
-
-async function guestKnocks(page: Page, link: string, name: string): Promise<void> {
-  await page.goto(link);
-  await page.getByRole('textbox', { name: 'Name' }).fill(name);
-  await page.getByRole('button', { name: 'Continue' }).click();
-  await page.getByRole('button', { name: 'Join' }).click();
-}
 
 describe('the core flow in Chromium', { timeout: 180_000 }, () => {
   let server: TestServer;

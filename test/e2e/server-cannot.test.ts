@@ -44,36 +44,11 @@ import { DOWNSTREAM } from '../../src/server/media/sdp.js';
 import type { CallMedia } from '../../src/server/rooms/call-media.js';
 import type { Room } from '../../src/server/rooms/room.js';
 import { launchChromium, newPerson, waitForPlayingVideo } from '../support/browser.js';
+import { guestKnocks, hostEnters, signUpAndCreateLink, text } from '../support/flow.js';
 import { connectClient, startServer, until, type TestServer } from '../support/server.js';
 
 // ------------------------------------------------------------------ the browser flow
 
-const text = (page: Page, t: string | RegExp, timeout = 30_000) => page.getByText(t).first().waitFor({ timeout });
-
-async function signUpAndCreateLink(page: Page, username: string, linkName: string): Promise<string> {
-  await page.goto('/');
-  await page.getByRole('textbox', { name: 'Username' }).fill(username);
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByRole('button', { name: 'Sign up' }).click();
-  await page.getByLabel('Link name (optional)').fill(linkName);
-  await page.getByRole('button', { name: 'Create Link' }).click();
-  const link = await page.getByRole('textbox', { name: 'Call link' }).inputValue();
-  assert.match(link, /\/join\/[A-Za-z0-9_-]{22}#k=[A-Za-z0-9_-]{43}$/);
-  return link;
-}
-
-async function hostEnters(page: Page, link: string): Promise<void> {
-  await page.goto(link);
-  await page.getByRole('button', { name: 'Join' }).click();
-  await page.getByRole('button', { name: 'End call' }).waitFor({ timeout: 30_000 });
-}
-
-async function guestKnocks(page: Page, link: string, name: string): Promise<void> {
-  await page.goto(link);
-  await page.getByRole('textbox', { name: 'Name' }).fill(name);
-  await page.getByRole('button', { name: 'Continue' }).click();
-  await page.getByRole('button', { name: 'Join' }).click();
-}
 
 function parseLink(link: string): { linkId: string; encoded: string; secret: Uint8Array } {
   const m = /\/join\/([A-Za-z0-9_-]{22})#k=([A-Za-z0-9_-]{43})$/.exec(link);
