@@ -27,6 +27,11 @@ function hasEncodedStreams(): boolean {
   return typeof globalThis.RTCRtpSender === 'function' && 'createEncodedStreams' in RTCRtpSender.prototype;
 }
 
+/** Whether this browser can encrypt frames at all; without it, it cannot take part in a call. */
+export function e2eeSupported(): boolean {
+  return typeof Worker === 'function' && (hasScriptTransform() || hasEncodedStreams());
+}
+
 /**
  * Spread into every RTCPeerConnection configuration of an encrypted call:
  * Chromium's createEncodedStreams path only works on connections made with
@@ -45,7 +50,7 @@ export class E2eeSession {
   private closed = false;
 
   constructor() {
-    this.supported = typeof Worker === 'function' && (hasScriptTransform() || hasEncodedStreams());
+    this.supported = e2eeSupported();
     if (!this.supported) return;
     this.worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'e2ee' });
     this.worker.onmessage = ({ data }: MessageEvent<WorkerReply>) => {

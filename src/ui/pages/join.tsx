@@ -1,6 +1,7 @@
 /** What someone who opened a link sees: who is calling, a preview, their name, then Join. */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { decodeSecret, deriveLinkKeys, verifyLinkInfo, type LinkKeys } from '../../e2ee/keys.js';
+import { e2eeSupported } from '../../e2ee/session.js';
 import { parseDisplayName } from '../../protocol/messages.js';
 import { api, ApiError, type LinkPublicInfo } from '../api.js';
 import { describeMediaError, listDevices, openLocalMedia, type DeviceChoice } from '../call/devices.js';
@@ -43,6 +44,11 @@ export function JoinPage({ linkId }: { linkId: string }) {
   useEffect(() => {
     api.linkInfo(linkId).then(
       async (i) => {
+        // There is no unencrypted mode: a browser that cannot encrypt frames cannot join.
+        if (!e2eeSupported()) {
+          setLinkError('This browser cannot take part in end-to-end encrypted calls. Open the link in a current Chrome, Edge, Firefox or Safari.');
+          return;
+        }
         // Who is calling is shown only once the link's secret verifies it: the server cannot vouch for itself.
         const secret = decodeSecret(secretFromFragment() ?? '');
         const keys = secret && (await deriveLinkKeys(secret));
