@@ -8,22 +8,35 @@ import type { CallKeyState } from '../../client/call.js';
 import { E2eeSession, peerConnectionConfig } from '../../e2ee/session.js';
 
 const GATHER_TIMEOUT_MS = 3000;
+/**
+ * With no STUN/TURN servers configured, every candidate is a host candidate and
+ * they all arrive within milliseconds, while Chromium may take ~300 ms more to
+ * call gathering "complete". Send the description shortly after the first
+ * candidate instead; ICE also learns peer-reflexive candidates from the checks.
+ * (With STUN/TURN configured this must wait for completion, or trickle.)
+ */
+const HOST_CANDIDATE_GRACE_MS = 40;
 
 /** Non-trickle signaling: wait until our candidates are in the local description. */
 function gathered(pc: RTCPeerConnection): Promise<void> {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  const hostOnly = (pc.getConfiguration().iceServers ?? []).length === 0;
   return new Promise((resolve) => {
-    const done = () => {
-      if (pc.iceGatheringState !== 'complete') return;
-      pc.removeEventListener('icegatheringstatechange', done);
+    let grace: ReturnType<typeof setTimeout> | undefined;
+    const finish = () => {
+      pc.removeEventListener('icegatheringstatechange', onState);
+      pc.removeEventListener('icecandidate', onCandidate);
       clearTimeout(timer);
+      clearTimeout(grace);
       resolve();
     };
-    const timer = setTimeout(() => {
-      pc.removeEventListener('icegatheringstatechange', done);
-      resolve();
-    }, GATHER_TIMEOUT_MS);
-    pc.addEventListener('icegatheringstatechange', done);
+    const onState = () => pc.iceGatheringState === 'complete' && finish();
+    const onCandidate = (e: RTCPeerConnectionIceEvent) => {
+      if (hostOnly && e.candidate && !grace) grace = setTimeout(finish, HOST_CANDIDATE_GRACE_MS);
+    };
+    const timer = setTimeout(finish, GATHER_TIMEOUT_MS);
+    pc.addEventListener('icegatheringstatechange', onState);
+    pc.addEventListener('icecandidate', onCandidate);
   });
 }
 
@@ -35,6 +48,7 @@ export class CallConnection {
   private readonly streams = new Map<string, MediaStream>();
   private readonly offs: (() => void)[] = [];
   private subscribeQueue = Promise.resolve();
+  private offer?: Promise<string>;
   onStreams?: (streams: ReadonlyMap<string, MediaStream>) => void;
   onFailure?: (message: string) => void;
 
@@ -73,13 +87,26 @@ export class CallConnection {
 
   /** Start sending the local camera and microphone, encrypted. */
   async publish(stream: MediaStream): Promise<void> {
-    for (const track of stream.getTracks()) {
-      const transceiver = this.publisher.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
-      this.e2ee.attachSender(transceiver.sender);
-    }
-    await this.publisher.setLocalDescription(await this.publisher.createOffer());
-    await gathered(this.publisher);
-    this.signaling.send({ type: 'publish', sdp: this.publisher.localDescription!.sdp });
+    const sdp = await this.prepareOffer(stream);
+    this.signaling.send({ type: 'publish', sdp });
+  }
+
+  /**
+   * Build and gather the publishing offer ahead of time (while waiting to be
+   * let in): a page's first ICE gathering costs a few hundred milliseconds,
+   * which would otherwise come after Approve. Nothing is sent until publish().
+   */
+  prepareOffer(stream: MediaStream): Promise<string> {
+    this.offer ??= (async () => {
+      for (const track of stream.getTracks()) {
+        const transceiver = this.publisher.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+        this.e2ee.attachSender(transceiver.sender);
+      }
+      await this.publisher.setLocalDescription(await this.publisher.createOffer());
+      await gathered(this.publisher);
+      return this.publisher.localDescription!.sdp;
+    })();
+    return this.offer;
   }
 
   /** Swap the camera or microphone without renegotiating. */

@@ -36,23 +36,19 @@ export function CallView({ prepared, name, hostName, stream }: Props) {
         if (closed) return;
         setSession(call);
         call.onKeys = (keys) => connection.current?.setKeys(keys);
-        // Why: the SFU sends its first subscribeOffer right after `joined`, while
-        // CallSession may still be opening that message's cards and key grant
-        // (async WebCrypto, slow in Firefox), i.e. before the CallConnection below
-        // exists. A lost offer is never answered, and the SFU sends its next offer
-        // only after an answer, so that person would receive nobody for the whole
-        // call (seen for a third participant in Firefox). Keep early offers for it.
-        const earlyOffers: string[] = [];
-        const offEarly = signaling.on('subscribeOffer', (m) => void (!connection.current && earlyOffers.push(m.sdp)));
+        // The media connection exists before Join: its offer is gathered while we wait,
+        // and it already listens when the SFU's first subscribeOffer follows `joined`
+        // (which CallSession may still be opening — slow WebCrypto in Firefox).
+        const conn = new CallConnection(signaling);
+        connection.current = conn;
+        conn.onStreams = (streams) => setRemoteStreams(new Map(streams));
+        conn.onFailure = setMediaFailure;
+        if (stream) conn.prepareOffer(stream).catch(() => setMediaFailure('Your camera and microphone could not be sent.'));
         let knockCount = 0;
+        let publishing = false;
         const sync = () => {
-          if (call.phase.kind === 'in-call' && !connection.current) {
-            const conn = new CallConnection(signaling);
-            connection.current = conn;
-            conn.onStreams = (streams) => setRemoteStreams(new Map(streams));
-            conn.onFailure = setMediaFailure;
-            offEarly();
-            for (const sdp of earlyOffers.splice(0)) conn.receiveOffer(sdp);
+          if (call.phase.kind === 'in-call' && !publishing) {
+            publishing = true;
             if (call.keys) conn.setKeys(call.keys);
             if (stream) void conn.publish(stream).catch(() => setMediaFailure('Your camera and microphone could not be sent.'));
             call.setMediaState(audioEnabled(stream), videoEnabled(stream));
@@ -70,7 +66,6 @@ export function CallView({ prepared, name, hostName, stream }: Props) {
         call.sendJoin();
         off = ((o) => () => {
           o();
-          offEarly();
           connection.current?.close();
           signaling.close();
         })(off);
