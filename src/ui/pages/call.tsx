@@ -36,7 +36,9 @@ export function CallView({ prepared, name, hostName, stream }: Props) {
         if (closed) return;
         setSession(call);
         call.onKeys = (keys) => connection.current?.setKeys(keys);
-        // The media connection exists before Join: its offer is gathered while we wait,
+        // Join first: nothing below may delay the knock.
+        call.sendJoin();
+        // The media connection exists before we are let in: its offer is gathered while we wait,
         // and it already listens when the SFU's first subscribeOffer follows `joined`
         // (which CallSession may still be opening — slow WebCrypto in Firefox).
         const conn = new CallConnection(signaling);
@@ -63,7 +65,6 @@ export function CallView({ prepared, name, hostName, stream }: Props) {
           rerender(0);
         };
         off = call.onChange(sync);
-        call.sendJoin();
         off = ((o) => () => {
           o();
           connection.current?.close();
