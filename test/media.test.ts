@@ -9,6 +9,7 @@ import { after, test } from 'node:test';
 import nodeDataChannel, { type Track } from 'node-datachannel';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { WebSocketServer } from 'ws';
+import { CHROMIUM_ARGS } from './support/browser.js';
 import { newCounters, type MediaContext } from '../src/server/media/common.js';
 import { Consumer } from '../src/server/media/Consumer.js';
 import { Producer } from '../src/server/media/Producer.js';
@@ -563,17 +564,7 @@ test('SFU forwards a Chromium camera to subscribers at full quality', { timeout:
   harness = await startHarness();
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: [
-      '--no-sandbox',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--disable-quic',
-      '--use-fake-device-for-media-stream',
-      '--use-fake-ui-for-media-stream',
-      '--allow-loopback-in-peer-connection',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
+    args: [...CHROMIUM_ARGS, '--allow-loopback-in-peer-connection'],
   });
   const context = await browser.newContext();
   const open = async (query: string): Promise<Page> => {

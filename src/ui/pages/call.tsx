@@ -35,7 +35,6 @@ export function CallView({ prepared, name, hostName, stream }: Props) {
       ({ signaling, call }) => {
         if (closed) return;
         setSession(call);
-        call.onKeys = (keys) => connection.current?.setKeys(keys);
         // Join first: nothing below may delay the knock.
         call.sendJoin();
         // The media connection exists before we are let in: its offer is gathered while we wait,
@@ -45,31 +44,32 @@ export function CallView({ prepared, name, hostName, stream }: Props) {
         connection.current = conn;
         conn.onStreams = (streams) => setRemoteStreams(new Map(streams));
         conn.onFailure = setMediaFailure;
-        if (stream) conn.prepareOffer(stream).catch(() => setMediaFailure('Your camera and microphone could not be sent.'));
+        call.onKeys = (keys) => conn.setKeys(keys);
+        const cannotSend = () => setMediaFailure('Your camera and microphone could not be sent.');
+        if (stream) conn.prepareOffer(stream).catch(cannotSend);
         let knockCount = 0;
         let publishing = false;
         const sync = () => {
           if (call.phase.kind === 'in-call' && !publishing) {
             publishing = true;
-            if (call.keys) conn.setKeys(call.keys);
-            if (stream) void conn.publish(stream).catch(() => setMediaFailure('Your camera and microphone could not be sent.'));
+            if (stream) void conn.publish(stream).catch(cannotSend);
             call.setMediaState(audioEnabled(stream), videoEnabled(stream));
           }
           if (call.knocks.size > knockCount) playKnockSound();
           knockCount = call.knocks.size;
           document.title = call.knocks.size > 0 ? `(${call.knocks.size}) Someone wants to join · linkcall` : 'linkcall';
           if (call.phase.kind === 'ended') {
-            connection.current?.close();
+            conn.close();
             stream?.getTracks().forEach((t) => t.stop());
           }
           rerender(0);
         };
-        off = call.onChange(sync);
-        off = ((o) => () => {
-          o();
-          connection.current?.close();
+        const offChange = call.onChange(sync);
+        off = () => {
+          offChange();
+          conn.close();
           signaling.close();
-        })(off);
+        };
       },
       () => setUnreachable(true),
     );
