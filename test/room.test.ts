@@ -14,6 +14,14 @@ class TestPeer implements RoomPeer {
   close(code: ErrorCode): void {
     this.closedWith = code;
   }
+  detached = false;
+  detach(): void {
+    this.detached = true;
+  }
+  /** Room messages received (what a client counts for resume). */
+  get received(): number {
+    return this.messages.filter((m) => !['pong', 'error', 'closed', 'resumed'].includes(m.type)).length;
+  }
   last<T extends ServerMessage['type']>(type: T): Extract<ServerMessage, { type: T }> | undefined {
     return this.messages.filter((m) => m.type === type).at(-1) as Extract<ServerMessage, { type: T }> | undefined;
   }
@@ -228,5 +236,89 @@ describe('Room admission rules', () => {
     const { room, hostPeer } = setup();
     const host = room.join(hostPeer, 'Ana', 'owner');
     assert.throws(() => room.approve(host, 'nobody', GRANT), refusedWith('participant_not_found'));
+  });
+});
+
+describe('Room: coming back after a lost connection', () => {
+  function inCall(limits = {}) {
+    const ctx = setup(limits);
+    const hostId = ctx.room.join(ctx.hostPeer, 'hostcard', 'owner');
+    const guestPeer = new TestPeer();
+    const guestId = ctx.room.join(guestPeer, 'guestcard', undefined);
+    ctx.room.approve(hostId, guestId, GRANT);
+    const token = guestPeer.last('resumable')!.token;
+    return { ...ctx, hostId, guestId, guestPeer, token };
+  }
+
+  it('keeps a dropped participant in the call, shown as reconnecting, and takes it back as the same participant', () => {
+    const { room, hostPeer, hostId, guestId, guestPeer, token } = inCall();
+    room.disconnected(guestId, guestPeer);
+    assert.equal(hostPeer.last('participantUpdated')?.participant.reconnecting, true);
+    assert.equal(hostPeer.last('participantLeft'), undefined);
+    assert.equal(room.admittedCount, 2);
+
+    // While it is away, a key grant is sent to it: it must not be lost.
+    room.relayGrant(hostId, guestId, GRANT);
+    const back = new TestPeer();
+    assert.equal(room.resume(back, token, guestPeer.received), guestId);
+    assert.deepEqual(back.messages.map((m) => m.type), ['resumed', 'grant']);
+    assert.equal(hostPeer.last('participantUpdated')?.participant.reconnecting, false);
+    // And it acts as itself again: no new knock reached the host.
+    assert.equal(hostPeer.messages.filter((m) => m.type === 'knock').length, 1);
+    room.setMediaState(guestId, false, true);
+    assert.equal(hostPeer.last('participantUpdated')?.participant.audio, false);
+  });
+
+  it('replays what was in flight when the connection died', () => {
+    const { room, hostId, guestId, guestPeer, token } = inCall();
+    const receivedBeforeLoss = guestPeer.received;
+    room.relayGrant(hostId, guestId, GRANT); // sent into a socket that was already dead
+    room.disconnected(guestId, guestPeer);
+    const back = new TestPeer();
+    room.resume(back, token, receivedBeforeLoss);
+    assert.deepEqual(back.messages.map((m) => m.type), ['resumed', 'grant']);
+  });
+
+  it('replaces a connection that still looks open when the participant comes back on a new one', () => {
+    const { room, guestId, guestPeer, token } = inCall();
+    const back = new TestPeer();
+    room.resume(back, token, guestPeer.received);
+    assert.equal(guestPeer.detached, true);
+    // The old connection closing later changes nothing.
+    room.disconnected(guestId, guestPeer);
+    assert.equal(room.admittedCount, 2);
+  });
+
+  it('lets the participant go after the grace period: the others see it leave and its token stops working', async () => {
+    const { room, hostPeer, guestId, guestPeer, token } = inCall({ resumeGraceMs: 20 });
+    room.disconnected(guestId, guestPeer);
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(hostPeer.last('participantLeft')?.participantId, guestId);
+    assert.throws(() => room.resume(new TestPeer(), token, guestPeer.received), refusedWith('resume_failed'));
+  });
+
+  it('refuses unknown tokens and impossible message counts', () => {
+    const { room, guestPeer, token } = inCall();
+    assert.throws(() => room.resume(new TestPeer(), 'x'.repeat(22), 0), refusedWith('resume_failed'));
+    assert.throws(() => room.resume(new TestPeer(), token, guestPeer.received + 5), refusedWith('resume_failed'));
+  });
+
+  it('keeps a waiting guest\'s knock while its connection is away', () => {
+    const { room, hostPeer } = setup();
+    const hostId = room.join(hostPeer, 'hostcard', 'owner');
+    const guestPeer = new TestPeer();
+    const guestId = room.join(guestPeer, 'guestcard', undefined);
+    const token = guestPeer.last('resumable')!.token;
+    room.disconnected(guestId, guestPeer);
+    room.approve(hostId, guestId, GRANT);
+    const back = new TestPeer();
+    room.resume(back, token, guestPeer.received);
+    assert.deepEqual(back.messages.map((m) => m.type), ['resumed', 'joined']);
+  });
+
+  it('gives a participant whose media failed fresh transports', () => {
+    const { room, media, guestId } = inCall();
+    room.restartMedia(guestId);
+    assert.ok(media.admitted.has(guestId));
   });
 });

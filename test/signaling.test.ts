@@ -201,7 +201,7 @@ describe('knock rate limits', () => {
         codes.push(m.type === 'error' ? m.code : m.type);
         c.signaling.close();
       }
-      assert.deepEqual(codes, ['waiting', 'waiting', 'waiting', 'rate_limited']);
+      assert.deepEqual(codes, ['resumable', 'resumable', 'resumable', 'rate_limited']);
     } finally {
       await server.close();
     }

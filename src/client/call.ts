@@ -39,6 +39,8 @@ export interface Member {
   since: number;
   audio: boolean;
   video: boolean;
+  /** Their connection dropped; the server keeps their place while they come back. */
+  reconnecting: boolean;
 }
 
 export interface Knock {
@@ -55,6 +57,9 @@ export interface CallKeyState {
 
 /** How long a participant admitted without a grant waits for the key leader's grant. */
 const GRANT_WAIT_MS = 10_000;
+/** Backoff between attempts to come back after a lost connection. */
+const RESUME_FIRST_DELAY_MS = 250;
+const RESUME_MAX_DELAY_MS = 4000;
 
 export class CallSession {
   phase: CallPhase = { kind: 'connecting' };
@@ -70,6 +75,10 @@ export class CallSession {
   safetyCode?: string;
   /** Called whenever our call key changes: the media layer re-keys its frame cryptor. */
   onKeys?: (state: CallKeyState) => void;
+  /** True while the connection to the server is lost and we are trying to come back. */
+  reconnecting = false;
+  /** Called when we are back after a lost connection (the media layer checks its connections). */
+  onResumed?: () => void;
 
   private identity?: CallIdentity;
   private card?: string;
@@ -78,6 +87,11 @@ export class CallSession {
   private keyQueue: Promise<unknown> = Promise.resolve();
   private approvals: Promise<unknown> = Promise.resolve();
   private grantTimer?: ReturnType<typeof setTimeout>;
+  private resumeToken?: string;
+  private resumeGraceMs = 0;
+  private lostAt = 0;
+  private resumeAttempts = 0;
+  private resumeTimer?: ReturnType<typeof setTimeout>;
 
   constructor(
     readonly signaling: SignalingClient,
@@ -152,11 +166,17 @@ export class CallSession {
       this.emit();
     });
     s.on('closed', (m) => this.set({ kind: 'ended', code: m.code, message: m.message }));
-    s.onDisconnect(() => {
-      if (this.phase.kind !== 'ended') {
-        this.set({ kind: 'ended', code: 'disconnected', message: 'The connection to the server was lost.' });
-      }
+    s.on('resumable', (m) => {
+      this.resumeToken = m.token;
+      this.resumeGraceMs = m.graceMs;
     });
+    s.on('resumed', () => {
+      this.reconnecting = false;
+      this.resumeAttempts = 0;
+      this.onResumed?.();
+      this.emit();
+    });
+    s.onDisconnect((d) => this.connectionLost(d.notified));
   }
 
   onChange(listener: () => void): () => void {
@@ -241,6 +261,37 @@ export class CallSession {
 
   // ------------------------------------------------------------------ internals
 
+  /**
+   * The signaling connection dropped without the server ending our part: come
+   * back as the same participant (with backoff) while the server holds our place.
+   */
+  private connectionLost(notified: boolean): void {
+    if (this.phase.kind === 'ended' || notified) return;
+    const token = this.resumeToken;
+    if (!token || this.phase.kind === 'connecting') {
+      this.set({ kind: 'ended', code: 'disconnected', message: 'The connection to the server was lost.' });
+      return;
+    }
+    if (!this.reconnecting) {
+      this.reconnecting = true;
+      this.lostAt = Date.now();
+      this.signaling.hold();
+      this.emit();
+    }
+    const delay = Math.min(RESUME_FIRST_DELAY_MS * 2 ** this.resumeAttempts++, RESUME_MAX_DELAY_MS);
+    if (Date.now() + delay > this.lostAt + this.resumeGraceMs) {
+      this.set({
+        kind: 'ended',
+        code: 'disconnected',
+        message: 'The connection to the server was lost and could not be restored.',
+      });
+      return;
+    }
+    clearTimeout(this.resumeTimer);
+    // A failed attempt ends in another disconnect, which schedules the next one.
+    this.resumeTimer = setTimeout(() => void this.signaling.resume(token).catch(() => undefined), delay);
+  }
+
   private async sendGrant(member: Member, key?: CallKey): Promise<void> {
     if (!this.identity || !this.keys || !member.publicKey) return;
     const grant = await createGrant(this.linkKeys, this.identity, {
@@ -287,7 +338,16 @@ export class CallSession {
   private async member(p: ParticipantInfo): Promise<Member> {
     const card = await openKnock(this.linkKeys, this.linkId, p.card);
     const name = card ? parseDisplayName(card.name) : undefined;
-    return { id: p.id, name, publicKey: name ? card?.publicKey : undefined, role: p.role, since: p.since, audio: p.audio, video: p.video };
+    return {
+      id: p.id,
+      name,
+      publicKey: name ? card?.publicKey : undefined,
+      role: p.role,
+      since: p.since,
+      audio: p.audio,
+      video: p.video,
+      reconnecting: p.reconnecting,
+    };
   }
 
   private async knock(k: { id: string; card: string; since: number }): Promise<Knock> {
@@ -320,6 +380,8 @@ export class CallSession {
     this.phase = phase;
     if (phase.kind === 'ended') {
       clearTimeout(this.grantTimer);
+      clearTimeout(this.resumeTimer);
+      this.reconnecting = false;
       this.knocks.clear();
     }
     this.emit();

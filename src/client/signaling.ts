@@ -3,7 +3,13 @@
  * No DOM: the browser app and Node bots/tests use it alike (Node passes the
  * `ws` package's WebSocket).
  */
-import { serverMessage, type ClientMessage, type ServerMessage, type ServerMessageOf } from '../protocol/messages.js';
+import {
+  serverMessage,
+  UNCOUNTED_SERVER_MESSAGES,
+  type ClientMessage,
+  type ServerMessage,
+  type ServerMessageOf,
+} from '../protocol/messages.js';
 
 type ServerType = ServerMessage['type'];
 type Handler<T extends ServerType> = (message: ServerMessageOf<T>) => void;
@@ -19,12 +25,26 @@ export type SocketFactory = (url: string) => SocketLike;
 
 export interface Disconnect {
   code: number;
-  /** True when the server ended our part deliberately (a `closed` notice arrived first). */
+  /** True when our part ended deliberately: a `closed` notice arrived first, or we closed it ourselves. */
   notified: boolean;
 }
 
+/** How often we show the server we are here, and how long silence means the connection is dead. */
+const KEEPALIVE_MS = 10_000;
+const SILENCE_MS = 25_000;
+/** Messages kept while the connection is lost (sent once we are back). */
+const MAX_HELD = 100;
+
 export class SignalingClient {
   private socket?: SocketLike;
+  private keepalive?: ReturnType<typeof setInterval>;
+  private lastHeard = 0;
+  /** close() was called: no more reconnecting. */
+  private shut = false;
+  /** While the connection is lost, messages wait here until `resumed`. */
+  private held?: ClientMessage[];
+  /** Room messages received so far (see the `resume` message). */
+  received = 0;
   private readonly handlers = new Map<ServerType, Set<Handler<any>>>();
   private readonly anyHandlers = new Set<(m: ServerMessage) => void>();
   private readonly disconnectHandlers = new Set<(d: Disconnect) => void>();
@@ -41,14 +61,41 @@ export class SignalingClient {
   connect(timeoutMs = 10_000): Promise<void> {
     const socket = this.createSocket(this.url);
     this.socket = socket;
-    socket.addEventListener('message', (event: { data: unknown }) => this.receive(event.data));
-    socket.addEventListener('close', (event: { code: number }) => {
-      for (const h of this.disconnectHandlers) h({ code: event.code, notified: this.notified });
+    this.notified = false;
+    let lost = false;
+    // A connection is lost once: on close, on a failed open, or after a long silence.
+    const lose = (code: number) => {
+      if (lost) return;
+      lost = true;
+      if (this.socket === socket) clearInterval(this.keepalive);
+      for (const h of this.disconnectHandlers) h({ code, notified: this.notified });
+    };
+    socket.addEventListener('message', (event: { data: unknown }) => {
+      if (this.socket !== socket) return;
+      this.lastHeard = Date.now();
+      this.receive(event.data);
     });
+    socket.addEventListener('close', (event: { code: number }) => lose(event.code));
+    // Failures surface as 'close'; an unheard 'error' would crash a Node process using `ws`.
+    socket.addEventListener('error', () => undefined);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('Could not reach the server.')), timeoutMs);
+      const timer = setTimeout(() => {
+        reject(new Error('Could not reach the server.'));
+        socket.close();
+        lose(1006);
+      }, timeoutMs);
       socket.addEventListener('open', () => {
         clearTimeout(timer);
+        this.lastHeard = Date.now();
+        clearInterval(this.keepalive);
+        this.keepalive = setInterval(() => {
+          if (Date.now() - this.lastHeard > SILENCE_MS) {
+            socket.close();
+            return lose(1006);
+          }
+          socket.send(JSON.stringify({ type: 'ping' }));
+        }, KEEPALIVE_MS);
+        (this.keepalive as { unref?: () => void }).unref?.();
         resolve();
       });
       socket.addEventListener('close', () => {
@@ -58,6 +105,23 @@ export class SignalingClient {
     });
   }
 
+  /**
+   * After a lost connection: connect again and ask to be the same participant
+   * (see `resume`). Messages sent meanwhile are held and go out after `resumed`.
+   * A failure shows up as another disconnect.
+   */
+  async resume(token: string, timeoutMs = 5000): Promise<void> {
+    if (this.shut) throw new Error('closed');
+    this.held ??= [];
+    await this.connect(timeoutMs);
+    this.socket?.send(JSON.stringify({ type: 'resume', token, received: this.received, seq: ++this.seq }));
+  }
+
+  /** From now on, messages wait for `resume` instead of going into a dead connection. */
+  hold(): void {
+    this.held ??= [];
+  }
+
   get open(): boolean {
     return this.socket?.readyState === 1;
   }
@@ -65,7 +129,11 @@ export class SignalingClient {
   /** Send a message; returns its sequence number (echoed by an `error` that refuses it). */
   send(message: ClientMessage): number {
     const seq = ++this.seq;
-    this.socket?.send(JSON.stringify({ ...message, seq }));
+    if (this.held) {
+      if (this.held.length < MAX_HELD) this.held.push({ ...message, seq });
+    } else {
+      this.socket?.send(JSON.stringify({ ...message, seq }));
+    }
     return seq;
   }
 
@@ -102,6 +170,10 @@ export class SignalingClient {
   }
 
   close(): void {
+    clearInterval(this.keepalive);
+    this.held = undefined;
+    this.notified = true;
+    this.shut = true;
     this.socket?.close(1000);
   }
 
@@ -119,7 +191,16 @@ export class SignalingClient {
     } catch {
       return void this.invalidMessages++;
     }
-    if (parsed.type === 'closed') this.notified = true;
+    if (parsed.type === 'closed') {
+      this.notified = true;
+      this.held = undefined;
+    }
+    if (!UNCOUNTED_SERVER_MESSAGES.has(parsed.type)) this.received++;
+    if (parsed.type === 'resumed') {
+      const held = this.held ?? [];
+      this.held = undefined;
+      for (const m of held) this.socket?.send(JSON.stringify(m));
+    }
     for (const h of this.anyHandlers) safely(h, parsed);
     for (const h of this.handlers.get(parsed.type) ?? []) safely(h, parsed);
   }

@@ -22,8 +22,13 @@ export const ERRORS = {
   bad_credentials: { status: 401, message: 'That username and password do not match.' },
   not_signed_in: { status: 401, message: 'Please sign in first.' },
   rate_limited: { status: 429, message: 'Too many attempts. Please wait a moment and try again.' },
+  too_many_links: {
+    status: 409,
+    message: 'You have as many call links as one account may keep. Delete links you no longer need, then try again.',
+  },
   link_not_found: { status: 404, message: 'This call link does not exist. Check that it was copied completely.' },
   link_deleted: { status: 410, message: 'This call link was deleted by its host. Ask them for a new one.' },
+  link_expired: { status: 410, message: 'This call link has expired. Ask the host for a new one.' },
   not_allowed: { status: 403, message: 'You are not allowed to do that in this call.' },
   not_in_call: { status: 409, message: 'You are not in a call yet.' },
   already_joined: { status: 409, message: 'You already asked to join this call.' },
@@ -45,6 +50,10 @@ export const ERRORS = {
   },
   left: { status: 200, message: 'You left the call.' },
   media_failed: { status: 500, message: 'The media connection could not be set up.' },
+  resume_failed: {
+    status: 410,
+    message: 'We could not bring you back into the call: it has ended or you were away too long. Join again from the link.',
+  },
   server_shutdown: { status: 503, message: 'The server is restarting. Please join again in a moment.' },
   internal: { status: 500, message: 'Something went wrong on the server.' },
 } as const satisfies Record<string, { status: number; message: string }>;

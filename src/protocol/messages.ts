@@ -63,6 +63,15 @@ const seq = z.number().int().nonnegative().max(2 ** 31).optional();
 export const clientMessage = z.discriminatedUnion('type', [
   /** Ask to enter the call of a link. The link's owner enters at once; anyone else knocks. */
   z.strictObject({ type: z.literal('join'), seq, linkId, card: sealedCard }),
+  /**
+   * After a lost connection: be the same participant again (no new knock).
+   * `received` counts the room messages this participant got before the loss
+   * (every server message except pong, error, closed and resumed); the server
+   * replays the rest.
+   */
+  z.strictObject({ type: z.literal('resume'), seq, token: base64url(64), received: z.number().int().nonnegative() }),
+  /** Our media connections failed (e.g. the network changed): give us fresh SFU transports. */
+  z.strictObject({ type: z.literal('restartMedia'), seq }),
   /** Let a waiting guest in, handing it the call key (the server passes the grant on unread). */
   z.strictObject({ type: z.literal('approve'), seq, participantId, grant: keyGrant }),
   /** Hand an admitted participant a (new) call key: rotation, or a host who re-entered. */
@@ -96,6 +105,8 @@ export const participantInfo = z.strictObject({
   since: z.number(),
   audio: z.boolean(),
   video: z.boolean(),
+  /** The participant's connection dropped; the server holds its place while it comes back. */
+  reconnecting: z.boolean(),
 });
 export type ParticipantInfo = z.infer<typeof participantInfo>;
 
@@ -105,6 +116,10 @@ export type KnockInfo = z.infer<typeof knockInfo>;
 const errorCode = z.enum(ERROR_CODES as [ErrorCode, ...ErrorCode[]]);
 
 export const serverMessage = z.discriminatedUnion('type', [
+  /** Your join was accepted: keep `token` to come back as the same participant within `graceMs` of a lost connection. */
+  z.strictObject({ type: z.literal('resumable'), token: base64url(64), graceMs: z.number() }),
+  /** You are the same participant again; the room messages you missed follow. */
+  z.strictObject({ type: z.literal('resumed') }),
   /** The knock is waiting for an answer. `hostPresent` false: nobody can let you in yet. */
   z.strictObject({
     type: z.literal('waiting'),
@@ -137,11 +152,20 @@ export const serverMessage = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('grant'), from: participantId, grant: keyGrant }),
   z.strictObject({ type: z.literal('publishAnswer'), sdp }),
   z.strictObject({ type: z.literal('subscribeOffer'), sdp }),
+  /** Your SFU transports were replaced (after `restartMedia`): offers from here on are for the new ones. */
+  z.strictObject({ type: z.literal('mediaRestarted') }),
   z.strictObject({ type: z.literal('pong'), seq }),
   /** A message was refused; the connection stays open. */
   z.strictObject({ type: z.literal('error'), code: errorCode, message: z.string(), seq }),
+  /**
+   * The server is shutting down: no new joins; a call in progress may go on for at most
+   * `graceMs`, then ends with `closed` `server_shutdown`. Join again in a moment.
+   */
+  z.strictObject({ type: z.literal('shutdown'), message: z.string(), graceMs: z.number() }),
   /** Your time in this call is over (declined, removed, ended, …); the server closes the socket next. */
   z.strictObject({ type: z.literal('closed'), code: errorCode, message: z.string() }),
 ]);
 export type ServerMessage = z.infer<typeof serverMessage>;
+/** Server messages that are connection-level, not part of the room's story (not counted for `resume`). */
+export const UNCOUNTED_SERVER_MESSAGES: ReadonlySet<ServerMessage['type']> = new Set(['pong', 'error', 'closed', 'resumed']);
 export type ServerMessageOf<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;

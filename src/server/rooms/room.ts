@@ -13,6 +13,8 @@ export interface RoomPeer {
   send(message: ServerMessage): void;
   /** Tell the participant why its time in the call is over, then disconnect it. */
   close(code: ErrorCode): void;
+  /** The participant came back on another connection: drop this one without a word to the room. */
+  detach(): void;
 }
 
 /** The media side of a call, as the room needs it (see CallMedia). */
@@ -32,6 +34,8 @@ export interface RoomLimits {
   knockTimeoutMs: number;
   /** While the host is away, participants admitted this long ago may answer knocks. */
   approverDelayMs: number;
+  /** How long a participant whose connection dropped keeps its place, waiting to resume. */
+  resumeGraceMs: number;
 }
 
 export const DEFAULT_ROOM_LIMITS: RoomLimits = {
@@ -39,7 +43,16 @@ export const DEFAULT_ROOM_LIMITS: RoomLimits = {
   maxLobby: 20,
   knockTimeoutMs: 10 * 60_000,
   approverDelayMs: 30_000,
+  resumeGraceMs: 30_000,
 };
+
+/**
+ * Room messages kept per participant for replay after a lost connection: those
+ * of the last few seconds while connected (what may have been in flight when
+ * the connection died), everything while away, up to a cap.
+ */
+const REPLAY_WINDOW_MS = 10_000;
+const MAX_REPLAY = 512;
 
 export interface RoomOptions {
   linkId: string;
@@ -51,6 +64,10 @@ export interface RoomOptions {
   now?: () => number;
   /** Called once when the last participant (admitted or waiting) is gone. */
   onEmpty?: () => void;
+  /** A participant's time here ended with this reason (a resume with its token later learns why). */
+  onDismissed?: (resumeToken: string, code: ErrorCode) => void;
+  /** Counts for /metrics: a guest knocked, someone was let in. */
+  onEvent?: (event: 'knock' | 'admitted') => void;
 }
 
 type Status = 'lobby' | 'admitted';
@@ -60,7 +77,14 @@ interface Participant {
   /** Name and public key sealed with the link's lobby key: relayed, never read. */
   readonly card: string;
   readonly role: Role;
-  readonly peer: RoomPeer;
+  peer: RoomPeer;
+  /** Secret that lets this participant come back on a new connection (see resume). */
+  readonly resumeToken: string;
+  /** Room messages delivered so far, and the most recent of them for replay. */
+  delivered: number;
+  readonly replay: { at: number; message: ServerMessage }[];
+  /** Set while the connection is lost: when it fires, the participant is gone. */
+  awayTimer?: NodeJS.Timeout;
   status: Status;
   knockedAt: number;
   admittedAt: number;
@@ -84,6 +108,8 @@ export class Room {
   private readonly limits: RoomLimits;
   private readonly now: () => number;
   private readonly onEmpty?: () => void;
+  private readonly onDismissed?: (resumeToken: string, code: ErrorCode) => void;
+  private readonly onEvent?: (event: 'knock' | 'admitted') => void;
   private readonly participants = new Map<string, Participant>();
   private approverTimer?: NodeJS.Timeout;
   private closed = false;
@@ -97,6 +123,8 @@ export class Room {
     this.limits = { ...DEFAULT_ROOM_LIMITS, ...options.limits };
     this.now = options.now ?? Date.now;
     this.onEmpty = options.onEmpty;
+    this.onDismissed = options.onDismissed;
+    this.onEvent = options.onEvent;
   }
 
   get isClosed(): boolean {
@@ -127,6 +155,9 @@ export class Room {
       card,
       role: isOwner ? 'host' : 'guest',
       peer,
+      resumeToken: randomBytes(16).toString('base64url'),
+      delivered: 0,
+      replay: [],
       status: 'lobby',
       knockedAt: this.now(),
       admittedAt: 0,
@@ -137,18 +168,53 @@ export class Room {
     if (isOwner) {
       if (this.admittedCount >= this.limits.maxParticipants) throw new LinkcallError('call_full');
       this.participants.set(participant.id, participant);
+      this.sendResumable(participant);
       this.admit(participant);
       return participant.id;
     }
     if (this.lobbyCount >= this.limits.maxLobby) throw new LinkcallError('lobby_full');
     this.participants.set(participant.id, participant);
+    this.sendResumable(participant);
+    this.onEvent?.('knock');
     participant.knockTimer = setTimeout(() => {
       this.dismiss(participant, this.hostPresent ? 'no_answer' : 'host_absent');
     }, this.limits.knockTimeoutMs);
     participant.knockTimer.unref?.();
-    peer.send(this.waitingNotice());
+    this.deliver(participant, this.waitingNotice());
     this.toApprovers({ type: 'knock', knock: knockInfo(participant) });
     return participant.id;
+  }
+
+  /**
+   * A participant whose connection dropped comes back on `peer`: same id, same
+   * place (lobby or call), no new knock. `received` is how many room messages
+   * it got; the rest are replayed in order after `resumed`.
+   */
+  resume(peer: RoomPeer, resumeToken: string, received: number): string {
+    this.assertOpen();
+    const participant = this.byResumeToken(resumeToken);
+    if (!participant) throw new LinkcallError('resume_failed');
+    const firstKept = participant.delivered - participant.replay.length;
+    if (received > participant.delivered || received < firstKept) {
+      this.dismiss(participant, 'resume_failed');
+      throw new LinkcallError('resume_failed');
+    }
+    // The old connection may still look open (a network change): it is replaced.
+    if (participant.peer !== peer) participant.peer.detach();
+    participant.peer = peer;
+    const wasAway = participant.awayTimer !== undefined;
+    clearTimeout(participant.awayTimer);
+    participant.awayTimer = undefined;
+    peer.send({ type: 'resumed' });
+    for (const { message } of participant.replay.slice(received - firstKept)) peer.send(message);
+    if (wasAway && participant.status === 'admitted') {
+      this.toAdmitted({ type: 'participantUpdated', participant: participantInfo(participant) }, participant.id);
+    }
+    return participant.id;
+  }
+
+  hasResumeToken(resumeToken: string): boolean {
+    return this.byResumeToken(resumeToken) !== undefined;
   }
 
   /** Let a waiting guest in; the approver's key grant goes with the admission, unread. */
@@ -167,7 +233,7 @@ export class Room {
     const actor = this.requireAdmitted(actorId);
     const target = this.participants.get(targetId);
     if (!target || target.status !== 'admitted' || target.id === actor.id) throw new LinkcallError('participant_not_found');
-    target.peer.send({ type: 'grant', from: actor.id, grant });
+    this.deliver(target, { type: 'grant', from: actor.id, grant });
   }
 
   decline(actorId: string, targetId: string): void {
@@ -199,10 +265,29 @@ export class Room {
     this.dismiss(participant, 'left');
   }
 
-  /** The connection behind a participant is gone (no notice can reach it). */
-  disconnected(actorId: string): void {
+  /**
+   * The connection behind a participant is gone (no notice can reach it). A
+   * deliberate close (the page went away) is a leave; otherwise its place is
+   * kept for a grace period: the others see it reconnecting, and
+   * room messages wait for it to resume.
+   */
+  disconnected(actorId: string, peer: RoomPeer, deliberate = false): void {
     const participant = this.participants.get(actorId);
-    if (participant) this.forget(participant);
+    if (!participant || participant.peer !== peer || participant.awayTimer) return;
+    if (deliberate) return this.forget(participant);
+    participant.awayTimer = setTimeout(() => this.forget(participant), this.limits.resumeGraceMs);
+    participant.awayTimer.unref?.();
+    if (participant.status === 'admitted') {
+      this.toAdmitted({ type: 'participantUpdated', participant: participantInfo(participant) }, participant.id);
+    }
+  }
+
+  /** The participant's media connections failed: replace its SFU transports (it publishes again). */
+  restartMedia(actorId: string): void {
+    const actor = this.requireAdmitted(actorId);
+    this.media.drop(actor.id);
+    this.deliver(actor, { type: 'mediaRestarted' });
+    this.attachMedia(actor);
   }
 
   setMediaState(actorId: string, audio: boolean, video: boolean): void {
@@ -216,7 +301,7 @@ export class Room {
   async publish(actorId: string, offerSdp: string): Promise<void> {
     const actor = this.requireAdmitted(actorId);
     const sdp = await this.media.publish(actor.id, offerSdp);
-    if (this.participants.get(actor.id) === actor) actor.peer.send({ type: 'publishAnswer', sdp });
+    if (this.participants.get(actor.id) === actor) this.deliver(actor, { type: 'publishAnswer', sdp });
   }
 
   async subscribeAnswer(actorId: string, answerSdp: string): Promise<void> {
@@ -231,7 +316,9 @@ export class Room {
     clearTimeout(this.approverTimer);
     for (const participant of [...this.participants.values()]) {
       clearTimeout(participant.knockTimer);
+      clearTimeout(participant.awayTimer);
       this.participants.delete(participant.id);
+      this.onDismissed?.(participant.resumeToken, code);
       participant.peer.close(code);
     }
     this.media.close();
@@ -252,10 +339,11 @@ export class Room {
     clearTimeout(participant.knockTimer);
     const wasWaiting = participant.role === 'guest';
     participant.status = 'admitted';
+    this.onEvent?.('admitted');
     participant.admittedAt = this.now();
     if (wasWaiting) this.toApprovers({ type: 'knockGone', participantId: participant.id });
     participant.canApprove = this.mayApprove(participant.id);
-    participant.peer.send({
+    this.deliver(participant, {
       type: 'joined',
       you: participantInfo(participant),
       participants: this.list('admitted')
@@ -267,23 +355,47 @@ export class Room {
       ...(grant ? { grant } : {}),
     });
     this.toAdmitted({ type: 'participantJoined', participant: participantInfo(participant) }, participant.id);
-    this.media.admit(participant.id, (sdp) => {
-      if (this.participants.get(participant.id) === participant) {
-        participant.peer.send({ type: 'subscribeOffer', sdp });
-      }
-    });
+    this.attachMedia(participant);
     this.refreshApprovers();
+  }
+
+  private attachMedia(participant: Participant): void {
+    this.media.admit(participant.id, (sdp) => {
+      if (this.participants.get(participant.id) === participant) this.deliver(participant, { type: 'subscribeOffer', sdp });
+    });
+  }
+
+  private sendResumable(participant: Participant): void {
+    this.deliver(participant, { type: 'resumable', token: participant.resumeToken, graceMs: this.limits.resumeGraceMs });
+  }
+
+  /** Every room message goes out through here, numbered and kept for replay. */
+  private deliver(participant: Participant, message: ServerMessage): void {
+    const now = this.now();
+    const replay = participant.replay;
+    replay.push({ at: now, message });
+    participant.delivered++;
+    const keepFrom = participant.awayTimer ? -Infinity : now - REPLAY_WINDOW_MS;
+    while (replay.length > MAX_REPLAY || (replay.length > 0 && replay[0]!.at < keepFrom)) replay.shift();
+    if (!participant.awayTimer) participant.peer.send(message);
+  }
+
+  private byResumeToken(resumeToken: string): Participant | undefined {
+    for (const p of this.participants.values()) if (p.resumeToken === resumeToken) return p;
+    return undefined;
   }
 
   /** Send a participant away with a reason and forget it. */
   private dismiss(participant: Participant, code: ErrorCode): void {
     this.forget(participant);
+    this.onDismissed?.(participant.resumeToken, code);
     participant.peer.close(code);
   }
 
   private forget(participant: Participant): void {
     if (this.participants.get(participant.id) !== participant) return;
     clearTimeout(participant.knockTimer);
+    clearTimeout(participant.awayTimer);
     this.participants.delete(participant.id);
     if (participant.status === 'lobby') {
       this.toApprovers({ type: 'knockGone', participantId: participant.id });
@@ -308,15 +420,15 @@ export class Room {
       const may = this.mayApprove(p.id);
       if (may !== p.canApprove) {
         p.canApprove = may;
-        p.peer.send({ type: 'canApprove', canApprove: may });
-        if (may) for (const k of this.list('lobby')) p.peer.send({ type: 'knock', knock: knockInfo(k) });
+        this.deliver(p, { type: 'canApprove', canApprove: may });
+        if (may) for (const k of this.list('lobby')) this.deliver(p, { type: 'knock', knock: knockInfo(k) });
       }
       if (!may && !hostPresent && p.role === 'guest') {
         nextChange = Math.min(nextChange, p.admittedAt + this.limits.approverDelayMs - this.now());
       }
     }
     // Lobby guests learn whether anyone can let them in now.
-    for (const k of this.list('lobby')) k.peer.send(this.waitingNotice());
+    for (const k of this.list('lobby')) this.deliver(k, this.waitingNotice());
     if (nextChange !== Infinity) {
       this.approverTimer = setTimeout(() => this.refreshApprovers(), Math.max(nextChange, 0) + 5);
       this.approverTimer.unref?.();
@@ -356,11 +468,11 @@ export class Room {
   }
 
   private toAdmitted(message: ServerMessage, exceptId?: string): void {
-    for (const p of this.list('admitted')) if (p.id !== exceptId) p.peer.send(message);
+    for (const p of this.list('admitted')) if (p.id !== exceptId) this.deliver(p, message);
   }
 
   private toApprovers(message: ServerMessage): void {
-    for (const p of this.list('admitted')) if (this.mayApprove(p.id)) p.peer.send(message);
+    for (const p of this.list('admitted')) if (this.mayApprove(p.id)) this.deliver(p, message);
   }
 
   private assertOpen(): void {
@@ -369,7 +481,15 @@ export class Room {
 }
 
 function participantInfo(p: Participant): ParticipantInfo {
-  return { id: p.id, card: p.card, role: p.role, since: p.admittedAt, audio: p.audio, video: p.video };
+  return {
+    id: p.id,
+    card: p.card,
+    role: p.role,
+    since: p.admittedAt,
+    audio: p.audio,
+    video: p.video,
+    reconnecting: p.awayTimer !== undefined,
+  };
 }
 
 function knockInfo(p: Participant): KnockInfo {

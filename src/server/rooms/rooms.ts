@@ -1,5 +1,5 @@
 /** The directory of live rooms on this node, one per link with people in it. */
-import type { ErrorCode } from '../../protocol/errors.js';
+import { LinkcallError, type ErrorCode } from '../../protocol/errors.js';
 import { Room, type RoomLimits, type RoomMedia } from './room.js';
 
 export interface RoomSpec {
@@ -9,16 +9,25 @@ export interface RoomSpec {
   hostName: string;
 }
 
+/** How long the reason a participant's time ended is kept for a resume that comes too late. */
+const DISMISSAL_MEMORY_MS = 120_000;
+
 export class Rooms {
   private readonly rooms = new Map<string, Room>();
+  private joinsStopped = false;
+  /** Resume token → why that participant's time ended (kept briefly, in insertion order). */
+  private readonly dismissals = new Map<string, { code: ErrorCode; at: number }>();
 
   constructor(
     private readonly createMedia: () => RoomMedia,
     private readonly limits?: Partial<RoomLimits>,
+    /** Counts for /metrics (see http/metrics.ts). */
+    private readonly onEvent?: (event: 'call_started' | 'knock' | 'admitted' | ErrorCode) => void,
   ) {}
 
   /** The room of a link, started when the first person (host or guest) arrives. */
   open(spec: RoomSpec): Room {
+    if (this.joinsStopped) throw new LinkcallError('server_shutdown');
     const existing = this.rooms.get(spec.linkId);
     if (existing && !existing.isClosed) return existing;
     const room: Room = new Room({
@@ -28,9 +37,30 @@ export class Rooms {
       onEmpty: () => {
         if (this.rooms.get(spec.linkId) === room) this.rooms.delete(spec.linkId);
       },
+      onDismissed: (token, code) => {
+        this.remember(token, code);
+        this.onEvent?.(code);
+      },
+      onEvent: this.onEvent,
     });
     this.rooms.set(spec.linkId, room);
+    this.onEvent?.('call_started');
     return room;
+  }
+
+  /** The room holding a resume token's participant; otherwise why it ended (`resume_failed` if unknown). */
+  findResumable(resumeToken: string): Room | ErrorCode {
+    for (const room of this.rooms.values()) if (!room.isClosed && room.hasResumeToken(resumeToken)) return room;
+    return this.dismissals.get(resumeToken)?.code ?? 'resume_failed';
+  }
+
+  private remember(resumeToken: string, code: ErrorCode): void {
+    const now = Date.now();
+    for (const [token, { at }] of this.dismissals) {
+      if (now - at < DISMISSAL_MEMORY_MS) break;
+      this.dismissals.delete(token);
+    }
+    this.dismissals.set(resumeToken, { code, at: now });
   }
 
   get(linkId: string): Room | undefined {
@@ -41,8 +71,22 @@ export class Rooms {
     this.rooms.get(linkId)?.close(code);
   }
 
+  /** Shutting down: every later join, into a new call or a running one, is refused. */
+  stopJoins(): void {
+    this.joinsStopped = true;
+  }
+
+  get acceptingJoins(): boolean {
+    return !this.joinsStopped;
+  }
+
   closeAll(code: ErrorCode): void {
     for (const room of [...this.rooms.values()]) room.close(code);
+  }
+
+  /** Every live room on this node (for metrics and load reports). */
+  values(): IterableIterator<Room> {
+    return this.rooms.values();
   }
 
   get size(): number {

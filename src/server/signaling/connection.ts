@@ -25,6 +25,8 @@ export interface SignalingContext {
   knocksPerLink: RateLimiter;
   knocksPerAddress: RateLimiter;
   log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+  /** Messages a connection may send per second before being told to slow down (default 40). */
+  messagesPerSecond?: number;
   /** Observability hook (see AppOptions.tap): every frame in and out, as sent on the wire. */
   tap?: (event: WsTapEvent) => void;
 }
@@ -37,7 +39,7 @@ const MESSAGES_PER_SECOND = 40;
 /** Past this many refused messages in a row the connection is closed. */
 const MAX_STRIKES = 200;
 
-const TERMINAL_JOIN_ERRORS = new Set<ErrorCode>(['link_not_found', 'link_deleted', 'call_full', 'lobby_full']);
+const TERMINAL_JOIN_ERRORS = new Set<ErrorCode>(['link_not_found', 'link_deleted', 'call_full', 'lobby_full', 'server_shutdown']);
 
 export class Connection implements RoomPeer {
   private room?: Room;
@@ -57,7 +59,7 @@ export class Connection implements RoomPeer {
   ) {
     socket.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
     socket.on('pong', () => (this.alive = true));
-    socket.on('close', () => this.onClosed());
+    socket.on('close', (code: number) => this.onClosed(code));
     socket.on('error', () => socket.terminate());
     // Dead peers (no pong within a heartbeat) are cut, which frees their place in the room.
     this.heartbeat = setInterval(() => {
@@ -83,6 +85,13 @@ export class Connection implements RoomPeer {
     this.socket.close(closeCodeFor(code));
   }
 
+  detach(): void {
+    this.room = undefined;
+    this.participantId = undefined;
+    this.closing = true;
+    this.socket.terminate();
+  }
+
   private refuse(code: ErrorCode, seq?: number): void {
     this.send({ type: 'error', code, message: errorMessage(code), seq });
     if (++this.strikes > MAX_STRIKES) this.close('rate_limited');
@@ -94,7 +103,7 @@ export class Connection implements RoomPeer {
       this.windowStart = now;
       this.windowCount = 0;
     }
-    return ++this.windowCount <= MESSAGES_PER_SECOND;
+    return ++this.windowCount <= (this.ctx.messagesPerSecond ?? MESSAGES_PER_SECOND);
   }
 
   private onFrame(data: Buffer, isBinary: boolean): void {
@@ -130,6 +139,7 @@ export class Connection implements RoomPeer {
   private async dispatch(message: ClientMessage): Promise<void> {
     if (message.type === 'ping') return this.send({ type: 'pong', seq: message.seq });
     if (message.type === 'join') return this.join(message.linkId, message.card);
+    if (message.type === 'resume') return this.resume(message.token, message.received);
     const room = this.room;
     const me = this.participantId;
     if (!room || !me) throw new LinkcallError('not_in_call');
@@ -152,12 +162,16 @@ export class Connection implements RoomPeer {
         return room.publish(me, message.sdp);
       case 'subscribeAnswer':
         return room.subscribeAnswer(me, message.sdp);
+      case 'restartMedia':
+        return room.restartMedia(me);
     }
   }
 
   private async join(linkId: string, card: string): Promise<void> {
     if (this.room) throw new LinkcallError('already_joined');
     const link = await linkInfo(this.ctx.store, linkId);
+    // Shown as "last used" in the host's link list; a failed write must not stop the join.
+    this.ctx.store.markLinkUsed(link.id, Date.now()).catch(() => {});
     const isOwner = this.account?.id === link.ownerId;
     if (!isOwner) {
       const okLink = this.ctx.knocksPerLink.take(linkId);
@@ -182,9 +196,27 @@ export class Connection implements RoomPeer {
     }
   }
 
-  private onClosed(): void {
+  /** Come back as the participant a resume token belongs to; a call that is over says why. */
+  private resume(token: string, received: number): void {
+    if (this.room) throw new LinkcallError('already_joined');
+    const found = this.ctx.rooms.findResumable(token);
+    if (typeof found === 'string') return this.close(found);
+    this.room = found;
+    try {
+      this.participantId = found.resume(this, token, received);
+    } catch (err) {
+      this.room = undefined;
+      if (err instanceof LinkcallError) return this.close(err.code);
+      throw err;
+    }
+  }
+
+  private onClosed(code: number): void {
     clearInterval(this.heartbeat);
-    if (this.room && this.participantId) this.room.disconnected(this.participantId);
+    // A clean close (the page went away, or the client closed it) is a leave; anything else is a drop
+    // the participant may come back from.
+    const deliberate = code === 1000 || code === 1001;
+    if (this.room && this.participantId) this.room.disconnected(this.participantId, this, deliberate);
     this.room = undefined;
     this.participantId = undefined;
   }

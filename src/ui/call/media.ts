@@ -17,6 +17,24 @@ const GATHER_TIMEOUT_MS = 3000;
  */
 const HOST_CANDIDATE_GRACE_MS = 40;
 
+/** Resolves once no offer of ours is waiting for its answer (or after a few seconds). */
+function settled(pc: RTCPeerConnection): Promise<void> {
+  if (pc.signalingState === 'stable' || pc.signalingState === 'closed') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.signalingState !== 'stable' && pc.signalingState !== 'closed') return;
+      pc.removeEventListener('signalingstatechange', done);
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      pc.removeEventListener('signalingstatechange', done);
+      resolve();
+    }, GATHER_TIMEOUT_MS);
+    pc.addEventListener('signalingstatechange', done);
+  });
+}
+
 /** Non-trickle signaling: wait until our candidates are in the local description. */
 function gathered(pc: RTCPeerConnection): Promise<void> {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
@@ -40,37 +58,57 @@ function gathered(pc: RTCPeerConnection): Promise<void> {
   });
 }
 
+/**
+ * Simulcast layers, smallest first (the SFU forwards each viewer the one its tile and bandwidth
+ * call for; docs/MEDIA.md). Chromium sends at most two layers below 960 px of camera width and
+ * one below 480 px, whatever is configured, dropping the largest: so configure only what it sends.
+ */
+function simulcastEncodings(cameraWidth: number): RTCRtpEncodingParameters[] | undefined {
+  if (cameraWidth >= 960) {
+    return [{ rid: 'q', scaleResolutionDownBy: 4 }, { rid: 'h', scaleResolutionDownBy: 2 }, { rid: 'f', scaleResolutionDownBy: 1 }];
+  }
+  if (cameraWidth >= 480) return [{ rid: 'h', scaleResolutionDownBy: 2 }, { rid: 'f', scaleResolutionDownBy: 1 }];
+  return undefined;
+}
+
 /** Every frame is encrypted in a worker before it leaves and decrypted after it arrives; there is no clear mode. */
+/** A media connection 'disconnected' this long (ICE lost its path, e.g. a network change) is rebuilt. */
+const DISCONNECTED_GRACE_MS = 3000;
+/** Rebuilding the media connections is given up after this many tries in a row without success. */
+const MAX_RESTARTS = 5;
+
 export class CallConnection {
   private readonly e2ee = new E2eeSession();
-  private readonly publisher = new RTCPeerConnection(peerConnectionConfig());
-  private readonly subscriber = new RTCPeerConnection(peerConnectionConfig());
+  private publisher!: RTCPeerConnection;
+  private subscriber!: RTCPeerConnection;
   private readonly streams = new Map<string, MediaStream>();
   private readonly offs: (() => void)[] = [];
   private subscribeQueue = Promise.resolve();
   private offer?: Promise<string>;
+  private stream?: MediaStream;
+  private screen?: MediaStreamTrack;
+  private published = false;
+  /** Between our restartMedia and the server's mediaRestarted, offers are for the old transports. */
+  private awaitingRestart = false;
+  private restarts = 0;
+  private closed = false;
+  private disconnectTimer?: ReturnType<typeof setTimeout>;
   onStreams?: (streams: ReadonlyMap<string, MediaStream>) => void;
   onFailure?: (message: string) => void;
 
-  constructor(private readonly signaling: SignalingClient) {
-    this.subscriber.addEventListener('track', (event) => {
-      this.e2ee.attachReceiver(event.receiver);
-      const stream = event.streams[0];
-      if (!stream) return;
-      this.streams.set(stream.id, stream);
-      this.onStreams?.(this.streams);
-    });
+  /** `rtc`: ICE servers (TURN credentials) and transport policy from the server (see prepareCall). */
+  constructor(
+    private readonly signaling: SignalingClient,
+    private readonly rtc: RTCConfiguration = {},
+  ) {
+    this.createConnections();
     this.offs.push(
       signaling.on('publishAnswer', (m) => {
         this.publisher.setRemoteDescription({ type: 'answer', sdp: m.sdp }).catch(() => this.fail());
       }),
-      signaling.on('subscribeOffer', (m) => this.receiveOffer(m.sdp)),
+      signaling.on('subscribeOffer', (m) => this.awaitingRestart || this.receiveOffer(m.sdp)),
+      signaling.on('mediaRestarted', () => (this.awaitingRestart = false)),
     );
-    for (const pc of [this.publisher, this.subscriber]) {
-      pc.addEventListener('connectionstatechange', () => {
-        if (pc.connectionState === 'failed') this.fail();
-      });
-    }
   }
 
   /** Answer an SFU offer for what we receive (also offers that arrived before this connection existed). */
@@ -79,16 +117,100 @@ export class CallConnection {
     this.subscribeQueue = this.subscribeQueue.then(() => this.answer(sdp)).catch(() => this.fail());
   }
 
+  /** After a lost signaling connection: media that did not survive it is rebuilt. */
+  checkConnections(): void {
+    const healthy = (pc: RTCPeerConnection) => pc.connectionState === 'connected' || pc.connectionState === 'connecting' || pc.connectionState === 'new';
+    if (!healthy(this.publisher) || !healthy(this.subscriber)) void this.restart();
+  }
+
+  /**
+   * New connections to new SFU transports (the server's side cannot restart ICE):
+   * the others keep seeing our tile and get our media again within a second or so.
+   */
+  async restart(): Promise<void> {
+    if (this.closed || this.awaitingRestart) return;
+    if (++this.restarts > MAX_RESTARTS) return this.fail();
+    this.publisher.close();
+    this.subscriber.close();
+    this.streams.clear();
+    this.onStreams?.(this.streams);
+    this.offer = undefined;
+    this.subscribeQueue = Promise.resolve();
+    this.createConnections();
+    this.awaitingRestart = true;
+    this.signaling.send({ type: 'restartMedia' });
+    if (this.published) await this.publish(this.stream).catch(() => this.fail());
+  }
+
+  private createConnections(): void {
+    this.publisher = this.newPublisher();
+    this.subscriber = new RTCPeerConnection({ ...peerConnectionConfig(), ...this.rtc });
+    const subscriber = this.subscriber;
+    subscriber.addEventListener('track', (event) => {
+      if (subscriber !== this.subscriber) return;
+      this.e2ee.attachReceiver(event.receiver);
+      const stream = event.streams[0];
+      if (!stream) return;
+      // A screen share starting or stopping adds or removes tracks of a known stream.
+      const changed = () => this.streams.get(stream.id) === stream && this.onStreams?.(this.streams);
+      if (!this.streams.has(stream.id)) stream.addEventListener('removetrack', changed);
+      event.track.addEventListener('ended', changed);
+      this.streams.set(stream.id, stream);
+      this.onStreams?.(this.streams);
+    });
+    this.watch(this.subscriber);
+  }
+
+  private newPublisher(): RTCPeerConnection {
+    const pc = new RTCPeerConnection({ ...peerConnectionConfig(), ...this.rtc });
+    this.watch(pc);
+    return pc;
+  }
+
+  private watch(pc: RTCPeerConnection): void {
+    {
+      pc.addEventListener('connectionstatechange', () => {
+        if (pc !== this.publisher && pc !== this.subscriber) return;
+        clearTimeout(this.disconnectTimer);
+        if (pc.connectionState === 'connected' && this.publisher.connectionState === this.subscriber.connectionState) this.restarts = 0;
+        // Without signaling the server cannot hear our restart: wait until we are back (checkConnections).
+        if (!this.signaling.open) return;
+        if (pc.connectionState === 'failed') void this.restart();
+        if (pc.connectionState === 'disconnected') this.disconnectTimer = setTimeout(() => void this.restart(), DISCONNECTED_GRACE_MS);
+      });
+    }
+  }
+
   /** Re-key: new frames go out under the new key; older epochs stay readable for a few seconds. */
   setKeys(state: CallKeyState): void {
     this.e2ee.addReceiveKey(state.key);
     this.e2ee.setSendKey(state.key, state.senderIndex);
   }
 
-  /** Start sending the local camera and microphone, encrypted. */
-  async publish(stream: MediaStream): Promise<void> {
+  /** Start sending the local camera and microphone (either may be missing), encrypted. */
+  async publish(stream?: MediaStream): Promise<void> {
+    this.published = true;
     const sdp = await this.prepareOffer(stream);
     this.signaling.send({ type: 'publish', sdp });
+  }
+
+  /**
+   * Start or stop sending a shared screen. The SFU takes a new publish offer as
+   * a new publisher, so this builds a new publishing connection (same E2EE
+   * session: one frame counter, so no nonce is ever reused) and replaces the old.
+   */
+  async setScreen(track: MediaStreamTrack | undefined): Promise<void> {
+    this.screen = track;
+    if (track) track.contentHint = 'detail';
+    if (!this.published || this.closed) return;
+    // One publish at a time: an answer must reach the connection that made the offer.
+    const previous = this.publisher;
+    await settled(previous);
+    if (this.publisher !== previous || this.closed) return;
+    previous.close();
+    this.publisher = this.newPublisher();
+    this.offer = undefined;
+    await this.publish(this.stream);
   }
 
   /**
@@ -96,11 +218,26 @@ export class CallConnection {
    * let in): a page's first ICE gathering costs a few hundred milliseconds,
    * which would otherwise come after Approve. Nothing is sent until publish().
    */
-  prepareOffer(stream: MediaStream): Promise<string> {
+  prepareOffer(stream?: MediaStream): Promise<string> {
+    this.stream = stream;
     this.offer ??= (async () => {
-      for (const track of stream.getTracks()) {
-        const transceiver = this.publisher.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
-        this.e2ee.attachSender(transceiver.sender);
+      // Always the same shape — microphone, camera, then the screen when shared —
+      // with empty senders for missing devices: receivers tell the screen from the
+      // camera by this order (see videoOrder), and a device added later needs no renegotiation.
+      const slots: [MediaStreamTrack | null, 'audio' | 'video'][] = [
+        [stream?.getAudioTracks()[0] ?? null, 'audio'],
+        [stream?.getVideoTracks()[0] ?? null, 'video'],
+      ];
+      if (this.screen) slots.push([this.screen, 'video']);
+      for (const [i, [track, kind]] of slots.entries()) {
+        // The camera (slot 1) in simulcast layers; a camera added later is assumed 640x480.
+        const sendEncodings = i === 1 ? simulcastEncodings(track?.getSettings().width ?? 640) : undefined;
+        const transceiver = this.publisher.addTransceiver(track ?? kind, {
+          direction: 'sendonly',
+          streams: stream ? [stream] : [],
+          ...(sendEncodings ? { sendEncodings } : {}),
+        });
+        this.e2ee.attachSender(transceiver.sender, kind);
       }
       await this.publisher.setLocalDescription(await this.publisher.createOffer());
       await gathered(this.publisher);
@@ -109,10 +246,27 @@ export class CallConnection {
     return this.offer;
   }
 
-  /** Swap the camera or microphone without renegotiating. */
+  /** Swap the camera or microphone without renegotiating (also into an empty slot). */
   async replaceTrack(track: MediaStreamTrack): Promise<void> {
-    const sender = this.publisher.getSenders().find((s) => s.track?.kind === track.kind);
-    await sender?.replaceTrack(track);
+    const slot = track.kind === 'audio' ? 0 : 1;
+    await this.publisher.getTransceivers()[slot]?.sender.replaceTrack(track);
+  }
+
+  /**
+   * Where a received track stands among its sender's tracks (its m-line order):
+   * a participant's first video is the camera, a second one the shared screen.
+   */
+  videoOrder(track: MediaStreamTrack): number {
+    const mid = this.subscriber.getTransceivers().find((t) => t.receiver.track === track)?.mid;
+    return mid === null || mid === undefined ? Infinity : Number(mid);
+  }
+
+  /** Statistics of what we receive (levels, loss) and what we send. */
+  receiveStats(): Promise<RTCStatsReport> {
+    return this.subscriber.getStats();
+  }
+  sendStats(): Promise<RTCStatsReport> {
+    return this.publisher.getStats();
   }
 
   forget(participantId: string): void {
@@ -120,6 +274,8 @@ export class CallConnection {
   }
 
   close(): void {
+    this.closed = true;
+    clearTimeout(this.disconnectTimer);
     for (const off of this.offs) off();
     this.e2ee.close();
     this.publisher.close();
