@@ -6,11 +6,12 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
-import nodeDataChannel, { type Track } from 'node-datachannel';
+import nodeDataChannel from 'node-datachannel';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { WebSocketServer } from 'ws';
 import { CHROMIUM_ARGS } from './support/browser.js';
 import { newCounters, type MediaContext } from '../src/server/media/common.js';
+import { FakeTrack } from './support/fake-track.js';
 import { Consumer } from '../src/server/media/Consumer.js';
 import { Producer } from '../src/server/media/Producer.js';
 import {
@@ -18,6 +19,7 @@ import {
   shutdownMediaEngine,
   type PublishTransport,
   type SubscribeTransport,
+  type ViewportTile,
 } from '../src/server/media/Router.js';
 import { buildPli, buildRemb, parseRtcpCompound, rtpPayloadType, rtpSequenceNumber, rtpSsrc } from '../src/server/media/rtp.js';
 
@@ -233,28 +235,16 @@ test('close cascades, is idempotent, and closed objects refuse calls', async () 
   fresh.close();
 });
 
-/** Enough of a node-datachannel Track for Producer/Consumer. */
-class FakeTrack {
-  sent: Buffer[] = [];
-  onOpenCb: (() => void) | undefined;
-  onMessageCb: ((b: Buffer) => void) | undefined;
-  isOpen = (): boolean => true;
-  sendMessageBinary = (b: Buffer): boolean => (this.sent.push(Buffer.from(b)), true);
-  onOpen = (cb: () => void): void => void (this.onOpenCb = cb);
-  onClosed = (): void => {};
-  onMessage = (cb: (b: Buffer) => void): void => void (this.onMessageCb = cb);
-  get asTrack(): Track {
-    return this as unknown as Track;
-  }
-}
-
-function rtp(seq: number, pt: number, ssrc: number, marker = false): Buffer {
+function rtp(seq: number, pt: number, ssrc: number, marker = false, keyFrame = false): Buffer {
   const b = Buffer.alloc(40);
   b[0] = 0x80;
   b[1] = (marker ? 0x80 : 0) | pt;
   b.writeUInt16BE(seq, 2);
   b.writeUInt32BE(seq * 3000, 4);
   b.writeUInt32BE(ssrc, 8);
+  // VP8 payload descriptor: S=1, PID=0 starts a frame; VP8 header P bit 0 = key frame.
+  b[12] = keyFrame ? 0x10 : 0x00;
+  b[13] = keyFrame ? 0x00 : 0x01;
   return b;
 }
 
@@ -276,11 +266,13 @@ test('packet path: PT/SSRC rewrite, RTX dropped, PLI rate limit, NACK, sender re
   const downstream = new FakeTrack();
   const producer = new Producer({
     peerId: 'alice', kind: 'video', mid: '1', payloadType: 96, codec: { name: 'VP8', clockRate: 90000 },
-    ssrc: 2001, ctx, rtcpSsrc: 5, onFirstPacket: () => {},
+    layers: [{ ssrc: 2001, rid: undefined }], ctx, rtcpSsrc: 5, onFirstPacket: () => {},
   });
+  const layer = producer.layers[0]!;
   producer.attachTrack(upstream.asTrack);
   const consumer = new Consumer({ producer, mid: '0', ssrc: 777, ctx, onClose: () => {} });
   producer.addConsumer(consumer);
+  consumer.setTargetLayer(0);
   consumer.attachTrack(downstream.asTrack);
   downstream.onOpenCb!();
   assert.equal(upstream.sent.length, 0, 'nothing before the answer is applied');
@@ -289,13 +281,12 @@ test('packet path: PT/SSRC rewrite, RTX dropped, PLI rate limit, NACK, sender re
   const pli = parseRtcpCompound(upstream.sent[0]!)[0]!;
   assert.deepEqual([pli.type, pli.count, upstream.sent[0]!.readUInt32BE(8)], [206, 1, 2001]);
 
-  producer.handleRtp(rtp(10, 96, 2001, true), 0);
-  producer.handleRtp(rtp(10, 97, 2002), 1); // RTX
-  producer.handleRtp(rtp(11, 96, 4242), 2); // unknown SSRC
+  producer.handleRtp(rtp(10, 96, 2001, true, true), layer, 0);
+  producer.handleRtp(rtp(10, 97, 2002), layer, 1); // RTX
   assert.equal(downstream.sent.length, 1);
   const out = downstream.sent[0]!;
   assert.deepEqual([rtpPayloadType(out), rtpSsrc(out), rtpSequenceNumber(out), out[1]! >> 7], [100, 777, 10, 1]);
-  assert.equal(ctx.counters.rtpDropped, 2);
+  assert.equal(ctx.counters.rtpDropped, 1);
 
   // A flood of PLIs from the subscriber becomes one more PLI, at the end of the 500 ms window.
   for (let i = 0; i < 10; i++) downstream.onMessageCb!(buildPli(1, 777));
@@ -311,13 +302,13 @@ test('packet path: PT/SSRC rewrite, RTX dropped, PLI rate limit, NACK, sender re
   assert.equal(downstream.sent.length, 2);
   assert.deepEqual([rtpSsrc(downstream.sent[1]!), rtpSequenceNumber(downstream.sent[1]!)], [777, 10]);
 
-  producer.handleSenderReport({ ssrc: 2001, ntpSeconds: 1, ntpFraction: 2, rtpTimestamp: 3 }, 5);
+  producer.handleSenderReport({ ssrc: 2001, ntpSeconds: 1, ntpFraction: 2, rtpTimestamp: 3 }, layer, 5);
   const sr = downstream.sent[2]!;
   assert.deepEqual([sr[1], sr.readUInt32BE(4), sr.readUInt32BE(16)], [200, 777, 3]);
 
   consumer.close();
   assert.equal(producer.stats().consumers, 0);
-  producer.handleRtp(rtp(12, 96, 2001), 3);
+  producer.handleRtp(rtp(12, 96, 2001), layer, 3);
   assert.equal(downstream.sent.length, 3);
   producer.close();
 });
@@ -361,7 +352,14 @@ async function publish() {
     audio: true, video: { width: 640, height: 480, frameRate: 30 },
   });
   const pc = (window.pc = new RTCPeerConnection());
-  for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+  // ?sim=1: simulcast as the app sends it from a 640x480 camera (src/ui/call/media.ts): two
+  // layers, as Chromium sends no more below 960 px of width.
+  const sendEncodings = params.get('sim') === '1'
+    ? [{ rid: 'h', scaleResolutionDownBy: 2 }, { rid: 'f', scaleResolutionDownBy: 1 }]
+    : undefined;
+  for (const track of stream.getTracks()) {
+    pc.addTransceiver(track, { direction: 'sendonly', streams: [stream], ...(track.kind === 'video' && sendEncodings ? { sendEncodings } : {}) });
+  }
   await pc.setLocalDescription(await pc.createOffer());
   await gathered(pc);
   const res = await fetch('/publish?peer=' + peer, { method: 'POST', body: pc.localDescription.sdp });
@@ -402,6 +400,7 @@ function subscribe() {
     }).catch((err) => obs.errors.push('negotiation: ' + err));
   };
   ws.onerror = () => obs.errors.push('websocket error');
+  window.sendViewport = (tiles) => ws.send(JSON.stringify({ type: 'viewport', tiles }));
 }
 
 async function audioStats() {
@@ -480,8 +479,9 @@ async function startHarness(): Promise<Harness> {
     const sub = router.createSubscribeTransport(peer, (sdp) => ws.send(JSON.stringify({ type: 'offer', sdp })));
     subscribers.set(peer, sub);
     ws.on('message', (data) => {
-      const msg = JSON.parse(String(data)) as { type: string; sdp: string };
+      const msg = JSON.parse(String(data)) as { type: string; sdp: string; tiles: ViewportTile[] };
       if (msg.type === 'answer') sub.setAnswer(msg.sdp).catch((err: Error) => serverErrors.push(`answer: ${err.message}`));
+      if (msg.type === 'viewport') sub.setViewport(msg.tiles);
     });
     ws.on('close', () => sub.close());
     consumeAll(sub, router.producers.values());
@@ -516,7 +516,11 @@ interface PageObs {
   tracks: { kind: string; streamId: string | undefined; events: string[]; track: MediaStreamTrack }[];
 }
 /** The test page's window (page functions run in the browser and cannot share helpers). */
-type TestWindow = Window & { obs: PageObs; audioStats(): Promise<{ packets: number; energy: number }> };
+type TestWindow = Window & {
+  obs: PageObs;
+  audioStats(): Promise<{ packets: number; energy: number }>;
+  sendViewport(tiles: ViewportTile[]): void;
+};
 type Obs = Omit<PageObs, 'tracks'> & { tracks: Omit<PageObs['tracks'][number], 'track'>[] };
 
 const obs = (page: Page): Promise<Obs> =>
@@ -573,7 +577,7 @@ test('SFU forwards a Chromium camera to subscribers at full quality', { timeout:
     return page;
   };
 
-  const pageA = await open('role=pub&peer=alice');
+  const pageA = await open('role=pub&peer=alice&sim=1');
   await pageA.waitForFunction(() => (window as unknown as TestWindow).obs.published, undefined, {
     timeout: 10_000,
   });
@@ -625,6 +629,41 @@ test('SFU forwards a Chromium camera to subscribers at full quality', { timeout:
   assert.ok(a2.energy > a1.energy, `B hears A's microphone (audio energy ${a1.energy} -> ${a2.energy})`);
 
   // A leaves: B's and C's tracks from A end, without errors in the pages.
+  // Simulcast: A sends three layers; a subscriber's tile size picks one, switching only on key frames.
+  const layerSizes = videoProducer.stats().layers.map((l) => `${l.width}x${l.height}`);
+  assert.deepEqual(layerSizes, ['320x240', '640x480'], 'both simulcast layers arrive');
+  const bobVideo = [...harness.subscribers.get('bob')!.consumers.values()].find((c) => c.kind === 'video')!;
+  const waitForSize = (page: Page, width: number) =>
+    page.waitForFunction(
+      (w) => {
+        const v = document.querySelector('video')!;
+        return v.videoWidth === w;
+      },
+      width,
+      { timeout: 10_000, polling: 100 },
+    );
+  await pageB.evaluate(() => (window as unknown as TestWindow).sendViewport([{ participantId: 'alice', width: 150, height: 110 }]));
+  await waitForSize(pageB, 320);
+  assert.equal(bobVideo.layers.current, 0, 'a small tile gets the smallest layer');
+  const small1 = await videoState(pageB);
+  await new Promise((r) => setTimeout(r, 1_000));
+  const small2 = await videoState(pageB);
+  assert.ok(small2.frames > small1.frames + 10, `the small layer plays (${small2.frames - small1.frames} frames in 1 s)`);
+  await pageB.evaluate(() => (window as unknown as TestWindow).sendViewport([]));
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(bobVideo.layers.current, -1, 'an off-screen tile gets nothing');
+  const hidden1 = await videoState(pageB);
+  await new Promise((r) => setTimeout(r, 1_000));
+  const hidden2 = await videoState(pageB);
+  assert.ok(hidden2.frames - hidden1.frames <= 1, `no frames while not shown (${hidden2.frames - hidden1.frames})`);
+  await pageB.evaluate(() => (window as unknown as TestWindow).sendViewport([{ participantId: 'alice', width: 640, height: 480 }]));
+  await waitForSize(pageB, 640);
+  const big1 = await videoState(pageB);
+  await new Promise((r) => setTimeout(r, 1_000));
+  const big2 = await videoState(pageB);
+  assert.ok(big2.frames > big1.frames + 10, `back to the full layer, playing (${big2.frames - big1.frames} frames in 1 s)`);
+  assert.equal((await videoState(pageC)).width, 640, 'C, which sent no viewport, kept the full layer');
+
   harness.publishers.get('alice')!.close();
   for (const page of [pageB, pageC]) {
     await page.waitForFunction(

@@ -2,18 +2,30 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Track } from 'node-datachannel';
 import { holdUntilClosed, type MediaContext, type MediaKind } from './common.js';
-import type { Producer } from './Producer.js';
+import type { Producer, Vp8Offsets } from './Producer.js';
 import {
   buildSenderReport,
+  forEachReportBlock,
   isRtcp,
+  newVp8Info,
   parseRtcpCompound,
+  parseVp8,
   readFeedback,
-  rewriteRtp,
+  rtpPayloadOffset,
   type SenderReport,
 } from './rtp.js';
+import { LayerSwitch, type SourcePacket } from './switcher.js';
 
 export interface ConsumerEvents {
   close: [];
+}
+
+/** What a consumer tells its subscriber transport about the subscriber's feedback. */
+export interface ConsumerFeedback {
+  onRemb(bitrate: number): void;
+  onLoss(fractionLost: number): void;
+  /** The consumer became able to send: choose its layer now rather than at the next tick. */
+  onReady(consumer: Consumer): void;
 }
 
 /** @internal */
@@ -23,9 +35,13 @@ export interface ConsumerInit {
   ssrc: number;
   ctx: MediaContext;
   onClose: (consumer: Consumer) => void;
+  feedback?: ConsumerFeedback;
 }
 
-/** One producer's track forwarded to one subscriber, under that subscriber's own SSRC and PT. */
+/**
+ * One producer's track forwarded to one subscriber, under that subscriber's own SSRC and PT, as
+ * one continuous stream whichever simulcast layer is behind it (see LayerSwitch).
+ */
 export class Consumer extends EventEmitter<ConsumerEvents> {
   readonly id = randomUUID();
   readonly producerId: string;
@@ -37,12 +53,17 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
   #producer: Producer;
   #ctx: MediaContext;
   #onClose: (consumer: Consumer) => void;
+  #feedback: ConsumerFeedback | undefined;
   #track: Track | undefined;
   #trackOpen = false;
-  #payloadType: number | undefined;
+  #payloadType = 0;
+  #answered = false;
   /** Track open and answer applied: packets may flow. Cached for the hot path. */
   #ready = false;
-  #started = false;
+  #switch: LayerSwitch;
+  #ssrcBytes = Buffer.alloc(4);
+  #retransmission: SourcePacket = { seq: 0, timestamp: 0, keyFrameStart: false, pictureId: -1, pictureIdBits: 0, tl0: -1 };
+  #retransmissionVp8 = newVp8Info();
   #packets = 0;
   #octets = 0;
   #closed = false;
@@ -55,8 +76,11 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     this.kind = init.producer.kind;
     this.mid = init.mid;
     this.ssrc = init.ssrc;
+    this.#ssrcBytes.writeUInt32BE(init.ssrc, 0);
     this.#ctx = init.ctx;
     this.#onClose = init.onClose;
+    this.#feedback = init.feedback;
+    this.#switch = new LayerSwitch(init.producer.codec.clockRate || 90000);
   }
 
   get closed(): boolean {
@@ -66,6 +90,21 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
   /** @internal */
   get producer(): Producer {
     return this.#producer;
+  }
+
+  /** @internal Track open and answer applied. */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /** @internal Payload bytes sent so far. */
+  get octets(): number {
+    return this.#octets;
+  }
+
+  /** Layer forwarded now (-1: none) and the one the selection wants. */
+  get layers(): { current: number; target: number } {
+    return { current: this.#switch.current, target: this.#switch.target };
   }
 
   close(): void {
@@ -81,6 +120,24 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     }
     this.#onClose(this);
     this.emit('close');
+  }
+
+  /**
+   * @internal Which layer to forward (-1: none). Moving to another layer waits for its key frame,
+   * which is requested here (rate-limited per layer by the producer).
+   */
+  setTargetLayer(layer: number): void {
+    const sw = this.#switch;
+    if (layer === sw.target) return;
+    sw.setTarget(layer);
+    this.requestKeyFrameIfSwitching();
+  }
+
+  /** @internal Called by the selector's tick too: a lost key frame is asked for again. */
+  requestKeyFrameIfSwitching(): void {
+    if (this.kind === 'video' && this.#ready && this.#switch.switching && !this.#producer.closed) {
+      this.#producer.requestKeyFrame(this.#switch.target);
+    }
   }
 
   /** @internal */
@@ -100,41 +157,91 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
   /** @internal Called when the subscriber's answer assigned our codec a payload type. */
   setPayloadType(pt: number): void {
     this.#payloadType = pt;
+    this.#answered = true;
     this.#update();
   }
 
   #update(): void {
-    this.#ready = !this.#closed && this.#trackOpen && this.#payloadType !== undefined;
-    if (this.#ready && !this.#started) {
-      this.#started = true;
+    const wasReady = this.#ready;
+    this.#ready = !this.#closed && this.#trackOpen && this.#answered;
+    if (this.#ready && !wasReady) {
       // A browser decodes nothing until it sees a key frame, and publishers send one only at
-      // start or on request: a late subscriber would otherwise wait forever.
-      if (this.kind === 'video' && !this.#producer.closed) this.#producer.requestKeyFrame();
+      // start or on request: the layer choice asks for one of the chosen layer.
+      this.#feedback?.onReady(this);
+      this.requestKeyFrameIfSwitching();
     }
   }
 
-  /** @internal Hot path. Mutates buf (PT, SSRC); the engine copies it on send. */
-  forward(buf: Buffer): void {
+  /**
+   * @internal Hot path: one call per incoming packet of the producer per subscriber. Rewrites
+   * PT, SSRC, sequence number, timestamp (and VP8 PictureID/TL0PICIDX) in place in the shared
+   * buffer, then sends (the engine copies): no allocation.
+   */
+  forward(buf: Buffer, p: SourcePacket & { layer: number }, nowMs: number, vp8: Vp8Offsets): void {
     if (!this.#ready) return;
-    rewriteRtp(buf, this.#payloadType!, this.ssrc);
+    const sw = this.#switch;
+    if (p.layer !== sw.current && p.layer !== sw.target) return;
+    if (!sw.accept(p.layer, p, nowMs)) return;
+    this.#send(buf, sw, vp8);
+  }
+
+  #send(buf: Buffer, sw: LayerSwitch, vp8: Vp8Offsets): void {
+    buf[1] = (buf[1]! & 0x80) | this.#payloadType;
+    const seq = sw.outSeq;
+    buf[2] = seq >> 8;
+    buf[3] = seq & 0xff;
+    buf.writeUInt32BE(sw.outTimestamp, 4);
+    const s = this.#ssrcBytes;
+    buf[8] = s[0]!;
+    buf[9] = s[1]!;
+    buf[10] = s[2]!;
+    buf[11] = s[3]!;
+    if (sw.outPictureId >= 0 && vp8.pictureIdOffset >= 0) {
+      const at = vp8.pictureIdOffset;
+      if (vp8.pictureIdBits === 15) {
+        buf[at] = 0x80 | (sw.outPictureId >> 8);
+        buf[at + 1] = sw.outPictureId & 0xff;
+      } else {
+        buf[at] = sw.outPictureId & 0x7f;
+      }
+    }
+    if (sw.outTl0 >= 0 && vp8.tl0Offset >= 0) buf[vp8.tl0Offset] = sw.outTl0;
     try {
       this.#track!.sendMessageBinary(buf);
       this.#packets++;
       this.#octets += buf.length - 12;
       this.#ctx.counters.rtpForwarded++;
+      this.#ctx.counters.rtpBytesForwarded += buf.length;
     } catch {
       this.#ctx.counters.sendErrors++;
     }
   }
 
-  /** @internal */
-  sendSenderReport(sr: SenderReport): void {
-    if (!this.#ready) return;
+  /** @internal The publisher's SR of `layer`, mapped into this consumer's stream. */
+  sendSenderReport(sr: SenderReport, layer: number): void {
+    const sw = this.#switch;
+    if (!this.#ready || layer !== sw.current) return;
+    const mapped = { ...sr, rtpTimestamp: sw.outTimestampOf(sr.rtpTimestamp) };
     try {
-      this.#track!.sendMessageBinary(buildSenderReport(this.ssrc, sr, this.#packets, this.#octets));
+      this.#track!.sendMessageBinary(buildSenderReport(this.ssrc, mapped, this.#packets, this.#octets));
     } catch {
       this.#ctx.counters.sendErrors++;
     }
+  }
+
+  #retransmit(outSeq: number): boolean {
+    const sw = this.#switch;
+    const srcSeq = sw.sourceSeq(outSeq);
+    if (srcSeq < 0) return false;
+    const r = this.#retransmission;
+    const pkt = this.#producer.packetForRetransmission(sw.current, srcSeq, r);
+    if (!pkt) return false;
+    const vp8 = this.#retransmissionVp8;
+    parseVp8(pkt, rtpPayloadOffset(pkt), vp8);
+    r.pictureIdBits = vp8.pictureIdBits;
+    if (!sw.accept(sw.current, r, performance.now())) return false;
+    this.#send(pkt, sw, vp8);
+    return true;
   }
 
   #handleRtcp(buf: Buffer): void {
@@ -145,20 +252,25 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
       // The engine hands a compound packet to every track whose SSRC it mentions: act only on
       // feedback aimed at this consumer's SSRC so nothing is handled twice.
       for (const p of parseRtcpCompound(buf)) {
+        if (p.type === 200 || p.type === 201) {
+          forEachReportBlock(buf, p, (ssrc, fractionLost) => {
+            if (ssrc === this.ssrc) this.#feedback?.onLoss(fractionLost);
+          });
+          continue;
+        }
         const fb = readFeedback(buf, p);
         if (!fb) continue;
-        if (
+        if (fb.kind === 'remb') {
+          if (fb.ssrcs.includes(this.ssrc)) this.#feedback?.onRemb(fb.bitrate);
+        } else if (
           (fb.kind === 'pli' && fb.mediaSsrc === this.ssrc) ||
           (fb.kind === 'fir' && fb.mediaSsrcs.includes(this.ssrc))
         ) {
-          if (!this.#producer.closed) this.#producer.requestKeyFrame();
+          const sw = this.#switch;
+          const layer = sw.switching ? sw.target : sw.current;
+          if (!this.#producer.closed && layer >= 0) this.#producer.requestKeyFrame(layer);
         } else if (fb.kind === 'nack' && fb.mediaSsrc === this.ssrc) {
-          for (const seq of fb.seqs) {
-            const pkt = this.#producer.packetForRetransmission(seq);
-            if (!pkt) continue;
-            this.forward(pkt);
-            counters.nackRetransmits++;
-          }
+          for (const seq of fb.seqs) if (this.#retransmit(seq)) counters.nackRetransmits++;
         }
       }
     } catch {

@@ -3,27 +3,36 @@ import { EventEmitter } from 'node:events';
 import type { Track } from 'node-datachannel';
 import { assertNotClosed, type MediaContext, type MediaKind } from './common.js';
 import type { Consumer } from './Consumer.js';
+import { KeyFrameRequestLimiter } from './keyframes.js';
+import type { LayerState } from './layers.js';
 import {
+  buildNack,
   buildPli,
+  findHeaderExtension,
+  newVp8Info,
+  parseVp8,
   ReceiveStats,
-  rtpPayloadType,
-  rtpSequenceNumber,
-  rtpSsrc,
-  rtpTimestamp,
+  rtpPayloadOffset,
   type ReportBlock,
   type SenderReport,
 } from './rtp.js';
 import type { CodecInfo } from './sdp.js';
+import { AudioLevel, SILENT_LEVEL } from './speakers.js';
+import type { SourcePacket } from './switcher.js';
 
 /**
- * At most one key-frame request per interval reaches the publisher: a subscriber that cannot
- * decode (e.g. wrong E2EE key) sends PLIs continuously, and every key frame costs all
- * subscribers bandwidth. Requests inside the window are coalesced into one at its end.
+ * At most one key-frame request per interval reaches each layer of the publisher: a subscriber
+ * that cannot decode (e.g. wrong E2EE key) sends PLIs continuously, and every key frame costs
+ * all subscribers bandwidth. Requests inside the window are coalesced into one at its end.
  */
 export const KEY_FRAME_REQUEST_INTERVAL_MS = 500;
 
-// ~3 s of VGA video at ~150 packets/s: enough to answer NACKs on any sane RTT.
+// ~3 s of VGA video at ~150 packets/s: enough to answer NACKs on any sane RTT. Power of two.
 const HISTORY_SIZE = 512;
+/** A layer without packets for this long is not offered to subscribers. */
+const LAYER_ACTIVE_MS = 1500;
+/** Upstream gaps up to this many packets are NACKed to the publisher. */
+const MAX_NACK_GAP = 64;
 
 export interface ProducerEvents {
   close: [];
@@ -35,6 +44,14 @@ export interface ProducerStats {
   /** PLIs actually sent to the publisher. */
   keyFrameRequests: number;
   consumers: number;
+  /** Simulcast layers, smallest first: size from their last key frame, rate, whether they flow. */
+  layers: LayerState[];
+}
+
+/** @internal */
+export interface LayerInit {
+  ssrc: number | undefined;
+  rid: string | undefined;
 }
 
 /** @internal */
@@ -44,14 +61,53 @@ export interface ProducerInit {
   mid: string;
   payloadType: number;
   codec: CodecInfo;
-  ssrc: number | undefined;
+  /** Simulcast layers, smallest first; one for a single-layer stream. */
+  layers: LayerInit[];
+  /** Header extension id of ssrc-audio-level (audio; 0: not negotiated). */
+  audioLevelExtensionId?: number;
   ctx: MediaContext;
   /** SSRC the publish connection uses as RTCP sender. */
   rtcpSsrc: number;
   onFirstPacket: () => void;
 }
 
-/** One incoming track (audio or video) of a publishing participant. */
+/** @internal One simulcast layer (or the only stream) of a producer. */
+export class ProducerLayer {
+  readonly index: number;
+  readonly rid: string | undefined;
+  ssrc: number | undefined;
+  readonly recv: ReceiveStats;
+  readonly limiter = new KeyFrameRequestLimiter(KEY_FRAME_REQUEST_INTERVAL_MS);
+  keyFrameTimer: NodeJS.Timeout | undefined;
+  readonly state: LayerState = { width: 0, height: 0, bitrate: 0, active: false };
+  lastPacketAt = -Infinity;
+  bytesSinceTick = 0;
+  /** Packets lost upstream already added to the counters (see reportBlocks). */
+  lostCounted = 0;
+  /** Highest sequence number seen (for upstream NACKs), -1 before the first packet. */
+  maxSeq = -1;
+  historySeqs: Int32Array | undefined;
+  historyTimestamps: Uint32Array | undefined;
+  historyPictureIds: Int32Array | undefined;
+  historyTl0s: Int16Array | undefined;
+  historyPackets: (Buffer | undefined)[] | undefined;
+
+  constructor(index: number, init: LayerInit, clockRate: number, video: boolean) {
+    this.index = index;
+    this.rid = init.rid;
+    this.ssrc = init.ssrc;
+    this.recv = new ReceiveStats(clockRate);
+    if (video) {
+      this.historySeqs = new Int32Array(HISTORY_SIZE).fill(-1);
+      this.historyTimestamps = new Uint32Array(HISTORY_SIZE);
+      this.historyPictureIds = new Int32Array(HISTORY_SIZE);
+      this.historyTl0s = new Int16Array(HISTORY_SIZE);
+      this.historyPackets = new Array<Buffer | undefined>(HISTORY_SIZE);
+    }
+  }
+}
+
+/** One incoming track (audio or video, one or more simulcast layers) of a publishing participant. */
 export class Producer extends EventEmitter<ProducerEvents> {
   readonly id = randomUUID();
   readonly peerId: string;
@@ -62,17 +118,31 @@ export class Producer extends EventEmitter<ProducerEvents> {
   readonly payloadType: number;
   /** @internal */
   readonly codec: CodecInfo;
-  #ssrc: number | undefined;
+  /** @internal Smallest first. */
+  readonly layers: readonly ProducerLayer[];
+  /** @internal Loudness from ssrc-audio-level (audio with the extension negotiated). */
+  readonly audioLevel: AudioLevel | undefined;
+  #audioLevelExtensionId: number;
+  #extLength = new Int32Array(1);
   #ctx: MediaContext;
   #rtcpSsrc: number;
   #onFirstPacket: (() => void) | undefined;
   #track: Track | undefined;
-  #consumers = new Set<Consumer>();
-  #recv: ReceiveStats;
-  #lastKeyFrameRequestAt = -Infinity;
-  #keyFrameTimer: NodeJS.Timeout | undefined;
-  #historySeqs: Int32Array | undefined;
-  #historyPackets: (Buffer | undefined)[] | undefined;
+  /** An array, not a Set: iterated once per packet. */
+  #consumers: Consumer[] = [];
+  /** Audio: whether the speaker selection forwards this microphone now. */
+  #forwarding = true;
+  /** The packet being forwarded, parsed once and read by every consumer. */
+  #packet: SourcePacket & { layer: number } = {
+    layer: 0,
+    seq: 0,
+    timestamp: 0,
+    keyFrameStart: true,
+    pictureId: -1,
+    pictureIdBits: 0,
+    tl0: -1,
+  };
+  #vp8 = newVp8Info();
   #packets = 0;
   #bytes = 0;
   #keyFrameRequests = 0;
@@ -86,24 +156,27 @@ export class Producer extends EventEmitter<ProducerEvents> {
     this.mid = init.mid;
     this.payloadType = init.payloadType;
     this.codec = init.codec;
-    this.#ssrc = init.ssrc;
     this.#ctx = init.ctx;
     this.#rtcpSsrc = init.rtcpSsrc;
     this.#onFirstPacket = init.onFirstPacket;
-    this.#recv = new ReceiveStats(init.codec.clockRate);
-    if (this.kind === 'video') {
-      this.#historySeqs = new Int32Array(HISTORY_SIZE).fill(-1);
-      this.#historyPackets = new Array<Buffer | undefined>(HISTORY_SIZE);
-    }
+    const layers = init.layers.length > 0 ? init.layers : [{ ssrc: undefined, rid: undefined }];
+    this.layers = layers.map((l, i) => new ProducerLayer(i, l, init.codec.clockRate, init.kind === 'video'));
+    this.#audioLevelExtensionId = init.audioLevelExtensionId ?? 0;
+    this.audioLevel = init.kind === 'audio' && this.#audioLevelExtensionId > 0 ? new AudioLevel() : undefined;
   }
 
   get closed(): boolean {
     return this.#closed;
   }
 
-  /** @internal */
+  /** @internal The first layer's SSRC. */
   get ssrc(): number | undefined {
-    return this.#ssrc;
+    return this.layers[0]!.ssrc;
+  }
+
+  /** @internal */
+  get consumers(): readonly Consumer[] {
+    return this.#consumers;
   }
 
   stats(): ProducerStats {
@@ -111,46 +184,66 @@ export class Producer extends EventEmitter<ProducerEvents> {
       packets: this.#packets,
       bytes: this.#bytes,
       keyFrameRequests: this.#keyFrameRequests,
-      consumers: this.#consumers.size,
+      consumers: this.#consumers.length,
+      layers: this.layers.map((l) => ({ ...l.state })),
     };
   }
 
-  /** Asks the publisher for a key frame (PLI), at most once per KEY_FRAME_REQUEST_INTERVAL_MS. */
-  requestKeyFrame(): void {
+  /**
+   * Asks the publisher for a key frame (PLI) of one layer, or of every layer that flows when
+   * none is given; at most once per KEY_FRAME_REQUEST_INTERVAL_MS per layer.
+   */
+  requestKeyFrame(layer?: number): void {
     assertNotClosed(this.#closed, 'Producer');
     if (this.kind !== 'video') return;
-    const wait = this.#lastKeyFrameRequestAt + KEY_FRAME_REQUEST_INTERVAL_MS - performance.now();
-    if (wait <= 0) {
-      this.#sendPli();
+    if (layer === undefined) {
+      for (const l of this.layers) if (l.state.active || this.layers.length === 1) this.#requestLayerKeyFrame(l);
+      return;
+    }
+    const l = this.layers[layer];
+    if (l) this.#requestLayerKeyFrame(l);
+  }
+
+  #requestLayerKeyFrame(layer: ProducerLayer): void {
+    const decision = layer.limiter.request(performance.now());
+    if (decision.send) {
+      this.#sendPli(layer);
       return;
     }
     this.#ctx.counters.keyFrameRequestsCoalesced++;
-    this.#keyFrameTimer ??= setTimeout(() => {
-      this.#keyFrameTimer = undefined;
-      if (!this.#closed) this.#sendPli();
-    }, wait).unref();
+    if (decision.alreadyScheduled) return;
+    layer.keyFrameTimer = setTimeout(() => {
+      layer.keyFrameTimer = undefined;
+      if (this.#closed) layer.limiter.cancel();
+      else this.#sendPli(layer);
+    }, decision.delayMs).unref();
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    clearTimeout(this.#keyFrameTimer);
-    this.#keyFrameTimer = undefined;
+    for (const l of this.layers) {
+      clearTimeout(l.keyFrameTimer);
+      l.keyFrameTimer = undefined;
+      l.historyPackets = undefined;
+    }
     for (const consumer of [...this.#consumers]) consumer.close();
-    this.#consumers.clear();
-    this.#historyPackets = undefined;
+    this.#consumers = [];
     this.#track = undefined;
     this.emit('close');
   }
 
-  #sendPli(): void {
+  #sendPli(layer: ProducerLayer): void {
     const track = this.#track;
     // Before the track is open nothing has been sent yet, and a browser's first frame is a key
     // frame anyway: nothing to request, and no reason to start the rate-limit window.
-    if (!track || this.#ssrc === undefined || !track.isOpen()) return;
-    this.#lastKeyFrameRequestAt = performance.now();
+    if (!track || layer.ssrc === undefined || !track.isOpen()) {
+      layer.limiter.cancel();
+      return;
+    }
+    layer.limiter.sent(performance.now());
     try {
-      track.sendMessageBinary(buildPli(this.#rtcpSsrc, this.#ssrc));
+      track.sendMessageBinary(buildPli(this.#rtcpSsrc, layer.ssrc));
       this.#keyFrameRequests++;
       this.#ctx.counters.keyFrameRequestsSent++;
     } catch {
@@ -170,69 +263,178 @@ export class Producer extends EventEmitter<ProducerEvents> {
 
   /** @internal */
   addConsumer(consumer: Consumer): void {
-    this.#consumers.add(consumer);
+    if (!this.#consumers.includes(consumer)) this.#consumers = [...this.#consumers, consumer];
+    consumer.setTargetLayer(this.kind === 'audio' ? (this.#forwarding ? 0 : -1) : -1);
   }
 
   /** @internal */
   removeConsumer(consumer: Consumer): void {
-    this.#consumers.delete(consumer);
+    this.#consumers = this.#consumers.filter((c) => c !== consumer);
   }
 
-  /** @internal Hot path: one call per incoming RTP packet. */
-  handleRtp(buf: Buffer, nowMs: number): void {
+  /** @internal Audio: the speaker selection turned this microphone on or off for everyone. */
+  setForwarding(on: boolean): void {
+    if (on === this.#forwarding) return;
+    this.#forwarding = on;
+    for (const c of this.#consumers) c.setTargetLayer(on ? 0 : -1);
+  }
+
+  /** @internal */
+  get forwarding(): boolean {
+    return this.#forwarding;
+  }
+
+  /**
+   * @internal Hot path: one call per incoming RTP packet of this producer (the transport has
+   * already matched its SSRC to `layer`). Parses the header once, in place; each consumer then
+   * rewrites the same buffer and sends it (the engine copies on send): no allocation per
+   * subscriber.
+   */
+  handleRtp(buf: Buffer, layer: ProducerLayer, nowMs: number): void {
     const counters = this.#ctx.counters;
     counters.rtpIn++;
-    if (this.#closed || rtpPayloadType(buf) !== this.payloadType) {
+    if (this.#closed || (buf[1]! & 0x7f) !== this.payloadType) {
       // RTX, FEC or anything we did not negotiate: never forwarded.
       counters.rtpDropped++;
       return;
     }
-    const ssrc = rtpSsrc(buf);
-    if (this.#ssrc === undefined) {
-      // The offer declared no SSRC (only possible with a single m-line): adopt the first one.
-      this.#ssrc = ssrc;
-    } else if (ssrc !== this.#ssrc) {
-      counters.rtpDropped++;
-      return;
-    }
+    const seq = (buf[2]! << 8) | buf[3]!;
+    const timestamp = buf.readUInt32BE(4);
     this.#packets++;
     this.#bytes += buf.length;
-    const seq = rtpSequenceNumber(buf);
-    this.#recv.onRtp(seq, rtpTimestamp(buf), nowMs);
-    if (this.#historySeqs && this.#historyPackets) {
+    counters.rtpBytesIn += buf.length;
+    layer.bytesSinceTick += buf.length;
+    layer.lastPacketAt = nowMs;
+    if (!layer.state.active) layer.state.active = true;
+    layer.recv.onRtp(seq, timestamp, nowMs);
+    this.#checkGap(layer, seq);
+    const p = this.#packet;
+    p.layer = layer.index;
+    p.seq = seq;
+    p.timestamp = timestamp;
+    if (this.kind === 'video') {
+      const vp8 = this.#vp8;
+      if (!parseVp8(buf, rtpPayloadOffset(buf), vp8)) {
+        // Padding-only (bandwidth probe) or truncated: keeps the sequence continuous downstream.
+        vp8.keyFrameStart = false;
+      }
+      p.keyFrameStart = vp8.keyFrameStart;
+      p.pictureId = vp8.pictureIdOffset >= 0 ? vp8.pictureId : -1;
+      p.pictureIdBits = vp8.pictureIdBits;
+      p.tl0 = vp8.tl0Offset >= 0 ? vp8.tl0 : -1;
+      if (vp8.keyFrameStart && vp8.width > 0) {
+        layer.state.width = vp8.width;
+        layer.state.height = vp8.height;
+      }
       const slot = seq & (HISTORY_SIZE - 1);
-      this.#historySeqs[slot] = seq;
-      this.#historyPackets[slot] = buf;
+      layer.historySeqs![slot] = seq;
+      layer.historyTimestamps![slot] = timestamp;
+      layer.historyPictureIds![slot] = p.pictureId;
+      layer.historyTl0s![slot] = p.tl0;
+      layer.historyPackets![slot] = buf;
+    } else if (this.audioLevel) {
+      const at = findHeaderExtension(buf, this.#audioLevelExtensionId, this.#extLength);
+      this.audioLevel.add(at >= 0 ? buf[at]! & 0x7f : SILENT_LEVEL);
     }
     if (this.#onFirstPacket) {
       const cb = this.#onFirstPacket;
       this.#onFirstPacket = undefined;
       cb();
     }
-    // Each consumer rewrites PT and SSRC in place before sending; the engine copies on send,
-    // so one buffer serves all consumers without per-subscriber allocation.
-    for (const consumer of this.#consumers) consumer.forward(buf);
+    if (!this.#forwarding) return;
+    const consumers = this.#consumers;
+    for (let i = 0; i < consumers.length; i++) consumers[i]!.forward(buf, p, nowMs, vp8OffsetsOf(this.kind, this.#vp8));
+  }
+
+  /** Sequence gaps from the publisher are NACKed once (retransmissions come on the same SSRC: no RTX upstream). */
+  #checkGap(layer: ProducerLayer, seq: number): void {
+    if (layer.maxSeq < 0) {
+      layer.maxSeq = seq;
+      return;
+    }
+    const delta = (seq - layer.maxSeq) & 0xffff;
+    if (delta === 0 || delta >= 0x8000) return; // duplicate or late (maybe our NACK's answer)
+    const prev = layer.maxSeq;
+    layer.maxSeq = seq;
+    if (delta === 1 || delta > MAX_NACK_GAP || this.kind !== 'video' || layer.ssrc === undefined) return;
+    const track = this.#track;
+    if (!track?.isOpen()) return;
+    const missing: number[] = [];
+    for (let s = 1; s < delta; s++) missing.push((prev + s) & 0xffff);
+    try {
+      track.sendMessageBinary(buildNack(this.#rtcpSsrc, layer.ssrc, missing));
+      this.#ctx.counters.nacksSent++;
+    } catch {
+      this.#ctx.counters.sendErrors++;
+    }
   }
 
   /** @internal */
-  handleSenderReport(sr: SenderReport, nowMs: number): void {
-    if (this.#closed || sr.ssrc !== this.#ssrc) return;
-    this.#recv.onSenderReport(sr, nowMs);
-    // Subscribers need the publisher's NTP<->RTP mapping to lip-sync audio with video; RTP
-    // timestamps pass through unchanged, so the mapping stays valid under the consumer's SSRC.
-    for (const consumer of this.#consumers) consumer.sendSenderReport(sr);
+  handleSenderReport(sr: SenderReport, layer: ProducerLayer, nowMs: number): void {
+    if (this.#closed) return;
+    layer.recv.onSenderReport(sr, nowMs);
+    // Subscribers need the publisher's NTP<->RTP mapping to lip-sync audio with video; each
+    // consumer maps the timestamp into its own continuous stream.
+    for (const consumer of this.#consumers) consumer.sendSenderReport(sr, layer.index);
   }
 
-  /** @internal */
-  reportBlock(nowMs: number): ReportBlock | undefined {
-    if (this.#closed || this.#ssrc === undefined) return undefined;
-    return this.#recv.reportBlock(this.#ssrc, nowMs);
+  /** @internal Receiver-report blocks, one per layer that has received packets. */
+  reportBlocks(nowMs: number, out: ReportBlock[]): void {
+    if (this.#closed) return;
+    for (const l of this.layers) {
+      if (l.ssrc === undefined) continue;
+      const block = l.recv.reportBlock(l.ssrc, nowMs);
+      if (!block) continue;
+      out.push(block);
+      // Upstream loss for /metrics, counted once per report interval.
+      if (block.cumulativeLost > l.lostCounted) this.#ctx.counters.rtpLost += block.cumulativeLost - l.lostCounted;
+      l.lostCounted = block.cumulativeLost;
+    }
   }
 
-  /** @internal For NACK answers. The buffer's PT/SSRC are whatever the last consumer wrote. */
-  packetForRetransmission(seq: number): Buffer | undefined {
+  /** @internal Periodic: layer rates and activity for the layer selection. */
+  tick(nowMs: number, elapsedMs: number): void {
+    for (const l of this.layers) {
+      const rate = elapsedMs > 0 ? (l.bytesSinceTick * 8000) / elapsedMs : 0;
+      l.bytesSinceTick = 0;
+      // Smoothed, so one key frame does not make a layer look expensive.
+      l.state.bitrate = l.state.bitrate === 0 ? rate : l.state.bitrate * 0.7 + rate * 0.3;
+      l.state.active = nowMs - l.lastPacketAt < LAYER_ACTIVE_MS;
+    }
+  }
+
+  /** @internal Layer states for the selector (live objects, updated by tick()). */
+  get layerStates(): readonly LayerState[] {
+    return this.layers.map((l) => l.state);
+  }
+
+  /**
+   * @internal For NACK answers: the stored packet of `layer` with source sequence number `seq`,
+   * and its source fields in `out` (the buffer's header holds whatever the last consumer wrote).
+   */
+  packetForRetransmission(layer: number, seq: number, out: SourcePacket): Buffer | undefined {
+    const l = this.layers[layer];
+    if (!l?.historySeqs) return undefined;
     const slot = seq & (HISTORY_SIZE - 1);
-    if (!this.#historySeqs || this.#historySeqs[slot] !== seq) return undefined;
-    return this.#historyPackets?.[slot];
+    if (l.historySeqs[slot] !== seq) return undefined;
+    out.seq = seq;
+    out.timestamp = l.historyTimestamps![slot]!;
+    out.pictureId = l.historyPictureIds![slot]!;
+    out.tl0 = l.historyTl0s![slot]!;
+    out.keyFrameStart = false;
+    return l.historyPackets?.[slot];
   }
+}
+
+/** Where PictureID / TL0PICIDX sit in the current packet (consumers write them there). */
+export interface Vp8Offsets {
+  pictureIdOffset: number;
+  pictureIdBits: number;
+  tl0Offset: number;
+}
+
+const NO_OFFSETS: Vp8Offsets = { pictureIdOffset: -1, pictureIdBits: 0, tl0Offset: -1 };
+
+function vp8OffsetsOf(kind: MediaKind, vp8: Vp8Offsets): Vp8Offsets {
+  return kind === 'video' ? vp8 : NO_OFFSETS;
 }

@@ -1,10 +1,11 @@
 import { EventEmitter } from 'node:events';
 import nodeDataChannel, { type PeerConnection, type Track } from 'node-datachannel';
 import { assertNotClosed, holdUntilClosed, randomSsrc, type MediaContext } from './common.js';
-import { Producer } from './Producer.js';
+import { Producer, type ProducerLayer } from './Producer.js';
 import {
   buildReceiverReport,
   buildRemb,
+  findHeaderExtension,
   isRtcp,
   isValidRtp,
   parseRtcpCompound,
@@ -13,6 +14,15 @@ import {
 } from './rtp.js';
 import { waitForGathering } from './gathering.js';
 import { prepareRemoteOffer, type OfferedMedia } from './sdp.js';
+
+/** Where packets of one SSRC go. */
+interface Route {
+  producer: Producer;
+  layer: ProducerLayer;
+}
+
+/** Unknown SSRCs tried this often (waiting for a rid/mid extension) before they are ignored for good. */
+const MAX_CLASSIFY_ATTEMPTS = 200;
 
 const REPORT_INTERVAL_MS = 1000;
 
@@ -32,6 +42,15 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
   #producers = new Map<string, Producer>();
   #producersByMid = new Map<string, Producer>();
   #tracksByMid = new Map<string, Track>();
+  /** The one m-line the engine knows (see prepareRemoteOffer): every packet arrives on its track. */
+  #engineMid: string | undefined;
+  #media: readonly OfferedMedia[] = [];
+  #routes = new Map<number, Route | null>();
+  #classifyAttempts = new Map<number, number>();
+  /** One-entry cache: consecutive packets mostly share an SSRC. */
+  #lastSsrc = -1;
+  #lastRoute: Route | null = null;
+  #extLength = new Int32Array(1);
   /** Our RTCP sender SSRC towards this publisher. */
   #rtcpSsrc = randomSsrc();
   #reportTimer: NodeJS.Timeout | undefined;
@@ -72,9 +91,12 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
     if (typeof offerSdp !== 'string' || offerSdp.length === 0) throw new Error('offer SDP is empty');
     this.#answering = true;
     try {
-      const prepared = prepareRemoteOffer(offerSdp);
+      const prepared = prepareRemoteOffer(offerSdp, this.#engineMid);
       if (!prepared.media.some((m) => m.sending)) {
         throw new Error('offer has no audio or video the SFU can receive (needs opus or VP8)');
+      }
+      if (this.#engineMid !== undefined && prepared.engineMid !== this.#engineMid) {
+        throw new Error('a renegotiation must keep the first audio/video m-line');
       }
       try {
         this.#pc.setRemoteDescription(prepared.sdp, 'offer');
@@ -85,10 +107,12 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
       }
       await waitForGathering(this.#pc);
       assertNotClosed(this.#closed, 'PublishTransport');
-      const answer = this.#pc.localDescription()?.sdp;
-      if (!answer) throw new Error('media engine produced no answer');
+      const engineAnswer = this.#pc.localDescription()?.sdp;
+      if (!engineAnswer) throw new Error('media engine produced no answer');
+      this.#engineMid = prepared.engineMid;
+      this.#media = prepared.media;
       this.#reconcileProducers(prepared.media);
-      return answer;
+      return prepared.completeAnswer(engineAnswer);
     } finally {
       this.#answering = false;
     }
@@ -120,7 +144,10 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
     for (const m of media) {
       const existing = this.#producersByMid.get(m.mid);
       const unchanged =
-        existing && existing.payloadType === m.payloadType && existing.ssrc === m.ssrc;
+        existing &&
+        existing.payloadType === m.payloadType &&
+        existing.layers.length === m.layers.length &&
+        m.layers.every((l, i) => l.ssrc === undefined || l.ssrc === existing.layers[i]!.ssrc);
       if (existing && (!m.sending || !unchanged)) existing.close();
       if (!m.sending || unchanged) continue;
       const producer = new Producer({
@@ -129,21 +156,24 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
         mid: m.mid,
         payloadType: m.payloadType,
         codec: m.codec,
-        ssrc: m.ssrc,
+        layers: m.layers,
+        audioLevelExtensionId: m.audioLevelExtensionId,
         ctx: this.#ctx,
         rtcpSsrc: this.#rtcpSsrc,
         onFirstPacket: () => this.#sendReports(),
       });
-      const track = this.#tracksByMid.get(m.mid);
+      const track = this.#engineTrack();
       if (track) producer.attachTrack(track);
       this.#producers.set(producer.id, producer);
       this.#producersByMid.set(m.mid, producer);
       producer.once('close', () => {
         this.#producers.delete(producer.id);
         if (this.#producersByMid.get(producer.mid) === producer) this.#producersByMid.delete(producer.mid);
+        this.#forgetRoutes();
       });
       created.push(producer);
     }
+    this.#forgetRoutes();
     for (const producer of created) if (!producer.closed) this.emit('producer', producer);
   }
 
@@ -155,14 +185,20 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
     }
     const mid = track.mid();
     this.#tracksByMid.set(mid, track);
-    this.#producersByMid.get(mid)?.attachTrack(track);
+    // The engine knows one m-line, so this is the one track; PLIs and NACKs for any SSRC go out on it.
+    for (const producer of this.#producers.values()) producer.attachTrack(track);
     track.onOpen(() => {
       this.#reportTimer ??= setInterval(() => this.#sendReports(), REPORT_INTERVAL_MS).unref();
     });
-    track.onMessage((buf) => this.#onPacket(mid, buf));
+    track.onMessage((buf) => this.#onPacket(buf));
   }
 
-  #onPacket(mid: string, buf: Buffer): void {
+  #engineTrack(): Track | undefined {
+    return this.#engineMid === undefined ? undefined : this.#tracksByMid.get(this.#engineMid);
+  }
+
+  /** Hot path: every packet of the connection. */
+  #onPacket(buf: Buffer): void {
     if (this.#closed) return;
     const now = performance.now();
     if (isRtcp(buf)) {
@@ -170,16 +206,89 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
       try {
         for (const p of parseRtcpCompound(buf)) {
           const sr = readSenderReport(buf, p);
-          if (sr) this.#producersByMid.get(mid)?.handleSenderReport(sr, now);
+          if (!sr) continue;
+          const route = this.#routes.get(sr.ssrc);
+          if (route) route.producer.handleSenderReport(sr, route.layer, now);
         }
       } catch {
         this.#ctx.counters.rtcpParseErrors++;
       }
       return;
     }
-    const producer = this.#producersByMid.get(mid);
-    if (producer && isValidRtp(buf)) producer.handleRtp(buf, now);
+    if (!isValidRtp(buf)) {
+      this.#ctx.counters.rtpDropped++;
+      return;
+    }
+    const ssrc = buf.readUInt32BE(8);
+    let route: Route | null | undefined;
+    if (ssrc === this.#lastSsrc) route = this.#lastRoute;
+    else {
+      route = this.#routes.get(ssrc);
+      if (route === undefined) route = this.#classify(buf, ssrc);
+      if (route !== undefined) {
+        this.#lastSsrc = ssrc;
+        this.#lastRoute = route;
+      }
+    }
+    if (route) route.producer.handleRtp(buf, route.layer, now);
     else this.#ctx.counters.rtpDropped++;
+  }
+
+  #forgetRoutes(): void {
+    this.#routes.clear();
+    this.#classifyAttempts.clear();
+    this.#lastSsrc = -1;
+    this.#lastRoute = null;
+  }
+
+  /**
+   * Which producer and layer an SSRC belongs to, in this order: declared in the offer (a=ssrc,
+   * a=ssrc-group:SIM); the mid and rid header extensions (rid simulcast, whose SSRCs browsers do
+   * not declare); the payload type, for a single-layer stream whose SSRC was not declared.
+   * Returns undefined while undecided (a later packet may carry the extensions), null when the
+   * SSRC is ignored for good (RTX, FEC, unknown).
+   */
+  #classify(buf: Buffer, ssrc: number): Route | null | undefined {
+    const decide = (route: Route | null): Route | null => {
+      this.#routes.set(ssrc, route);
+      this.#classifyAttempts.delete(ssrc);
+      if (route && route.layer.ssrc === undefined) route.layer.ssrc = ssrc;
+      return route;
+    };
+    for (const producer of this.#producers.values()) {
+      for (const layer of producer.layers) if (layer.ssrc === ssrc) return decide({ producer, layer });
+    }
+    const pt = buf[1]! & 0x7f;
+    let byMid: Producer | undefined;
+    for (const m of this.#media) {
+      if (m.midExtensionId === 0) continue;
+      const at = findHeaderExtension(buf, m.midExtensionId, this.#extLength);
+      if (at < 0) continue;
+      const mid = buf.toString('ascii', at, at + this.#extLength[0]!);
+      byMid = this.#producersByMid.get(mid);
+      break;
+    }
+    const candidates = byMid ? [byMid] : [...this.#producers.values()].filter((p) => p.payloadType === pt);
+    for (const producer of candidates) {
+      if (producer.payloadType !== pt) continue;
+      const media = this.#media.find((m) => m.mid === producer.mid);
+      const free = producer.layers.filter((l) => l.ssrc === undefined);
+      if (free.length === 0) continue;
+      if (media && media.ridExtensionId > 0 && producer.layers.some((l) => l.rid !== undefined)) {
+        const at = findHeaderExtension(buf, media.ridExtensionId, this.#extLength);
+        if (at < 0) continue;
+        const rid = buf.toString('ascii', at, at + this.#extLength[0]!);
+        const layer = free.find((l) => l.rid === rid);
+        if (layer) return decide({ producer, layer });
+        continue;
+      }
+      // A single-layer stream whose SSRC was not declared: adopt the first one with its payload type.
+      if (producer.layers.length === 1) return decide({ producer, layer: producer.layers[0]! });
+    }
+    const attempts = (this.#classifyAttempts.get(ssrc) ?? 0) + 1;
+    if (attempts >= MAX_CLASSIFY_ATTEMPTS || this.#classifyAttempts.size > 64) return decide(null);
+    this.#classifyAttempts.set(ssrc, attempts);
+    return undefined;
   }
 
   /**
@@ -191,13 +300,9 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
     if (this.#closed) return;
     const now = performance.now();
     const blocks: ReportBlock[] = [];
-    let track: Track | undefined;
-    for (const producer of this.#producers.values()) {
-      const block = producer.reportBlock(now);
-      if (block) blocks.push(block);
-      if (!track && producer.track?.isOpen()) track = producer.track;
-    }
-    if (!track || blocks.length === 0) return;
+    for (const producer of this.#producers.values()) producer.reportBlocks(now, blocks);
+    const track = this.#engineTrack();
+    if (!track?.isOpen() || blocks.length === 0) return;
     const packet = Buffer.concat([
       buildReceiverReport(this.#rtcpSsrc, blocks),
       buildRemb(this.#rtcpSsrc, this.#ctx.maxIncomingBitrate, blocks.map((b) => b.ssrc)),

@@ -12,13 +12,17 @@ import {
 } from './common.js';
 import type { Producer } from './Producer.js';
 import { PublishTransport } from './PublishTransport.js';
+import { LoudestSpeakers, type LoudestSpeakersOptions } from './speakers.js';
 import { SubscribeTransport } from './SubscribeTransport.js';
 
 export type { MediaCounters, MediaKind, MediaLogger } from './common.js';
 export type { Consumer } from './Consumer.js';
 export type { Producer, ProducerStats } from './Producer.js';
 export type { PublishTransport } from './PublishTransport.js';
-export type { SubscribeTransport } from './SubscribeTransport.js';
+export type { SubscribeTransport, ViewportTile } from './SubscribeTransport.js';
+
+/** How often layers, speakers and bandwidth are re-evaluated. */
+const TICK_MS = 500;
 
 export interface RouterOptions {
   /** Local address ICE binds to (e.g. '127.0.0.1' in tests). Default: all interfaces. */
@@ -31,6 +35,8 @@ export interface RouterOptions {
   maxIncomingBitrate?: number;
   /** Receives rare warnings (never SDP, keys or packet bytes). Default: silent. */
   logger?: MediaLogger;
+  /** Loudest-speaker selection (default: 3 microphones forwarded, 6 dB margin, 1.5 s hold). */
+  speakers?: Partial<LoudestSpeakersOptions>;
 }
 
 export interface RouterEvents {
@@ -50,6 +56,10 @@ export class Router extends EventEmitter<RouterEvents> {
   #publishTransports = new Set<PublishTransport>();
   #subscribeTransports = new Set<SubscribeTransport>();
   #producers = new Map<string, Producer>();
+  #speakers: LoudestSpeakers;
+  #timer: NodeJS.Timeout;
+  #ticks = 0;
+  #lastTickAt = performance.now();
   #closed = false;
 
   constructor(opts: RouterOptions = {}) {
@@ -64,7 +74,37 @@ export class Router extends EventEmitter<RouterEvents> {
       logger: opts.logger,
       counters: newCounters(),
     };
+    this.#speakers = new LoudestSpeakers(opts.speakers);
+    this.#timer = setInterval(() => this.#tick(), TICK_MS).unref();
     liveRouters.add(this);
+  }
+
+  /** Microphones forwarded now (producer ids): the loudest few. */
+  get speakers(): ReadonlySet<string> {
+    return this.#speakers.selected;
+  }
+
+  /**
+   * Periodic: layer rates and activity, the loudest speakers, subscribers' bandwidth, and then
+   * each subscriber's layers. O(consumers) every TICK_MS; nothing of this is on the packet path.
+   */
+  #tick(): void {
+    if (this.#closed) return;
+    const now = performance.now();
+    const elapsed = now - this.#lastTickAt;
+    this.#lastTickAt = now;
+    const updateBandwidth = this.#ticks++ % 2 === 1;
+    const loudness = new Map<string, number>();
+    for (const p of this.#producers.values()) {
+      p.tick(now, elapsed);
+      if (p.audioLevel) loudness.set(p.id, p.audioLevel.settle());
+    }
+    this.#speakers.update(loudness, now);
+    for (const p of this.#producers.values()) {
+      // Microphones without the audio-level extension cannot be ranked: they are always forwarded.
+      if (p.audioLevel) p.setForwarding(this.#speakers.has(p.id));
+    }
+    for (const t of this.#subscribeTransports) t.tick(now, updateBandwidth);
   }
 
   get closed(): boolean {
@@ -89,6 +129,8 @@ export class Router extends EventEmitter<RouterEvents> {
     this.#publishTransports.add(transport);
     transport.on('producer', (producer) => {
       this.#producers.set(producer.id, producer);
+      // A new microphone starts silent: it is forwarded once it is among the loudest.
+      if (producer.audioLevel) producer.setForwarding(false);
       producer.once('close', () => this.#producers.delete(producer.id));
       this.emit('producer', producer);
     });
@@ -114,6 +156,7 @@ export class Router extends EventEmitter<RouterEvents> {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#timer);
     // Subscribers first: closing publishers would otherwise trigger pointless renegotiations.
     for (const t of [...this.#subscribeTransports]) t.close();
     for (const t of [...this.#publishTransports]) t.close();

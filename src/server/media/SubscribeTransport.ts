@@ -1,16 +1,27 @@
 import { EventEmitter } from 'node:events';
 import nodeDataChannel, { type Audio, type PeerConnection, type Track, type Video } from 'node-datachannel';
 import { assertNotClosed, holdUntilClosed, randomSsrc, warn, type MediaContext } from './common.js';
-import { Consumer } from './Consumer.js';
+import { Consumer, type ConsumerFeedback } from './Consumer.js';
 import { waitForGathering } from './gathering.js';
+import { allocateLayers, BandwidthEstimator, type Tile } from './layers.js';
 import type { Producer } from './Producer.js';
 import { answeredPayloadType, DOWNSTREAM, parseAnswer } from './sdp.js';
 
 /** Consumer mids are "0", "1", …; this one can never collide with them. */
 const PLACEHOLDER_MID = 'keepalive';
 
+/** A participant the subscriber's viewport has not mentioned yet: assume a small tile. */
+const NEW_TILE = { width: 1, height: 1 };
+
 export interface SubscribeTransportEvents {
   close: [];
+}
+
+/** How big the subscriber shows one participant's video, in device pixels (0×0: not shown). */
+export interface ViewportTile {
+  participantId: string;
+  width: number;
+  height: number;
 }
 
 /**
@@ -45,6 +56,20 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   #negotiating = false;
   #offerOutstanding = false;
   #closed = false;
+  #bandwidth = new BandwidthEstimator();
+  /** What we sent this subscriber over the last tick (bit/s), and the byte count it came from. */
+  #sendingRate = 0;
+  #octetsAtTick = 0;
+  #tickAt = performance.now();
+  /** Tile per publisher peerId; undefined until the subscriber sends its first viewport. */
+  #tiles: Map<string, { width: number; height: number }> | undefined;
+  /** Every participant any viewport named: one never named is new, not hidden. */
+  #named = new Set<string>();
+  #feedback: ConsumerFeedback = {
+    onRemb: (bitrate) => this.#bandwidth.onRemb(bitrate, this.#sendingRate, performance.now()),
+    onLoss: (fraction) => this.#bandwidth.onLoss(fraction),
+    onReady: () => this.allocate(),
+  };
 
   /** @internal Use Router.createSubscribeTransport(). */
   constructor(
@@ -87,12 +112,72 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
       ssrc: this.#newSsrc(),
       ctx: this.#ctx,
       onClose: (c) => this.#onConsumerClosed(c),
+      feedback: this.#feedback,
     });
     producer.addConsumer(consumer);
     this.#consumers.set(consumer.id, consumer);
     this.#pendingAdd.push(consumer);
     this.#scheduleNegotiation();
     return consumer;
+  }
+
+  /**
+   * What the subscriber shows: each listed participant gets the smallest layer that fills its
+   * tile, within the bandwidth; one listed 0×0, or named before and left out now (off-screen,
+   * paused), gets nothing; one never named yet (just joined) gets the smallest layer until the
+   * next viewport says otherwise.
+   */
+  setViewport(tiles: readonly ViewportTile[]): void {
+    assertNotClosed(this.#closed, 'SubscribeTransport');
+    const map = new Map<string, { width: number; height: number }>();
+    for (const t of tiles) {
+      this.#named.add(t.participantId);
+      if (t.width > 0 && t.height > 0) map.set(t.participantId, { width: t.width, height: t.height });
+    }
+    this.#tiles = map;
+    this.allocate();
+  }
+
+  /** The subscriber's estimated downstream bandwidth (bit/s). */
+  get availableBitrate(): number {
+    return this.#bandwidth.estimate;
+  }
+
+  /** @internal Periodic (Router tick): fold in loss reports, then choose layers again. */
+  tick(nowMs: number, updateBandwidth: boolean): void {
+    if (this.#closed) return;
+    let octets = 0;
+    for (const c of this.#consumers.values()) octets += c.octets;
+    if (nowMs > this.#tickAt) this.#sendingRate = (Math.max(0, octets - this.#octetsAtTick) * 8000) / (nowMs - this.#tickAt);
+    this.#octetsAtTick = octets;
+    this.#tickAt = nowMs;
+    if (updateBandwidth) this.#bandwidth.update(nowMs);
+    this.allocate();
+    for (const c of this.#consumers.values()) c.requestKeyFrameIfSwitching();
+  }
+
+  /** @internal Chooses a layer for every ready video consumer of this subscriber. */
+  allocate(): void {
+    if (this.#closed) return;
+    const video: Consumer[] = [];
+    for (const c of this.#consumers.values()) if (c.kind === 'video' && c.ready && !c.producer.closed) video.push(c);
+    if (video.length === 0) return;
+    const tiles = this.#tiles;
+    const demands = video.map((c) => {
+      const peerId = c.producer.peerId;
+      let tile: Tile;
+      if (tiles === undefined) tile = undefined;
+      else if (tiles.has(peerId)) tile = tiles.get(peerId);
+      else tile = this.#named.has(peerId) ? null : NEW_TILE;
+      return { tile, layers: c.producer.layerStates };
+    });
+    const chosen = allocateLayers(demands, this.#bandwidth.estimate);
+    for (let i = 0; i < video.length; i++) {
+      let layer = chosen[i]!;
+      // Nothing measured yet (a publisher that just started): take the first layer if shown.
+      if (layer < 0 && demands[i]!.tile !== null && !demands[i]!.layers.some((l) => l.active)) layer = 0;
+      video[i]!.setTargetLayer(layer);
+    }
   }
 
   /** Applies the browser's answer to the outstanding offer. */

@@ -15,11 +15,18 @@ export interface MediaCounters {
   rtpForwarded: number;
   /** RTX, padding on unknown SSRCs, other payload types: never forwarded. */
   rtpDropped: number;
+  /** RTP bytes (headers included) received from publishers and sent to subscribers. */
+  rtpBytesIn: number;
+  rtpBytesForwarded: number;
+  /** Packets publishers sent that never arrived (sequence-number gaps, as in receiver reports). */
+  rtpLost: number;
   rtcpIn: number;
   keyFrameRequestsSent: number;
   /** PLIs/FIRs swallowed by the per-producer rate limit (coalesced into the next one). */
   keyFrameRequestsCoalesced: number;
   nackRetransmits: number;
+  /** NACKs the SFU sent to publishers for gaps in what they sent. */
+  nacksSent: number;
   sendErrors: number;
   rtcpParseErrors: number;
 }
@@ -29,10 +36,14 @@ export function newCounters(): MediaCounters {
     rtpIn: 0,
     rtpForwarded: 0,
     rtpDropped: 0,
+    rtpBytesIn: 0,
+    rtpBytesForwarded: 0,
+    rtpLost: 0,
     rtcpIn: 0,
     keyFrameRequestsSent: 0,
     keyFrameRequestsCoalesced: 0,
     nackRetransmits: 0,
+    nacksSent: 0,
     sendErrors: 0,
     rtcpParseErrors: 0,
   };

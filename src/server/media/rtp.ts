@@ -30,6 +30,162 @@ export function rewriteRtp(buf: Buffer, payloadType: number, ssrc: number): void
   buf.writeUInt32BE(ssrc, 8);
 }
 
+/**
+ * Offset of the RTP payload (after CSRCs and the header extension), or -1 if the header does
+ * not fit. Reads bytes in place; no allocation.
+ */
+export function rtpPayloadOffset(buf: Buffer): number {
+  const b0 = buf[0]!;
+  let offset = 12 + 4 * (b0 & 0x0f);
+  if (b0 & 0x10) {
+    if (offset + 4 > buf.length) return -1;
+    offset += 4 + 4 * ((buf[offset + 2]! << 8) | buf[offset + 3]!);
+  }
+  return offset <= buf.length ? offset : -1;
+}
+
+/**
+ * Finds header extension `id` (RFC 8285, one-byte or two-byte form) and returns the offset of
+ * its value, with its length in `lengthOut[0]`; -1 if absent. In place, no allocation.
+ */
+export function findHeaderExtension(buf: Buffer, id: number, lengthOut: Int32Array): number {
+  const b0 = buf[0]!;
+  if (!(b0 & 0x10) || id <= 0) return -1;
+  const start = 12 + 4 * (b0 & 0x0f);
+  if (start + 4 > buf.length) return -1;
+  const profile = (buf[start]! << 8) | buf[start + 1]!;
+  const end = start + 4 + 4 * ((buf[start + 2]! << 8) | buf[start + 3]!);
+  if (end > buf.length) return -1;
+  let i = start + 4;
+  if (profile === 0xbede) {
+    while (i < end) {
+      const b = buf[i]!;
+      if (b === 0) {
+        i++; // padding
+        continue;
+      }
+      const extId = b >> 4;
+      const len = (b & 0x0f) + 1;
+      if (extId === 15) return -1;
+      if (extId === id) {
+        if (i + 1 + len > end) return -1;
+        lengthOut[0] = len;
+        return i + 1;
+      }
+      i += 1 + len;
+    }
+  } else if ((profile & 0xfff0) === 0x1000) {
+    while (i + 1 < end) {
+      const extId = buf[i]!;
+      if (extId === 0) {
+        i++;
+        continue;
+      }
+      const len = buf[i + 1]!;
+      if (extId === id) {
+        if (i + 2 + len > end) return -1;
+        lengthOut[0] = len;
+        return i + 2;
+      }
+      i += 2 + len;
+    }
+  }
+  return -1;
+}
+
+/** What the SFU needs from a VP8 packet (RFC 7741), parsed in place into a reused object. */
+export interface Vp8Info {
+  /** First packet of a key frame (S=1, PID=0, VP8 P bit 0: the VP8 header stays in clear under SFrame). */
+  keyFrameStart: boolean;
+  /** Offset of the PictureID field, or -1; `pictureIdBits` is 7 or 15. */
+  pictureIdOffset: number;
+  pictureIdBits: number;
+  pictureId: number;
+  /** Offset of TL0PICIDX, or -1. */
+  tl0Offset: number;
+  tl0: number;
+  /** Key frames only: the coded size from the VP8 key frame header (0 if unknown). */
+  width: number;
+  height: number;
+}
+
+export function newVp8Info(): Vp8Info {
+  return { keyFrameStart: false, pictureIdOffset: -1, pictureIdBits: 0, pictureId: 0, tl0Offset: -1, tl0: 0, width: 0, height: 0 };
+}
+
+/** Parses the VP8 payload descriptor at `offset`; false if the packet is too short for one. */
+export function parseVp8(buf: Buffer, offset: number, out: Vp8Info): boolean {
+  out.keyFrameStart = false;
+  out.pictureIdOffset = -1;
+  out.tl0Offset = -1;
+  out.width = 0;
+  out.height = 0;
+  const len = buf.length;
+  if (offset < 0 || offset >= len) return false;
+  const b0 = buf[offset]!;
+  let i = offset + 1;
+  if (b0 & 0x80) {
+    if (i >= len) return false;
+    const b1 = buf[i++]!;
+    if (b1 & 0x80) {
+      if (i >= len) return false;
+      if (buf[i]! & 0x80) {
+        if (i + 1 >= len) return false;
+        out.pictureIdOffset = i;
+        out.pictureIdBits = 15;
+        out.pictureId = ((buf[i]! & 0x7f) << 8) | buf[i + 1]!;
+        i += 2;
+      } else {
+        out.pictureIdOffset = i;
+        out.pictureIdBits = 7;
+        out.pictureId = buf[i]!;
+        i += 1;
+      }
+    }
+    if (b1 & 0x40) {
+      if (i >= len) return false;
+      out.tl0Offset = i;
+      out.tl0 = buf[i]!;
+      i++;
+    }
+    if (b1 & 0x30) i++;
+  }
+  if (i >= len) return false;
+  if ((b0 & 0x10) !== 0 && (b0 & 0x07) === 0 && (buf[i]! & 0x01) === 0) {
+    out.keyFrameStart = true;
+    // Key frame header: 3-byte frame tag, start code 9d 01 2a, then 14-bit width and height.
+    if (i + 10 <= len && buf[i + 3] === 0x9d && buf[i + 4] === 0x01 && buf[i + 5] === 0x2a) {
+      out.width = (buf[i + 6]! | (buf[i + 7]! << 8)) & 0x3fff;
+      out.height = (buf[i + 8]! | (buf[i + 9]! << 8)) & 0x3fff;
+    }
+  }
+  return true;
+}
+
+/** Generic NACK (RFC 4585 6.2.1) for the given sequence numbers, packed into PID+BLP entries. */
+export function buildNack(senderSsrc: number, mediaSsrc: number, seqs: readonly number[]): Buffer {
+  const entries: number[] = [];
+  for (const seq of seqs) {
+    const last = entries.length - 1;
+    if (last >= 0) {
+      const diff = (seq - (entries[last]! >>> 16)) & 0xffff;
+      if (diff >= 1 && diff <= 16) {
+        entries[last] = (entries[last]! | (1 << (diff - 1))) >>> 0;
+        continue;
+      }
+    }
+    entries.push(((seq & 0xffff) << 16) >>> 0);
+  }
+  const b = Buffer.alloc(12 + 4 * entries.length);
+  b[0] = 0x80 | FMT_NACK;
+  b[1] = RTCP_RTPFB;
+  b.writeUInt16BE(2 + entries.length, 2);
+  b.writeUInt32BE(senderSsrc, 4);
+  b.writeUInt32BE(mediaSsrc, 8);
+  for (let i = 0; i < entries.length; i++) b.writeUInt32BE(entries[i]!, 12 + 4 * i);
+  return b;
+}
+
 export interface RtcpPacket {
   /** Payload type (200 SR, 201 RR, 205 RTPFB, 206 PSFB, ...). */
   type: number;
@@ -75,6 +231,7 @@ export function readSenderReport(buf: Buffer, p: RtcpPacket): SenderReport | und
 }
 
 export type Feedback =
+  | { kind: 'remb'; bitrate: number; ssrcs: number[] }
   | { kind: 'pli'; mediaSsrc: number }
   | { kind: 'fir'; mediaSsrcs: number[] }
   | { kind: 'nack'; mediaSsrc: number; seqs: number[] };
@@ -85,6 +242,14 @@ export function readFeedback(buf: Buffer, p: RtcpPacket): Feedback | undefined {
   const o = p.offset;
   const mediaSsrc = buf.readUInt32BE(o + 8);
   if (p.type === RTCP_PSFB && p.count === FMT_PLI) return { kind: 'pli', mediaSsrc };
+  if (p.type === RTCP_PSFB && p.count === FMT_REMB && p.length >= 20 && buf.toString('ascii', o + 12, o + 16) === 'REMB') {
+    const word = buf.readUInt32BE(o + 16);
+    const n = word >>> 24;
+    const bitrate = (word & 0x3ffff) * 2 ** ((word >>> 18) & 0x3f);
+    const ssrcs: number[] = [];
+    for (let i = 0; i < n && o + 20 + 4 * i + 4 <= o + p.length; i++) ssrcs.push(buf.readUInt32BE(o + 20 + 4 * i));
+    return { kind: 'remb', bitrate, ssrcs };
+  }
   if (p.type === RTCP_PSFB && p.count === FMT_FIR) {
     // FIR names its targets in 8-byte FCI entries; the header's media SSRC is unused (RFC 5104 4.3.1).
     const mediaSsrcs: number[] = [];
@@ -142,6 +307,19 @@ export interface ReportBlock {
   jitter: number;
   lastSr: number;
   delaySinceLastSr: number;
+}
+
+/** Report blocks of an SR or RR: (ssrc, fraction lost 0-255) pairs, passed to `onBlock`. */
+export function forEachReportBlock(buf: Buffer, p: RtcpPacket, onBlock: (ssrc: number, fractionLost: number) => void): void {
+  let first: number;
+  if (p.type === RTCP_SR) first = p.offset + 28;
+  else if (p.type === RTCP_RR) first = p.offset + 8;
+  else return;
+  for (let i = 0; i < p.count; i++) {
+    const o = first + 24 * i;
+    if (o + 24 > p.offset + p.length) return;
+    onBlock(buf.readUInt32BE(o), buf[o + 4]!);
+  }
 }
 
 export function buildReceiverReport(senderSsrc: number, blocks: readonly ReportBlock[]): Buffer {

@@ -8,6 +8,7 @@ import type { PublishTransport } from '../media/PublishTransport.js';
 import type { SubscribeTransport } from '../media/SubscribeTransport.js';
 import type { Producer } from '../media/Producer.js';
 import { LinkcallError } from '../../protocol/errors.js';
+import type { ViewportTile } from '../../protocol/messages.js';
 import type { RoomMedia } from './room.js';
 
 interface PeerMedia {
@@ -60,6 +61,12 @@ export class CallMedia implements RoomMedia {
     } catch {
       throw new LinkcallError('media_failed');
     }
+  }
+
+  viewport(participantId: string, tiles: readonly ViewportTile[]): void {
+    const peer = this.peers.get(participantId);
+    if (!peer) throw new LinkcallError('not_in_call');
+    peer.subscriber.setViewport(tiles);
   }
 
   drop(participantId: string): void {

@@ -1,0 +1,211 @@
+// Simulcast layer choice and per-subscriber bandwidth estimation: pure logic, no I/O, no clock of
+// its own (callers pass `now`), so it is unit-tested without a network (test/sfu-logic.test.ts).
+
+/** One simulcast layer of a video producer, as the selector sees it. Index 0 is the smallest. */
+export interface LayerState {
+  /** Coded size from the layer's last key frame; 0 while unknown. */
+  width: number;
+  height: number;
+  /** Measured send rate of the layer (bit/s); 0 while unknown. */
+  bitrate: number;
+  /** Packets arrived recently: the publisher is sending this layer. */
+  active: boolean;
+}
+
+/**
+ * How big a subscriber shows a participant, in device pixels. `null`: not shown (off-screen,
+ * paused, minimised): nothing is forwarded. `undefined`: the subscriber has not said (no
+ * viewport message yet): the best layer the bandwidth allows.
+ */
+export type Tile = { width: number; height: number } | null | undefined;
+
+/**
+ * A layer may be shown this much larger than it is before the next one is wanted. 1: the layer
+ * must be at least as large as the tile (a 400×300 tile gets 640×480, not an upscaled 320×240).
+ */
+export const UPSCALE_ALLOWANCE = 1;
+
+/** Rates assumed for a layer not measured yet, by index (low, medium, full). */
+const NOMINAL_BITRATES = [150_000, 500_000, 1_500_000];
+
+export function layerBitrate(layers: readonly LayerState[], index: number): number {
+  const measured = layers[index]!.bitrate;
+  if (measured > 0) return measured;
+  return NOMINAL_BITRATES[Math.min(index, NOMINAL_BITRATES.length - 1)]! * (index >= NOMINAL_BITRATES.length ? 2 : 1);
+}
+
+/**
+ * The smallest active layer that fills the tile (within UPSCALE_ALLOWANCE), else the largest
+ * active one; -1 when the tile is hidden or no layer is active. Layers of unknown size are
+ * assumed to be half the size of the next one up (the usual 1/4, 1/2, 1 ladder).
+ */
+export function wantedLayer(tile: Tile, layers: readonly LayerState[]): number {
+  if (tile === null) return -1;
+  let largestActive = -1;
+  for (let i = layers.length - 1; i >= 0; i--) {
+    if (layers[i]!.active) {
+      largestActive = i;
+      break;
+    }
+  }
+  if (largestActive < 0 || tile === undefined) return largestActive;
+  const sizes = estimatedSizes(layers);
+  for (let i = 0; i < layers.length; i++) {
+    if (!layers[i]!.active) continue;
+    const s = sizes[i]!;
+    if (s.width === 0) continue; // nothing known about any layer: fall through to the largest
+    if (s.width * UPSCALE_ALLOWANCE >= tile.width && s.height * UPSCALE_ALLOWANCE >= tile.height) return i;
+  }
+  return largestActive;
+}
+
+function estimatedSizes(layers: readonly LayerState[]): { width: number; height: number }[] {
+  const out = layers.map((l) => ({ width: l.width, height: l.height }));
+  for (let i = out.length - 2; i >= 0; i--) {
+    if (out[i]!.width === 0 && out[i + 1]!.width > 0) {
+      out[i] = { width: out[i + 1]!.width / 2, height: out[i + 1]!.height / 2 };
+    }
+  }
+  for (let i = 1; i < out.length; i++) {
+    if (out[i]!.width === 0 && out[i - 1]!.width > 0) {
+      out[i] = { width: out[i - 1]!.width * 2, height: out[i - 1]!.height * 2 };
+    }
+  }
+  return out;
+}
+
+/** One video stream a subscriber receives: how it is shown and what the publisher offers. */
+export interface StreamDemand {
+  tile: Tile;
+  layers: readonly LayerState[];
+}
+
+/**
+ * Picks a layer per stream for one subscriber (-1 = forward nothing):
+ * 1. each shown stream wants the smallest layer that fills its tile (a small tile never pulls
+ *    the full layer);
+ * 2. every shown stream starts at its lowest active layer — video never stops for lack of
+ *    bandwidth, it gets smaller;
+ * 3. while the budget allows, streams step up towards what they want, biggest tiles first.
+ */
+export function allocateLayers(streams: readonly StreamDemand[], budget: number): number[] {
+  const wanted = streams.map((s) => wantedLayer(s.tile, s.layers));
+  const chosen = wanted.map((w, i) => (w < 0 ? -1 : lowestActive(streams[i]!.layers, w)));
+  let spent = 0;
+  for (let i = 0; i < streams.length; i++) if (chosen[i]! >= 0) spent += layerBitrate(streams[i]!.layers, chosen[i]!);
+  const order = streams
+    .map((s, i) => ({ i, area: s.tile ? s.tile.width * s.tile.height : Number.MAX_SAFE_INTEGER }))
+    .sort((a, b) => b.area - a.area || a.i - b.i)
+    .map((x) => x.i);
+  let upgraded = true;
+  while (upgraded) {
+    upgraded = false;
+    for (const i of order) {
+      const current = chosen[i]!;
+      if (current < 0 || current >= wanted[i]!) continue;
+      const layers = streams[i]!.layers;
+      const next = nextActive(layers, current, wanted[i]!);
+      if (next < 0) continue;
+      const delta = layerBitrate(layers, next) - layerBitrate(layers, current);
+      if (spent + delta > budget) continue;
+      spent += delta;
+      chosen[i] = next;
+      upgraded = true;
+    }
+  }
+  return chosen;
+}
+
+function lowestActive(layers: readonly LayerState[], atMost: number): number {
+  for (let i = 0; i <= atMost; i++) if (layers[i]!.active) return i;
+  return -1;
+}
+
+function nextActive(layers: readonly LayerState[], from: number, atMost: number): number {
+  for (let i = from + 1; i <= atMost; i++) if (layers[i]!.active) return i;
+  return -1;
+}
+
+export interface BandwidthEstimatorOptions {
+  /** Where the estimate starts (bit/s). */
+  initial: number;
+  min: number;
+  max: number;
+}
+
+export const DEFAULT_BANDWIDTH: BandwidthEstimatorOptions = { initial: 4_000_000, min: 150_000, max: 12_000_000 };
+
+/**
+ * How much a subscriber can take, from what its browser reports (Chromium, given goog-remb and
+ * no transport-cc, runs its receive-side estimator and sends REMB; every browser sends receiver
+ * reports):
+ * - loss in receiver reports, GCC's loss-based rule: > 10 % loss cuts the rate by half the
+ *   loss; < 2 % raises it by 8 % per second; in between it holds;
+ * - REMB as a congestion signal only: a receive-side estimate stays ~1.05-1.5x above what it
+ *   receives, so it can never say "more" (the SFU would have to probe), but REMBs well below
+ *   what we send (< 70 %) for CONGESTION_MS mean the path is full: the estimate drops to 85 % of
+ *   what we send (GCC's decrease), at most once per CONGESTION_MS. A single dip is ignored:
+ *   Chromium's timestamp-based estimator dips when its own CPU is starved (seen at load 50:
+ *   one REMB of 0.4 Mbit/s while nothing was lost).
+ */
+export class BandwidthEstimator {
+  #opts: BandwidthEstimatorOptions;
+  #estimate: number;
+  #lossSum = 0;
+  #lossCount = 0;
+  #lastUpdate: number | undefined;
+  #congestedSince: number | undefined;
+
+  constructor(opts: Partial<BandwidthEstimatorOptions> = {}) {
+    this.#opts = { ...DEFAULT_BANDWIDTH, ...opts };
+    this.#estimate = this.#opts.initial;
+  }
+
+  /** `sendingRate`: what the SFU sends this subscriber now (bit/s). */
+  onRemb(bitrate: number, sendingRate: number, now: number): void {
+    if (bitrate >= CONGESTED_REMB_RATIO * sendingRate) {
+      this.#congestedSince = undefined;
+      return;
+    }
+    if (this.#congestedSince === undefined) {
+      this.#congestedSince = now;
+      return;
+    }
+    if (now - this.#congestedSince < CONGESTION_MS) return;
+    this.#congestedSince = now;
+    const decreased = Math.max(bitrate, 0.85 * sendingRate);
+    this.#estimate = clamp(Math.min(this.#estimate, decreased), this.#opts.min, this.#opts.max);
+  }
+
+  /** One receiver-report block: fraction lost in 1/256 since the previous report of that SSRC. */
+  onLoss(fractionLost: number): void {
+    this.#lossSum += fractionLost / 256;
+    this.#lossCount++;
+  }
+
+  /** Apply the loss reports since the last update (call about once a second). */
+  update(now: number): void {
+    const elapsed = this.#lastUpdate === undefined ? 1000 : now - this.#lastUpdate;
+    this.#lastUpdate = now;
+    const loss = this.#lossCount === 0 ? 0 : this.#lossSum / this.#lossCount;
+    this.#lossSum = 0;
+    this.#lossCount = 0;
+    if (loss > 0.1) this.#estimate *= 1 - 0.5 * loss;
+    else if (loss < 0.02) this.#estimate *= 1.08 ** Math.min(elapsed / 1000, 2);
+    this.#estimate = clamp(this.#estimate, this.#opts.min, this.#opts.max);
+  }
+
+  /** Current estimate (bit/s). */
+  get estimate(): number {
+    return this.#estimate;
+  }
+}
+
+/** A REMB below this share of what we send means congestion… */
+export const CONGESTED_REMB_RATIO = 0.7;
+/** …when it lasts this long. */
+export const CONGESTION_MS = 2000;
+
+function clamp(v: number, min: number, max: number): number {
+  return v < min ? min : v > max ? max : v;
+}

@@ -1,0 +1,251 @@
+// SFU decisions as pure logic, without a network: which simulcast layer a subscriber gets, when
+// a switch may happen, how key-frame requests are limited, whose microphone is forwarded.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { newCounters, type MediaContext } from '../src/server/media/common.js';
+import { FakeTrack } from './support/fake-track.js';
+import { Consumer } from '../src/server/media/Consumer.js';
+import { KeyFrameRequestLimiter } from '../src/server/media/keyframes.js';
+import { allocateLayers, BandwidthEstimator, wantedLayer, type LayerState } from '../src/server/media/layers.js';
+import { Producer } from '../src/server/media/Producer.js';
+import { buildPli, parseRtcpCompound, rtpSequenceNumber, rtpSsrc, rtpTimestamp } from '../src/server/media/rtp.js';
+import { LoudestSpeakers } from '../src/server/media/speakers.js';
+import { LayerSwitch, type SourcePacket } from '../src/server/media/switcher.js';
+
+/** The usual three layers of a 1280x720 camera, all flowing. */
+function ladder(active = [true, true, true]): LayerState[] {
+  return [
+    { width: 320, height: 180, bitrate: 150_000, active: active[0]! },
+    { width: 640, height: 360, bitrate: 500_000, active: active[1]! },
+    { width: 1280, height: 720, bitrate: 1_500_000, active: active[2]! },
+  ];
+}
+
+describe('layer selection', () => {
+  it('a small tile never pulls the full layer; a big one gets it', () => {
+    const layers = ladder();
+    assert.equal(wantedLayer({ width: 160, height: 90 }, layers), 0);
+    assert.equal(wantedLayer({ width: 320, height: 180 }, layers), 0);
+    assert.equal(wantedLayer({ width: 330, height: 186 }, layers), 1, 'never upscaled');
+    assert.equal(wantedLayer({ width: 640, height: 360 }, layers), 1);
+    assert.equal(wantedLayer({ width: 800, height: 450 }, layers), 2);
+    assert.equal(wantedLayer({ width: 1920, height: 1080 }, layers), 2, 'nothing bigger than the full layer');
+  });
+
+  it('hidden or paused tiles get nothing; without a viewport the best layer', () => {
+    assert.equal(wantedLayer(null, ladder()), -1);
+    assert.equal(wantedLayer(undefined, ladder()), 2);
+    assert.deepEqual(allocateLayers([{ tile: null, layers: ladder() }], 10e6), [-1]);
+  });
+
+  it('layers the publisher does not send are skipped', () => {
+    const layers = ladder([true, false, false]);
+    assert.equal(wantedLayer({ width: 1280, height: 720 }, layers), 0);
+    assert.equal(wantedLayer({ width: 100, height: 100 }, ladder([false, true, true])), 1);
+    assert.equal(wantedLayer(undefined, ladder([false, false, false])), -1);
+  });
+
+  it('sizes not known yet are estimated from the layers that are known', () => {
+    const layers = ladder();
+    layers[0]!.width = layers[0]!.height = 0;
+    layers[1]!.width = layers[1]!.height = 0;
+    assert.equal(wantedLayer({ width: 300, height: 170 }, layers), 0);
+    assert.equal(wantedLayer({ width: 600, height: 340 }, layers), 1);
+  });
+
+  it('bandwidth decides within what the tiles want, biggest tiles first, never below the lowest layer', () => {
+    const big = { width: 1280, height: 720 };
+    const small = { width: 320, height: 180 };
+    // Plenty: each gets what its tile wants.
+    assert.deepEqual(allocateLayers([{ tile: big, layers: ladder() }, { tile: small, layers: ladder() }], 10e6), [2, 0]);
+    // 1 Mbit/s: the big tile can only step up to the middle layer.
+    assert.deepEqual(allocateLayers([{ tile: big, layers: ladder() }, { tile: small, layers: ladder() }], 1e6), [1, 0]);
+    // Far too little: everyone still sees the lowest layer (smaller video, not none).
+    assert.deepEqual(allocateLayers([{ tile: big, layers: ladder() }, { tile: big, layers: ladder() }], 100_000), [0, 0]);
+    // 32 small gallery tiles at 5 Mbit/s: all on the lowest layer, no one on the full one.
+    const gallery = Array.from({ length: 32 }, () => ({ tile: { width: 240, height: 135 }, layers: ladder() }));
+    assert.deepEqual(allocateLayers(gallery, 5e6), gallery.map(() => 0));
+    // A speaker view: one big tile and 31 thumbnails in 8 Mbit/s.
+    const speaker = [{ tile: big, layers: ladder() }, ...gallery.slice(1)];
+    const chosen = allocateLayers(speaker, 8e6);
+    assert.equal(chosen[0], 2);
+    assert.ok(chosen.slice(1).every((l) => l === 0));
+  });
+});
+
+describe('bandwidth estimate', () => {
+  it('loss cuts it, no loss grows it, REMB far below what is sent for 2 s cuts it', () => {
+    const bwe = new BandwidthEstimator({ initial: 2e6, min: 100_000, max: 10e6 });
+    bwe.onLoss(64); // 25 %
+    bwe.update(1000);
+    assert.equal(Math.round(bwe.estimate), Math.round(2e6 * (1 - 0.125)));
+    const afterLoss = bwe.estimate;
+    bwe.onLoss(0);
+    bwe.update(2000);
+    assert.ok(bwe.estimate > afterLoss * 1.07, 'grows without loss');
+    const beforeRemb = bwe.estimate;
+    bwe.onRemb(1.5e6, 1.6e6, 2000); // a receive-side estimate just above what it gets: no signal
+    assert.equal(bwe.estimate, beforeRemb);
+    bwe.onRemb(400_000, 1.6e6, 2100); // one dip (a starved receiver): ignored
+    bwe.onRemb(1.7e6, 1.6e6, 2200);
+    bwe.onRemb(400_000, 1.6e6, 2300);
+    assert.equal(bwe.estimate, beforeRemb);
+    for (let t = 2400; t <= 4300; t += 100) bwe.onRemb(600_000, 1.6e6, t); // for 2 s: congestion
+    assert.equal(bwe.estimate, 0.85 * 1.6e6);
+    for (let i = 0; i < 10; i++) bwe.update(5000 + i * 1000);
+    assert.ok(bwe.estimate > 2e6, 'recovers when the loss stays low');
+  });
+});
+
+function packet(seq: number, timestamp: number, keyFrameStart: boolean, pictureId = -1, tl0 = -1): SourcePacket {
+  return { seq, timestamp, keyFrameStart, pictureId, pictureIdBits: 15, tl0 };
+}
+
+describe('layer switching', () => {
+  it('switches only on a key frame of the target layer, as one continuous stream', () => {
+    const sw = new LayerSwitch(90000);
+    sw.setTarget(0);
+    assert.equal(sw.accept(0, packet(100, 9000, false), 0), false, 'no start without a key frame');
+    assert.equal(sw.accept(0, packet(101, 9000, true, 500, 7), 0), true);
+    assert.deepEqual([sw.outSeq, sw.outTimestamp, sw.outPictureId, sw.outTl0], [101, 9000, 500, 7]);
+    assert.equal(sw.accept(0, packet(102, 12000, false, 501, 7), 33), true);
+
+    sw.setTarget(2);
+    assert.ok(sw.switching);
+    // Until layer 2 has a key frame, layer 0 keeps flowing and layer 2's delta frames are dropped.
+    assert.equal(sw.accept(2, packet(7000, 500_000, false, 20_000, 90), 40), false);
+    assert.equal(sw.accept(0, packet(103, 15000, false, 502, 7), 66), true);
+    assert.equal(sw.accept(2, packet(7001, 503_000, true, 20_001, 91), 100), true, 'key frame of the target: switch');
+    assert.equal(sw.current, 2);
+    assert.equal(sw.outSeq, 104, 'sequence continues without a gap');
+    assert.equal(sw.outPictureId, 503, 'PictureID continues');
+    assert.equal(sw.outTl0, 8, 'TL0PICIDX continues');
+    assert.equal(sw.outTimestamp, 15000 + 34 * 90, 'timestamp advances by the wall-clock time since the last packet');
+    assert.equal(sw.accept(0, packet(104, 18000, true, 503, 8), 101), false, 'the old layer is dropped from now on');
+    assert.equal(sw.accept(2, packet(7002, 506_000, false, 20_002, 91), 133), true);
+    assert.deepEqual([sw.outSeq, sw.outTimestamp - 3000, sw.outPictureId], [105, 15000 + 34 * 90, 504]);
+
+    // A NACK for an outgoing number maps back to the source number of the current layer only.
+    assert.equal(sw.sourceSeq(105), 7002);
+    assert.equal(sw.sourceSeq(103), -1, 'sent before the switch: another layer');
+  });
+
+  it('pausing stops at once; resuming the same source keeps its timestamps and closes the sequence gap', () => {
+    const sw = new LayerSwitch(48000);
+    sw.setTarget(0);
+    assert.ok(sw.accept(0, packet(10, 960, true), 0));
+    sw.setTarget(-1);
+    assert.equal(sw.accept(0, packet(11, 1920, true), 20), false);
+    assert.equal(sw.accept(0, packet(60, 48960, true), 1000), false);
+    sw.setTarget(0);
+    assert.ok(sw.accept(0, packet(61, 49920, true), 1020));
+    assert.deepEqual([sw.outSeq, sw.outTimestamp], [11, 49920]);
+  });
+});
+
+describe('key-frame requests', () => {
+  it('at most one per interval; requests inside it coalesce into one at its end', () => {
+    const limiter = new KeyFrameRequestLimiter(500);
+    assert.deepEqual(limiter.request(0), { send: true });
+    limiter.sent(0);
+    assert.deepEqual(limiter.request(100), { send: false, delayMs: 400, alreadyScheduled: false });
+    for (let t = 110; t < 500; t += 10) assert.equal((limiter.request(t) as { alreadyScheduled: boolean }).alreadyScheduled, true);
+    limiter.sent(500); // the scheduled one
+    assert.equal(limiter.request(700).send, false);
+    limiter.sent(1000);
+    assert.deepEqual(limiter.request(1600), { send: true });
+  });
+});
+
+describe('loudest speakers', () => {
+  it('forwards the three loudest, and changes only for someone clearly louder after a hold time', () => {
+    const speakers = new LoudestSpeakers({ max: 3, marginDb: 6, minHoldMs: 1500, floorDb: 10 });
+    const levels = (o: Record<string, number>) => new Map(Object.entries(o));
+    speakers.update(levels({ a: 60, b: 50, c: 40, d: 30, e: 5 }), 0);
+    assert.deepEqual([...speakers.selected].sort(), ['a', 'b', 'c']);
+    // d gets a bit louder than c: not enough (margin).
+    speakers.update(levels({ a: 60, b: 50, c: 40, d: 44, e: 5 }), 2000);
+    assert.deepEqual([...speakers.selected].sort(), ['a', 'b', 'c']);
+    // d is clearly louder than c: takes c's place.
+    assert.ok(speakers.update(levels({ a: 60, b: 50, c: 40, d: 47, e: 5 }), 2500));
+    assert.deepEqual([...speakers.selected].sort(), ['a', 'b', 'd']);
+    // c comes back loud at once: d holds its place for 1.5 s; b (held long) is replaced instead.
+    speakers.update(levels({ a: 60, b: 30, c: 70, d: 20, e: 5 }), 2600);
+    assert.deepEqual([...speakers.selected].sort(), ['a', 'c', 'd']);
+    // Someone who leaves frees a place; silence does not take it.
+    speakers.update(levels({ c: 70, d: 20, e: 5 }), 5000);
+    assert.deepEqual([...speakers.selected].sort(), ['c', 'd']);
+  });
+});
+
+// ------------------------------------------------------------------ the same logic in Producer/Consumer
+
+/** A VP8 RTP packet with a 15-bit PictureID; a key frame carries its size in the clear VP8 header. */
+function vp8(ssrc: number, seq: number, ts: number, pictureId: number, key = false, size?: [number, number]): Buffer {
+  const b = Buffer.alloc(12 + 4 + 10 + 20);
+  b[0] = 0x80;
+  b[1] = 96;
+  b.writeUInt16BE(seq, 2);
+  b.writeUInt32BE(ts, 4);
+  b.writeUInt32BE(ssrc, 8);
+  b[12] = 0x80 | (key ? 0x10 : 0x10); // X, S=1, PID=0
+  b[13] = 0x80; // I: PictureID present
+  b.writeUInt16BE(0x8000 | pictureId, 14);
+  b[16] = key ? 0x00 : 0x01; // VP8 P bit: 0 = key frame
+  if (key && size) {
+    b[19] = 0x9d;
+    b[20] = 0x01;
+    b[21] = 0x2a;
+    b.writeUInt16LE(size[0], 22);
+    b.writeUInt16LE(size[1], 24);
+  }
+  return b;
+}
+
+describe('Producer and Consumer', () => {
+  it('a subscriber moves from the small to the full layer on the full layer key frame it asked for', () => {
+    const ctx: MediaContext = { rtcConfig: { iceServers: [] }, maxIncomingBitrate: 1e6, logger: undefined, counters: newCounters() };
+    const upstream = new FakeTrack();
+    const downstream = new FakeTrack();
+    const producer = new Producer({
+      peerId: 'alice', kind: 'video', mid: '1', payloadType: 96, codec: { name: 'VP8', clockRate: 90000 },
+      layers: [{ ssrc: 11, rid: 'q' }, { ssrc: 22, rid: 'h' }, { ssrc: 33, rid: 'f' }],
+      ctx, rtcpSsrc: 5, onFirstPacket: () => {},
+    });
+    producer.attachTrack(upstream.asTrack);
+    const [q, , f] = producer.layers;
+    const consumer = new Consumer({ producer, mid: '0', ssrc: 777, ctx, onClose: () => {} });
+    producer.addConsumer(consumer);
+    consumer.attachTrack(downstream.asTrack);
+    downstream.onOpenCb!();
+    consumer.setPayloadType(100);
+    consumer.setTargetLayer(0);
+    const pliTargets = () => upstream.sent.filter((b) => parseRtcpCompound(b)[0]!.type === 206).map((b) => b.readUInt32BE(8));
+    assert.deepEqual(pliTargets(), [11], 'a key frame of the chosen layer is asked for');
+
+    producer.handleRtp(vp8(11, 1000, 90_000, 10, true, [320, 180]), q!, 0);
+    producer.handleRtp(vp8(33, 5000, 7_000_000, 900, true, [1280, 720]), f!, 0);
+    producer.handleRtp(vp8(11, 1001, 93_000, 11), q!, 33);
+    assert.deepEqual(downstream.sent.map(rtpSequenceNumber), [1000, 1001]);
+    assert.deepEqual(producer.stats().layers.map((l) => [l.width, l.height]), [[320, 180], [0, 0], [1280, 720]]);
+
+    consumer.setTargetLayer(2);
+    assert.deepEqual(pliTargets(), [11, 33]);
+    producer.handleRtp(vp8(33, 5001, 7_003_000, 901), f!, 40); // delta frame: not yet
+    producer.handleRtp(vp8(11, 1002, 96_000, 12), q!, 66);
+    producer.handleRtp(vp8(33, 5002, 7_006_000, 902, true, [1280, 720]), f!, 70);
+    producer.handleRtp(vp8(11, 1003, 99_000, 13), q!, 99);
+    producer.handleRtp(vp8(33, 5003, 7_009_000, 903), f!, 103);
+    const out = downstream.sent;
+    assert.deepEqual(out.map(rtpSequenceNumber), [1000, 1001, 1002, 1003, 1004]);
+    assert.ok(out.every((b) => rtpSsrc(b) === 777));
+    assert.deepEqual(out.map((b) => b.readUInt16BE(14) & 0x7fff), [10, 11, 12, 13, 14], 'PictureID continuous');
+    assert.equal(rtpTimestamp(out[4]!) - rtpTimestamp(out[3]!), 3000);
+
+    // A subscriber that cannot decode asks for key frames non-stop: the publisher sees one per 500 ms.
+    const before = pliTargets().length;
+    for (let i = 0; i < 50; i++) downstream.onMessageCb!(buildPli(1, 777));
+    assert.equal(pliTargets().length, before, 'inside the window: coalesced');
+    producer.close();
+  });
+});
