@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { LinkcallError } from '../../protocol/errors.js';
 import type { Account, Store } from '../store/store.js';
-import type { RateLimiter } from './rate-limit.js';
+import type { FailureBackoff, RateLimiter } from './rate-limit.js';
 
 export const SESSION_COOKIE = 'lc_session';
 const SESSION_TTL_MS = 30 * 24 * 3600_000;
@@ -32,32 +32,45 @@ export async function sessionAccount(store: Store, cookieValue: string | undefin
 
 export interface AuthOptions {
   store: Store;
+  /** Always mark cookies Secure (PUBLIC_URL is https); otherwise only requests that came over TLS. */
   secureCookies: boolean;
   signInLimit: RateLimiter;
   signUpLimit: RateLimiter;
+  /** Failed sign-ins per username and per address: each failure past the free ones doubles the wait. */
+  signInFailuresPerAccount: FailureBackoff;
+  signInFailuresPerAddress: FailureBackoff;
+}
+
+/** Refuse with `rate_limited`, telling the client when it may try again. */
+export function rateLimited(reply: FastifyReply, retryAfterMs: number): LinkcallError {
+  reply.header('Retry-After', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
+  return new LinkcallError('rate_limited');
 }
 
 export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
-  const { store, signInLimit, signUpLimit } = opts;
+  const { store, signInLimit, signUpLimit, signInFailuresPerAccount, signInFailuresPerAddress } = opts;
   app.addHook('onClose', async () => {
     signInLimit.close();
     signUpLimit.close();
+    signInFailuresPerAccount.close();
+    signInFailuresPerAddress.close();
   });
 
-  async function startSession(reply: FastifyReply, account: Account): Promise<void> {
+  async function startSession(req: FastifyRequest, reply: FastifyReply, account: Account): Promise<void> {
     const token = randomBytes(32).toString('base64url');
     await store.createSession(hashToken(token), account.id, Date.now() + SESSION_TTL_MS);
     reply.setCookie(SESSION_COOKIE, token, {
       path: '/',
       httpOnly: true,
       sameSite: 'lax',
-      secure: opts.secureCookies,
+      // req.protocol is https behind a trusted proxy that says X-Forwarded-Proto: https.
+      secure: opts.secureCookies || req.protocol === 'https',
       maxAge: SESSION_TTL_MS / 1000,
     });
   }
 
   app.post('/api/signup', async (req, reply) => {
-    if (!signUpLimit.take(req.ip)) throw new LinkcallError('rate_limited');
+    if (!signUpLimit.take(req.ip)) throw rateLimited(reply, signUpLimit.retryAfterMs(req.ip));
     const body = credentials.safeParse(req.body);
     if (!body.success) throw new LinkcallError('bad_request');
     const { username, password } = body.data;
@@ -71,18 +84,30 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
       createdAt: Date.now(),
     };
     await store.createAccount(account);
-    await startSession(reply, account);
+    await startSession(req, reply, account);
     return reply.code(201).send({ username });
   });
 
   app.post('/api/signin', async (req, reply) => {
-    if (!signInLimit.take(req.ip)) throw new LinkcallError('rate_limited');
+    if (!signInLimit.take(req.ip)) throw rateLimited(reply, signInLimit.retryAfterMs(req.ip));
     const body = credentials.safeParse(req.body);
     if (!body.success) throw new LinkcallError('bad_request');
+    // Keyed by the name as typed (usernames compare case-insensitively), whether or not the
+    // account exists, so the answer never tells which usernames are real.
+    const accountKey = body.data.username.toLowerCase();
+    const wait = Math.max(signInFailuresPerAccount.waitMs(accountKey), signInFailuresPerAddress.waitMs(req.ip));
+    if (wait > 0) throw rateLimited(reply, wait);
     const account = await store.findAccountByUsername(body.data.username);
     const ok = await verify(account?.passwordHash ?? (await DUMMY_HASH), body.data.password);
-    if (!account || !ok) throw new LinkcallError('bad_credentials');
-    await startSession(reply, account);
+    if (!account || !ok) {
+      signInFailuresPerAccount.failed(accountKey);
+      signInFailuresPerAddress.failed(req.ip);
+      throw new LinkcallError('bad_credentials');
+    }
+    // Only the account's count is cleared: signing in to one's own account must not
+    // reset an address that is guessing at others.
+    signInFailuresPerAccount.succeeded(accountKey);
+    await startSession(req, reply, account);
     return { username: account.username };
   });
 

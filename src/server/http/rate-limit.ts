@@ -27,9 +27,76 @@ export class RateLimiter {
     return w.count <= this.limit;
   }
 
+  /** Milliseconds until `key` may try again (0 when it may now); for `Retry-After`. */
+  retryAfterMs(key: string): number {
+    const w = this.windows.get(key);
+    if (!w || w.count <= this.limit) return 0;
+    return Math.max(0, w.start + this.windowMs - this.now());
+  }
+
   private forgetExpired(): void {
     const now = this.now();
     for (const [key, w] of this.windows) if (now - w.start >= this.windowMs) this.windows.delete(key);
+  }
+
+  close(): void {
+    clearInterval(this.sweep);
+  }
+}
+
+export interface BackoffPolicy {
+  /** Failures allowed before any waiting is imposed. */
+  freeFailures: number;
+  /** Wait after the first failure past the free ones; doubles with each further failure. */
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+/**
+ * Slows down guessing: after `freeFailures` failed attempts for a key (a
+ * username, an address), each further failure makes the key wait twice as
+ * long before its next attempt, up to `maxDelayMs`. A success clears the key;
+ * a key with no failure for `maxDelayMs` × 4 is forgotten.
+ */
+export class FailureBackoff {
+  private readonly keys = new Map<string, { failures: number; blockedUntil: number; lastFailure: number }>();
+  private readonly sweep: NodeJS.Timeout;
+
+  constructor(
+    readonly policy: BackoffPolicy,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.sweep = setInterval(() => this.forgetStale(), Math.max(policy.maxDelayMs, 1000));
+    this.sweep.unref();
+  }
+
+  /** Milliseconds `key` must still wait before its next attempt (0: it may try now). */
+  waitMs(key: string): number {
+    const k = this.keys.get(key);
+    return k ? Math.max(0, k.blockedUntil - this.now()) : 0;
+  }
+
+  failed(key: string): void {
+    const now = this.now();
+    const k = this.keys.get(key) ?? { failures: 0, blockedUntil: 0, lastFailure: now };
+    k.failures += 1;
+    k.lastFailure = now;
+    const over = k.failures - this.policy.freeFailures;
+    if (over > 0) {
+      const delay = Math.min(this.policy.baseDelayMs * 2 ** Math.min(over - 1, 30), this.policy.maxDelayMs);
+      k.blockedUntil = now + delay;
+    }
+    this.keys.set(key, k);
+  }
+
+  succeeded(key: string): void {
+    this.keys.delete(key);
+  }
+
+  private forgetStale(): void {
+    const now = this.now();
+    const staleAfter = Math.max(this.policy.maxDelayMs * 4, 60_000);
+    for (const [key, k] of this.keys) if (now - k.lastFailure >= staleAfter) this.keys.delete(key);
   }
 
   close(): void {

@@ -1,5 +1,6 @@
-/** Headers every response carries, and the WebSocket Origin rule. */
+/** Headers every response carries, and the Origin rule for WebSockets and API writes. */
 import type { FastifyInstance } from 'fastify';
+import { ERRORS } from '../../protocol/errors.js';
 
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'none'",
@@ -16,8 +17,23 @@ export const CONTENT_SECURITY_POLICY = [
   "form-action 'self'",
 ].join('; ');
 
-export function registerSecurityHeaders(app: FastifyInstance, tls: boolean): void {
-  app.addHook('onSend', async (_req, reply) => {
+const HSTS = 'max-age=31536000; includeSubDomains';
+
+/**
+ * `tls`: PUBLIC_URL is https. A request that itself came over TLS (or through a
+ * trusted proxy saying `X-Forwarded-Proto: https`) gets HSTS as well.
+ */
+export function registerSecurityHeaders(app: FastifyInstance, tls: boolean, publicUrl?: string): void {
+  // A page on another site must not be able to make a signed-in host's browser write
+  // (SameSite=Lax already keeps the cookie off such requests; this is the second lock).
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') return;
+    if (!req.url.startsWith('/api/')) return;
+    if (!originAllowed(req.headers.origin, req.headers.host, publicUrl)) {
+      return reply.code(403).send({ error: 'not_allowed', message: ERRORS.not_allowed.message });
+    }
+  });
+  app.addHook('onSend', async (req, reply) => {
     reply.header('Content-Security-Policy', CONTENT_SECURITY_POLICY);
     reply.header('X-Content-Type-Options', 'nosniff');
     // A call link must never leak to another site through Referer.
@@ -26,14 +42,14 @@ export function registerSecurityHeaders(app: FastifyInstance, tls: boolean): voi
     reply.header('Cross-Origin-Opener-Policy', 'same-origin');
     reply.header('Cross-Origin-Resource-Policy', 'same-origin');
     reply.header('Permissions-Policy', 'camera=(self), microphone=(self), display-capture=(self)');
-    if (tls) reply.header('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
+    if (tls || req.protocol === 'https') reply.header('Strict-Transport-Security', HSTS);
   });
 }
 
 /**
- * Browsers always send Origin on WebSocket upgrades; a page on another site
- * must not be able to drive a signed-in host's session. Non-browser clients
- * (bots, tests) send none and carry no cookie of a user.
+ * Browsers always send Origin on WebSocket upgrades and on cross-site POSTs; a
+ * page on another site must not be able to drive a signed-in host's session.
+ * Non-browser clients (bots, tests) send none and carry no cookie of a user.
  */
 export function originAllowed(origin: string | undefined, host: string | undefined, publicUrl?: string): boolean {
   if (origin === undefined) return true;
