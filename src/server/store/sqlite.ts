@@ -28,6 +28,9 @@ const MIGRATIONS: string[] = [
    CREATE INDEX links_owner ON links(owner_id, created_at);`,
   // The host's browser MACs the link's name and host name with a key from the link secret.
   `ALTER TABLE links ADD COLUMN info_mac TEXT;`,
+  // Optional expiry, and when the link was last used (shown in the host's link list).
+  `ALTER TABLE links ADD COLUMN expires_at INTEGER;
+   ALTER TABLE links ADD COLUMN last_used_at INTEGER;`,
 ];
 
 interface AccountRow { id: string; username: string; password_hash: string; created_at: number }
@@ -38,6 +41,8 @@ interface LinkRow {
   created_at: number;
   deleted_at: number | null;
   info_mac: string | null;
+  expires_at: number | null;
+  last_used_at: number | null;
 }
 
 const toAccount = (r: AccountRow): Account => ({
@@ -53,6 +58,8 @@ const toLink = (r: LinkRow): Link => ({
   createdAt: r.created_at,
   deletedAt: r.deleted_at,
   infoMac: r.info_mac,
+  expiresAt: r.expires_at,
+  lastUsedAt: r.last_used_at,
 });
 
 export class SqliteStore implements Store {
@@ -115,8 +122,10 @@ export class SqliteStore implements Store {
 
   async createLink(l: Link): Promise<void> {
     this.db
-      .prepare('INSERT INTO links (id, owner_id, name, created_at, deleted_at, info_mac) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(l.id, l.ownerId, l.name, l.createdAt, l.deletedAt, l.infoMac);
+      .prepare(
+        'INSERT INTO links (id, owner_id, name, created_at, deleted_at, info_mac, expires_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      )
+      .run(l.id, l.ownerId, l.name, l.createdAt, l.deletedAt, l.infoMac, l.expiresAt ?? null, l.lastUsedAt ?? null);
   }
 
   async findLink(id: string): Promise<Link | undefined> {
@@ -136,6 +145,17 @@ export class SqliteStore implements Store {
       .prepare('UPDATE links SET info_mac = ? WHERE id = ? AND owner_id = ? AND deleted_at IS NULL AND info_mac IS NULL')
       .run(mac, id, ownerId);
     return result.changes === 1;
+  }
+
+  async renameLink(id: string, ownerId: string, name: string, infoMac: string): Promise<boolean> {
+    const result = this.db
+      .prepare('UPDATE links SET name = ?, info_mac = ? WHERE id = ? AND owner_id = ? AND deleted_at IS NULL')
+      .run(name, infoMac, id, ownerId);
+    return result.changes === 1;
+  }
+
+  async markLinkUsed(id: string, now: number): Promise<void> {
+    this.db.prepare('UPDATE links SET last_used_at = ? WHERE id = ?').run(now, id);
   }
 
   async deleteLink(id: string, ownerId: string, now: number): Promise<boolean> {

@@ -19,6 +19,10 @@ export interface Link {
   deletedAt: number | null;
   /** MAC of {name, host name} made in the host's browser with the link's auth key; opaque here. */
   infoMac: string | null;
+  /** After this moment (ms) nobody can join with the link; null or absent: it never expires. */
+  expiresAt?: number | null;
+  /** When someone last joined or knocked with the link (ms); null or absent: never. */
+  lastUsedAt?: number | null;
 }
 
 export interface Store {
@@ -37,8 +41,15 @@ export interface Store {
   listLinks(ownerId: string): Promise<Link[]>;
   /** Set once, by the owner; false when not the owner's, deleted, or already set. */
   setLinkInfoMac(id: string, ownerId: string, mac: string): Promise<boolean>;
+  /** New name and its new info MAC together; false when not the owner's or deleted. */
+  renameLink(id: string, ownerId: string, name: string, infoMac: string): Promise<boolean>;
+  /** Records that someone joined or knocked with the link. */
+  markLinkUsed(id: string, now: number): Promise<void>;
   /** Returns false when the link is not the owner's or is already deleted. */
   deleteLink(id: string, ownerId: string, now: number): Promise<boolean>;
+
+  /** Whether the database answers (networked stores; for /readyz). Absent: always true. */
+  ping?(): Promise<boolean>;
 
   close(): Promise<void>;
 }

@@ -1,0 +1,30 @@
+/**
+ * Probes for orchestrators and load balancers. `/healthz`: the process is alive.
+ * `/readyz`: send it new people — its database answers, it is registered in the
+ * cluster (when there is one), and it is not draining for a shutdown.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Store } from '../store/store.js';
+
+export interface Readiness {
+  store: Store;
+  /** False while shutting down: no new calls start here. */
+  acceptingJoins(): boolean;
+  /** The cluster registry's view (absent for a single node). */
+  cluster?(): Promise<boolean>;
+  rooms(): number;
+}
+
+export function registerHealth(app: FastifyInstance, r: Readiness): void {
+  app.get('/healthz', async () => ({ ok: true, rooms: r.rooms() }));
+  app.get('/readyz', async (_req, reply) => {
+    const [database, cluster] = await Promise.all([
+      r.store.ping ? r.store.ping() : Promise.resolve(true),
+      r.cluster ? r.cluster().catch(() => false) : Promise.resolve(true),
+    ]);
+    const draining = !r.acceptingJoins();
+    const ready = database && cluster && !draining;
+    reply.header('Cache-Control', 'no-store');
+    return reply.code(ready ? 200 : 503).send({ ready, database, cluster, draining });
+  });
+}
