@@ -31,6 +31,10 @@ export interface LinkView {
   id: string;
   name: string;
   createdAt: number;
+  /** When the link stops working (ms), or null. */
+  expiresAt: number | null;
+  /** When someone last joined or knocked with it (ms), or null. */
+  lastUsedAt: number | null;
   path: string;
 }
 
@@ -47,8 +51,12 @@ export const api = {
   signIn: (username: string, password: string) => request<{ username: string }>('POST', '/api/signin', { username, password }),
   signOut: () => request<void>('POST', '/api/signout'),
   links: () => request<{ links: LinkView[] }>('GET', '/api/links'),
-  createLink: (name?: string) => request<LinkView>('POST', '/api/links', name ? { name } : {}),
+  createLink: (name?: string, expiresAt?: number) =>
+    request<LinkView>('POST', '/api/links', { ...(name ? { name } : {}), ...(expiresAt ? { expiresAt } : {}) }),
+  renameLink: (id: string, name: string, mac: string) => request<void>('PATCH', `/api/links/${encodeURIComponent(id)}`, { name, mac }),
   setLinkInfoMac: (id: string, mac: string) => request<void>('PUT', `/api/links/${encodeURIComponent(id)}/info-mac`, { mac }),
   deleteLink: (id: string) => request<void>('DELETE', `/api/links/${encodeURIComponent(id)}`),
   linkInfo: (id: string) => request<LinkPublicInfo>('GET', `/api/links/${encodeURIComponent(id)}/info`),
+  /** ICE servers with short-lived TURN credentials, and the transport policy, for this link's call. */
+  ice: (id: string) => request<RTCConfiguration>('GET', `/api/links/${encodeURIComponent(id)}/ice`),
 };

@@ -144,7 +144,9 @@ export class CallConnection {
 
   private createConnections(): void {
     this.publisher = this.newPublisher();
-    this.subscriber = new RTCPeerConnection({ ...peerConnectionConfig(), ...this.rtc });
+    // The subscriber answers the SFU's offers: a pooled candidate is gathered from the start (while
+    // we wait in the lobby), so the first answer need not wait for a fresh gathering.
+    this.subscriber = new RTCPeerConnection({ ...peerConnectionConfig(), iceCandidatePoolSize: 1, ...this.rtc });
     const subscriber = this.subscriber;
     subscriber.addEventListener('track', (event) => {
       if (subscriber !== this.subscriber) return;

@@ -6,16 +6,21 @@
 import { CallSession } from '../../client/call.js';
 import { SignalingClient } from '../../client/signaling.js';
 import type { LinkKeys } from '../../e2ee/keys.js';
+import { api } from '../api.js';
 
 export interface PreparedCall {
   signaling: SignalingClient;
   call: CallSession;
+  /** ICE servers (TURN, with short-lived credentials) and policy for the media connections. */
+  rtc: RTCConfiguration;
 }
 
 export async function prepareCall(linkId: string, linkKeys: LinkKeys, name: string): Promise<PreparedCall> {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   const signaling = new SignalingClient(`${scheme}://${location.host}/ws`);
   const call = new CallSession(signaling, linkId, linkKeys);
-  await Promise.all([signaling.connect(), call.prepare(name)]);
-  return { signaling, call };
+  // Without the server's ICE servers the call still works wherever host candidates reach the SFU.
+  const [, , ice] = await Promise.all([signaling.connect(), call.prepare(name), api.ice(linkId).catch(() => undefined)]);
+  const rtc: RTCConfiguration = ice ? { iceServers: ice.iceServers, iceTransportPolicy: ice.iceTransportPolicy } : {};
+  return { signaling, call, rtc };
 }

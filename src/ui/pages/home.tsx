@@ -1,6 +1,8 @@
-/** Signed out: sign up / sign in. Signed in: the host's links — create, copy, open, delete. */
+/** Signed out: sign up / sign in. Signed in: the host's links — create, share, rename, open, delete. */
 import { useEffect, useState } from 'preact/hooks';
-import { deriveLinkKeys, encodeSecret, newLinkSecret, signLinkInfo } from '../../e2ee/keys.js';
+import { decodeSecret, deriveLinkKeys, encodeSecret, newLinkSecret, signLinkInfo } from '../../e2ee/keys.js';
+import { ShareLink } from '../components/share-link.js';
+import { fromNow } from '../time.js';
 import { api, ApiError, type LinkView } from '../api.js';
 import { fullLink, linkSecrets } from '../secrets.js';
 
@@ -74,13 +76,22 @@ function AuthForm({ onSignedIn }: { onSignedIn: (username: string) => void }) {
   );
 }
 
+const EXPIRY_CHOICES: [string, number][] = [
+  ['Never', 0],
+  ['In 1 hour', 3600_000],
+  ['In 1 day', 86400_000],
+  ['In 1 week', 7 * 86400_000],
+  ['In 30 days', 30 * 86400_000],
+];
+
 function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: () => void }) {
   const [links, setLinks] = useState<LinkView[] | undefined>(undefined);
   const [secrets, setSecrets] = useState<Record<string, string>>({});
   const [newName, setNewName] = useState('');
+  const [expiry, setExpiry] = useState(0);
   const [created, setCreated] = useState<{ link: LinkView; url: string } | undefined>(undefined);
-  const [copied, setCopied] = useState(false);
   const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
 
   const reload = () =>
     api.links().then(
@@ -100,19 +111,21 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
   /** The secret is made here, kept in this browser, and only ever travels in the link's fragment. */
   async function create() {
     setError('');
+    setBusy(true);
     try {
-      const link = await api.createLink(newName.trim() || undefined);
+      const link = await api.createLink(newName.trim() || undefined, expiry ? Date.now() + expiry : undefined);
       const secret = newLinkSecret();
       const encoded = encodeSecret(secret);
       await linkSecrets.save(link.id, encoded);
       const mac = await signLinkInfo(await deriveLinkKeys(secret), link.id, { name: link.name, hostName: username });
       await api.setLinkInfoMac(link.id, mac);
       setCreated({ link, url: fullLink(link.path, encoded) });
-      setCopied(false);
       setNewName('');
       await reload();
     } catch (err) {
       setError(err instanceof ApiError ? err.message : 'Could not create the link.');
+    } finally {
+      setBusy(false);
     }
   }
 
@@ -128,12 +141,21 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
     }
   }
 
-  async function copy(text: string) {
+  /** A new name needs a new MAC, made with the link's secret, or guests would see the link as altered. */
+  async function rename(link: LinkView, name: string): Promise<boolean> {
+    setError('');
+    const encoded = secrets[link.id];
+    const secret = encoded && decodeSecret(encoded);
+    if (!secret) return false;
     try {
-      await navigator.clipboard.writeText(text);
-      setCopied(true);
-    } catch {
-      setError('Copying is blocked here. Select the link and copy it yourself.');
+      const mac = await signLinkInfo(await deriveLinkKeys(secret), link.id, { name, hostName: username });
+      await api.renameLink(link.id, name, mac);
+      if (created?.link.id === link.id) setCreated({ ...created, link: { ...created.link, name } });
+      await reload();
+      return true;
+    } catch (err) {
+      setError(err instanceof ApiError ? err.message : 'Could not rename the link.');
+      return false;
     }
   }
 
@@ -146,13 +168,22 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
           <button class="secondary" onClick={() => api.signOut().then(onSignedOut)}>Sign out</button>
         </div>
       </header>
-      <section class="card stack" aria-label="New link">
-        <label>
-          Link name (optional)
-          <input value={newName} maxLength={80} onInput={(e) => setNewName(e.currentTarget.value)} placeholder="e.g. Family call" />
-        </label>
+      <section class="card stack" aria-labelledby="new-link-heading">
+        <h2 id="new-link-heading">New link</h2>
+        <div class="row align-end">
+          <label class="grow">
+            Link name (optional)
+            <input value={newName} maxLength={80} onInput={(e) => setNewName(e.currentTarget.value)} placeholder="e.g. Family call" />
+          </label>
+          <label>
+            Expires
+            <select value={String(expiry)} onChange={(e) => setExpiry(Number(e.currentTarget.value))}>
+              {EXPIRY_CHOICES.map(([label, ms]) => <option key={ms} value={String(ms)}>{label}</option>)}
+            </select>
+          </label>
+        </div>
         <div class="row">
-          <button onClick={() => void create()}>Create Link</button>
+          <button onClick={() => void create()} disabled={busy}>Create Link</button>
         </div>
         {created && (
           <div class="stack">
@@ -161,20 +192,15 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
               <input readOnly value={created.url} onFocus={(e) => e.currentTarget.select()} />
             </label>
             <div class="row">
-              <button onClick={() => void copy(created.url)}>Copy</button>
-              {'share' in navigator && (
-                <button class="secondary" onClick={() => navigator.share({ title: created.link.name, url: created.url }).catch(() => {})}>
-                  Share
-                </button>
-              )}
               <a class="button secondary" href={created.url}>Open call</a>
-              <span role="status">{copied ? 'Copied' : ''}</span>
             </div>
+            <ShareLink url={created.url} name={created.link.name} qrOpen />
           </div>
         )}
       </section>
       {error && <p role="alert" class="error">{error}</p>}
-      <section aria-label="Links">
+      <section aria-labelledby="links-heading">
+        <h2 id="links-heading" class="spaced">Links</h2>
         {links === undefined ? (
           <p>Loading…</p>
         ) : links.length === 0 ? (
@@ -182,30 +208,71 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
         ) : (
           <ul class="links">
             {links.map((link) => (
-              <li key={link.id} class="card row spread">
-                <div>
-                  <strong>{link.name}</strong>
-                  <div class="muted small">Created {new Date(link.createdAt).toLocaleString()}</div>
-                  {!secrets[link.id] && <div class="muted small">Its secret is kept in the browser that created it.</div>}
-                </div>
-                <div class="row">
-                  {secrets[link.id] && (
-                    <>
-                      <button class="secondary" aria-label={`Copy link ${link.name}`} onClick={() => void copy(fullLink(link.path, secrets[link.id]!))}>
-                        Copy
-                      </button>
-                      <a class="button" href={fullLink(link.path, secrets[link.id]!)} aria-label={`Open ${link.name}`}>Open</a>
-                    </>
-                  )}
-                  <button class="danger" aria-label={`Delete link ${link.name}`} onClick={() => void remove(link)}>
-                    Delete link
-                  </button>
-                </div>
-              </li>
+              <LinkRow
+                key={link.id}
+                link={link}
+                url={secrets[link.id] ? fullLink(link.path, secrets[link.id]!) : undefined}
+                onRename={(name) => rename(link, name)}
+                onDelete={() => void remove(link)}
+              />
             ))}
           </ul>
         )}
       </section>
     </main>
+  );
+}
+
+function LinkRow({ link, url, onRename, onDelete }: { link: LinkView; url?: string; onRename: (name: string) => Promise<boolean>; onDelete: () => void }) {
+  const [editing, setEditing] = useState(false);
+  const [name, setName] = useState(link.name);
+  const expired = link.expiresAt !== null && link.expiresAt <= Date.now();
+  return (
+    <li class="card stack">
+      <div class="row spread">
+        <div>
+          {editing ? (
+            <form
+              class="row"
+              onSubmit={(e) => {
+                e.preventDefault();
+                const clean = name.trim();
+                if (clean) void onRename(clean).then((ok) => ok && setEditing(false));
+              }}
+            >
+              <label>
+                New name for {link.name}
+                <input value={name} maxLength={80} required onInput={(e) => setName(e.currentTarget.value)} ref={(el) => el?.focus()} />
+              </label>
+              <button type="submit">Save</button>
+              <button type="button" class="secondary" onClick={() => setEditing(false)}>Cancel</button>
+            </form>
+          ) : (
+            <strong class="link-name">{link.name}</strong>
+          )}
+          <div class="muted small">
+            Created {new Date(link.createdAt).toLocaleString()} · {link.lastUsedAt ? `Last used ${fromNow(link.lastUsedAt)}` : 'Not used yet'}
+            {link.expiresAt !== null && (expired ? ' · Expired' : ` · Expires ${fromNow(link.expiresAt)}`)}
+          </div>
+          {!url && <div class="muted small">Its secret is kept in the browser that created it.</div>}
+        </div>
+        <div class="row">
+          {url && (
+            <>
+              <a class="button" href={url} aria-label={`Open ${link.name}`}>Open</a>
+              {!editing && (
+                <button class="secondary" aria-label={`Rename ${link.name}`} onClick={() => { setName(link.name); setEditing(true); }}>
+                  Rename
+                </button>
+              )}
+            </>
+          )}
+          <button class="danger" aria-label={`Delete link ${link.name}`} onClick={onDelete}>
+            Delete link
+          </button>
+        </div>
+      </div>
+      {url && !expired && <ShareLink url={url} name={link.name} labelSuffix={link.name} />}
+    </li>
   );
 }

@@ -1,17 +1,26 @@
-/** What someone who opened a link sees: who is calling, a preview, their name, then Join. */
+/** What someone who opened a link sees: where they are, who is calling, a preview, their name, then Join. */
+import type { ComponentType } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { decodeSecret, deriveLinkKeys, verifyLinkInfo, type LinkKeys } from '../../e2ee/keys.js';
 import { e2eeSupported } from '../../e2ee/session.js';
-import { parseDisplayName } from '../../protocol/messages.js';
+import { linkId as linkIdSchema, parseDisplayName } from '../../protocol/messages.js';
 import { api, ApiError, type LinkPublicInfo } from '../api.js';
-import { describeMediaError, listDevices, openLocalMedia, type DeviceChoice } from '../call/devices.js';
-import { secretFromFragment } from '../secrets.js';
+import { listDevices, openWhatWorks, type DeviceChoice, type DeviceLists } from '../call/devices.js';
+import { DevicePicker, MicLevel } from '../components/devices.js';
 import { prepareCall, type PreparedCall } from '../call/prepare.js';
-import { CallView } from './call.js';
+import { secretFromFragment } from '../secrets.js';
+import type { CallViewProps } from './call.js';
 
 const ALTERED = 'This link is incomplete or has been altered. Ask the person who sent it for the full link; a real linkcall link ends with “#k=” and a long code.';
+/** A link whose id or secret has the wrong shape never came from linkcall as it is. */
+const fakeLink = (origin: string) =>
+  `This is not a complete linkcall link, so it cannot be trusted. Fake links can look like real ones: join only from links that start with ${origin}/join/ and came straight from the person you are calling. Ask them to send it again.`;
 
 type Step = 'name' | 'ready' | 'call';
+
+/** The call view is loaded only once someone is about to join: the join page stays small. */
+let callView: Promise<ComponentType<CallViewProps>> | undefined;
+const loadCallView = () => (callView ??= import('./call.js').then((m) => m.CallView));
 
 export function JoinPage({ linkId }: { linkId: string }) {
   const [info, setInfo] = useState<LinkPublicInfo | undefined>(undefined);
@@ -21,18 +30,23 @@ export function JoinPage({ linkId }: { linkId: string }) {
   const [name, setName] = useState('');
   const [nameError, setNameError] = useState('');
   const [stream, setStream] = useState<MediaStream | undefined>(undefined);
-  const [mediaError, setMediaError] = useState('');
-  const [devices, setDevices] = useState<{ cameras: MediaDeviceInfo[]; microphones: MediaDeviceInfo[] }>({ cameras: [], microphones: [] });
+  const [mediaProblem, setMediaProblem] = useState('');
+  const [mediaSettled, setMediaSettled] = useState(false);
+  const [devices, setDevices] = useState<DeviceLists>({ cameras: [], microphones: [], speakers: [] });
   const [choice, setChoice] = useState<DeviceChoice>({});
+  const [startMuted, setStartMuted] = useState(false);
+  const [startCameraOff, setStartCameraOff] = useState(false);
   const preview = useRef<HTMLVideoElement>(null);
   const [prepared, setPrepared] = useState<Promise<PreparedCall> | undefined>(undefined);
+  const [CallView, setCallView] = useState<ComponentType<CallViewProps> | undefined>(undefined);
 
-  // Once the name is settled, open the socket and seal the name card, so Join is instant.
+  // Once the name is settled, open the socket, seal the name card and load the call view, so Join is instant.
   useEffect(() => {
     if (step !== 'ready' || !linkKeys || prepared) return;
     const p = prepareCall(linkId, linkKeys, name);
     p.catch(() => {});
     setPrepared(p);
+    loadCallView().then((view) => setCallView(() => view), () => {});
   }, [step, linkKeys]);
 
   function changeName() {
@@ -42,15 +56,25 @@ export function JoinPage({ linkId }: { linkId: string }) {
   }
 
   useEffect(() => {
+    const secretText = secretFromFragment() ?? '';
+    if (!linkIdSchema.safeParse(linkId).success) {
+      setLinkError(fakeLink(location.origin));
+      return;
+    }
     api.linkInfo(linkId).then(
       async (i) => {
+        // The server's word first (deleted, expired, unknown); then the part only the link carries.
+        if (!/^[A-Za-z0-9_-]{43}$/.test(secretText)) {
+          setLinkError(fakeLink(location.origin));
+          return;
+        }
         // There is no unencrypted mode: a browser that cannot encrypt frames cannot join.
         if (!e2eeSupported()) {
           setLinkError('This browser cannot take part in end-to-end encrypted calls. Open the link in a current Chrome, Edge, Firefox or Safari.');
           return;
         }
         // Who is calling is shown only once the link's secret verifies it: the server cannot vouch for itself.
-        const secret = decodeSecret(secretFromFragment() ?? '');
+        const secret = decodeSecret(secretText);
         const keys = secret && (await deriveLinkKeys(secret));
         if (!keys || !i.infoMac || !(await verifyLinkInfo(keys, linkId, { name: i.name, hostName: i.hostName }, i.infoMac))) {
           setLinkError(ALTERED);
@@ -73,16 +97,16 @@ export function JoinPage({ linkId }: { linkId: string }) {
     if (!info || step === 'call') return;
     let cancelled = false;
     let opened: MediaStream | undefined;
-    openLocalMedia(choice).then(
-      async (s) => {
-        if (cancelled) return s.getTracks().forEach((t) => t.stop());
-        opened = s;
-        setStream(s);
-        setMediaError('');
-        setDevices(await listDevices());
-      },
-      (err) => !cancelled && setMediaError(describeMediaError(err)),
-    );
+    openWhatWorks(choice).then(async ({ stream: s, problem }) => {
+      if (cancelled) return s?.getTracks().forEach((t) => t.stop());
+      opened = s;
+      s?.getAudioTracks().forEach((t) => (t.enabled = !startMuted));
+      s?.getVideoTracks().forEach((t) => (t.enabled = !startCameraOff));
+      setStream(s);
+      setMediaProblem(problem);
+      setMediaSettled(true);
+      setDevices(await listDevices().catch(() => ({ cameras: [], microphones: [], speakers: [] })));
+    });
     return () => {
       cancelled = true;
       // A new device choice replaces the preview; the call view keeps the last one.
@@ -91,20 +115,24 @@ export function JoinPage({ linkId }: { linkId: string }) {
   }, [info, choice.cameraId, choice.microphoneId]);
 
   useEffect(() => {
-    if (preview.current && stream) preview.current.srcObject = stream;
-  }, [stream, step]);
+    if (preview.current && preview.current.srcObject !== (stream ?? null)) preview.current.srcObject = stream ?? null;
+  }, [stream, step, startCameraOff]);
+
+  useEffect(() => stream?.getAudioTracks().forEach((t) => (t.enabled = !startMuted)), [stream, startMuted]);
+  useEffect(() => stream?.getVideoTracks().forEach((t) => (t.enabled = !startCameraOff)), [stream, startCameraOff]);
 
   if (linkError) {
     return (
       <main class="page narrow">
+        <OriginBanner />
         <h1>Can't join this call</h1>
         <p role="alert">{linkError}</p>
       </main>
     );
   }
-  if (!info || !linkKeys) return <main class="page narrow"><p>Loading…</p></main>;
-  if (step === 'call' && prepared) {
-    return <CallView prepared={prepared} name={name} hostName={info.hostName} stream={stream} />;
+  if (!info || !linkKeys) return <main class="page narrow"><OriginBanner /><p role="status">Checking the link…</p></main>;
+  if (step === 'call' && prepared && CallView) {
+    return <CallView prepared={prepared} name={name} hostName={info.hostName} stream={stream} speakerId={choice.speakerId} />;
   }
 
   function next(e: Event) {
@@ -119,35 +147,41 @@ export function JoinPage({ linkId }: { linkId: string }) {
     setStep('ready');
   }
 
+  const camera = stream?.getVideoTracks()[0];
+  const microphone = stream?.getAudioTracks()[0];
   return (
-    <main class="page narrow">
-      <p class="muted small">{location.host}</p>
+    <main class="page narrow join">
+      <OriginBanner />
       <h1>{info.name}</h1>
       <p class="lede">
-        Hosted by <strong>{info.hostName}</strong> <span class="verified" title="Checked with the secret in your link">✓ verified</span>
+        Hosted by <strong>{info.hostName}</strong>{' '}
+        <span class="verified">✓ verified</span>
       </p>
-      <p class="muted small">End-to-end encrypted: the server cannot see or hear the call, or read your name.</p>
-      <div class="preview">
-        <video ref={preview} autoplay playsInline muted aria-label="Your camera preview" />
-        {!stream && !mediaError && <p role="status" class="muted small">Starting your camera…</p>}
-        {mediaError && <p role="alert" class="error">{mediaError}</p>}
-      </div>
-      {devices.cameras.length > 0 && (
+      <p class="muted small">
+        The link's secret confirms this name and host. End-to-end encrypted: the server cannot see or hear the call, or read your name.
+      </p>
+      <section class="stack" aria-label="Camera and microphone">
+        <div class="preview">
+          <video ref={preview} autoplay playsInline muted aria-label="Your camera preview" class={!camera || startCameraOff ? 'hidden' : ''} />
+          {(!camera || startCameraOff) && mediaSettled && (
+            <div class="preview-off" aria-hidden="true">{camera ? 'Camera off' : 'No camera'}</div>
+          )}
+        </div>
+        {!mediaSettled && <p role="status" class="muted small">Starting your camera and microphone…</p>}
+        {mediaProblem && <p role="alert" class="notice">{mediaProblem}</p>}
+        {microphone && <MicLevel track={microphone} muted={startMuted} />}
         <div class="row">
-          <label>
-            Camera
-            <select value={choice.cameraId ?? stream?.getVideoTracks()[0]?.getSettings().deviceId} onChange={(e) => setChoice({ ...choice, cameraId: e.currentTarget.value })}>
-              {devices.cameras.map((d, i) => <option key={d.deviceId} value={d.deviceId}>{d.label || `Camera ${i + 1}`}</option>)}
-            </select>
+          <label class="check">
+            <input type="checkbox" checked={startMuted} disabled={!microphone} onChange={(e) => setStartMuted(e.currentTarget.checked)} />
+            Start muted
           </label>
-          <label>
-            Microphone
-            <select value={choice.microphoneId ?? stream?.getAudioTracks()[0]?.getSettings().deviceId} onChange={(e) => setChoice({ ...choice, microphoneId: e.currentTarget.value })}>
-              {devices.microphones.map((d, i) => <option key={d.deviceId} value={d.deviceId}>{d.label || `Microphone ${i + 1}`}</option>)}
-            </select>
+          <label class="check">
+            <input type="checkbox" checked={startCameraOff} disabled={!camera} onChange={(e) => setStartCameraOff(e.currentTarget.checked)} />
+            Start with camera off
           </label>
         </div>
-      )}
+        <DevicePicker devices={devices} stream={stream} choice={choice} onChoice={setChoice} />
+      </section>
       {step === 'name' ? (
         <form class="stack" onSubmit={next}>
           <label>
@@ -161,13 +195,26 @@ export function JoinPage({ linkId }: { linkId: string }) {
         </form>
       ) : (
         <div class="stack">
-          <p>Joining as <strong>{name}</strong>{info.isOwner ? ' (host)' : ''}</p>
+          <p>
+            Joining as <strong>{name}</strong>
+            {info.isOwner ? ' (host)' : ''}
+            {!stream && ' — listening only'}
+          </p>
           <div class="row">
-            <button onClick={() => setStep('call')} disabled={(!stream && !mediaError) || !prepared}>Join</button>
+            <button onClick={() => setStep('call')} disabled={!mediaSettled || !prepared || !CallView}>Join</button>
             {!info.isOwner && <button class="secondary" onClick={changeName}>Change name</button>}
           </div>
         </div>
       )}
     </main>
+  );
+}
+
+/** Where you are, large: a look-alike domain is the first thing a fake link gets wrong. */
+function OriginBanner() {
+  return (
+    <p class="origin">
+      <span class="muted small">You are on</span> <strong class="origin-host">{location.host}</strong>
+    </p>
   );
 }

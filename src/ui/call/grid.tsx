@@ -1,0 +1,209 @@
+/**
+ * The call grid: tiles as large as the space allows for everyone, pages when
+ * they would get too small, and a stage for a shared screen or a pinned person
+ * (the sharer's camera small in its corner).
+ */
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
+import type { Quality } from './quality.js';
+import type { TileSizeReport } from './viewport.js';
+
+export interface TileModel {
+  /** Participant id (the self tile uses its own id too). */
+  id: string;
+  name: string;
+  self: boolean;
+  audio: boolean;
+  video: boolean;
+  reconnecting?: boolean;
+  stream?: MediaStream;
+  screen?: MediaStream;
+  speaking: boolean;
+  quality?: Quality;
+  onRemove?: () => void;
+}
+
+interface GridProps {
+  tiles: TileModel[];
+  pinned?: string;
+  onPin: (id: string | undefined) => void;
+  /** Each drawn video's size, for the SFU's choice of layer (see viewport.ts). */
+  onTileSize?: TileSizeReport;
+}
+
+/** Smallest useful tile width; below it the grid pages. */
+const MIN_TILE_WIDTH = 150;
+const ASPECT = 16 / 9;
+const GAP = 8;
+
+export interface Layout {
+  cols: number;
+  rows: number;
+  width: number;
+  perPage: number;
+}
+
+/** The column count that makes tiles largest for n tiles in w × h, paging when even that is too small. */
+export function fitGrid(n: number, w: number, h: number): Layout {
+  let best: Layout = { cols: 1, rows: 1, width: 0, perPage: 1 };
+  for (let cols = 1; cols <= Math.max(1, n); cols++) {
+    const rows = Math.ceil(n / cols);
+    const width = Math.min((w - GAP * (cols - 1)) / cols, ((h - GAP * (rows - 1)) / rows) * ASPECT);
+    if (width > best.width) best = { cols, rows, width, perPage: n };
+  }
+  if (best.width >= MIN_TILE_WIDTH || n <= 1) return { ...best, width: Math.max(best.width, Math.min(w, MIN_TILE_WIDTH)) };
+  // Too small: as many minimum-size tiles as fit on one page.
+  const cols = Math.max(1, Math.floor((w + GAP) / (MIN_TILE_WIDTH + GAP)));
+  const rows = Math.max(1, Math.floor((h + GAP) / (MIN_TILE_WIDTH / ASPECT + GAP)));
+  const width = Math.min((w - GAP * (cols - 1)) / cols, ((h - GAP * (rows - 1)) / rows) * ASPECT);
+  return { cols, rows, width, perPage: cols * rows };
+}
+
+function useSize(ref: { current: HTMLElement | null }): { w: number; h: number } {
+  const [size, setSize] = useState({ w: 0, h: 0 });
+  useLayoutEffect(() => {
+    const el = ref.current;
+    if (!el) return;
+    const observer = new ResizeObserver(([entry]) => {
+      const r = entry!.contentRect;
+      setSize((s) => (Math.abs(s.w - r.width) < 1 && Math.abs(s.h - r.height) < 1 ? s : { w: r.width, h: r.height }));
+    });
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, []);
+  return size;
+}
+
+export function CallGrid({ tiles, pinned, onPin, onTileSize }: GridProps) {
+  const area = useRef<HTMLDivElement>(null);
+  const { w, h } = useSize(area);
+  const [page, setPage] = useState(0);
+  const sharer = tiles.find((t) => t.screen);
+  const stage = sharer ?? tiles.find((t) => t.id === pinned);
+  const rest = stage ? tiles.filter((t) => t !== stage) : tiles;
+
+  const layout = fitGrid(rest.length, w || 320, (stage ? Math.min(h * 0.3, 200) : h) || 240);
+  const pages = Math.max(1, Math.ceil(rest.length / layout.perPage));
+  const current = Math.min(page, pages - 1);
+  const shown = stage ? rest : rest.slice(current * layout.perPage, (current + 1) * layout.perPage);
+
+  return (
+    <div class={`call-area${stage ? ' with-stage' : ''}`} ref={area}>
+      {stage && (
+        <div class="stage">
+          {stage.screen ? (
+            <>
+              <ScreenTile tile={stage} onTileSize={onTileSize} />
+              <div class="pip">
+                <Tile tile={stage} pinned={pinned === stage.id} onPin={onPin} onTileSize={onTileSize} />
+              </div>
+            </>
+          ) : (
+            <Tile tile={stage} pinned={pinned === stage.id} onPin={onPin} onTileSize={onTileSize} />
+          )}
+        </div>
+      )}
+      <section
+        class={stage ? 'strip' : 'grid'}
+        aria-label="Participants"
+        style={stage ? undefined : { '--cols': String(layout.cols), '--tile-w': `${Math.floor(layout.width)}px` }}
+      >
+        {shown.map((t) => (
+          <Tile key={t.id} tile={t} pinned={pinned === t.id} onPin={onPin} onTileSize={onTileSize} />
+        ))}
+      </section>
+      {!stage && pages > 1 && (
+        <nav class="row pager" aria-label="Pages of participants">
+          <button class="secondary small" disabled={current === 0} onClick={() => setPage(current - 1)}>Previous page</button>
+          <span role="status">Page {current + 1} of {pages}</span>
+          <button class="secondary small" disabled={current >= pages - 1} onClick={() => setPage(current + 1)}>Next page</button>
+        </nav>
+      )}
+    </div>
+  );
+}
+
+/** Reports a drawn video's size, and 0×0 once it is no longer drawn (paged away, unpinned). */
+function useTileSize(ref: { current: HTMLElement | null }, key: string, id: string, report?: TileSizeReport) {
+  useEffect(() => {
+    const el = ref.current;
+    if (!el || !report) return;
+    const observer = new ResizeObserver(([entry]) => report(key, id, entry!.contentRect.width, entry!.contentRect.height));
+    observer.observe(el);
+    return () => {
+      observer.disconnect();
+      report(key, id, 0, 0);
+    };
+  }, [key, id, report]);
+}
+
+function Tile({ tile: t, pinned, onPin, onTileSize }: { tile: TileModel; pinned: boolean; onPin: (id: string | undefined) => void; onTileSize?: GridProps['onTileSize'] }) {
+  const video = useRef<HTMLVideoElement>(null);
+  useEffect(() => {
+    if (video.current && video.current.srcObject !== (t.stream ?? null)) video.current.srcObject = t.stream ?? null;
+  }, [t.stream]);
+  useTileSize(video, `camera:${t.id}`, t.id, t.self ? undefined : onTileSize);
+  const label = t.self ? `${t.name} (you)` : t.name;
+  return (
+    <figure class={`tile${t.speaking ? ' speaking' : ''}`} data-participant={t.id} aria-label={label}>
+      {/* Sound plays from the call's audio elements, so paging or pinning never silences anyone. */}
+      <video
+        ref={video}
+        autoplay
+        playsInline
+        muted
+        class={t.self ? 'mirror' : ''}
+        aria-label={t.self ? 'Your video' : `Video of ${t.name}`}
+      />
+      {(!t.video || !t.stream) && (
+        <div class="camera-off" aria-hidden="true">
+          <span class="avatar">{t.name.slice(0, 1).toUpperCase()}</span>
+        </div>
+      )}
+      <figcaption class="tile-bar">
+        <span class="tile-name">{label}</span>
+        {t.speaking && <span class="sr-only">, speaking</span>}
+        {!t.audio && <span class="muted-icon" aria-label={`${t.name} is muted`} role="img">Muted</span>}
+        {!t.video && <span class="sr-only">, camera off</span>}
+        {t.quality && <QualityBars quality={t.quality} name={t.self ? 'your' : `${t.name}'s`} />}
+        {t.reconnecting ? (
+          <span class="small" role="status">Reconnecting…</span>
+        ) : (
+          !t.stream && !t.self && <span class="small">Connecting…</span>
+        )}
+        <span class="tile-actions">
+          <button class="icon small" aria-pressed={pinned} aria-label={pinned ? `Unpin ${t.name}` : `Pin ${t.name}`} onClick={() => onPin(pinned ? undefined : t.id)}>
+            {pinned ? 'Unpin' : 'Pin'}
+          </button>
+          {t.onRemove && <button class="danger small" aria-label={`Remove ${t.name}`} onClick={t.onRemove}>Remove</button>}
+        </span>
+      </figcaption>
+    </figure>
+  );
+}
+
+function ScreenTile({ tile: t, onTileSize }: { tile: TileModel; onTileSize?: GridProps['onTileSize'] }) {
+  const video = useRef<HTMLVideoElement>(null);
+  useEffect(() => {
+    if (video.current && video.current.srcObject !== (t.screen ?? null)) video.current.srcObject = t.screen ?? null;
+  }, [t.screen]);
+  useTileSize(video, `screen:${t.id}`, t.id, t.self ? undefined : onTileSize);
+  const label = t.self ? 'Your shared screen' : `Screen shared by ${t.name}`;
+  return (
+    <figure class="tile screen" aria-label={label}>
+      <video ref={video} autoplay playsInline muted aria-label={label} />
+      <figcaption class="tile-bar">
+        <span class="tile-name">{label}</span>
+      </figcaption>
+    </figure>
+  );
+}
+
+function QualityBars({ quality, name }: { quality: Quality; name: string }) {
+  return (
+    <span class={`quality q-${quality}`} role="img" aria-label={`Connection quality of ${name} video: ${quality}`} title={`Connection: ${quality}`}>
+      <i />
+      <i />
+      <i />
+    </span>
+  );
+}

@@ -1,0 +1,354 @@
+/**
+ * The call itself: header, lobby, grid, controls, device and shortcut dialogs,
+ * screen sharing, active speaker and connection quality. Joining, waiting and
+ * endings are CallView's (pages/call.tsx).
+ */
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import type { CallSession } from '../../client/call.js';
+import { DevicePicker, MicLevel } from '../components/devices.js';
+import { applySpeaker, listDevices, openTrack, type DeviceChoice, type DeviceLists } from './devices.js';
+import { CallGrid, type TileModel } from './grid.js';
+import { LevelMeter } from './levels.js';
+import { Lobby, UNREADABLE } from './lobby.js';
+import type { CallConnection } from './media.js';
+import { StatsReader, sentQuality, type Quality } from './quality.js';
+import { RemoteMedia } from './remote-media.js';
+import { tileSizeReporter } from './viewport.js';
+
+interface Props {
+  session: CallSession;
+  connection: CallConnection;
+  /** This page's camera and microphone (possibly without tracks: listening only); swapped in place on device change. */
+  local: MediaStream;
+  name: string;
+  remoteStreams: ReadonlyMap<string, MediaStream>;
+  speakerId?: string;
+  mediaFailure: string;
+}
+
+/** Audio level above which someone counts as speaking (inbound-rtp audioLevel, 0…1). */
+const SPEAKING_LEVEL = 0.04;
+const STATS_INTERVAL_MS = 1000;
+
+const isMac = typeof navigator !== 'undefined' && /Mac|iPhone|iPad/.test(navigator.platform);
+const MOD = isMac ? '⌘' : 'Ctrl';
+
+export function InCall({ session, connection, local, name, remoteStreams, speakerId: initialSpeaker, mediaFailure }: Props) {
+  const [audioOn, setAudioOn] = useState(() => local.getAudioTracks().some((t) => t.enabled));
+  const [videoOn, setVideoOn] = useState(() => local.getVideoTracks().some((t) => t.enabled));
+  const [localTracks, setLocalTracks] = useState(() => local.getTracks());
+  const [screen, setScreen] = useState<MediaStream | undefined>(undefined);
+  const [shareError, setShareError] = useState('');
+  const [pinned, setPinned] = useState<string | undefined>(undefined);
+  const [levels, setLevels] = useState<Map<string, number>>(new Map());
+  const [quality, setQuality] = useState<Map<string, Quality>>(new Map());
+  const [speakerId, setSpeakerId] = useState(initialSpeaker);
+  const [dialog, setDialog] = useState<'devices' | 'shortcuts' | undefined>(undefined);
+  const [announcement, setAnnouncement] = useState('');
+  const remote = useMemo(() => new RemoteMedia((t) => connection.videoOrder(t)), [connection]);
+  const media = useMemo(() => remote.update(remoteStreams), [remoteStreams, remote]);
+  const reportTileSize = useMemo(() => tileSizeReporter(session), [session]);
+
+  const you = session.you!;
+  const isHost = you.role === 'host';
+  const others = [...session.participants.values()];
+  const hasAudio = localTracks.some((t) => t.kind === 'audio');
+  const hasVideo = localTracks.some((t) => t.kind === 'video');
+
+  const toggleAudio = () => {
+    const on = !audioOn && hasAudio;
+    local.getAudioTracks().forEach((t) => (t.enabled = on));
+    setAudioOn(on);
+    session.setMediaState(on, videoOn);
+  };
+  const toggleVideo = () => {
+    const on = !videoOn && hasVideo;
+    local.getVideoTracks().forEach((t) => (t.enabled = on));
+    setVideoOn(on);
+    session.setMediaState(audioOn, on);
+  };
+
+  async function toggleScreen() {
+    setShareError('');
+    if (screen) return stopScreen(screen);
+    let shared: MediaStream;
+    try {
+      shared = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15 } }, audio: false });
+    } catch (err) {
+      // Cancelling the browser's picker is not an error worth a sentence.
+      if ((err as { name?: string })?.name !== 'NotAllowedError') setShareError('Your screen could not be shared.');
+      return;
+    }
+    const track = shared.getVideoTracks()[0]!;
+    track.addEventListener('ended', () => stopScreen(shared));
+    setScreen(shared);
+    connection.setScreen(track).catch(() => setShareError('Your screen could not be shared.'));
+  }
+  function stopScreen(shared: MediaStream) {
+    shared.getTracks().forEach((t) => t.stop());
+    setScreen((s) => (s === shared ? undefined : s));
+    connection.setScreen(undefined).catch(() => {});
+  }
+  useEffect(() => () => screen?.getTracks().forEach((t) => t.stop()), [screen]);
+
+  /** Switch a device mid-call: the new track replaces the old one in the sender, no renegotiation. */
+  async function chooseDevice(choice: DeviceChoice) {
+    setSpeakerId(choice.speakerId);
+    for (const kind of ['audio', 'video'] as const) {
+      const wanted = kind === 'audio' ? choice.microphoneId : choice.cameraId;
+      const old = kind === 'audio' ? local.getAudioTracks()[0] : local.getVideoTracks()[0];
+      if (!wanted || old?.getSettings().deviceId === wanted) continue;
+      try {
+        const track = await openTrack(kind, choice);
+        track.enabled = kind === 'audio' ? audioOn || !old : videoOn || !old;
+        await connection.replaceTrack(track);
+        if (old) {
+          local.removeTrack(old);
+          old.stop();
+        }
+        local.addTrack(track);
+        setLocalTracks(local.getTracks());
+        if (!old) {
+          // A device that was missing now works: tell the others.
+          if (kind === 'audio') setAudioOn(true);
+          else setVideoOn(true);
+          session.setMediaState(kind === 'audio' ? true : audioOn, kind === 'video' ? true : videoOn);
+        }
+      } catch {
+        setShareError(`That ${kind === 'audio' ? 'microphone' : 'camera'} could not be started.`);
+      }
+    }
+  }
+
+  // Keyboard shortcuts: Ctrl/⌘+D microphone, Ctrl/⌘+E camera (as in other call apps).
+  const handlers = useRef({ toggleAudio, toggleVideo });
+  handlers.current = { toggleAudio, toggleVideo };
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (!(e.ctrlKey || e.metaKey) || e.altKey || e.shiftKey) return;
+      const key = e.key.toLowerCase();
+      if (key === 'd') handlers.current.toggleAudio();
+      else if (key === 'e') handlers.current.toggleVideo();
+      else return;
+      e.preventDefault();
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  }, []);
+
+  // Audio levels (active speaker) and connection quality, once a second.
+  const localMeter = useMemo(() => {
+    const track = localTracks.find((t) => t.kind === 'audio');
+    return track ? new LevelMeter(track) : undefined;
+  }, [localTracks]);
+  useEffect(() => () => localMeter?.close(), [localMeter]);
+  const mediaRef = useRef(media);
+  mediaRef.current = media;
+  useEffect(() => {
+    const reader = new StatsReader();
+    let stopped = false;
+    const poll = async () => {
+      try {
+        const [received, sent] = await Promise.all([connection.receiveStats(), connection.sendStats()]);
+        if (stopped) return;
+        const sample = reader.received(received);
+        const byTrack = new Map<string, string>();
+        for (const [id, m] of mediaRef.current) for (const t of m.camera.getTracks()) byTrack.set(t.id, id);
+        const nextLevels = new Map<string, number>();
+        const nextQuality = new Map<string, Quality>();
+        for (const [track, level] of sample.levels) if (byTrack.has(track)) nextLevels.set(byTrack.get(track)!, level);
+        for (const [track, q] of sample.quality) if (byTrack.has(track)) nextQuality.set(byTrack.get(track)!, q);
+        if (localMeter) nextLevels.set(you.id, localMeter.level() > 0.45 ? 1 : 0);
+        const mine = sentQuality(sent);
+        if (mine) nextQuality.set(you.id, mine);
+        setLevels(nextLevels);
+        setQuality(nextQuality);
+      } catch {
+        // Statistics are a nicety; a closed connection simply has none.
+      }
+    };
+    const timer = setInterval(() => void poll(), STATS_INTERVAL_MS);
+    return () => {
+      stopped = true;
+      clearInterval(timer);
+    };
+  }, [connection, localMeter, you.id]);
+
+  // The active speaker: the loudest above the threshold (muted people never count).
+  let speaker: string | undefined;
+  let loudest = SPEAKING_LEVEL;
+  for (const [id, level] of levels) {
+    const muted = id === you.id ? !audioOn : session.participants.get(id)?.audio === false;
+    if (!muted && level > loudest) [speaker, loudest] = [id, level];
+  }
+
+  // Screen readers hear who knocks, joins and leaves.
+  const seen = useRef<{ knocks: Set<string>; people: Set<string> } | undefined>(undefined);
+  useEffect(() => {
+    const knocks = new Set(session.knocks.keys());
+    const people = new Set(session.participants.keys());
+    const before = seen.current;
+    seen.current = { knocks, people };
+    if (!before) return;
+    const said: string[] = [];
+    for (const k of session.knocks.values()) if (!before.knocks.has(k.id)) said.push(`${k.name ?? 'Someone'} wants to join.`);
+    for (const p of session.participants.values()) if (!before.people.has(p.id)) said.push(`${p.name ?? 'Someone'} joined.`);
+    for (const id of before.people) if (!people.has(id)) said.push('Someone left.');
+    if (said.length) setAnnouncement(said.join(' '));
+  });
+
+  const tiles: TileModel[] = [
+    {
+      id: you.id,
+      name,
+      self: true,
+      audio: audioOn,
+      video: videoOn && hasVideo,
+      stream: hasVideo ? local : undefined,
+      screen,
+      speaking: speaker === you.id,
+      quality: quality.get(you.id),
+    },
+    ...others.map((p): TileModel => {
+      const m = media.get(p.id);
+      const pname = p.name ?? UNREADABLE;
+      return {
+        id: p.id,
+        name: pname,
+        self: false,
+        audio: p.audio,
+        video: p.video,
+        reconnecting: p.reconnecting,
+        stream: m?.camera,
+        screen: m?.screen,
+        speaking: speaker === p.id,
+        quality: quality.get(p.id),
+        onRemove: isHost ? () => session.remove(p.id) : undefined,
+      };
+    }),
+  ];
+  // Your own screen shows small (no hall of mirrors) unless nobody else shares.
+  const remoteSharer = tiles.some((t) => !t.self && t.screen);
+  if (remoteSharer) tiles[0] = { ...tiles[0]!, screen: undefined };
+
+  const canShareScreen = typeof navigator.mediaDevices?.getDisplayMedia === 'function';
+  return (
+    <main class="call">
+      <header class="row spread call-header">
+        <h1 class="call-title">{session.linkName}</h1>
+        <span class="row">
+          <span class="muted">{others.length + 1} in call</span>
+          <span class="safety" title="Compare with the others: when the codes match, nobody is listening in between.">
+            Safety code <output aria-label="Safety code">{session.safetyCode ?? '…'}</output>
+          </span>
+        </span>
+      </header>
+      <div class="sr-only" aria-live="polite" aria-atomic="true">{announcement}</div>
+      {session.reconnecting && <p role="status" class="warning">Connection lost. Reconnecting…</p>}
+      {mediaFailure && <p role="alert" class="error">{mediaFailure}</p>}
+      {shareError && <p role="alert" class="error">{shareError}</p>}
+      {session.lastError && <p role="alert" class="error">{session.lastError}</p>}
+      <Lobby session={session} />
+      <CallGrid tiles={tiles} pinned={pinned} onPin={setPinned} onTileSize={reportTileSize} />
+      <RemoteAudio media={media} speakerId={speakerId} />
+      <nav class="controls row" aria-label="Call controls">
+        <button class="secondary" aria-pressed={!audioOn} aria-keyshortcuts="Control+D" disabled={!hasAudio} onClick={toggleAudio}>
+          {audioOn ? 'Mute' : 'Unmute'}
+        </button>
+        <button class="secondary" aria-pressed={!videoOn} aria-keyshortcuts="Control+E" disabled={!hasVideo} onClick={toggleVideo}>
+          {videoOn ? 'Camera off' : 'Camera on'}
+        </button>
+        {canShareScreen && (
+          <button class="secondary" aria-pressed={!!screen} onClick={() => void toggleScreen()}>
+            {screen ? 'Stop sharing' : 'Share screen'}
+          </button>
+        )}
+        <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('devices')}>Devices</button>
+        <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('shortcuts')}>Keyboard shortcuts</button>
+        <button class="danger" onClick={() => session.leave()}>Leave</button>
+        {isHost && <button class="danger" onClick={() => session.end()}>End call</button>}
+      </nav>
+      {dialog === 'devices' && (
+        <Dialog title="Devices" onClose={() => setDialog(undefined)}>
+          <DeviceSettings local={local} localTracks={localTracks} speakerId={speakerId} audioOn={audioOn} onChoice={(c) => void chooseDevice(c)} />
+        </Dialog>
+      )}
+      {dialog === 'shortcuts' && (
+        <Dialog title="Keyboard shortcuts" onClose={() => setDialog(undefined)}>
+          <dl class="shortcuts">
+            <dt><kbd>{MOD}</kbd> + <kbd>D</kbd></dt>
+            <dd>Mute or unmute your microphone</dd>
+            <dt><kbd>{MOD}</kbd> + <kbd>E</kbd></dt>
+            <dd>Turn your camera off or on</dd>
+            <dt><kbd>Tab</kbd> / <kbd>Shift</kbd> + <kbd>Tab</kbd></dt>
+            <dd>Move between controls; <kbd>Enter</kbd> or <kbd>Space</kbd> presses one</dd>
+            <dt><kbd>Esc</kbd></dt>
+            <dd>Close this dialog</dd>
+          </dl>
+        </Dialog>
+      )}
+    </main>
+  );
+}
+
+/** Everyone's sound, independent of which tiles are on screen. */
+function RemoteAudio({ media, speakerId }: { media: ReturnType<RemoteMedia['update']>; speakerId?: string }) {
+  return (
+    <div class="sr-only" aria-hidden="true">
+      {[...media].map(([id, m]) => m.audio && <AudioOut key={id} track={m.audio} speakerId={speakerId} />)}
+    </div>
+  );
+}
+
+function AudioOut({ track, speakerId }: { track: MediaStreamTrack; speakerId?: string }) {
+  const audio = useRef<HTMLAudioElement>(null);
+  const stream = useMemo(() => new MediaStream([track]), [track]);
+  useEffect(() => {
+    if (audio.current) audio.current.srcObject = stream;
+  }, [stream]);
+  useEffect(() => {
+    if (audio.current) applySpeaker(audio.current, speakerId);
+  }, [speakerId]);
+  return <audio ref={audio} autoplay data-participant-audio />;
+}
+
+function DeviceSettings({ local, localTracks, speakerId, audioOn, onChoice }: { local: MediaStream; localTracks: MediaStreamTrack[]; speakerId?: string; audioOn: boolean; onChoice: (c: DeviceChoice) => void }) {
+  const [devices, setDevices] = useState<DeviceLists>({ cameras: [], microphones: [], speakers: [] });
+  useEffect(() => void listDevices().then(setDevices, () => {}), [localTracks]);
+  const choice: DeviceChoice = {
+    cameraId: local.getVideoTracks()[0]?.getSettings().deviceId,
+    microphoneId: local.getAudioTracks()[0]?.getSettings().deviceId,
+    speakerId,
+  };
+  const mic = localTracks.find((t) => t.kind === 'audio');
+  return (
+    <div class="stack">
+      <DevicePicker devices={devices} stream={local} choice={choice} onChoice={onChoice} />
+      {mic && <MicLevel track={mic} muted={!audioOn} />}
+      {devices.cameras.length + devices.microphones.length === 0 && <p class="muted">No camera or microphone can be chosen here.</p>}
+    </div>
+  );
+}
+
+/** A modal <dialog>: focus moves in, Esc closes, focus returns to the button that opened it. */
+function Dialog({ title, onClose, children }: { title: string; onClose: () => void; children: preact.ComponentChildren }) {
+  const ref = useRef<HTMLDialogElement>(null);
+  useEffect(() => {
+    const opener = document.activeElement as HTMLElement | null;
+    const dialog = ref.current;
+    dialog?.showModal();
+    return () => {
+      dialog?.close();
+      opener?.focus();
+    };
+  }, []);
+  return (
+    <dialog ref={ref} class="dialog card" aria-labelledby="dialog-title" onClose={onClose} onCancel={onClose}>
+      <div class="row spread">
+        <h2 id="dialog-title">{title}</h2>
+        <button class="secondary small" onClick={onClose}>Close</button>
+      </div>
+      {children}
+    </dialog>
+  );
+}

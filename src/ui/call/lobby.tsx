@@ -1,0 +1,65 @@
+/** Who is waiting to be let in, for how long, with Approve / Decline each and Admit all. */
+import { useEffect, useState } from 'preact/hooks';
+import type { CallSession, Knock } from '../../client/call.js';
+import { duration } from '../time.js';
+
+export const UNREADABLE = 'Unknown (name could not be verified)';
+
+export function Lobby({ session }: { session: CallSession }) {
+  const knocks = [...session.knocks.values()];
+  const [now, setNow] = useState(Date.now());
+  const [admitting, setAdmitting] = useState(false);
+  useEffect(() => {
+    const timer = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(timer);
+  }, []);
+  if (!session.canApprove || knocks.length === 0) return null;
+  const readable = knocks.filter((k) => k.name !== undefined);
+
+  async function admitAll() {
+    setAdmitting(true);
+    try {
+      // approve() runs one grant after another: each carries the key after the previous guest's ratchet.
+      await Promise.all(readable.map((k) => session.approve(k.id)));
+    } finally {
+      setAdmitting(false);
+    }
+  }
+
+  return (
+    <section class="knocks card" aria-labelledby="lobby-heading">
+      <div class="row spread">
+        <h2 id="lobby-heading">
+          Waiting to join <span class="badge" aria-label={`${knocks.length} waiting`}>{knocks.length}</span>
+        </h2>
+        {readable.length > 1 && (
+          <button class="approve" disabled={admitting} onClick={() => void admitAll()}>
+            Admit all ({readable.length})
+          </button>
+        )}
+      </div>
+      <ul>
+        {knocks.map((k) => (
+          <KnockRow key={k.id} knock={k} now={now} session={session} />
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+function KnockRow({ knock: k, now, session }: { knock: Knock; now: number; session: CallSession }) {
+  return (
+    <li class="row spread">
+      <span>
+        <span class="knock-name">{k.name ?? UNREADABLE}</span>{' '}
+        <span class="muted small">waiting {duration(now - k.since)}</span>
+      </span>
+      <span class="row">
+        {k.name !== undefined && (
+          <button class="approve" aria-label={`Approve ${k.name}`} onClick={() => void session.approve(k.id)}>✓</button>
+        )}
+        <button class="decline danger" aria-label={`Decline ${k.name ?? 'unknown guest'}`} onClick={() => session.decline(k.id)}>✗</button>
+      </span>
+    </li>
+  );
+}

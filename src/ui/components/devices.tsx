@@ -1,0 +1,56 @@
+/** Device choice (camera, microphone, speaker) and a live microphone meter: on the join page and in the call. */
+import { useEffect, useState } from 'preact/hooks';
+import type { DeviceChoice, DeviceLists } from '../call/devices.js';
+import { LevelMeter } from '../call/levels.js';
+
+export function DevicePicker({ devices, stream, choice, onChoice }: { devices: DeviceLists; stream?: MediaStream; choice: DeviceChoice; onChoice: (c: DeviceChoice) => void }) {
+  const current = (kind: 'audio' | 'video') => (kind === 'audio' ? stream?.getAudioTracks() : stream?.getVideoTracks())?.[0]?.getSettings().deviceId;
+  if (devices.cameras.length + devices.microphones.length + devices.speakers.length === 0) return null;
+  return (
+    <div class="row devices">
+      {devices.cameras.length > 0 && (
+        <label>
+          Camera
+          <select value={choice.cameraId ?? current('video')} onChange={(e) => onChoice({ ...choice, cameraId: e.currentTarget.value })}>
+            {devices.cameras.map((d, i) => <option key={d.deviceId} value={d.deviceId}>{d.label || `Camera ${i + 1}`}</option>)}
+          </select>
+        </label>
+      )}
+      {devices.microphones.length > 0 && (
+        <label>
+          Microphone
+          <select value={choice.microphoneId ?? current('audio')} onChange={(e) => onChoice({ ...choice, microphoneId: e.currentTarget.value })}>
+            {devices.microphones.map((d, i) => <option key={d.deviceId} value={d.deviceId}>{d.label || `Microphone ${i + 1}`}</option>)}
+          </select>
+        </label>
+      )}
+      {devices.speakers.length > 0 && (
+        <label>
+          Speaker
+          <select value={choice.speakerId ?? 'default'} onChange={(e) => onChoice({ ...choice, speakerId: e.currentTarget.value })}>
+            {devices.speakers.map((d, i) => <option key={d.deviceId} value={d.deviceId}>{d.label || `Speaker ${i + 1}`}</option>)}
+          </select>
+        </label>
+      )}
+    </div>
+  );
+}
+
+/** A live microphone meter, so people see they can be heard before joining. */
+export function MicLevel({ track, muted }: { track: MediaStreamTrack; muted: boolean }) {
+  const [level, setLevel] = useState(0);
+  useEffect(() => {
+    const meter = new LevelMeter(track);
+    const timer = setInterval(() => setLevel(meter.level()), 100);
+    return () => {
+      clearInterval(timer);
+      meter.close();
+    };
+  }, [track]);
+  return (
+    <label class="meter-label">
+      <span class="small">{muted ? 'Microphone (muted)' : 'Microphone level'}</span>
+      <meter min={0} max={1} low={0.25} high={0.9} optimum={0.5} value={muted ? 0 : level} />
+    </label>
+  );
+}

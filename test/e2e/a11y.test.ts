@@ -1,0 +1,131 @@
+/**
+ * Accessibility: axe-core finds no serious or critical violations on the home,
+ * link list, join and call pages (light and dark), and a guest can do the
+ * whole flow with Tab, Enter and Space alone — in Chromium.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { after, before, describe, it } from 'node:test';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium, newPerson, waitForPlayingVideo } from '../support/browser.js';
+import { guestKnocks, hostEnters, signUpAndCreateLink, text } from '../support/flow.js';
+import { startServer, type TestServer } from '../support/server.js';
+import { focusedName, tabTo } from '../support/ui.js';
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+interface Violation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: { target: string[] }[];
+}
+
+/** axe-core, evaluated through the DevTools protocol (the page's CSP allows no injected scripts, rightly). */
+async function seriousViolations(page: Page): Promise<string[]> {
+  await page.evaluate(axeSource);
+  const violations = (await page.evaluate(async () => {
+    const axe = (window as unknown as { axe: { run(ctx: Document, opts: object): Promise<{ violations: unknown[] }> } }).axe;
+    const result = await axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] } });
+    return result.violations;
+  })) as Violation[];
+  return violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join(', ')}`);
+}
+
+describe('accessibility in Chromium', { timeout: 240_000 }, () => {
+  let server: TestServer;
+  let chromium: Awaited<ReturnType<typeof launchChromium>>;
+  let browser: Browser;
+
+  before(async () => {
+    server = await startServer();
+    chromium = await launchChromium();
+    browser = chromium.browser;
+  });
+  after(async () => {
+    await chromium?.close();
+    await server?.close();
+  });
+
+  it('home, link list, join and call pages have no serious or critical axe violations, in light and dark', async () => {
+    const host = await newPerson(browser, server.url);
+    const guest = await newPerson(browser, server.url);
+    const late = await newPerson(browser, server.url);
+    const found: string[] = [];
+    const check = async (page: Page, what: string) => {
+      for (const scheme of ['light', 'dark'] as const) {
+        await page.emulateMedia({ colorScheme: scheme });
+        for (const v of await seriousViolations(page)) found.push(`${what} (${scheme}): ${v}`);
+      }
+    };
+
+    await host.page.goto('/');
+    await host.page.getByRole('button', { name: 'Sign in' }).waitFor();
+    await check(host.page, 'home');
+
+    const link = await signUpAndCreateLink(host.page, 'axe_host', 'Checked call');
+    await host.page.getByRole('img', { name: 'QR code' }).waitFor();
+    await check(host.page, 'link list');
+
+    await guest.page.goto(link);
+    await guest.page.getByRole('textbox', { name: 'Name' }).waitFor();
+    await guest.page.locator('meter').waitFor();
+    await check(guest.page, 'join');
+
+    await hostEnters(host.page, link);
+    await guestKnocks(guest.page, link, 'Axel');
+    await host.page.getByRole('button', { name: 'Approve Axel' }).click();
+    await waitForPlayingVideo(host.page, 'video[aria-label="Video of Axel"]');
+    await guestKnocks(late.page, link, 'Lina');
+    await host.page.getByRole('button', { name: 'Approve Lina' }).waitFor();
+    await check(host.page, 'call with a knock');
+    await check(guest.page, 'call as a guest');
+    await guest.page.getByRole('button', { name: 'Keyboard shortcuts' }).click();
+    await guest.page.getByRole('dialog').waitFor();
+    await check(guest.page, 'shortcuts dialog');
+
+    assert.deepEqual(found, []);
+    for (const p of [host, guest, late]) await p.context.close();
+  });
+
+  it('a guest joins, mutes and leaves with the keyboard alone; knocks and joins are announced', async () => {
+    const host = await newPerson(browser, server.url);
+    const guest = await newPerson(browser, server.url);
+    const link = await signUpAndCreateLink(host.page, 'kb_host', 'Keys only');
+    await hostEnters(host.page, link);
+
+    const page = guest.page;
+    await page.goto(link);
+    await page.getByRole('textbox', { name: 'Name' }).waitFor();
+    // Focus order: from the top of the page, Tab reaches the Name field, then Continue.
+    await tabTo(page, 'Name');
+    await page.keyboard.type('Kim');
+    await tabTo(page, 'Continue', 3);
+    await page.keyboard.press('Enter');
+    await page.getByRole('button', { name: 'Join' }).waitFor();
+    await page.waitForFunction(() => !document.querySelector<HTMLButtonElement>('button:not([class])')?.disabled);
+    await tabTo(page, 'Join');
+    await page.keyboard.press('Space');
+    await text(page, 'Waiting for kb_host to let you in');
+
+    // The host hears about the knock in a live region, and answers by keyboard too.
+    await host.page.locator('[aria-live="polite"]', { hasText: 'Kim wants to join.' }).waitFor();
+    await tabTo(host.page, 'Approve Kim');
+    await host.page.keyboard.press('Enter');
+    await host.page.locator('[aria-live="polite"]', { hasText: 'Kim joined.' }).waitFor();
+
+    await page.getByRole('button', { name: 'Leave' }).waitFor({ timeout: 30_000 });
+    await tabTo(page, 'Mute');
+    await page.keyboard.press('Space');
+    await page.getByRole('button', { name: 'Unmute' }).waitFor();
+    assert.equal(await focusedName(page), 'Unmute', 'focus stays on the toggled button');
+    await tabTo(page, 'Leave');
+    await page.keyboard.press('Enter');
+    await text(page, 'You left the call.');
+    await host.context.close();
+    await guest.context.close();
+  });
+});

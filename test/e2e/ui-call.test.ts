@@ -1,0 +1,137 @@
+/** In the call: screen sharing, Admit all, knocks in the tab title, shortcuts, the grid — in Chromium. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Browser } from 'playwright-core';
+import { launchChromium, newPerson, waitForPlayingVideo } from '../support/browser.js';
+import { guestKnocks, hostEnters, signUpAndCreateLink, text } from '../support/flow.js';
+import { startServer, type TestServer } from '../support/server.js';
+
+describe('the call page in Chromium', { timeout: 240_000 }, () => {
+  let server: TestServer;
+  let chromium: Awaited<ReturnType<typeof launchChromium>>;
+  let browser: Browser;
+
+  /** Viewport reports the pages sent (what the SFU uses to pick a simulcast layer per tile). */
+  const viewports: { participantId: string; width: number; height: number }[][] = [];
+
+  before(async () => {
+    server = await startServer({
+      tap: (e) => {
+        if (e.kind !== 'ws-in') return;
+        const m = JSON.parse(e.data.toString()) as { type?: string; tiles?: (typeof viewports)[number] };
+        if (m.type === 'viewport' && m.tiles) viewports.push(m.tiles);
+      },
+    });
+    chromium = await launchChromium();
+    browser = chromium.browser;
+  });
+  after(async () => {
+    await chromium?.close();
+    await server?.close();
+  });
+
+  it('a shared screen plays large on the other side, with the sharer’s camera still there; stopping removes it', async (t) => {
+    const host = await newPerson(browser, server.url);
+    const guest = await newPerson(browser, server.url);
+    t.after(() => Promise.all([host.context.close(), guest.context.close()]).then(() => {}));
+    const link = await signUpAndCreateLink(host.page, 'screen_host', 'Slides');
+    await hostEnters(host.page, link);
+    await guestKnocks(guest.page, link, 'Sam');
+    await host.page.getByRole('button', { name: 'Approve Sam' }).click();
+    await waitForPlayingVideo(host.page, 'video[aria-label="Video of Sam"]');
+
+    // --use-fake-ui-for-media-stream picks a screen for getDisplayMedia without a dialog.
+    await guest.page.getByRole('button', { name: 'Share screen' }).click();
+    await waitForPlayingVideo(host.page, 'video[aria-label="Screen shared by Sam"]', 30_000);
+    // Shown large: the screen's tile is wider than the sharer's camera (which stays, small, in its corner).
+    await host.page.waitForFunction(() => {
+      const screen = document.querySelector<HTMLVideoElement>('video[aria-label="Screen shared by Sam"]');
+      const camera = document.querySelector<HTMLVideoElement>('video[aria-label="Video of Sam"]');
+      if (!screen || !camera || screen.videoWidth === 0) return false;
+      return screen.getBoundingClientRect().width > 1.5 * camera.getBoundingClientRect().width;
+    }, null, { timeout: 30_000 }).catch(async (err) => {
+      const state = await host.page.evaluate(() =>
+        [...document.querySelectorAll('video')].map((v) => `${v.getAttribute('aria-label')} ${v.videoWidth}x${v.videoHeight} shown ${Math.round(v.getBoundingClientRect().width)}`),
+      );
+      throw new Error(`screen not shown large: ${state.join('; ')}`, { cause: err });
+    });
+    // The camera keeps playing beside it (the publisher was replaced, the E2EE counter was not reset).
+    await waitForPlayingVideo(host.page, 'video[aria-label="Video of Sam"]');
+
+    // By keyboard: a page busy capturing and encoding a screen may not paint often enough for a mouse click's checks.
+    await guest.page.getByRole('button', { name: 'Stop sharing' }).focus();
+    await guest.page.keyboard.press('Enter');
+    await host.page.locator('video[aria-label="Screen shared by Sam"]').waitFor({ state: 'detached', timeout: 20_000 });
+    await waitForPlayingVideo(host.page, 'video[aria-label="Video of Sam"]');
+  });
+
+  it('a knock changes the tab title and shows a badge; Admit all lets every waiting guest in', async () => {
+    const host = await newPerson(browser, server.url);
+    const link = await signUpAndCreateLink(host.page, 'lobby_host', 'Open house');
+    await hostEnters(host.page, link);
+    const titleBefore = await host.page.title();
+
+    const names = ['Ann', 'Ben', 'Cy'];
+    const guests = [];
+    for (const name of names) {
+      const g = await newPerson(browser, server.url);
+      await guestKnocks(g.page, link, name);
+      guests.push(g);
+    }
+    await host.page.waitForFunction(() => document.title.startsWith('(3)'));
+    assert.notEqual(await host.page.title(), titleBefore);
+    assert.match(await host.page.title(), /Someone wants to join/);
+    await host.page.getByRole('img', { name: '3 waiting' }).or(host.page.getByLabel('3 waiting')).first().waitFor();
+    await text(host.page, /waiting \d+ s/);
+
+    await host.page.getByRole('button', { name: /^Admit all/ }).click();
+    for (const [i, g] of guests.entries()) {
+      await g.page.getByRole('button', { name: 'Leave' }).waitFor({ timeout: 30_000 });
+      await waitForPlayingVideo(host.page, `video[aria-label="Video of ${names[i]}"]`);
+    }
+    await host.page.waitForFunction(() => !document.title.startsWith('('));
+    await text(host.page, '4 in call');
+
+    // Keyboard shortcut: Ctrl+D mutes, and the others see it.
+    await guests[0]!.page.keyboard.press('Control+d');
+    await guests[0]!.page.getByRole('button', { name: 'Unmute' }).waitFor();
+    await host.page.getByRole('img', { name: 'Ann is muted' }).waitFor();
+    await guests[0]!.page.getByRole('button', { name: 'Keyboard shortcuts' }).click();
+    await guests[0]!.page.getByRole('dialog', { name: 'Keyboard shortcuts' }).waitFor();
+    await guests[0]!.page.keyboard.press('Escape');
+    await guests[0]!.page.getByRole('dialog').waitFor({ state: 'detached' });
+
+    // Pin: one person large.
+    await host.page.getByRole('button', { name: 'Pin Ben' }).click();
+    const sizes = await host.page.evaluate(() =>
+      [...document.querySelectorAll<HTMLVideoElement>('video[aria-label^="Video of"]')].map((v) => [v.getAttribute('aria-label'), v.getBoundingClientRect().width] as const),
+    );
+    const ben = sizes.find(([l]) => l === 'Video of Ben')![1];
+    for (const [label, width] of sizes) if (label !== 'Video of Ben') assert.ok(ben > width * 1.5, `${label} smaller than pinned Ben`);
+    for (const g of [host, ...guests]) await g.context.close();
+  });
+
+  it('on a phone-sized screen the grid fits everyone without sideways scrolling', async () => {
+    const host = await newPerson(browser, server.url);
+    const link = await signUpAndCreateLink(host.page, 'phone_host', 'Small screen');
+    const guest = await browser.newContext({ baseURL: server.url, permissions: ['camera', 'microphone'], viewport: { width: 360, height: 740 } });
+    const gp = await guest.newPage();
+    await hostEnters(host.page, link);
+    await guestKnocks(gp, link, 'Pia');
+    await host.page.getByRole('button', { name: 'Approve Pia' }).click();
+    await waitForPlayingVideo(gp, 'video[aria-label="Video of phone_host"]');
+    const overflow = await gp.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.equal(overflow, 0, 'no horizontal scrolling');
+    for (const label of ['Video of phone_host', 'Your video']) {
+      const box = await gp.locator(`video[aria-label="${label}"]`).boundingBox();
+      assert.ok(box && box.width >= 150 && box.x >= 0 && box.x + box.width <= 360, `${label} fits: ${JSON.stringify(box)}`);
+    }
+    // Each tile reported its drawn size, so the SFU can send a layer that fits.
+    const shown = await gp.locator('video[aria-label="Video of phone_host"]').boundingBox();
+    await gp.waitForTimeout(800);
+    const last = viewports.filter((v) => v.length === 1).at(-1)?.[0];
+    assert.ok(last && Math.abs(last.width - Math.round(shown!.width)) <= 2, `viewport ${JSON.stringify(last)} matches the tile ${shown!.width}px`);
+    await host.context.close();
+    await guest.close();
+  });
+});
