@@ -321,4 +321,19 @@ describe('Room: coming back after a lost connection', () => {
     room.restartMedia(guestId);
     assert.ok(media.admitted.has(guestId));
   });
+
+  it('takes back a participant of a call whose node was lost: same id and role, admitted, announced as returning', () => {
+    const { room, hostPeer } = setup();
+    room.join(hostPeer, 'hostcard', 'owner');
+    const back = new TestPeer();
+    const id = room.adopt(back, 'T'.repeat(22), { participantId: 'bo-1', role: 'guest', card: 'bocard', since: 5 }, 7);
+    assert.equal(id, 'bo-1');
+    assert.deepEqual(back.messages.map((m) => m.type).slice(0, 2), ['resumed', 'joined']);
+    const joined = hostPeer.last('participantJoined');
+    assert.equal(joined?.participant.id, 'bo-1');
+    assert.equal(joined?.returning, true);
+    assert.equal(hostPeer.last('knock'), undefined, 'no knock');
+    // The same token cannot be used to make a second copy.
+    assert.throws(() => room.adopt(new TestPeer(), 'T'.repeat(22), { participantId: 'bo-2', role: 'guest', card: 'x', since: 5 }, 0), refusedWith('resume_failed'));
+  });
 });

@@ -21,7 +21,7 @@ import {
   type LinkKeys,
 } from '../e2ee/keys.js';
 import { errorMessage, LinkcallError, type ErrorCode } from '../protocol/errors.js';
-import { parseDisplayName, type ParticipantInfo, type Role } from '../protocol/messages.js';
+import { parseDisplayName, type ParticipantInfo, type Role, type ViewportTile } from '../protocol/messages.js';
 import type { SignalingClient } from './signaling.js';
 
 export type CallPhase =
@@ -87,6 +87,8 @@ export class CallSession {
   private keyQueue: Promise<unknown> = Promise.resolve();
   private approvals: Promise<unknown> = Promise.resolve();
   private grantTimer?: ReturnType<typeof setTimeout>;
+  /** The last viewport sent (normalized JSON), so repeats are not sent again. */
+  private lastViewport?: string;
   private resumeToken?: string;
   private resumeGraceMs = 0;
   private lostAt = 0;
@@ -111,6 +113,12 @@ export class CallSession {
         for (const k of m.knocks) this.knocks.set(k.id, await this.knock(k));
         if (m.grant) {
           if (!(await this.acceptGrant(m.grant))) return;
+        } else if (this.keys) {
+          // Back after our server node was lost (the call moved): we keep our key. Alone, we move to a fresh
+          // epoch past it (the others will get it from us); otherwise the key leader grants us the current one.
+          if (this.participants.size === 0) {
+            await this.setKeys({ key: newCallKey(this.keys.key.epoch + 1), senderIndex: newSenderIndex() });
+          }
         } else if (this.participants.size === 0) {
           await this.setKeys({ key: newCallKey(0), senderIndex: newSenderIndex() });
         } else {
@@ -126,7 +134,8 @@ export class CallSession {
         this.participants.set(member.id, member);
         // Ratchet on join: the newcomer cannot read what was said before it came.
         if (this.keys) await this.setKeys({ key: await ratchet(this.keys.key), senderIndex: this.keys.senderIndex });
-        if (member.role === 'host' && this.isKeyLeader(member.id)) await this.sendGrant(member);
+        // A returning host, or anyone returning after a lost server node, entered without a grant.
+        if ((member.role === 'host' || m.returning) && this.isKeyLeader(member.id)) await this.sendGrant(member);
         this.emit();
       }),
     );
@@ -247,6 +256,22 @@ export class CallSession {
   }
   setMediaState(audio: boolean, video: boolean): void {
     this.signaling.send({ type: 'mediaState', audio, video });
+  }
+
+  /**
+   * Tell the SFU how big each participant's video is shown now, in device pixels (CSS size ×
+   * devicePixelRatio); 0×0 or left out: not shown (off-screen, paused). The SFU then forwards
+   * the smallest simulcast layer that fills each tile and nothing unseen. Call it whenever
+   * tiles change; repeats of the same viewport are not sent.
+   */
+  setViewport(tiles: readonly ViewportTile[]): void {
+    const normalized = tiles
+      .map((t) => ({ participantId: t.participantId, width: Math.max(0, Math.round(t.width)), height: Math.max(0, Math.round(t.height)) }))
+      .sort((a, b) => (a.participantId < b.participantId ? -1 : a.participantId > b.participantId ? 1 : 0));
+    const key = JSON.stringify(normalized);
+    if (key === this.lastViewport) return;
+    this.lastViewport = key;
+    this.signaling.send({ type: 'viewport', tiles: normalized });
   }
 
   /** The key leader: the host present longest, else whoever was admitted first. */

@@ -55,6 +55,17 @@ export const keyGrant = z.strictObject({
   mac: base64url(128),
 });
 export type KeyGrantMessage = z.infer<typeof keyGrant>;
+/**
+ * One participant's video tile on the sender's screen, in device pixels. 0×0: not shown
+ * (off-screen, paused). The SFU forwards the smallest simulcast layer that fills the tile.
+ */
+export const viewportTile = z.strictObject({
+  participantId,
+  width: z.number().int().min(0).max(16384),
+  height: z.number().int().min(0).max(16384),
+});
+export type ViewportTile = z.infer<typeof viewportTile>;
+
 /** Optional client-chosen sequence number, echoed in the error that refuses the message. */
 const seq = z.number().int().nonnegative().max(2 ** 31).optional();
 
@@ -66,7 +77,7 @@ export const clientMessage = z.discriminatedUnion('type', [
   /**
    * After a lost connection: be the same participant again (no new knock).
    * `received` counts the room messages this participant got before the loss
-   * (every server message except pong, error, closed and resumed); the server
+   * (every server message except pong, error, closed, resumed and shutdown); the server
    * replays the rest.
    */
   z.strictObject({ type: z.literal('resume'), seq, token: base64url(64), received: z.number().int().nonnegative() }),
@@ -86,6 +97,8 @@ export const clientMessage = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('publish'), seq, sdp }),
   /** Answer to the server's latest `subscribeOffer`. */
   z.strictObject({ type: z.literal('subscribeAnswer'), seq, sdp }),
+  /** How big the sender shows each participant's video now (device pixels); see `viewportTile`. */
+  z.strictObject({ type: z.literal('viewport'), seq, tiles: z.array(viewportTile).max(64) }),
   z.strictObject({ type: z.literal('ping'), seq }),
 ]);
 export type ClientMessage = z.infer<typeof clientMessage>;
@@ -139,7 +152,8 @@ export const serverMessage = z.discriminatedUnion('type', [
     /** The approver's key grant; absent for a host who entered on their own. */
     grant: keyGrant.optional(),
   }),
-  z.strictObject({ type: z.literal('participantJoined'), participant: participantInfo }),
+  /** Someone entered; `returning`: it was in this call before its server node was lost (the key leader grants it the key). */
+  z.strictObject({ type: z.literal('participantJoined'), participant: participantInfo, returning: z.boolean().optional() }),
   z.strictObject({ type: z.literal('participantUpdated'), participant: participantInfo }),
   z.strictObject({ type: z.literal('participantLeft'), participantId }),
   /** Someone knocked; sent to everyone who may answer. */
@@ -167,5 +181,5 @@ export const serverMessage = z.discriminatedUnion('type', [
 ]);
 export type ServerMessage = z.infer<typeof serverMessage>;
 /** Server messages that are connection-level, not part of the room's story (not counted for `resume`). */
-export const UNCOUNTED_SERVER_MESSAGES: ReadonlySet<ServerMessage['type']> = new Set(['pong', 'error', 'closed', 'resumed']);
+export const UNCOUNTED_SERVER_MESSAGES: ReadonlySet<ServerMessage['type']> = new Set(['pong', 'error', 'closed', 'resumed', 'shutdown']);
 export type ServerMessageOf<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;

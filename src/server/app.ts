@@ -6,34 +6,50 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline, Transform } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ERRORS, LinkcallError } from '../protocol/errors.js';
-import { MAX_FRAME_BYTES } from '../protocol/messages.js';
+import { MAX_FRAME_BYTES, type ServerMessage } from '../protocol/messages.js';
 import type { Config } from './config.js';
 import { registerAuth, sessionAccount, SESSION_COOKIE } from './http/auth.js';
+import { registerHealth } from './http/health.js';
+import { registerIce } from './http/ice.js';
 import { linkInfo, registerLinks } from './http/links.js';
-import { RateLimiter } from './http/rate-limit.js';
+import { Metrics, registerMetrics } from './http/metrics.js';
+import { FailureBackoff, RateLimiter, type BackoffPolicy } from './http/rate-limit.js';
 import { originAllowed, registerSecurityHeaders } from './http/security.js';
 import { CallMedia } from './rooms/call-media.js';
 import type { RoomLimits } from './rooms/room.js';
 import { Rooms } from './rooms/rooms.js';
 import { Connection, type WsTapEvent } from './signaling/connection.js';
+import { Cluster } from './cluster/cluster.js';
 import type { Store } from './store/store.js';
 
-/** Attempts allowed per window; defaults suit a public server, tests raise some. */
+/** Attempts allowed per window, and caps; defaults suit a public server, tests raise some. See docs/OPERATIONS.md. */
 export interface RateLimits {
   signUpsPerAddressPerHour: number;
   signInsPerAddressPerMinute: number;
+  /** Failed sign-ins for one username (existing or not), then for one address: waits that double. */
+  signInBackoffPerAccount: BackoffPolicy;
+  signInBackoffPerAddress: BackoffPolicy;
   linksPerAccountPerHour: number;
+  /** Links one account may keep at once (a cap, not a rate). */
+  maxLinksPerHost: number;
   knocksPerLinkPerMinute: number;
   knocksPerAddressPerMinute: number;
+  /** Signaling messages per connection per second. */
+  wsMessagesPerSecond: number;
 }
 
 export const DEFAULT_RATE_LIMITS: RateLimits = {
   signUpsPerAddressPerHour: 5,
   signInsPerAddressPerMinute: 10,
+  signInBackoffPerAccount: { freeFailures: 5, baseDelayMs: 1000, maxDelayMs: 5 * 60_000 },
+  signInBackoffPerAddress: { freeFailures: 20, baseDelayMs: 1000, maxDelayMs: 15 * 60_000 },
   linksPerAccountPerHour: 30,
+  maxLinksPerHost: 500,
   knocksPerLinkPerMinute: 30,
   knocksPerAddressPerMinute: 20,
+  wsMessagesPerSecond: 40,
 };
 
 export interface AppOptions {
@@ -59,6 +75,14 @@ export type Tap = (event: TapEvent) => void;
 export interface App {
   http: FastifyInstance;
   rooms: Rooms;
+  /** Set when REDIS_URL is: start it once listening (`cluster.start(url)`), stop it before exit. */
+  cluster?: Cluster;
+  /**
+   * Graceful shutdown: refuse new joins (`server_shutdown`), tell every connected client
+   * (`shutdown`), let calls go on for at most `graceMs`, then end them and close the server.
+   * Calling it again returns the same promise.
+   */
+  shutdown(graceMs: number): Promise<void>;
 }
 
 export async function buildApp({ config, store, roomLimits, rateLimits, logger, tap }: AppOptions): Promise<App> {
@@ -68,9 +92,23 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
     logger: logger ?? { level: config.logLevel },
     disableRequestLogging: true,
     bodyLimit: 16 * 1024,
-    trustProxy: tls,
+    trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
   });
-  const rooms = new Rooms(() => new CallMedia({ bindAddress: config.mediaAddress }), roomLimits);
+  const metrics = new Metrics({
+    calls: () => rooms.size,
+    participants: () => [...rooms.values()].reduce((n, room) => n + room.admittedCount, 0),
+    waiting: () => [...rooms.values()].reduce((n, room) => n + room.lobbyCount, 0),
+    connections: () => connections.size,
+  });
+  const rooms = new Rooms(
+    () => {
+      const media = new CallMedia({ bindAddress: config.mediaAddress });
+      metrics.watchRouter(media.router);
+      return media;
+    },
+    roomLimits,
+    (event) => metrics.count(event),
+  );
 
   http.setErrorHandler((err, req, reply) => {
     if (err instanceof LinkcallError) {
@@ -114,19 +152,50 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
     });
   }
 
-  registerSecurityHeaders(http, tls);
+  registerSecurityHeaders(http, tls, config.publicUrl);
   await http.register(cookie);
-  await http.register(websocket, { options: { maxPayload: 4 * MAX_FRAME_BYTES } });
+  // Frames past MAX_FRAME_BYTES get a typed `message_too_large`; past this the socket closes
+  // with 1009. No per-message deflate (ws's default, stated): it costs memory per connection.
+  await http.register(websocket, {
+    options: { maxPayload: 4 * MAX_FRAME_BYTES, perMessageDeflate: false },
+    // A client can break the WebSocket layer at will (bad UTF-8, oversized frames, resets):
+    // that is routine, not a server error, so it must not fill the log.
+    errorHandler: (err, socket, req) => {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === 'string' && (code.startsWith('WS_ERR_') || code === 'ECONNRESET' || code === 'EPIPE')) {
+        req.log.debug({ code }, 'signaling socket closed on a protocol error');
+      } else {
+        req.log.error({ err: { name: (err as Error)?.name, code } }, 'signaling socket failed');
+      }
+      socket.terminate();
+    },
+  });
 
   registerAuth(http, {
     store,
     secureCookies: tls,
     signUpLimit: new RateLimiter(limits.signUpsPerAddressPerHour, 3600_000),
     signInLimit: new RateLimiter(limits.signInsPerAddressPerMinute, 60_000),
+    signInFailuresPerAccount: new FailureBackoff(limits.signInBackoffPerAccount),
+    signInFailuresPerAddress: new FailureBackoff(limits.signInBackoffPerAddress),
   });
-  registerLinks(http, { store, rooms, createLimit: new RateLimiter(limits.linksPerAccountPerHour, 3600_000) });
+  registerLinks(http, {
+    store,
+    rooms,
+    createLimit: new RateLimiter(limits.linksPerAccountPerHour, 3600_000),
+    maxLinksPerHost: limits.maxLinksPerHost,
+  });
 
-  http.get('/healthz', async () => ({ ok: true, rooms: rooms.size }));
+  registerHealth(http, {
+    store,
+    rooms: () => rooms.size,
+    acceptingJoins: () => rooms.acceptingJoins,
+    ...(config.cluster ? { cluster: () => cluster?.directory.ready() ?? Promise.resolve(false) } : {}),
+  });
+  registerMetrics(http, metrics);
+  registerIce(http, { store, config });
+  const cluster = config.cluster ? new Cluster(config.cluster, rooms, http.log) : undefined;
+  http.addHook('onClose', async () => cluster?.stop());
 
   const knocksPerLink = new RateLimiter(limits.knocksPerLinkPerMinute, 60_000);
   const knocksPerAddress = new RateLimiter(limits.knocksPerAddressPerMinute, 60_000);
@@ -135,6 +204,10 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
     knocksPerAddress.close();
     rooms.closeAll('server_shutdown');
   });
+
+  // Every open signaling socket, so a shutdown can tell each one (joined or not).
+  const connections = new Map<import('ws').WebSocket, Connection>();
+  let shutdownNotice: ServerMessage | undefined;
 
   http.get(
     '/ws',
@@ -147,22 +220,53 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
       },
     },
     async (socket, req) => {
-      // Resolve the session before listening, and buffer frames that arrive meanwhile.
-      const early: [Buffer, boolean][] = [];
-      const buffer = (data: Buffer, isBinary: boolean) => early.push([data, isBinary]);
-      socket.on('message', buffer);
-      const account = await sessionAccount(store, req.cookies[SESSION_COOKIE]).catch(() => undefined);
-      socket.off('message', buffer);
-      const connection = new Connection(
-        socket,
-        { store, rooms, knocksPerLink, knocksPerAddress, log: req.log, tap },
-        account,
-        req.ip,
-      );
-      for (const [data, isBinary] of early) socket.emit('message', data, isBinary);
-      void connection;
+      // In a cluster, a client whose call lives on another node is relayed there (cluster/relay.ts).
+      if (cluster && !cluster.isRelayed(req)) return cluster.route(socket, req, (first) => void serveSignaling(socket, req, first));
+      await serveSignaling(socket, req, []);
     },
   );
+
+  async function serveSignaling(socket: import('ws').WebSocket, req: FastifyRequest, first: [Buffer, boolean][]): Promise<void> {
+    // Resolve the session before listening, and buffer frames that arrive meanwhile.
+    const early: [Buffer, boolean][] = [...first];
+    const buffer = (data: Buffer, isBinary: boolean) => early.push([data, isBinary]);
+    socket.on('message', buffer);
+    const account = await sessionAccount(store, req.cookies[SESSION_COOKIE]).catch(() => undefined);
+    socket.off('message', buffer);
+    const connection = new Connection(
+      socket,
+      { store, rooms, knocksPerLink, knocksPerAddress, messagesPerSecond: limits.wsMessagesPerSecond, log: req.log,
+        tap: cluster ? cluster.observe(tap) : tap,
+        recoverParticipant: cluster ? (token) => cluster.directory.participantOfResumeToken(token) : undefined,
+      },
+      account,
+      cluster?.clientAddress(req) ?? req.ip,
+    );
+    connections.set(socket, connection);
+    socket.on('close', () => connections.delete(socket));
+    if (shutdownNotice) connection.send(shutdownNotice);
+    for (const [data, isBinary] of early) socket.emit('message', data, isBinary);
+  }
+
+  let shuttingDown: Promise<void> | undefined;
+  let graceEnds = Infinity;
+  // A second call can only shorten the grace (a second SIGTERM).
+  const shutdown = (graceMs: number): Promise<void> => {
+    graceEnds = Math.min(graceEnds, Date.now() + graceMs);
+    return (shuttingDown ??= (async () => {
+      rooms.stopJoins();
+      shutdownNotice = { type: 'shutdown', message: ERRORS.server_shutdown.message, graceMs };
+      for (const connection of connections.values()) connection.send(shutdownNotice);
+      while (rooms.size > 0 && Date.now() < graceEnds) await sleep(Math.min(100, graceEnds - Date.now()));
+      rooms.closeAll('server_shutdown');
+      for (const connection of connections.values()) connection.close('server_shutdown');
+      // Give close handshakes a moment; a peer that does not answer is cut.
+      const closeDeadline = Date.now() + 1000;
+      while (connections.size > 0 && Date.now() < closeDeadline) await sleep(20);
+      for (const socket of connections.keys()) socket.terminate();
+      await http.close();
+    })());
+  };
 
   // The browser app: a single page, served with the status that fits the URL.
   const indexFile = join(config.publicDir, 'index.html');
@@ -188,5 +292,10 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
     return reply.code(404).type('text/html; charset=utf-8').send(readFileSync(indexFile, 'utf8'));
   });
 
-  return { http, rooms };
+  return { http, rooms, shutdown, cluster };
+}
+
+/** Believe the last `hops` proxies in X-Forwarded-For (Fastify's typings take no count). */
+function trustHops(hops: number): (address: string, hop: number) => boolean {
+  return (_address, hop) => hop < hops;
 }

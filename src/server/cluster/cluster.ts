@@ -149,14 +149,29 @@ export class Cluster {
    */
   observe(next?: (event: WsTapEvent) => void): (event: WsTapEvent) => void {
     let linkId: string | undefined;
+    let token: string | undefined;
     return (event) => {
       next?.(event);
       if (event.kind === 'ws-in' && !linkId && !event.isBinary && event.data.length < 4096) {
         const m = parse(event.data, false);
         if (m?.type === 'join' && typeof m.linkId === 'string') linkId = m.linkId;
-      } else if (event.kind === 'ws-out' && linkId && event.data.startsWith('{"type":"resumable"')) {
+        // A resume keeps the token it came with (the participant may be admitted again elsewhere).
+        if (m?.type === 'resume' && typeof m.token === 'string') {
+          token = m.token;
+          void this.directory.linkOfResumeToken(token).then((l) => (linkId ??= l), () => undefined);
+        }
+      } else if (event.kind === 'ws-out' && event.data.startsWith('{"type":"resumable"')) {
         const m = parse(Buffer.from(event.data), false);
-        if (typeof m?.token === 'string') this.directory.rememberResumeToken(m.token, linkId).catch(() => undefined);
+        if (typeof m?.token === 'string' && linkId) {
+          token = m.token;
+          this.directory.rememberResumeToken(token, linkId).catch(() => undefined);
+        }
+      } else if (event.kind === 'ws-out' && token && linkId && event.data.startsWith('{"type":"joined"')) {
+        const you = (parse(Buffer.from(event.data), false)?.you ?? undefined) as Record<string, unknown> | undefined;
+        if (you && typeof you.id === 'string' && typeof you.card === 'string' && (you.role === 'host' || you.role === 'guest') && typeof you.since === 'number') {
+          const who = { participantId: you.id, role: you.role, card: you.card, since: you.since } as const;
+          this.directory.rememberResumeToken(token, linkId, who).catch(() => undefined);
+        }
       }
     };
   }

@@ -9,6 +9,7 @@
  * - `linkcall:resume:<sha256(token)>`: the link a resume token belongs to (hashed: the
  *   token itself is a bearer secret).
  */
+import type { ReturningParticipant } from '../rooms/room.js';
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 
@@ -162,12 +163,33 @@ export class ClusterDirectory {
     return raws.filter((r): r is string => r !== null).map((r) => JSON.parse(r) as NodeInfo);
   }
 
-  async rememberResumeToken(token: string, linkId: string): Promise<void> {
-    await this.redis.set(PREFIX + 'resume:' + tokenKey(token), linkId, 'PX', RESUME_TTL_MS);
+  /**
+   * The call a resume token belongs to and, once admitted, who its participant is
+   * (id, role, sealed card, admission time: what another node needs to take it back
+   * if this call's node is lost; the card stays sealed).
+   */
+  async rememberResumeToken(token: string, linkId: string, who?: ReturningParticipant): Promise<void> {
+    await this.redis.set(PREFIX + 'resume:' + tokenKey(token), JSON.stringify({ linkId, who }), 'PX', RESUME_TTL_MS);
   }
 
   async linkOfResumeToken(token: string): Promise<string | undefined> {
-    return (await this.redis.get(PREFIX + 'resume:' + tokenKey(token))) ?? undefined;
+    return (await this.resumeRecord(token))?.linkId;
+  }
+
+  /** Who an admitted participant was, for a node adopting its call (see Room.adopt). */
+  async participantOfResumeToken(token: string): Promise<(ReturningParticipant & { linkId: string }) | undefined> {
+    const record = await this.resumeRecord(token);
+    return record?.who ? { ...record.who, linkId: record.linkId } : undefined;
+  }
+
+  private async resumeRecord(token: string): Promise<{ linkId: string; who?: ReturningParticipant } | undefined> {
+    const raw = await this.redis.get(PREFIX + 'resume:' + tokenKey(token));
+    if (!raw) return undefined;
+    try {
+      return JSON.parse(raw) as { linkId: string; who?: ReturningParticipant };
+    } catch {
+      return undefined;
+    }
   }
 
   /** Leave the cluster: other nodes stop sending calls here at once. */

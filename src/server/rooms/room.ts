@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { LinkcallError, type ErrorCode } from '../../protocol/errors.js';
-import type { KeyGrantMessage, KnockInfo, ParticipantInfo, Role, ServerMessage } from '../../protocol/messages.js';
+import type { KeyGrantMessage, KnockInfo, ParticipantInfo, Role, ServerMessage, ViewportTile } from '../../protocol/messages.js';
 
 /** How the room reaches one participant's connection. */
 export interface RoomPeer {
@@ -23,6 +23,8 @@ export interface RoomMedia {
   admit(participantId: string, sendOffer: (sdp: string) => void): void;
   publish(participantId: string, offerSdp: string): Promise<string>;
   answer(participantId: string, answerSdp: string): Promise<void>;
+  /** How big the participant shows each other participant's video (picks simulcast layers). */
+  viewport?(participantId: string, tiles: readonly ViewportTile[]): void;
   drop(participantId: string): void;
   close(): void;
 }
@@ -92,6 +94,15 @@ interface Participant {
   video: boolean;
   canApprove: boolean;
   knockTimer?: NodeJS.Timeout;
+}
+
+/** Who a participant was in a call whose node is gone (kept by the cluster directory, see adopt). */
+export interface ReturningParticipant {
+  participantId: string;
+  role: Role;
+  card: string;
+  /** When it was admitted (orders the key leader succession). */
+  since: number;
 }
 
 export function newParticipantId(): string {
@@ -213,6 +224,38 @@ export class Room {
     return participant.id;
   }
 
+  /**
+   * A participant of this call that lived on a node that is gone comes back
+   * here (cluster re-homing): same id and role, admitted at once — it was
+   * admitted before and proves it with its resume token. It gets `resumed` and
+   * a fresh `joined`; the others see it join as returning, and the key leader
+   * grants it the current key.
+   */
+  adopt(peer: RoomPeer, resumeToken: string, who: ReturningParticipant, received: number): string {
+    this.assertOpen();
+    if (this.participants.has(who.participantId) || this.byResumeToken(resumeToken)) throw new LinkcallError('resume_failed');
+    if (this.admittedCount >= this.limits.maxParticipants) throw new LinkcallError('call_full');
+    const participant: Participant = {
+      id: who.participantId,
+      card: who.card,
+      role: who.role,
+      peer,
+      resumeToken,
+      delivered: received,
+      replay: [],
+      status: 'lobby',
+      knockedAt: this.now(),
+      admittedAt: who.since,
+      audio: true,
+      video: true,
+      canApprove: false,
+    };
+    this.participants.set(participant.id, participant);
+    peer.send({ type: 'resumed' });
+    this.admit(participant, undefined, true);
+    return participant.id;
+  }
+
   hasResumeToken(resumeToken: string): boolean {
     return this.byResumeToken(resumeToken) !== undefined;
   }
@@ -309,6 +352,12 @@ export class Room {
     await this.media.answer(actor.id, answerSdp);
   }
 
+  /** What an admitted participant's screen shows: the SFU forwards video to fit (and nothing unseen). */
+  setViewport(actorId: string, tiles: readonly ViewportTile[]): void {
+    const actor = this.requireAdmitted(actorId);
+    this.media.viewport?.(actor.id, tiles);
+  }
+
   /** End the room for everyone with one reason (call ended, link deleted, shutdown). */
   close(code: ErrorCode): void {
     if (this.closed) return;
@@ -335,12 +384,12 @@ export class Room {
 
   // ------------------------------------------------------------------ internals
 
-  private admit(participant: Participant, grant?: KeyGrantMessage): void {
+  private admit(participant: Participant, grant?: KeyGrantMessage, returning = false): void {
     clearTimeout(participant.knockTimer);
-    const wasWaiting = participant.role === 'guest';
+    const wasWaiting = participant.role === 'guest' && !returning;
     participant.status = 'admitted';
     this.onEvent?.('admitted');
-    participant.admittedAt = this.now();
+    if (!returning) participant.admittedAt = this.now();
     if (wasWaiting) this.toApprovers({ type: 'knockGone', participantId: participant.id });
     participant.canApprove = this.mayApprove(participant.id);
     this.deliver(participant, {
@@ -354,7 +403,10 @@ export class Room {
       linkName: this.linkName,
       ...(grant ? { grant } : {}),
     });
-    this.toAdmitted({ type: 'participantJoined', participant: participantInfo(participant) }, participant.id);
+    this.toAdmitted(
+      { type: 'participantJoined', participant: participantInfo(participant), ...(returning ? { returning } : {}) },
+      participant.id,
+    );
     this.attachMedia(participant);
     this.refreshApprovers();
   }

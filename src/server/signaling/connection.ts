@@ -14,7 +14,7 @@ import {
 } from '../../protocol/messages.js';
 import { linkInfo } from '../http/links.js';
 import { RateLimiter } from '../http/rate-limit.js';
-import type { Room, RoomPeer } from '../rooms/room.js';
+import type { ReturningParticipant, Room, RoomPeer } from '../rooms/room.js';
 import type { Rooms } from '../rooms/rooms.js';
 import type { Account, Store } from '../store/store.js';
 
@@ -29,6 +29,11 @@ export interface SignalingContext {
   messagesPerSecond?: number;
   /** Observability hook (see AppOptions.tap): every frame in and out, as sent on the wire. */
   tap?: (event: WsTapEvent) => void;
+  /**
+   * Cluster: who a resume token's participant was, when its call lived on a node
+   * that is gone (undefined on a single node: the token is simply unknown).
+   */
+  recoverParticipant?: (resumeToken: string) => Promise<(ReturningParticipant & { linkId: string }) | undefined>;
 }
 
 export type WsTapEvent = { kind: 'ws-in'; data: Buffer; isBinary: boolean } | { kind: 'ws-out'; data: string };
@@ -162,6 +167,8 @@ export class Connection implements RoomPeer {
         return room.publish(me, message.sdp);
       case 'subscribeAnswer':
         return room.subscribeAnswer(me, message.sdp);
+      case 'viewport':
+        return room.setViewport(me, message.tiles);
       case 'restartMedia':
         return room.restartMedia(me);
     }
@@ -197,13 +204,44 @@ export class Connection implements RoomPeer {
   }
 
   /** Come back as the participant a resume token belongs to; a call that is over says why. */
-  private resume(token: string, received: number): void {
+  private async resume(token: string, received: number): Promise<void> {
     if (this.room) throw new LinkcallError('already_joined');
     const found = this.ctx.rooms.findResumable(token);
+    if (found === 'resume_failed' && this.ctx.recoverParticipant) return this.adopt(token, received);
     if (typeof found === 'string') return this.close(found);
     this.room = found;
     try {
       this.participantId = found.resume(this, token, received);
+    } catch (err) {
+      this.room = undefined;
+      if (err instanceof LinkcallError) return this.close(err.code);
+      throw err;
+    }
+  }
+
+  /** The call this token belongs to lived on a node that is gone: it continues here. */
+  private async adopt(token: string, received: number): Promise<void> {
+    const who = await this.ctx.recoverParticipant!(token).catch(() => undefined);
+    if (!who) return this.close('resume_failed');
+    let link;
+    try {
+      link = await linkInfo(this.ctx.store, who.linkId);
+    } catch (err) {
+      return this.close(err instanceof LinkcallError ? err.code : 'resume_failed');
+    }
+    const owner = await this.ctx.store.findAccount(link.ownerId);
+    if (this.closing || this.room) return;
+    const room = this.ctx.rooms.open({
+      linkId: link.id,
+      linkName: link.name,
+      ownerAccountId: link.ownerId,
+      hostName: owner?.username ?? 'the host',
+    });
+    // Another client of the same call may have just come back here too.
+    if (room.hasResumeToken(token)) return this.resume(token, received);
+    this.room = room;
+    try {
+      this.participantId = room.adopt(this, token, who, received);
     } catch (err) {
       this.room = undefined;
       if (err instanceof LinkcallError) return this.close(err.code);
