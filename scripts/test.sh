@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Every test: installs what the tests need (Debian's Chromium and Firefox ESR when missing), builds, type-checks, runs.
+# Every test: installs what the tests need (Debian's Chromium, Firefox ESR, PostgreSQL, Redis and coturn when missing), builds, type-checks, runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
+# The store, cluster and TURN tests start these on loopback themselves (never as services).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "Installing ${need_apt[*]} from Debian…"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

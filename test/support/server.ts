@@ -21,6 +21,8 @@ export interface TestServer {
 }
 
 export interface TestServerOptions {
+  /** More configuration, as environment variables (e.g. TURN_URLS). */
+  env?: Record<string, string>;
   roomLimits?: Partial<RoomLimits>;
   rateLimits?: Partial<RateLimits>;
   /** Collects every server log line. */
@@ -36,7 +38,7 @@ const TEST_RATE_LIMITS: Partial<RateLimits> = { signUpsPerAddressPerHour: 1000 }
 
 export async function startServer(opts: TestServerOptions = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'linkcall-test-'));
-  const config = loadConfig({ DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'info' });
+  const config = loadConfig({ ...opts.env, DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'info' });
   const store = new SqliteStore(join(dataDir, 'linkcall.sqlite'));
   const logs = opts.logs;
   const logger = logs
@@ -141,4 +143,17 @@ export function until(call: CallSession, predicate: () => boolean, timeoutMs = 1
       resolve();
     });
   });
+}
+
+/** A call of two: the host enters, a guest knocks, the host approves; resolves once both share the call key. */
+export async function callOfTwo(server: TestServer, link: TestLink, hostCookie: string, names = { host: 'Ana', guest: 'Bob' }) {
+  const host = await connectClient(server, link, hostCookie);
+  await host.call.join(names.host);
+  await until(host.call, () => host.call.phase.kind === 'in-call' && host.call.keys !== undefined);
+  const guest = await connectClient(server, link);
+  await guest.call.join(names.guest);
+  await until(host.call, () => [...host.call.knocks.values()].some((k) => k.name === names.guest));
+  await host.call.approve([...host.call.knocks.values()].find((k) => k.name === names.guest)!.id);
+  await until(guest.call, () => guest.call.phase.kind === 'in-call' && guest.call.safetyCode === host.call.safetyCode);
+  return { host, guest };
 }

@@ -6,21 +6,28 @@ import { LinkcallError } from '../../protocol/errors.js';
 import { linkId as linkIdSchema } from '../../protocol/messages.js';
 import type { Rooms } from '../rooms/rooms.js';
 import type { Link, Store } from '../store/store.js';
-import { requireAccount } from './auth.js';
+import { rateLimited, requireAccount } from './auth.js';
 import type { RateLimiter } from './rate-limit.js';
 
-const MAX_LINKS_PER_HOST = 500;
+const linkName = z
+  .string()
+  .max(200)
+  .transform((s) => s.trim())
+  .pipe(z.string().max(80).refine((s) => !/[\u0000-\u001f\u007f-\u009f]/.test(s)));
+
+/** Longest expiry a host may set. */
+const MAX_EXPIRY_MS = 366 * 24 * 3600_000;
 
 const createBody = z.strictObject({
-  name: z
-    .string()
-    .max(200)
-    .transform((s) => s.trim())
-    .pipe(z.string().max(80).refine((s) => !/[\u0000-\u001f\u007f-\u009f]/.test(s)))
-    .optional(),
+  name: linkName.optional(),
+  /** When the link stops working (ms since the epoch); absent: never. */
+  expiresAt: z.number().int().positive().optional(),
 });
 
-const infoMacBody = z.strictObject({ mac: z.string().regex(/^[A-Za-z0-9_-]{16,128}$/) });
+const macString = z.string().regex(/^[A-Za-z0-9_-]{16,128}$/);
+const infoMacBody = z.strictObject({ mac: macString });
+/** A new name needs a new MAC (made in the host's browser), or guests would see the link as altered. */
+const renameBody = z.strictObject({ name: linkName.pipe(z.string().min(1)), mac: macString });
 
 export function newLinkId(): string {
   return randomBytes(16).toString('base64url');
@@ -30,13 +37,22 @@ export interface LinksOptions {
   store: Store;
   rooms: Rooms;
   createLimit: RateLimiter;
+  /** Links one account may keep (deleted ones do not count). */
+  maxLinksPerHost: number;
 }
 
 export function registerLinks(app: FastifyInstance, opts: LinksOptions): void {
-  const { store, rooms, createLimit } = opts;
+  const { store, rooms, createLimit, maxLinksPerHost } = opts;
   app.addHook('onClose', async () => createLimit.close());
 
-  const view = (l: Link) => ({ id: l.id, name: l.name, createdAt: l.createdAt, path: `/join/${l.id}` });
+  const view = (l: Link) => ({
+    id: l.id,
+    name: l.name,
+    createdAt: l.createdAt,
+    expiresAt: l.expiresAt ?? null,
+    lastUsedAt: l.lastUsedAt ?? null,
+    path: `/join/${l.id}`,
+  });
 
   app.get('/api/links', async (req) => {
     const account = await requireAccount(store, req);
@@ -45,17 +61,22 @@ export function registerLinks(app: FastifyInstance, opts: LinksOptions): void {
 
   app.post('/api/links', async (req, reply) => {
     const account = await requireAccount(store, req);
-    if (!createLimit.take(account.id)) throw new LinkcallError('rate_limited');
+    if (!createLimit.take(account.id)) throw rateLimited(reply, createLimit.retryAfterMs(account.id));
     const body = createBody.safeParse(req.body ?? {});
     if (!body.success) throw new LinkcallError('bad_request');
-    if ((await store.listLinks(account.id)).length >= MAX_LINKS_PER_HOST) throw new LinkcallError('rate_limited');
+    const now = Date.now();
+    const expiresAt = body.data.expiresAt ?? null;
+    if (expiresAt !== null && (expiresAt <= now || expiresAt > now + MAX_EXPIRY_MS)) throw new LinkcallError('bad_request');
+    if ((await store.listLinks(account.id)).length >= maxLinksPerHost) throw new LinkcallError('too_many_links');
     const link: Link = {
       id: newLinkId(),
       ownerId: account.id,
       name: body.data.name || `${account.username}'s call`,
-      createdAt: Date.now(),
+      createdAt: now,
       deletedAt: null,
       infoMac: null,
+      expiresAt,
+      lastUsedAt: null,
     };
     await store.createLink(link);
     return reply.code(201).send(view(link));
@@ -68,6 +89,15 @@ export function registerLinks(app: FastifyInstance, opts: LinksOptions): void {
     if (!body.success) throw new LinkcallError('bad_request');
     if (!linkIdSchema.safeParse(req.params.id).success) throw new LinkcallError('link_not_found');
     if (!(await store.setLinkInfoMac(req.params.id, account.id, body.data.mac))) throw new LinkcallError('link_not_found');
+    return reply.code(204).send();
+  });
+
+  app.patch<{ Params: { id: string } }>('/api/links/:id', async (req, reply) => {
+    const account = await requireAccount(store, req);
+    const body = renameBody.safeParse(req.body);
+    if (!body.success) throw new LinkcallError('bad_request');
+    if (!linkIdSchema.safeParse(req.params.id).success) throw new LinkcallError('link_not_found');
+    if (!(await store.renameLink(req.params.id, account.id, body.data.name, body.data.mac))) throw new LinkcallError('link_not_found');
     return reply.code(204).send();
   });
 
@@ -99,5 +129,6 @@ export async function linkInfo(store: Store, id: string): Promise<Link> {
   const link = await store.findLink(id);
   if (!link) throw new LinkcallError('link_not_found');
   if (link.deletedAt !== null) throw new LinkcallError('link_deleted');
+  if (link.expiresAt != null && link.expiresAt <= Date.now()) throw new LinkcallError('link_expired');
   return link;
 }
