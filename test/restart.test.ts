@@ -114,6 +114,8 @@ describe('a server process that is killed or stopped', () => {
     for (const notice of await Promise.all(notices)) {
       assert.deepEqual(notice, { type: 'shutdown', message: ERRORS.server_shutdown.message, graceMs: GRACE_MS });
     }
+    // The people in the call are shown the sentence while the call goes on.
+    for (const c of [host, guest]) assert.equal(c.call.serverNotice, ERRORS.server_shutdown.message);
 
     // New knocks are refused with a sentence.
     const late = await connectClient(child.server, link);

@@ -77,6 +77,8 @@ export class CallSession {
   onKeys?: (state: CallKeyState) => void;
   /** True while the connection to the server is lost and we are trying to come back. */
   reconnecting = false;
+  /** A notice from the server for everyone (it is restarting), as a sentence. */
+  serverNotice?: string;
   /** Called when we are back after a lost connection (the media layer checks its connections). */
   onResumed?: () => void;
 
@@ -175,6 +177,10 @@ export class CallSession {
       this.emit();
     });
     s.on('closed', (m) => this.set({ kind: 'ended', code: m.code, message: m.message }));
+    s.on('shutdown', (m) => {
+      this.serverNotice = m.message;
+      this.emit();
+    });
     s.on('resumable', (m) => {
       this.resumeToken = m.token;
       this.resumeGraceMs = m.graceMs;

@@ -4,7 +4,7 @@
  * media — and talks to participants only through the RoomPeer interface, so
  * it never knows about sockets.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { LinkcallError, type ErrorCode } from '../../protocol/errors.js';
 import type { KeyGrantMessage, KnockInfo, ParticipantInfo, Role, ServerMessage, ViewportTile } from '../../protocol/messages.js';
 
@@ -120,6 +120,8 @@ export class Room {
   private readonly now: () => number;
   private readonly onEmpty?: () => void;
   private readonly onDismissed?: (resumeToken: string, code: ErrorCode) => void;
+  /** Participants by the SHA-256 of their resume token. */
+  private readonly tokens = new Map<string, Participant>();
   private readonly onEvent?: (event: 'knock' | 'admitted') => void;
   private readonly participants = new Map<string, Participant>();
   private approverTimer?: NodeJS.Timeout;
@@ -179,12 +181,14 @@ export class Room {
     if (isOwner) {
       if (this.admittedCount >= this.limits.maxParticipants) throw new LinkcallError('call_full');
       this.participants.set(participant.id, participant);
+      this.tokens.set(tokenKey(participant.resumeToken), participant);
       this.sendResumable(participant);
       this.admit(participant);
       return participant.id;
     }
     if (this.lobbyCount >= this.limits.maxLobby) throw new LinkcallError('lobby_full');
     this.participants.set(participant.id, participant);
+    this.tokens.set(tokenKey(participant.resumeToken), participant);
     this.sendResumable(participant);
     this.onEvent?.('knock');
     participant.knockTimer = setTimeout(() => {
@@ -251,6 +255,7 @@ export class Room {
       canApprove: false,
     };
     this.participants.set(participant.id, participant);
+    this.tokens.set(tokenKey(participant.resumeToken), participant);
     peer.send({ type: 'resumed' });
     this.admit(participant, undefined, true);
     return participant.id;
@@ -367,6 +372,7 @@ export class Room {
       clearTimeout(participant.knockTimer);
       clearTimeout(participant.awayTimer);
       this.participants.delete(participant.id);
+      this.tokens.delete(tokenKey(participant.resumeToken));
       this.onDismissed?.(participant.resumeToken, code);
       participant.peer.close(code);
     }
@@ -432,9 +438,10 @@ export class Room {
     if (!participant.awayTimer) participant.peer.send(message);
   }
 
+  /** Looked up by the token's hash: no comparison that leaks, as it goes, how much of a guess was right. */
   private byResumeToken(resumeToken: string): Participant | undefined {
-    for (const p of this.participants.values()) if (p.resumeToken === resumeToken) return p;
-    return undefined;
+    const p = this.tokens.get(tokenKey(resumeToken));
+    return p && this.participants.get(p.id) === p ? p : undefined;
   }
 
   /** Send a participant away with a reason and forget it. */
@@ -449,6 +456,7 @@ export class Room {
     clearTimeout(participant.knockTimer);
     clearTimeout(participant.awayTimer);
     this.participants.delete(participant.id);
+    this.tokens.delete(tokenKey(participant.resumeToken));
     if (participant.status === 'lobby') {
       this.toApprovers({ type: 'knockGone', participantId: participant.id });
     } else {
@@ -546,4 +554,8 @@ function participantInfo(p: Participant): ParticipantInfo {
 
 function knockInfo(p: Participant): KnockInfo {
   return { id: p.id, card: p.card, since: p.knockedAt };
+}
+
+function tokenKey(resumeToken: string): string {
+  return createHash('sha256').update(resumeToken).digest('base64url');
 }

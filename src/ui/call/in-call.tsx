@@ -245,6 +245,7 @@ export function InCall({ session, connection, local, name, remoteStreams, speake
       </header>
       <div class="sr-only" aria-live="polite" aria-atomic="true">{announcement}</div>
       {session.reconnecting && <p role="status" class="warning">Connection lost. Reconnecting…</p>}
+      {session.serverNotice && <p role="status" class="warning">{session.serverNotice}</p>}
       {mediaFailure && <p role="alert" class="error">{mediaFailure}</p>}
       {shareError && <p role="alert" class="error">{shareError}</p>}
       {session.lastError && <p role="alert" class="error">{session.lastError}</p>}

@@ -111,6 +111,7 @@ export function CallView({ prepared, name, hostName, stream, speakerId }: CallVi
     return (
       <main class="page narrow">
         {session.reconnecting && <p role="status" class="warning">Connection lost. Reconnecting…</p>}
+      {session.serverNotice && <p role="status" class="warning">{session.serverNotice}</p>}
         <p role="status" class="lede">Waiting for {phase.hostName || hostName} to let you in…</p>
         {!phase.hostPresent && (
           <p class="muted">{phase.hostName || hostName} hasn't joined yet. You'll get in once they arrive and let you in; we'll wait up to 10 minutes.</p>
