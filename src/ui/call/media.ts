@@ -146,7 +146,11 @@ export class CallConnection {
     this.publisher = this.newPublisher();
     // The subscriber answers the SFU's offers: a pooled candidate is gathered from the start (while
     // we wait in the lobby), so the first answer need not wait for a fresh gathering.
-    this.subscriber = new RTCPeerConnection({ ...peerConnectionConfig(), iceCandidatePoolSize: 1, ...this.rtc });
+    // The subscriber answers the SFU's offers. With host candidates only, one is pooled from the start
+    // (while we wait in the lobby), so the first answer need not wait for a fresh gathering. (Not with
+    // TURN: a pooled relay allocation broke relay-only calls in Chromium here.)
+    const pool = (this.rtc.iceServers ?? []).length === 0 ? { iceCandidatePoolSize: 1 } : {};
+    this.subscriber = new RTCPeerConnection({ ...peerConnectionConfig(), ...pool, ...this.rtc });
     const subscriber = this.subscriber;
     subscriber.addEventListener('track', (event) => {
       if (subscriber !== this.subscriber) return;
