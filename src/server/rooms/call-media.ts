@@ -30,7 +30,7 @@ export class CallMedia implements RoomMedia {
     this.peers.set(participantId, { subscriber });
     for (const [otherId, other] of this.peers) {
       if (otherId === participantId || !other.publisher) continue;
-      for (const producer of other.publisher.producers.values()) subscriber.consume(producer);
+      for (const producer of other.publisher.producers.values()) if (!producer.closed) subscriber.consume(producer);
     }
   }
 
@@ -43,7 +43,8 @@ export class CallMedia implements RoomMedia {
     peer.publisher = publisher;
     publisher.on('producer', (producer: Producer) => {
       for (const [otherId, other] of this.peers) {
-        if (otherId !== participantId) other.subscriber.consume(producer);
+        // A subscriber whose connection already failed is skipped: it gets fresh transports on restartMedia.
+        if (otherId !== participantId && !other.subscriber.closed) other.subscriber.consume(producer);
       }
     });
     try {

@@ -1,0 +1,340 @@
+/**
+ * One call of N participants on this machine, for a given time: bots (src/bot, in child
+ * processes) and up to two Chromium pages, against the real server in a child process.
+ *
+ *   npx tsx bench/room.ts --bots 31 --pages 2 --seconds 600
+ *   npx tsx bench/room.ts --bots 10 --seconds 30            (a short run)
+ *
+ * Options: --layers q,h,f (what bots send) --speakers 3 (bots sending a tone; the rest send
+ * silence) --warmup 15 (seconds after everyone is in, not measured) --bot-procs K (default: one
+ * per 16 bots). The first bot is the host (signed in) and lets everyone in.
+ *
+ * Reports per subscriber (every bot and page) and sender: complete authenticated frames per
+ * second (bots) or frames drawn per second (pages), packet loss (bots), freezes (gaps > 500 ms
+ * without a frame); the server's CPU (all its threads, from /proc) and RSS; each core's load.
+ * Writes bench/results/room.json and prints a summary.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import type { BotStats } from '../src/bot/bot.js';
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../test/support/browser.js';
+import { guestKnocks } from '../test/support/flow.js';
+import { createLink, signUp, type TestServer } from '../test/support/server.js';
+
+const { values } = parseArgs({
+  options: {
+    bots: { type: 'string', default: '10' },
+    pages: { type: 'string', default: '0' },
+    seconds: { type: 'string', default: '30' },
+    warmup: { type: 'string', default: '15' },
+    layers: { type: 'string', default: 'q,h,f' },
+    speakers: { type: 'string', default: '3' },
+    'bot-procs': { type: 'string' },
+  },
+});
+const BOTS = Number(values.bots);
+const PAGES = Number(values.pages);
+const SECONDS = Number(values.seconds);
+const WARMUP = Number(values.warmup);
+const BOT_PROCS = Number(values['bot-procs'] ?? Math.max(1, Math.ceil(BOTS / 16)));
+if (!(BOTS >= 1) || !(PAGES >= 0 && PAGES <= 2) || !(SECONDS > 0)) throw new Error('--bots ≥ 1, --pages 0–2, --seconds > 0');
+const ROOT = new URL('..', import.meta.url).pathname;
+const TSX = ['--import', 'tsx'];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const log = (line: string) => process.stdout.write(`${line}\n`);
+
+// ------------------------------------------------------------------ /proc
+
+const TICKS = 100; // USER_HZ
+function processCpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS; // utime + stime of every thread
+}
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : 0;
+}
+function threadCount(pid: number): number {
+  const m = /Threads:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+/** Busy and total jiffies per core. */
+function coreTimes(): { busy: number; total: number }[] {
+  return readFileSync('/proc/stat', 'utf8')
+    .split('\n')
+    .filter((l) => /^cpu\d+ /.test(l))
+    .map((l) => {
+      const v = l.split(/\s+/).slice(1).map(Number);
+      const idle = v[3]! + v[4]!;
+      const total = v.reduce((a, b) => a + b, 0);
+      return { busy: total - idle, total };
+    });
+}
+
+// ------------------------------------------------------------------ processes
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+const children: ChildProcess[] = [];
+function child(args: string[], env: Record<string, string> = {}): ChildProcess {
+  const c = spawn(process.execPath, [...TSX, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(c);
+  c.stderr!.on('data', () => {}); // counts only; nothing secret is printed, but nothing is needed either
+  return c;
+}
+
+async function startServerProcess(): Promise<{ url: string; proc: ChildProcess; dataDir: string }> {
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'linkcall-bench-'));
+  const proc = child(['src/server/main.ts'], { PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', MEDIA_ADDRESS: '127.0.0.1' });
+  proc.stdout!.on('data', () => {});
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 150; i++) {
+    if (proc.exitCode !== null) throw new Error('the server exited');
+    if (await fetch(`${url}/healthz`).then((r) => r.ok, () => false)) return { url, proc, dataDir };
+    await sleep(200);
+  }
+  throw new Error('the server did not start');
+}
+
+/** Latest counts of every bot, by its index. */
+const botStats = new Map<number, BotStats>();
+function startBots(link: string, cookie: string): void {
+  const per = Math.ceil(BOTS / BOT_PROCS);
+  for (let p = 0, first = 1; first <= BOTS; p++, first += per) {
+    const count = Math.min(per, BOTS - first + 1);
+    const args = ['src/bot/cli.ts', '--url', link, '--count', String(count), '--first', String(first), '--name', 'Bot', '--bind', '127.0.0.1'];
+    args.push('--layers', values.layers!, '--speakers', String(Math.max(0, Number(values.speakers) - (first - 1))), '--json', '--every', '1');
+    if (p === 0) args.push('--cookie', cookie, '--admit');
+    const proc = child(args);
+    createInterface({ input: proc.stdout! }).on('line', (line) => {
+      try {
+        const { bots } = JSON.parse(line) as { bots: BotStats[] };
+        bots.forEach((s, i) => botStats.set(first + i, s));
+      } catch {
+        // not a stats line
+      }
+    });
+  }
+}
+
+// ------------------------------------------------------------------ pages
+
+/** Counts frames drawn per remote <video> (requestVideoFrameCallback) and gaps > 500 ms. Plain JS for the page. */
+const PAGE_METER = `
+  window.__meter = {};
+  setInterval(() => {
+    for (const v of document.querySelectorAll('video[aria-label^="Video of "]')) {
+      if (v.__metered) continue;
+      v.__metered = true;
+      const name = v.getAttribute('aria-label').slice(9);
+      const m = (window.__meter[name] ??= { frames: 0, freezes: 0, freezeMs: 0, last: 0, width: 0 });
+      const onFrame = (now, meta) => {
+        if (m.last && now - m.last > 500) { m.freezes++; m.freezeMs += now - m.last; }
+        m.last = now; m.frames++; m.width = meta.width;
+        if (v.isConnected) v.requestVideoFrameCallback(onFrame);
+      };
+      v.requestVideoFrameCallback(onFrame);
+    }
+  }, 250);
+`;
+interface Meter {
+  frames: number;
+  freezes: number;
+  freezeMs: number;
+  last: number;
+  width: number;
+}
+const readMeter = (page: Page) => page.evaluate(() => JSON.parse(JSON.stringify((window as unknown as { __meter: Record<string, Meter> }).__meter)) as Record<string, Meter>);
+
+// ------------------------------------------------------------------ the run
+
+interface StreamResult {
+  subscriber: string;
+  sender: string;
+  fps: number;
+  loss: number | undefined;
+  freezes: number;
+  freezeMs: number;
+  width: number;
+}
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  const server = await startServerProcess();
+  const cookie = await signUp({ url: server.url } as TestServer, 'benchhost');
+  const link = await createLink({ url: server.url } as TestServer, cookie, 'Room benchmark');
+  log(`server pid ${server.proc.pid} at ${server.url}; ${BOTS} bots in ${BOT_PROCS} process(es), ${PAGES} Chromium page(s)`);
+  startBots(link.url, cookie);
+
+  let browser: Browser | undefined;
+  const pages: Page[] = [];
+  if (PAGES > 0) {
+    const args = CHROMIUM_ARGS.map((a) => (a === '--use-fake-device-for-media-stream' ? `${a}=fps=30` : a));
+    browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args });
+    for (let i = 0; i < PAGES; i++) {
+      const context = await browser.newContext({ baseURL: server.url, permissions: ['camera', 'microphone'], viewport: { width: 1600, height: 1000 } });
+      await context.addInitScript({ content: PAGE_METER });
+      const page = await context.newPage();
+      await guestKnocks(page, link.url, `Page ${i + 1}`);
+      pages.push(page);
+    }
+    for (const page of pages) await page.getByRole('button', { name: 'Leave' }).waitFor({ timeout: 120_000 });
+  }
+
+  const everyone = BOTS + PAGES;
+  for (let i = 0; ; i++) {
+    const inCall = [...botStats.values()].filter((s) => s.phase === 'in-call').length;
+    if (inCall === BOTS) break;
+    if (i > 600) throw new Error(`only ${inCall} of ${BOTS} bots got in`);
+    await sleep(500);
+  }
+  log(`all ${everyone} in the call after ${((performance.now() - t0) / 1000).toFixed(1)} s; warming up ${WARMUP} s`);
+  await sleep(WARMUP * 1000);
+
+  // Measure.
+  const names = new Map<string, string>(); // participant id -> "Bot n" / "Page n"
+  for (const [i, s] of botStats) if (s.id) names.set(s.id, `Bot ${i}`);
+  const botsBefore = new Map([...botStats].map(([i, s]) => [i, structuredClone(s)]));
+  const pagesBefore = await Promise.all(pages.map(readMeter));
+  const cpu0 = processCpuSeconds(server.proc.pid!);
+  const botCpu0 = children.slice(1).map((c) => (c.exitCode === null ? processCpuSeconds(c.pid!) : 0));
+  const cores0 = coreTimes();
+  const rss: number[] = [];
+  const start = performance.now();
+  const end = start + SECONDS * 1000;
+  let lastReport = start;
+  while (performance.now() < end) {
+    await sleep(1000);
+    rss.push(rssMb(server.proc.pid!));
+    if (performance.now() - lastReport > 30_000) {
+      lastReport = performance.now();
+      log(`  … ${Math.round((performance.now() - start) / 1000)} s, server RSS ${rss[rss.length - 1]!.toFixed(0)} MB`);
+    }
+  }
+  const elapsed = (performance.now() - start) / 1000;
+  const cpu = processCpuSeconds(server.proc.pid!) - cpu0;
+  const botCpu = children.slice(1).map((c, i) => (c.exitCode === null ? processCpuSeconds(c.pid!) - botCpu0[i]! : 0));
+  const cores1 = coreTimes();
+  const serverThreads = threadCount(server.proc.pid!);
+  const pagesAfter = await Promise.all(pages.map(readMeter));
+
+  const streams: StreamResult[] = [];
+  for (const [i, after] of botStats) {
+    const before = botsBefore.get(i);
+    for (const s of after.received) {
+      if (s.kind !== 'video') continue;
+      const b = before?.received.find((x) => x.peerId === s.peerId && x.kind === 'video');
+      const expected = s.packetsExpected - (b?.packetsExpected ?? 0);
+      streams.push({
+        subscriber: `Bot ${i}`,
+        sender: names.get(s.peerId) ?? 'a page',
+        fps: (s.authenticatedFrames - (b?.authenticatedFrames ?? 0)) / elapsed,
+        loss: expected > 0 ? 1 - (s.packets - (b?.packets ?? 0)) / expected : undefined,
+        freezes: s.freezes - (b?.freezes ?? 0),
+        freezeMs: s.freezeMs - (b?.freezeMs ?? 0),
+        width: s.width,
+      });
+    }
+  }
+  pages.forEach((_, p) => {
+    for (const [sender, m] of Object.entries(pagesAfter[p]!)) {
+      const b = pagesBefore[p]![sender];
+      streams.push({
+        subscriber: `Page ${p + 1}`,
+        sender,
+        fps: (m.frames - (b?.frames ?? 0)) / elapsed,
+        loss: undefined,
+        freezes: m.freezes - (b?.freezes ?? 0),
+        freezeMs: m.freezeMs - (b?.freezeMs ?? 0),
+        width: m.width,
+      });
+    }
+  });
+
+  const fps = streams.map((s) => s.fps).sort((a, b) => a - b);
+  const q = (p: number) => fps[Math.min(fps.length - 1, Math.floor(p * fps.length))] ?? 0;
+  const losses = streams.map((s) => s.loss).filter((l): l is number => l !== undefined);
+  const perCore = cores1.map((c, i) => (c.busy - cores0[i]!.busy) / Math.max(1, c.total - cores0[i]!.total));
+  const subscribers = [...new Set(streams.map((s) => s.subscriber))].map((who) => {
+    const mine = streams.filter((s) => s.subscriber === who);
+    const f = mine.map((s) => s.fps).sort((a, b) => a - b);
+    return {
+      subscriber: who,
+      streams: mine.length,
+      fpsMin: f[0] ?? 0,
+      fpsMedian: f[Math.floor(f.length / 2)] ?? 0,
+      loss: mine.some((s) => s.loss !== undefined) ? mine.reduce((a, s) => a + (s.loss ?? 0), 0) / mine.length : undefined,
+      freezes: mine.reduce((a, s) => a + s.freezes, 0),
+      widths: [...new Set(mine.map((s) => s.width))].sort((a, b) => a - b),
+    };
+  });
+  const result = {
+    at: new Date().toISOString(),
+    config: { bots: BOTS, pages: PAGES, seconds: SECONDS, warmup: WARMUP, layers: values.layers, speakers: Number(values.speakers), botProcesses: BOT_PROCS },
+    machine: { cores: perCore.length, busyPerCore: perCore.map((x) => Number(x.toFixed(3))) },
+    server: {
+      cpuCores: Number((cpu / elapsed).toFixed(3)),
+      cpuPercentOfOneCore: Number(((100 * cpu) / elapsed).toFixed(1)),
+      threads: serverThreads,
+      rssMb: { mean: Number((rss.reduce((a, b) => a + b, 0) / rss.length).toFixed(1)), max: Number(Math.max(...rss).toFixed(1)) },
+    },
+    bots: { cpuCoresPerProcess: botCpu.map((c) => Number((c / elapsed).toFixed(3))) },
+    streams: {
+      count: streams.length,
+      fps: { min: q(0), p5: q(0.05), median: q(0.5), max: q(1) },
+      below20fps: streams.filter((s) => s.fps < 20).length,
+      lossMean: losses.length ? losses.reduce((a, b) => a + b, 0) / losses.length : undefined,
+      lossMax: losses.length ? Math.max(...losses) : undefined,
+      freezes: streams.reduce((a, s) => a + s.freezes, 0),
+      freezeSeconds: Number((streams.reduce((a, s) => a + s.freezeMs, 0) / 1000).toFixed(1)),
+    },
+    subscribers,
+  };
+  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+  writeFileSync(join(ROOT, 'bench/results/room.json'), `${JSON.stringify(result, null, 2)}\n`);
+
+  const f1 = (x: number) => x.toFixed(1);
+  log('');
+  log(`${everyone} participants (${BOTS} bots, ${PAGES} pages), ${f1(elapsed)} s measured after ${WARMUP} s warm-up`);
+  log(`server: ${f1(result.server.cpuPercentOfOneCore)} % of one core (${serverThreads} threads), RSS mean ${f1(result.server.rssMb.mean)} MB, max ${f1(result.server.rssMb.max)} MB`);
+  log(`bots: ${result.bots.cpuCoresPerProcess.map((c) => `${f1(c * 100)} %`).join(' + ')} of one core; machine cores busy: ${perCore.map((c) => `${f1(c * 100)} %`).join(', ')}`);
+  log(`video streams: ${streams.length}; frames/s min ${f1(q(0))}, p5 ${f1(q(0.05))}, median ${f1(q(0.5))}; below 20 fps: ${result.streams.below20fps}`);
+  log(`loss: mean ${((result.streams.lossMean ?? 0) * 100).toFixed(2)} %, max ${((result.streams.lossMax ?? 0) * 100).toFixed(2)} %; freezes (> 500 ms): ${result.streams.freezes} (${result.streams.freezeSeconds} s in all)`);
+  for (const s of subscribers) {
+    log(`  ${s.subscriber.padEnd(7)} ${String(s.streams).padStart(2)} streams  fps min ${f1(s.fpsMin).padStart(4)} median ${f1(s.fpsMedian).padStart(4)}  freezes ${s.freezes}  widths ${s.widths.join('/')}`);
+  }
+  log('written to bench/results/room.json');
+
+  await browser?.close();
+  for (const c of children.slice(1)) c.kill('SIGTERM');
+  await sleep(3000);
+  server.proc.kill('SIGINT');
+  server.proc.kill('SIGINT'); // a second signal ends the calls at once
+  await sleep(1000);
+  rmSync(server.dataDir, { recursive: true, force: true });
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${(err as Error).message}\n`);
+    for (const c of children) c.kill('SIGKILL');
+    process.exit(1);
+  },
+);

@@ -1,0 +1,234 @@
+/**
+ * A headless participant for group, load and soak tests: joins by link like a guest (knock
+ * with a name, wait for approval, verify the key grant — CallSession does all of it), then
+ * publishes pre-encoded VP8 + Opus, encrypted per frame, and counts the frames it receives
+ * that authenticate. With the link owner's session cookie it enters as the host instead, and
+ * can let everyone in.
+ */
+import WebSocket from 'ws';
+import { CallSession } from '../client/call.js';
+import { SignalingClient, type SocketLike } from '../client/signaling.js';
+import { decodeSecret, deriveLinkKeys, type LinkKeys } from '../e2ee/keys.js';
+import { FrameCryptor } from '../e2ee/sframe.js';
+import { type Fixtures, type LayerName, loadFixtures } from './fixtures.js';
+import { FrameOpener } from './frame-opener.js';
+import { MediaReceiver, type StreamStats } from './receiver.js';
+import { MediaSender, type SenderStats } from './sender.js';
+
+export interface ParsedLink {
+  /** http(s)://host[:port] */
+  origin: string;
+  linkId: string;
+  secret: Uint8Array;
+}
+
+/** `https://host/join/<linkId>#k=<secret>` → its parts; throws TypeError on anything else. */
+export function parseJoinLink(link: string): ParsedLink {
+  let url: URL;
+  try {
+    url = new URL(link);
+  } catch {
+    throw new TypeError('not a call link (expected http(s)://host/join/<id>#k=<secret>)');
+  }
+  const id = /^\/join\/([A-Za-z0-9_-]{22})$/.exec(url.pathname)?.[1];
+  const secret = decodeSecret(new URLSearchParams(url.hash.slice(1)).get('k') ?? '');
+  if (!id || !secret) throw new TypeError('not a call link (expected http(s)://host/join/<id>#k=<secret>)');
+  return { origin: url.origin, linkId: id, secret };
+}
+
+export interface BotOptions {
+  /** The call link with its secret, or its parts. */
+  link: string | ParsedLink;
+  name: string;
+  /** The link owner's session cookie ("lc_session=…"): the bot enters as host. */
+  cookie?: string;
+  /** Approve every knock whose name card opens (as host, or as an approver). */
+  admitAll?: boolean;
+  /** Simulcast layers to send, lowest first. Default ['h'] (640×360). */
+  layers?: LayerName[];
+  audio?: 'tone' | 'silence' | 'off';
+  /** RFC 6464 audio level in -dBov sent with every audio packet (default 30 for a tone). */
+  audioLevel?: number;
+  /** Address ICE binds to (default: all). */
+  bindAddress?: string;
+  fixtures?: Fixtures;
+  /** Link keys already derived (many bots of one link share them). */
+  linkKeys?: LinkKeys;
+}
+
+export interface BotStats {
+  /** This bot's participant id once admitted. */
+  id: string | undefined;
+  phase: CallSession['phase']['kind'];
+  epoch: number | undefined;
+  sent: SenderStats;
+  received: StreamStats[];
+  /** Offers from the SFU this bot could not answer. */
+  negotiationFailures: number;
+  /** States of the publish and receive connections. */
+  connections: { publish: string; receive: string };
+}
+
+export class Bot {
+  readonly signaling: SignalingClient;
+  readonly call: CallSession;
+  private readonly cryptor = new FrameCryptor();
+  private readonly opener = new FrameOpener();
+  private readonly sender: MediaSender;
+  private readonly receiver: MediaReceiver;
+  private offer?: Promise<string>;
+  private published = false;
+  private closed = false;
+  private readonly approving = new Set<string>();
+
+  private constructor(
+    private readonly opts: BotOptions,
+    link: ParsedLink,
+    linkKeys: LinkKeys,
+  ) {
+    const wsUrl = `${link.origin.replace(/^http/, 'ws')}/ws`;
+    this.signaling = new SignalingClient(wsUrl, (u) => {
+      // A closed bot never reconnects (CallSession would try to resume a lost connection).
+      if (this.closed) throw new Error('bot closed');
+      const socket = new WebSocket(u, { headers: opts.cookie ? { cookie: opts.cookie } : {} });
+      socket.on('error', () => {}); // a close event follows; unhandled, `ws` would throw
+      return socket as unknown as SocketLike;
+    });
+    this.call = new CallSession(this.signaling, link.linkId, linkKeys);
+    const rtcConfig = { iceServers: [], ...(opts.bindAddress ? { bindAddress: opts.bindAddress } : {}) };
+    this.sender = new MediaSender({
+      fixtures: opts.fixtures ?? loadFixtures(),
+      cryptor: this.cryptor,
+      layers: opts.layers,
+      audio: opts.audio,
+      audioLevel: opts.audioLevel,
+      rtcConfig,
+    });
+    this.receiver = new MediaReceiver(this.signaling, this.opener, rtcConfig);
+    this.call.onKeys = (state) => {
+      void this.opener.addKey(state.key);
+      void this.cryptor.setSendKey(state.key, state.senderIndex).catch(() => {});
+    };
+    this.signaling.on('publishAnswer', (m) => {
+      try {
+        this.sender.setAnswer(m.sdp);
+      } catch {
+        this.receiver.failures++;
+      }
+    });
+    this.call.onChange(() => this.sync());
+  }
+
+  /** Connects and knocks (or, with the owner's cookie, enters). Resolves once the knock is sent. */
+  static async join(opts: BotOptions): Promise<Bot> {
+    const link = typeof opts.link === 'string' ? parseJoinLink(opts.link) : opts.link;
+    const linkKeys = opts.linkKeys ?? (await deriveLinkKeys(link.secret));
+    const bot = new Bot(opts, link, linkKeys);
+    // The publish offer is gathered while the knock waits, as the browser does.
+    bot.offer = bot.sender.offer();
+    bot.offer.catch(() => {});
+    try {
+      await bot.signaling.connect();
+      await bot.call.join(opts.name);
+    } catch (err) {
+      bot.close();
+      throw err;
+    }
+    return bot;
+  }
+
+  get id(): string | undefined {
+    return this.call.you?.id;
+  }
+
+  /** Resolves once admitted with a call key; rejects if the call ends for this bot first. */
+  inCall(timeoutMs = 30_000): Promise<void> {
+    return this.until(() => {
+      const phase = this.call.phase;
+      if (phase.kind === 'ended') throw new Error(`bot's call ended: ${phase.code}`);
+      return phase.kind === 'in-call' && this.call.keys !== undefined;
+    }, timeoutMs);
+  }
+
+  stats(): BotStats {
+    return {
+      id: this.id,
+      phase: this.call.phase.kind,
+      epoch: this.call.keys?.key.epoch,
+      sent: { ...this.sender.stats },
+      received: this.receiver.stats(),
+      negotiationFailures: this.receiver.failures,
+      connections: { publish: this.sender.state, receive: this.receiver.state },
+    };
+  }
+
+  /** Leave the call (the server confirms with `closed`), then close the media. */
+  async leave(timeoutMs = 5000): Promise<void> {
+    if (this.closed) return;
+    if (this.signaling.open && this.call.phase.kind !== 'ended') {
+      this.call.leave();
+      await this.until(() => this.call.phase.kind === 'ended', timeoutMs).catch(() => {});
+    }
+    this.close();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.sender.close();
+    this.receiver.close();
+    this.signaling.close();
+  }
+
+  private sync(): void {
+    const call = this.call;
+    if (call.phase.kind === 'ended') {
+      this.close();
+      return;
+    }
+    if (call.phase.kind !== 'in-call') return;
+    if (!this.published && this.offer) {
+      this.published = true;
+      this.offer.then(
+        (sdp) => {
+          if (this.closed) return;
+          this.signaling.send({ type: 'publish', sdp });
+          call.setMediaState(this.opts.audio !== 'off', true);
+        },
+        () => void this.receiver.failures++,
+      );
+    }
+    if (this.opts.admitAll && call.canApprove) {
+      for (const knock of call.knocks.values()) {
+        // Only knocks whose name card opened can be approved (CallSession refuses the rest).
+        if (!knock.publicKey || this.approving.has(knock.id)) continue;
+        this.approving.add(knock.id);
+        void call.approve(knock.id).catch(() => this.approving.delete(knock.id));
+      }
+    }
+  }
+
+  private until(predicate: () => boolean, timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        try {
+          if (!predicate()) return false;
+          resolve();
+        } catch (err) {
+          reject(err);
+        }
+        return true;
+      };
+      if (check()) return;
+      const timer = setTimeout(() => {
+        off();
+        reject(new Error(`bot: not done within ${timeoutMs} ms (phase ${this.call.phase.kind})`));
+      }, timeoutMs);
+      const off = this.call.onChange(() => {
+        if (!check()) return;
+        clearTimeout(timer);
+        off();
+      });
+    });
+  }
+}

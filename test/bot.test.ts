@@ -1,0 +1,213 @@
+// Bots (src/bot): headless participants that knock, get let in, verify their key grant, send
+// encrypted pre-encoded VP8 + Opus through the SFU and count the frames they receive that
+// authenticate. A real server on loopback, a Node host (the protocol library the browser uses)
+// who approves them, and bots.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createGrant, deriveLinkKeys, newCallIdentity, newCallKey, newLinkSecret, newSenderIndex, openKnock, ratchet } from '../src/e2ee/keys.js';
+import { FrameCryptor } from '../src/e2ee/sframe.js';
+import { Bot, parseJoinLink } from '../src/bot/bot.js';
+import { loadFixtures } from '../src/bot/fixtures.js';
+import { FrameOpener } from '../src/bot/frame-opener.js';
+import type { StreamStats } from '../src/bot/receiver.js';
+import { shutdownMediaEngine } from '../src/server/media/Router.js';
+import type { CallMedia } from '../src/server/rooms/call-media.js';
+import type { Room } from '../src/server/rooms/room.js';
+import { connectClient, createLink, signUp, startServer, until, type TestLink, type TestServer } from './support/server.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(what: string, predicate: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** Frames per second each bot received from each sender ("<peerId>/<kind>"), over `ms`. */
+async function frameRates(bots: readonly Bot[], ms: number, field: keyof Pick<StreamStats, 'authenticatedFrames' | 'completeFrames'> = 'authenticatedFrames') {
+  const count = () => bots.map((b) => new Map(b.stats().received.map((s) => [`${s.peerId}/${s.kind}`, s[field]])));
+  const before = count();
+  const t0 = performance.now();
+  await sleep(ms);
+  const after = count();
+  const seconds = (performance.now() - t0) / 1000;
+  return after.map((m, i) => new Map([...m].map(([k, v]) => [k, (v - (before[i]!.get(k) ?? 0)) / seconds])));
+}
+
+describe('frame opener (the bots\' fast SFrame decryption)', () => {
+  it('opens exactly what the browser worker\'s FrameCryptor opens, and refuses tampered, replayed and foreign frames', async () => {
+    const key = newCallKey(5);
+    const sender = new FrameCryptor();
+    await sender.setSendKey(key, newSenderIndex());
+    const opener = new FrameOpener();
+    await opener.addKey(key);
+    const reference = new FrameCryptor();
+    await reference.addReceiveKey(key);
+    const stranger = new FrameOpener();
+    await stranger.addKey(newCallKey(5));
+    let opened = 0;
+    for (const length of [0, 1, 2, 3, 9, 10, 11, 200, 1500, 40_000]) {
+      for (const meta of [{ kind: 'audio', keyFrame: false }, { kind: 'video', keyFrame: false }, { kind: 'video', keyFrame: true }] as const) {
+        const frame = crypto.getRandomValues(new Uint8Array(length));
+        const sealed = await sender.encrypt(frame, meta);
+        const mine = opener.open(sealed, meta);
+        const theirs = await reference.decrypt(sealed, meta);
+        assert.ok(mine && theirs, `a ${length}-byte ${meta.kind} frame opens`);
+        assert.deepEqual(new Uint8Array(mine), new Uint8Array(theirs));
+        assert.deepEqual(new Uint8Array(mine), frame);
+        assert.equal(opener.authenticate(sealed, meta), false, 'a replayed frame is refused');
+        const tampered = sealed.slice();
+        tampered[Math.floor(tampered.length / 2)]! ^= 1;
+        assert.equal(opener.open(tampered, meta), undefined, 'a tampered frame is refused');
+        assert.equal(stranger.open(sealed, meta), undefined, 'another call key opens nothing');
+        opened++;
+      }
+    }
+    assert.equal(opened, 30);
+    // A sender that ratcheted (someone joined) before we did is readable at once.
+    const next = await ratchet(key);
+    await sender.setSendKey(next, newSenderIndex());
+    assert.ok(opener.open(await sender.encrypt(new Uint8Array(500), { kind: 'video', keyFrame: false }), { kind: 'video', keyFrame: false }));
+  });
+});
+
+describe('bots in a call, through the SFU', { timeout: 150_000 }, () => {
+  let server: TestServer;
+  let link: TestLink;
+  let host: Awaited<ReturnType<typeof connectClient>>;
+  const bots: Bot[] = [];
+  const cards = new Map<string, string>();
+
+  before(async () => {
+    loadFixtures();
+    server = await startServer();
+    const cookie = await signUp(server, 'botmaster');
+    link = await createLink(server, cookie, 'Bot call');
+    host = await connectClient(server, link, cookie);
+    host.signaling.on('knock', (m) => cards.set(m.knock.id, m.knock.card));
+    await host.call.join('Botmaster');
+    await until(host.call, () => host.call.phase.kind === 'in-call' && host.call.keys !== undefined);
+  });
+  after(async () => {
+    await Promise.all(bots.map((b) => b.leave()));
+    host?.call.leave();
+    await sleep(200);
+    host?.signaling.close();
+    await server?.close();
+    shutdownMediaEngine();
+  });
+
+  it('bots knock with a name, are approved by the host, and each gets ≥ 20 authenticated frames/s from every other bot', async () => {
+    const names = ['Bot Ada', 'Bot Bea', 'Bot Cy'];
+    bots.push(...(await Promise.all(names.map((name) => Bot.join({ link: link.url, name, bindAddress: '127.0.0.1', layers: ['q', 'h', 'f'] })))));
+    // The host sees each knock under the name the bot gave (its sealed card opens with the link secret).
+    await until(host.call, () => host.call.knocks.size === 3, 15_000);
+    assert.deepEqual([...host.call.knocks.values()].map((k) => k.name).sort(), names);
+    for (const k of [...host.call.knocks.values()]) await host.call.approve(k.id);
+    await Promise.all(bots.map((b) => b.inCall(20_000)));
+    // Every bot holds the host's key, as the safety code shows.
+    await waitFor('the same key everywhere', () => bots.every((b) => b.call.safetyCode === host.call.safetyCode), 10_000);
+
+    await waitFor('media between all bots', () =>
+      bots.every((b) => b.stats().received.filter((s) => s.authenticatedFrames > (s.kind === 'video' ? 30 : 50)).length === 4),
+    );
+    const rates = await frameRates(bots, 5000);
+    for (const [i, bot] of bots.entries()) {
+      for (const other of bots) {
+        if (other === bot) continue;
+        const video = rates[i]!.get(`${other.id}/video`) ?? 0;
+        const audio = rates[i]!.get(`${other.id}/audio`) ?? 0;
+        const detail = () => JSON.stringify(bot.stats().received.filter((s) => s.peerId === other.id));
+        assert.ok(video >= 20, `${names[i]} gets ${video.toFixed(1)} authenticated video frames/s from ${other.id}: ${detail()}`);
+        assert.ok(audio >= 35, `${names[i]} gets ${audio.toFixed(1)} authenticated audio frames/s from ${other.id}: ${detail()}`);
+      }
+      const stats = bot.stats();
+      assert.equal(stats.negotiationFailures, 0);
+      // Only the few frames sent around a join, before the sender ratcheted, are unreadable to the newcomer.
+      for (const s of stats.received) {
+        assert.ok(s.unauthenticatedFrames <= 0.05 * s.completeFrames, `${s.unauthenticatedFrames} of ${s.completeFrames} frames from ${s.peerId} unreadable`);
+      }
+    }
+    // The SFU picked a simulcast layer for each subscriber: its key frames show a layer's size.
+    const sizes = new Set(bots.flatMap((b) => b.stats().received.filter((s) => s.kind === 'video').map((s) => `${s.width}x${s.height}`)));
+    for (const size of sizes) assert.ok(['320x180', '640x360', '1280x720'].includes(size), `received layer ${size}`);
+  });
+
+  it('a PLI from the SFU makes a bot send a key frame at once', async () => {
+    const [a, b] = bots;
+    const router = ((server.app.rooms.get(link.id) as Room).media as CallMedia).router;
+    const producer = [...router.producers.values()].find((p) => p.peerId === a!.id && p.kind === 'video')!;
+    const keyFrames = () => b!.stats().received.find((s) => s.peerId === a!.id && s.kind === 'video')!.keyFrames;
+    await sleep(1100); // past the SFU's per-layer key frame rate limit
+    const before = keyFrames();
+    const requests = a!.stats().sent.keyFrameRequests;
+    const t0 = performance.now();
+    producer.requestKeyFrame();
+    // The fixture's own key frames come once a second; an answer to the PLI comes within a frame or two.
+    await waitFor('a key frame after the PLI', () => keyFrames() > before, 2000);
+    const ms = performance.now() - t0;
+    assert.ok(a!.stats().sent.keyFrameRequests > requests, 'the bot saw the PLI');
+    assert.ok(ms < 400, `key frame ${ms.toFixed(0)} ms after the PLI`);
+  });
+
+  it('a bot without the link secret, let in by a tampering server, receives every frame but authenticates none', async () => {
+    const wrongSecret = newLinkSecret();
+    const wrong = parseJoinLink(link.url);
+    const intruder = await Bot.join({ link: { ...wrong, secret: wrongSecret }, name: 'Mallory', bindAddress: '127.0.0.1' });
+    bots.push(intruder);
+    // Its card does not open with the link secret: the host sees an unreadable knock it cannot approve.
+    await until(host.call, () => [...host.call.knocks.values()].some((k) => k.name === undefined), 15_000);
+    const knock = [...host.call.knocks.values()].find((k) => k.name === undefined)!;
+    await host.call.approve(knock.id);
+    await sleep(500);
+    assert.equal(intruder.call.phase.kind, 'waiting', 'the host cannot let in an unreadable knock');
+
+    // The server admits it anyway, with a key grant made with the intruder's own (wrong) link keys,
+    // which is the only kind of grant it can make verify.
+    const wrongKeys = await deriveLinkKeys(wrongSecret);
+    const card = await openKnock(wrongKeys, link.id, cards.get(knock.id)!);
+    assert.ok(card, 'the intruder\'s card opens with its own secret');
+    const grant = await createGrant(wrongKeys, await newCallIdentity(), {
+      linkId: link.id,
+      recipientId: knock.id,
+      recipientPublicKey: card.publicKey,
+      callKey: newCallKey(3),
+      senderIndex: newSenderIndex(),
+    });
+    (server.app.rooms.get(link.id) as Room).approve(host.call.you!.id, knock.id, grant);
+    await intruder.inCall(15_000);
+
+    const real = bots.filter((b) => b !== intruder);
+    await waitFor('the intruder receives video of every bot', () =>
+      intruder.stats().received.filter((s) => s.kind === 'video' && s.completeFrames > 60).length === real.length,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}: ${JSON.stringify(intruder.stats())}`);
+    });
+    const [complete, authenticated] = [await frameRates([intruder], 2000, 'completeFrames'), intruder.stats()];
+    for (const b of real) {
+      const rate = complete[0]!.get(`${b.id}/video`) ?? 0;
+      assert.ok(rate >= 20, `the intruder gets ${rate.toFixed(1)} complete frames/s from ${b.id}`);
+    }
+    for (const s of authenticated.received) assert.equal(s.authenticatedFrames, 0, `frames of ${s.peerId} (${s.kind}) opened without the key`);
+    assert.ok(authenticated.received.some((s) => s.unauthenticatedFrames > 100), 'the intruder tried to open what it got');
+    // And the real bots cannot read what the intruder sends, while still reading each other.
+    await waitFor('the bots receive the intruder', () =>
+      real.every((b) => (b.stats().received.find((s) => s.peerId === intruder.id && s.kind === 'video')?.completeFrames ?? 0) > 30),
+    );
+    const rates = await frameRates(real, 4000);
+    for (const [i, b] of real.entries()) {
+      const fromIntruder = b.stats().received.filter((s) => s.peerId === intruder.id);
+      assert.ok(fromIntruder.length > 0, 'the bots receive the intruder');
+      // (Its audio may not be forwarded at all: the SFU forwards only the 3 loudest microphones.)
+      for (const s of fromIntruder) assert.equal(s.authenticatedFrames, 0, `${s.kind} frames of the intruder opened with the call key`);
+      assert.ok(fromIntruder.some((s) => s.kind === 'video' && s.unauthenticatedFrames > 30), 'video of the intruder arrived');
+      for (const other of real) {
+        const rate = rates[i]!.get(`${other.id}/video`) ?? 0;
+        const detail = () => JSON.stringify(b.stats().received.filter((s) => s.peerId === other.id));
+        if (other !== b) assert.ok(rate >= 20, `${rate.toFixed(1)} authenticated frames/s from ${other.id} with the intruder in the call: ${detail()}`);
+      }
+    }
+  });
+});
