@@ -47,7 +47,12 @@ describe('TURN with coturn', { timeout: 180_000 }, () => {
     await waitForPlayingVideo(guest.page, 'video[aria-label="Video of tina"]', 30_000);
 
     for (const [who, page] of [['host', host.page], ['guest', guest.page]] as const) {
-      const paths = await mediaPaths(page);
+      // Both connections up (a connection may still be settling right after the first frames).
+      let paths = await mediaPaths(page);
+      for (let tries = 0; tries < 30 && paths.selected.length < 2; tries++) {
+        await page.waitForTimeout(500);
+        paths = await mediaPaths(page);
+      }
       assert.equal(paths.policy, 'relay', `${who}'s connections are relay-only`);
       assert.equal(paths.iceServers, 1, `${who} got the TURN server from linkcall`);
       assert.equal(paths.selected.length, 2, `${who}'s publishing and receiving connections are up`);
