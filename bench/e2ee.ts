@@ -11,7 +11,6 @@ import type { AddressInfo } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { build } from 'esbuild';
 import { launchChromium } from '../test/support/browser.js';
 
@@ -213,7 +212,6 @@ async function measure(url: string, chromium: Awaited<ReturnType<typeof launchCh
   }
   const webCryptoCallMedianMs = percentile(reply.results.webCryptoCallMs, 50);
   const keyFrameFloorMs = percentile(reply.results.bareKeyFrameMs, 50);
-  const nativeKeyFrameMs = Math.round(nativeKeyFrameUs()) / 1000;
   const result = {
     date: new Date().toISOString(),
     loadAverage1m: Number(loadavg()[0]!.toFixed(2)),
@@ -225,36 +223,17 @@ async function measure(url: string, chromium: Awaited<ReturnType<typeof launchCh
     meetsGoal: { time: worstMedianMs <= GOAL_MS, bytes: worstAddedBytes <= GOAL_BYTES },
     webCryptoCallMedianMs,
     bareWebCryptoKeyFrameMedianMs: keyFrameFloorMs,
-    nativeOpenSslKeyFrameMs: nativeKeyFrameMs,
     ...summary,
   };
   console.log(`SFrame AES-128-GCM in ${result.browser}, worker, timers ${reply.crossOriginIsolated ? '5 µs' : 'coarse (100 µs)'}`);
   for (const row of rows) console.log(row);
   console.log(`one WebCrypto AES-GCM call on 16 bytes: median ${webCryptoCallMedianMs.toFixed(3)} ms (the floor per operation); load average ${result.loadAverage1m} on ${result.cpus} cores`);
   console.log(
-    `bare WebCrypto AES-GCM encrypt + decrypt of a 22.5 KB key frame, no SFrame: median ${keyFrameFloorMs.toFixed(3)} ms ` +
-      `(the floor for any frame encryption in this browser; Node's OpenSSL on this CPU: ${nativeKeyFrameMs.toFixed(3)} ms)`,
+    `bare WebCrypto AES-GCM encrypt + decrypt of a 22.5 KB key frame, no SFrame: median ${keyFrameFloorMs.toFixed(3)} ms (the floor for any frame encryption in this browser)`,
   );
   console.log(`goal ≤ ${GOAL_MS} ms per video frame: ${result.meetsGoal.time ? 'met' : 'NOT met'}; ≤ ${GOAL_BYTES} bytes added: ${result.meetsGoal.bytes ? 'met' : 'NOT met'}`);
   mkdirSync(join(here, 'results'), { recursive: true });
   writeFileSync(join(here, 'results', 'e2ee.json'), JSON.stringify(result, null, 2) + '\n');
-}
-
-/** Microseconds for Node's OpenSSL (AES-NI) to encrypt and decrypt one 22.5 KB frame with AES-128-GCM (median). */
-function nativeKeyFrameUs(): number {
-  const data = Buffer.alloc(22_500);
-  const times: number[] = [];
-  for (let i = 0; i < 300; i++) {
-    const t0 = performance.now();
-    const c = createCipheriv('aes-128-gcm', Buffer.alloc(16), Buffer.alloc(12));
-    const sealed = Buffer.concat([c.update(data), c.final()]);
-    const d = createDecipheriv('aes-128-gcm', Buffer.alloc(16), Buffer.alloc(12));
-    d.setAuthTag(c.getAuthTag());
-    d.update(sealed);
-    d.final();
-    times.push(performance.now() - t0);
-  }
-  return percentile(times, 50) * 1000;
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'linkcall-e2ee-bench-'));
