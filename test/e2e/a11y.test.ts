@@ -6,11 +6,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { after, before, describe, it } from 'node:test';
-import type { Browser, Page } from 'playwright-core';
-import { launchChromium, newPerson, waitForPlayingVideo } from '../support/browser.js';
+import { describe, it } from 'node:test';
+import type { Page } from 'playwright-core';
+import { newPerson, waitForPlayingVideo, serverAndChromium } from '../support/browser.js';
 import { guestKnocks, hostEnters, signUpAndCreateLink, text } from '../support/flow.js';
-import { startServer, type TestServer } from '../support/server.js';
 import { focusedName, tabTo } from '../support/ui.js';
 
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
@@ -36,24 +35,12 @@ async function seriousViolations(page: Page): Promise<string[]> {
 }
 
 describe('accessibility in Chromium', { timeout: 240_000 }, () => {
-  let server: TestServer;
-  let chromium: Awaited<ReturnType<typeof launchChromium>>;
-  let browser: Browser;
-
-  before(async () => {
-    server = await startServer();
-    chromium = await launchChromium();
-    browser = chromium.browser;
-  });
-  after(async () => {
-    await chromium?.close();
-    await server?.close();
-  });
+  const env = serverAndChromium();
 
   it('home, link list, join and call pages have no serious or critical axe violations, in light and dark', async () => {
-    const host = await newPerson(browser, server.url);
-    const guest = await newPerson(browser, server.url);
-    const late = await newPerson(browser, server.url);
+    const host = await newPerson(env.browser, env.server.url);
+    const guest = await newPerson(env.browser, env.server.url);
+    const late = await newPerson(env.browser, env.server.url);
     const found: string[] = [];
     const check = async (page: Page, what: string) => {
       for (const scheme of ['light', 'dark'] as const) {
@@ -92,8 +79,8 @@ describe('accessibility in Chromium', { timeout: 240_000 }, () => {
   });
 
   it('a guest joins, mutes and leaves with the keyboard alone; knocks and joins are announced', async () => {
-    const host = await newPerson(browser, server.url);
-    const guest = await newPerson(browser, server.url);
+    const host = await newPerson(env.browser, env.server.url);
+    const guest = await newPerson(env.browser, env.server.url);
     const link = await signUpAndCreateLink(host.page, 'kb_host', 'Keys only');
     await hostEnters(host.page, link);
 

@@ -1,31 +1,17 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import type { Browser, Page } from 'playwright-core';
-import { waitForLiveAudio, launchChromium, measureVideo, newPerson, waitForPlayingVideo } from '../support/browser.js';
+import { after, describe, it } from 'node:test';
+import { waitForLiveAudio, measureVideo, newPerson, waitForPlayingVideo, serverAndChromium } from '../support/browser.js';
 import { guestKnocks, hostEnters, signUpAndCreateLink, text } from '../support/flow.js';
-import { startServer, type TestServer } from '../support/server.js';
 
 
 describe('the core flow in Chromium', { timeout: 180_000 }, () => {
-  let server: TestServer;
-  let chromium: Awaited<ReturnType<typeof launchChromium>>;
-  let browser: Browser;
-
-  before(async () => {
-    server = await startServer();
-    chromium = await launchChromium();
-    browser = chromium.browser;
-  });
-  after(async () => {
-    await chromium?.close();
-    await server?.close();
-  });
+  const env = serverAndChromium();
 
   it('host creates a link, guest knocks, host approves, both see and hear each other at full resolution', async () => {
-    const host = await newPerson(browser, server.url);
-    const guest = await newPerson(browser, server.url);
+    const host = await newPerson(env.browser, env.server.url);
+    const guest = await newPerson(env.browser, env.server.url);
     const link = await signUpAndCreateLink(host.page, 'ana', 'Sunday call');
-    assert.match(link, new RegExp(`^${server.url}/join/[A-Za-z0-9_-]{22}#k=`));
+    assert.match(link, new RegExp(`^${env.server.url}/join/[A-Za-z0-9_-]{22}#k=`));
     await host.page.getByRole('button', { name: 'Copy', exact: true }).click();
     await text(host.page, 'Copied');
     assert.equal(await host.page.evaluate(() => navigator.clipboard.readText()), link);
@@ -62,23 +48,23 @@ describe('the core flow in Chromium', { timeout: 180_000 }, () => {
   });
 
   it('a declined guest, a removed guest and an ended call each get a plain sentence', async () => {
-    const host = await newPerson(browser, server.url);
+    const host = await newPerson(env.browser, env.server.url);
     const link = await signUpAndCreateLink(host.page, 'carla', 'Team');
     await hostEnters(host.page, link);
 
-    const eve = await newPerson(browser, server.url);
+    const eve = await newPerson(env.browser, env.server.url);
     await guestKnocks(eve.page, link, 'Eve');
     await host.page.getByRole('button', { name: 'Approve Eve' }).waitFor();
     await host.page.getByRole('button', { name: 'Decline Eve' }).click();
     await text(eve.page, 'The host declined your request to join.');
 
-    const dan = await newPerson(browser, server.url);
+    const dan = await newPerson(env.browser, env.server.url);
     await guestKnocks(dan.page, link, 'Dan');
     await host.page.getByRole('button', { name: 'Approve Dan' }).click();
     await host.page.getByRole('button', { name: 'Remove Dan' }).click();
     await text(dan.page, 'The host removed you from the call.');
 
-    const fay = await newPerson(browser, server.url);
+    const fay = await newPerson(env.browser, env.server.url);
     await guestKnocks(fay.page, link, 'Fay');
     await host.page.getByRole('button', { name: 'Approve Fay' }).click();
     await waitForPlayingVideo(fay.page, 'video[aria-label="Video of carla"]');
@@ -88,9 +74,9 @@ describe('the core flow in Chromium', { timeout: 180_000 }, () => {
   });
 
   it('a guest waits, told so, while the host has not arrived', async () => {
-    const host = await newPerson(browser, server.url);
+    const host = await newPerson(env.browser, env.server.url);
     const link = await signUpAndCreateLink(host.page, 'gus', 'Later');
-    const guest = await newPerson(browser, server.url);
+    const guest = await newPerson(env.browser, env.server.url);
     await guestKnocks(guest.page, link, 'Hana');
     await text(guest.page, "gus hasn't joined yet");
     await hostEnters(host.page, link);
@@ -101,11 +87,11 @@ describe('the core flow in Chromium', { timeout: 180_000 }, () => {
   });
 
   it('a deleted link and an unknown link each say so', async () => {
-    const host = await newPerson(browser, server.url);
+    const host = await newPerson(env.browser, env.server.url);
     const link = await signUpAndCreateLink(host.page, 'ivan', 'Old call');
     await host.page.getByRole('button', { name: 'Delete link' }).click();
     await text(host.page, 'No links yet');
-    const guest = await newPerson(browser, server.url);
+    const guest = await newPerson(env.browser, env.server.url);
     const response = await guest.page.goto(link);
     assert.equal(response?.status(), 410);
     await text(guest.page, 'This call link was deleted by its host.');

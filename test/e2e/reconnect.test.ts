@@ -5,11 +5,10 @@
  * the host sees "Reconnecting…" on its tile meanwhile, and video plays again.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import type { Browser, Page, WebSocketRoute } from 'playwright-core';
-import { launchChromium, newPerson, waitForPlayingVideo } from '../support/browser.js';
+import { describe, it } from 'node:test';
+import type { Page, WebSocketRoute } from 'playwright-core';
+import { newPerson, waitForPlayingVideo, serverAndChromium } from '../support/browser.js';
 import { guestKnocks, hostEnters, signUpAndCreateLink, text } from '../support/flow.js';
-import { startServer, type TestServer } from '../support/server.js';
 
 /** The guest's network, as far as signaling goes: the test can cut it and keep it down. */
 async function controllableNetwork(page: Page) {
@@ -34,23 +33,11 @@ async function controllableNetwork(page: Page) {
 }
 
 describe('a dropped connection in Chromium', { timeout: 180_000 }, () => {
-  let server: TestServer;
-  let chromium: Awaited<ReturnType<typeof launchChromium>>;
-  let browser: Browser;
-
-  before(async () => {
-    server = await startServer();
-    chromium = await launchChromium();
-    browser = chromium.browser;
-  });
-  after(async () => {
-    await chromium?.close();
-    await server?.close();
-  });
+  const env = serverAndChromium();
 
   it('the guest comes back as the same participant, shown as reconnecting, with video playing again', async () => {
-    const host = await newPerson(browser, server.url);
-    const guest = await newPerson(browser, server.url);
+    const host = await newPerson(env.browser, env.server.url);
+    const guest = await newPerson(env.browser, env.server.url);
     const network = await controllableNetwork(guest.page);
     const link = await signUpAndCreateLink(host.page, 'ana', 'Train call');
     await hostEnters(host.page, link);
@@ -86,7 +73,7 @@ describe('a dropped connection in Chromium', { timeout: 180_000 }, () => {
     await network.cut();
     await bobTile.getByText('Reconnecting…').waitFor({ timeout: 10_000 });
     const linkId = new URL(link).pathname.split('/').pop()!;
-    server.app.rooms.get(linkId)!.media.drop(bobId);
+    env.server.app.rooms.get(linkId)!.media.drop(bobId);
     network.restore();
     await guest.page.getByText('Connection lost. Reconnecting…').waitFor({ state: 'detached', timeout: 15_000 });
     await waitForPlayingVideo(host.page, bobVideo, 30_000);

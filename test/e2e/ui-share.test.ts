@@ -1,29 +1,15 @@
 /** Sharing a link: Copy, QR code, rename, last used, expiry, and links with the wrong shape — in Chromium. */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import type { Browser } from 'playwright-core';
-import { launchChromium, newPerson } from '../support/browser.js';
+import { describe, it } from 'node:test';
+import { newPerson, serverAndChromium } from '../support/browser.js';
 import { guestKnocks, signUpAndCreateLink, text } from '../support/flow.js';
-import { startServer, type TestServer } from '../support/server.js';
 import { decodeQr } from '../support/ui.js';
 
 describe('sharing a link in Chromium', { timeout: 180_000 }, () => {
-  let server: TestServer;
-  let chromium: Awaited<ReturnType<typeof launchChromium>>;
-  let browser: Browser;
-
-  before(async () => {
-    server = await startServer();
-    chromium = await launchChromium();
-    browser = chromium.browser;
-  });
-  after(async () => {
-    await chromium?.close();
-    await server?.close();
-  });
+  const env = serverAndChromium();
 
   it('Copy puts the link on the clipboard and says Copied; the QR code decodes to the same link', async () => {
-    const host = await newPerson(browser, server.url);
+    const host = await newPerson(env.browser, env.server.url);
     const link = await signUpAndCreateLink(host.page, 'qr_host', 'Phone call');
     await host.page.getByRole('button', { name: 'Copy', exact: true }).click();
     await text(host.page, 'Copied');
@@ -41,7 +27,7 @@ describe('sharing a link in Chromium', { timeout: 180_000 }, () => {
   });
 
   it('a renamed link shows its new name, verified, to guests; the list says when it was last used', async () => {
-    const host = await newPerson(browser, server.url);
+    const host = await newPerson(env.browser, env.server.url);
     const link = await signUpAndCreateLink(host.page, 'rename_host', 'Old name');
     await host.page.getByText('Not used yet').waitFor();
     await host.page.getByRole('button', { name: 'Rename Old name' }).click();
@@ -49,12 +35,12 @@ describe('sharing a link in Chromium', { timeout: 180_000 }, () => {
     await host.page.getByRole('button', { name: 'Save' }).click();
     await host.page.locator('.link-name', { hasText: 'Book club' }).waitFor();
 
-    const guest = await newPerson(browser, server.url);
+    const guest = await newPerson(env.browser, env.server.url);
     await guestKnocks(guest.page, link, 'Gia');
     await guest.page.getByText('Waiting for rename_host to let you in').waitFor();
     await guest.page.getByRole('button', { name: 'Cancel' }).click();
 
-    const check = await newPerson(browser, server.url);
+    const check = await newPerson(env.browser, env.server.url);
     await check.page.goto(link);
     await check.page.getByRole('heading', { name: 'Book club' }).waitFor();
     await check.page.getByText('✓ verified').waitFor();
@@ -65,7 +51,7 @@ describe('sharing a link in Chromium', { timeout: 180_000 }, () => {
   });
 
   it('an expired link and a link of the wrong shape each say so in a sentence', async () => {
-    const host = await newPerson(browser, server.url);
+    const host = await newPerson(env.browser, env.server.url);
     const link = await signUpAndCreateLink(host.page, 'expiry_host', 'Soon gone');
     // A link that expires in a moment, made the way the page makes links.
     const id = await host.page.evaluate(async () => {
@@ -73,7 +59,7 @@ describe('sharing a link in Chromium', { timeout: 180_000 }, () => {
       return ((await res.json()) as { id: string }).id;
     });
     await host.page.waitForTimeout(2000);
-    const guest = await newPerson(browser, server.url);
+    const guest = await newPerson(env.browser, env.server.url);
     const response = await guest.page.goto(`/join/${id}#k=${'A'.repeat(43)}`);
     assert.equal(response?.status(), 410);
     await text(guest.page, 'This call link has expired. Ask the host for a new one.');
@@ -88,7 +74,7 @@ describe('sharing a link in Chromium', { timeout: 180_000 }, () => {
     await guest.page.goto('/join/not-a-real-link#k=abc');
     await text(guest.page, 'Fake links can look like real ones');
     // The page shows where you really are.
-    await guest.page.getByText(new URL(server.url).host).first().waitFor();
+    await guest.page.getByText(new URL(env.server.url).host).first().waitFor();
     await host.context.close();
     await guest.context.close();
   });

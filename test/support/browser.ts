@@ -1,4 +1,6 @@
 /** Headless Debian Chromium with a fake camera and microphone, one context per person. */
+import { after, before } from 'node:test';
+import { startServer, type TestServer, type TestServerOptions } from './server.js';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -82,4 +84,29 @@ export async function waitForLiveAudio(page: Page, selector: string, timeout = 1
       () => true,
       () => false,
     );
+}
+
+/**
+ * A real server and one Chromium for a whole describe block: started before its tests,
+ * closed after them. Read `server` and `browser` inside the tests.
+ */
+export function serverAndChromium(options?: TestServerOptions): { readonly server: TestServer; readonly browser: Browser } {
+  let server: TestServer | undefined;
+  let chromium: Awaited<ReturnType<typeof launchChromium>> | undefined;
+  before(async () => {
+    server = await startServer(options);
+    chromium = await launchChromium();
+  });
+  after(async () => {
+    await chromium?.close();
+    await server?.close();
+  });
+  return {
+    get server() {
+      return server!;
+    },
+    get browser() {
+      return chromium!.browser;
+    },
+  };
 }
