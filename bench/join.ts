@@ -2,9 +2,11 @@
  * Join latency in Chromium on loopback, over N guests joining one host's call:
  *  - knock:      guest clicks Join → the host's page shows "Approve {name}"
  *  - firstFrame: host clicks Approve → the guest's page presents the host's first video frame
+ *  - hostSeesGuest: host clicks Approve → the host's page presents the guest's first video frame
  * Prints p50/p95 and writes bench/results/join.json.  Usage: npx tsx bench/join.ts [runs]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import type { Page } from 'playwright-core';
 import { launchChromium, newPerson } from '../test/support/browser.js';
 import { startServer } from '../test/support/server.js';
@@ -29,10 +31,12 @@ const INSTRUMENT = `
       if (!window[key]) window[key] = now();
     }
   }).observe(document, { subtree: true, childList: true });
-  // Poll finely: the first frame is there once the remote video knows its size.
-  const poll = setInterval(() => {
-    const v = document.querySelector('video[aria-label^="Video of "]');
-    if (v && v.videoWidth > 0) { window.__firstFrame = now(); clearInterval(poll); }
+  // Poll finely: a first frame is there once the remote video knows its size.
+  setInterval(() => {
+    for (const v of document.querySelectorAll('video[aria-label^="Video of "]')) {
+      const key = '__frame:' + v.getAttribute('aria-label');
+      if (v.videoWidth > 0 && !window[key]) window[key] = now();
+    }
   }, 2);
 `;
 
@@ -58,6 +62,7 @@ await page.getByRole('button', { name: 'End call' }).waitFor();
 
 const knock: number[] = [];
 const firstFrame: number[] = [];
+const hostSeesGuest: number[] = [];
 for (let i = 0; i < runs; i++) {
   const name = `Guest ${i}`;
   const guest = await newPerson(chromium.browser, server.url);
@@ -69,26 +74,36 @@ for (let i = 0; i < runs; i++) {
   const approve = page.getByRole('button', { name: `Approve ${name}` });
   await approve.waitFor();
   await approve.click();
-  await guest.page.waitForFunction(() => (window as unknown as { __firstFrame?: number }).__firstFrame, null, { timeout: 20_000 });
+  const frameOf = (who: string) => `__frame:Video of ${who}`;
+  await guest.page.waitForFunction((k) => (window as unknown as Record<string, number>)[k], frameOf('host'), { timeout: 20_000 });
+  await page.waitForFunction((k) => (window as unknown as Record<string, number>)[k], frameOf(name), { timeout: 20_000 });
   const joinClick = await guest.page.evaluate(() => (window as unknown as { __clicks: Record<string, number> }).__clicks['Join']!);
   const knockSeen = await page.evaluate((n) => (window as unknown as Record<string, number>)[`__knock:Approve ${n}`]!, name);
   const approveClick = await page.evaluate((n) => (window as unknown as { __clicks: Record<string, number> }).__clicks[`Approve ${n}`]!, name);
-  const frame = await guest.page.evaluate(() => (window as unknown as { __firstFrame: number }).__firstFrame);
+  const frame = await guest.page.evaluate((k) => (window as unknown as Record<string, number>)[k]!, frameOf('host'));
+  const hostFrame = await page.evaluate((k) => (window as unknown as Record<string, number>)[k]!, frameOf(name));
   knock.push(knockSeen - joinClick);
   firstFrame.push(frame - approveClick);
+  hostSeesGuest.push(hostFrame - approveClick);
   await guest.page.getByRole('button', { name: 'Leave' }).click();
   await guest.context.close();
-  process.stdout.write(`run ${i + 1}/${runs}: knock ${(knockSeen - joinClick).toFixed(1)} ms, first frame ${(frame - approveClick).toFixed(1)} ms\n`);
+  process.stdout.write(
+    `run ${i + 1}/${runs}: knock ${(knockSeen - joinClick).toFixed(1)} ms, first frame ${(frame - approveClick).toFixed(1)} ms, host sees guest ${(hostFrame - approveClick).toFixed(1)} ms\n`,
+  );
 }
 
 const result = {
   runs,
   knockMs: { p50: percentile(knock, 50), p95: percentile(knock, 95), goalP95: 50 },
   firstFrameMs: { p50: percentile(firstFrame, 50), p95: percentile(firstFrame, 95), goalP95: 600 },
+  /** The other direction (no goal of its own): the guest starts sending once it has answered for what it receives. */
+  hostSeesGuestMs: { p50: percentile(hostSeesGuest, 50), p95: percentile(hostSeesGuest, 95) },
+  loadAverage: loadavg(),
   browser: 'chromium (Debian), headless, loopback',
   date: new Date().toISOString(),
 };
 console.log(`knock → host sees it:        p50 ${result.knockMs.p50.toFixed(1)} ms, p95 ${result.knockMs.p95.toFixed(1)} ms (goal p95 ≤ 50 ms)`);
+console.log(`approve → host sees the guest: p50 ${result.hostSeesGuestMs.p50.toFixed(1)} ms, p95 ${result.hostSeesGuestMs.p95.toFixed(1)} ms`);
 console.log(`approve → first remote frame: p50 ${result.firstFrameMs.p50.toFixed(1)} ms, p95 ${result.firstFrameMs.p95.toFixed(1)} ms (goal p95 ≤ 600 ms)`);
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 writeFileSync(new URL('./results/join.json', import.meta.url), JSON.stringify(result, null, 2) + '\n');

@@ -163,6 +163,15 @@ describe('bots in a call, through the SFU', { timeout: 150_000 }, () => {
     await host.call.approve(knock.id);
     await sleep(500);
     assert.equal(intruder.call.phase.kind, 'waiting', 'the host cannot let in an unreadable knock');
+    // While it waits, its receiving connection to the SFU is up (so admission needs no ICE or DTLS)
+    // but carries nothing: the SFU made it no consumer, and it got no packet.
+    await waitFor('the waiting bot\'s empty receiving connection', () => intruder.stats().connections.receive === 'connected', 10_000);
+    const waitingRouter = ((server.app.rooms.get(link.id) as Room).media as CallMedia).router;
+    const waitingTransport = [...waitingRouter.subscribeTransports].find((t) => t.peerId === knock.id);
+    assert.ok(waitingTransport, 'the waiting bot has a receiving transport');
+    assert.equal(waitingTransport.consumers.size, 0, 'nothing is forwarded to someone not let in');
+    await sleep(500);
+    assert.deepEqual(intruder.stats().received.filter((s) => s.packets > 0), [], 'no media reached the waiting bot');
 
     // The server admits it anyway, with a key grant made with the intruder's own (wrong) link keys,
     // which is the only kind of grant it can make verify.

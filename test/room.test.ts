@@ -29,10 +29,16 @@ class TestPeer implements RoomPeer {
 
 /** Records which participants the room handed media transports to. */
 class MediaLedger implements RoomMedia {
+  /** Lobby guests whose (empty) receiving transport is connected ahead of time. */
+  connected = new Set<string>();
   admitted = new Set<string>();
   published: string[] = [];
   closed = false;
+  connect(id: string): void {
+    this.connected.add(id);
+  }
   admit(id: string): void {
+    this.connected.delete(id);
     this.admitted.add(id);
   }
   async publish(id: string): Promise<string> {
@@ -42,6 +48,7 @@ class MediaLedger implements RoomMedia {
   }
   async answer(): Promise<void> {}
   drop(id: string): void {
+    this.connected.delete(id);
     this.admitted.delete(id);
   }
   close(): void {
@@ -89,7 +96,23 @@ describe('Room admission rules', () => {
     const guest = room.join(guestPeer, 'Bob', undefined);
     assert.deepEqual(guestPeer.last('waiting'), { type: 'waiting', hostName: 'ana', hostPresent: true, timeoutMs: 600_000 });
     assert.equal(hostPeer.last('knock')?.knock.card, 'Bob');
-    assert.equal(media.admitted.has(guest), false, 'no media transports before admission');
+    assert.equal(media.admitted.has(guest), false, 'nothing forwarded before admission');
+    assert.ok(media.connected.has(guest), 'its empty receiving transport connects while it waits');
+  });
+
+  it('drops a waiting guest\'s empty transport when it is declined or leaves, and renews it on restartMedia', () => {
+    const { room, hostPeer, media } = setup();
+    const host = room.join(hostPeer, 'Ana', 'owner');
+    const bobPeer = new TestPeer();
+    const bob = room.join(bobPeer, 'Bob', undefined);
+    room.restartMedia(bob);
+    assert.ok(bobPeer.last('mediaRestarted'));
+    assert.ok(media.connected.has(bob) && !media.admitted.has(bob), 'still nothing forwarded');
+    room.decline(host, bob);
+    assert.equal(media.connected.has(bob), false);
+    const cyd = room.join(new TestPeer(), 'Cyd', undefined);
+    room.leave(cyd);
+    assert.equal(media.connected.has(cyd), false);
   });
 
   it('admits a guest when the host approves: both sides see each other', () => {

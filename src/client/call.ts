@@ -84,6 +84,7 @@ export class CallSession {
 
   private identity?: CallIdentity;
   private card?: string;
+  private joinSent = false;
   private readonly listeners = new Set<() => void>();
   /** Key operations run one at a time, in the order their messages arrived. */
   private keyQueue: Promise<unknown> = Promise.resolve();
@@ -216,8 +217,11 @@ export class CallSession {
     this.card = await sealKnock(this.linkKeys, this.linkId, { name: clean, publicKey: this.identity.publicKey });
   }
 
+  /** Sends the knock once (later calls do nothing). */
   sendJoin(): void {
     if (!this.card) throw new Error('prepare() the name card before joining');
+    if (this.joinSent) return;
+    this.joinSent = true;
     this.signaling.send({ type: 'join', linkId: this.linkId, card: this.card });
   }
 

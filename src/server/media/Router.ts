@@ -116,6 +116,11 @@ export class Router extends EventEmitter<RouterEvents> {
     return this.#producers;
   }
 
+  /** Every open receiving transport of this call (one per participant, admitted or waiting). */
+  get subscribeTransports(): ReadonlySet<SubscribeTransport> {
+    return this.#subscribeTransports;
+  }
+
   /** Packet-path counters (a snapshot). */
   stats(): MediaCounters {
     return { ...this.#ctx.counters };

@@ -53,6 +53,8 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   #usedSsrcs = new Set<number>();
   #nextMid = 0;
   #scheduled = false;
+  /** connect() asked for a first offer even with nothing to forward yet. */
+  #connectWanted = false;
   #negotiating = false;
   #offerOutstanding = false;
   #closed = false;
@@ -119,6 +121,17 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
     this.#pendingAdd.push(consumer);
     this.#scheduleNegotiation();
     return consumer;
+  }
+
+  /**
+   * Offers the connection now, with nothing to forward yet (only the inactive placeholder),
+   * so ICE and DTLS are done before the first consumer: a participant waiting to be let in is
+   * connected already, and media flows within one renegotiation of being admitted.
+   */
+  connect(): void {
+    assertNotClosed(this.#closed, 'SubscribeTransport');
+    this.#connectWanted = true;
+    this.#scheduleNegotiation();
   }
 
   /**
@@ -256,11 +269,23 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
     this.#scheduleNegotiation();
   }
 
+  /**
+   * Sends the offer for what changed now rather than at the end of this turn, when the
+   * connection can make it at once (already connected): the room has it reach the browser
+   * before the message that makes the browser busy drawing the call.
+   */
+  offerNow(): void {
+    if (!this.#scheduled || this.#closed) return;
+    this.#scheduled = false;
+    void this.#negotiate();
+  }
+
   #scheduleNegotiation(): void {
     if (this.#scheduled || this.#closed) return;
     this.#scheduled = true;
     // Deferred so that a burst of consume()/close() calls in one turn becomes one offer.
     setImmediate(() => {
+      if (!this.#scheduled) return; // offerNow() came first
       this.#scheduled = false;
       void this.#negotiate();
     });
@@ -268,7 +293,8 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
 
   async #negotiate(): Promise<void> {
     if (this.#closed || this.#negotiating || this.#offerOutstanding) return;
-    if (this.#pendingAdd.length === 0 && !this.#removalPending) return;
+    const firstOffer = this.#connectWanted && !this.#placeholder;
+    if (this.#pendingAdd.length === 0 && !this.#removalPending && !firstOffer) return;
     this.#negotiating = true;
     try {
       if (!this.#placeholder) {
@@ -286,7 +312,8 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
       // removed by itself.
       this.#removalPending = false;
       this.#pc.setLocalDescription('offer');
-      await waitForGathering(this.#pc);
+      // Once connected, nothing is gathered again: the offer goes out in this very turn (offerNow).
+      if (this.#pc.gatheringState() !== 'complete') await waitForGathering(this.#pc);
       if (this.#closed) return;
       const sdp = this.#pc.localDescription()?.sdp;
       if (!sdp) throw new Error('media engine produced no offer');

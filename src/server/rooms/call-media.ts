@@ -14,6 +14,8 @@ import type { RoomMedia } from './room.js';
 interface PeerMedia {
   subscriber: SubscribeTransport;
   publisher?: PublishTransport;
+  /** Only admitted participants are forwarded anything (a connected lobby guest gets nothing). */
+  admitted: boolean;
 }
 
 export class CallMedia implements RoomMedia {
@@ -25,18 +27,31 @@ export class CallMedia implements RoomMedia {
     this.router = new Router(options);
   }
 
-  admit(participantId: string, sendOffer: (sdp: string) => void): void {
+  connect(participantId: string, sendOffer: (sdp: string) => void): void {
     const subscriber = this.router.createSubscribeTransport(participantId, sendOffer);
-    this.peers.set(participantId, { subscriber });
+    this.peers.get(participantId)?.subscriber.close();
+    this.peers.set(participantId, { subscriber, admitted: false });
+    subscriber.connect();
+  }
+
+  admit(participantId: string, sendOffer: (sdp: string) => void): void {
+    let peer = this.peers.get(participantId);
+    if (!peer || peer.subscriber.closed) {
+      peer = { subscriber: this.router.createSubscribeTransport(participantId, sendOffer), admitted: true };
+      this.peers.set(participantId, peer);
+    }
+    peer.admitted = true;
+    const { subscriber } = peer;
     for (const [otherId, other] of this.peers) {
       if (otherId === participantId || !other.publisher) continue;
       for (const producer of other.publisher.producers.values()) if (!producer.closed) subscriber.consume(producer);
     }
+    subscriber.offerNow();
   }
 
   async publish(participantId: string, offerSdp: string): Promise<string> {
     const peer = this.peers.get(participantId);
-    if (!peer) throw new LinkcallError('not_in_call');
+    if (!peer?.admitted) throw new LinkcallError('not_in_call');
     // A new offer replaces the old publisher (e.g. after the page restarted its media).
     peer.publisher?.close();
     const publisher = this.router.createPublishTransport(participantId);
@@ -44,7 +59,7 @@ export class CallMedia implements RoomMedia {
     publisher.on('producer', (producer: Producer) => {
       for (const [otherId, other] of this.peers) {
         // A subscriber whose connection already failed is skipped: it gets fresh transports on restartMedia.
-        if (otherId !== participantId && !other.subscriber.closed) other.subscriber.consume(producer);
+        if (otherId !== participantId && other.admitted && !other.subscriber.closed) other.subscriber.consume(producer);
       }
     });
     try {
@@ -66,7 +81,7 @@ export class CallMedia implements RoomMedia {
 
   viewport(participantId: string, tiles: readonly ViewportTile[]): void {
     const peer = this.peers.get(participantId);
-    if (!peer) throw new LinkcallError('not_in_call');
+    if (!peer?.admitted) throw new LinkcallError('not_in_call');
     peer.subscriber.setViewport(tiles);
   }
 

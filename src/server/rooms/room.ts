@@ -19,7 +19,13 @@ export interface RoomPeer {
 
 /** The media side of a call, as the room needs it (see CallMedia). */
 export interface RoomMedia {
-  /** Give an admitted participant its transports; `sendOffer` carries subscriber offers to it. */
+  /**
+   * Connect a knocking guest's receiving transport ahead of time, forwarding nothing
+   * (`sendOffer` carries subscriber offers to it): once admitted, media flows without
+   * waiting for ICE and DTLS.
+   */
+  connect(participantId: string, sendOffer: (sdp: string) => void): void;
+  /** Give an admitted participant its transports (reusing a connected one); `sendOffer` as above. */
   admit(participantId: string, sendOffer: (sdp: string) => void): void;
   publish(participantId: string, offerSdp: string): Promise<string>;
   answer(participantId: string, answerSdp: string): Promise<void>;
@@ -195,8 +201,9 @@ export class Room {
       this.dismiss(participant, this.hostPresent ? 'no_answer' : 'host_absent');
     }, this.limits.knockTimeoutMs);
     participant.knockTimer.unref?.();
-    this.deliver(participant, this.waitingNotice());
     this.toApprovers({ type: 'knock', knock: knockInfo(participant) });
+    this.deliver(participant, this.waitingNotice());
+    this.media.connect(participant.id, this.offerSender(participant));
     return participant.id;
   }
 
@@ -330,12 +337,17 @@ export class Room {
     }
   }
 
-  /** The participant's media connections failed: replace its SFU transports (it publishes again). */
+  /**
+   * The participant's media connections failed: replace its SFU transports (it publishes
+   * again). A guest in the lobby gets a new, still empty, receiving transport.
+   */
   restartMedia(actorId: string): void {
-    const actor = this.requireAdmitted(actorId);
+    const actor = this.participants.get(actorId);
+    if (!actor) throw new LinkcallError('not_in_call');
     this.media.drop(actor.id);
     this.deliver(actor, { type: 'mediaRestarted' });
-    this.attachMedia(actor);
+    if (actor.status === 'admitted') this.attachMedia(actor);
+    else this.media.connect(actor.id, this.offerSender(actor));
   }
 
   setMediaState(actorId: string, audio: boolean, video: boolean): void {
@@ -352,8 +364,10 @@ export class Room {
     if (this.participants.get(actor.id) === actor) this.deliver(actor, { type: 'publishAnswer', sdp });
   }
 
+  /** A waiting guest answers too: its receiving transport connects before it is let in (see RoomMedia.connect). */
   async subscribeAnswer(actorId: string, answerSdp: string): Promise<void> {
-    const actor = this.requireAdmitted(actorId);
+    const actor = this.participants.get(actorId);
+    if (!actor) throw new LinkcallError('not_in_call');
     await this.media.answer(actor.id, answerSdp);
   }
 
@@ -398,6 +412,9 @@ export class Room {
     if (!returning) participant.admittedAt = this.now();
     if (wasWaiting) this.toApprovers({ type: 'knockGone', participantId: participant.id });
     participant.canApprove = this.mayApprove(participant.id);
+    // Media first: a guest connected while it waited gets the offer for everyone's media ahead of
+    // `joined`, so its browser answers before it gets busy drawing the call.
+    this.attachMedia(participant);
     this.deliver(participant, {
       type: 'joined',
       you: participantInfo(participant),
@@ -413,14 +430,17 @@ export class Room {
       { type: 'participantJoined', participant: participantInfo(participant), ...(returning ? { returning } : {}) },
       participant.id,
     );
-    this.attachMedia(participant);
     this.refreshApprovers();
   }
 
   private attachMedia(participant: Participant): void {
-    this.media.admit(participant.id, (sdp) => {
+    this.media.admit(participant.id, this.offerSender(participant));
+  }
+
+  private offerSender(participant: Participant): (sdp: string) => void {
+    return (sdp) => {
       if (this.participants.get(participant.id) === participant) this.deliver(participant, { type: 'subscribeOffer', sdp });
-    });
+    };
   }
 
   private sendResumable(participant: Participant): void {
@@ -457,10 +477,10 @@ export class Room {
     clearTimeout(participant.awayTimer);
     this.participants.delete(participant.id);
     this.tokens.delete(tokenKey(participant.resumeToken));
+    this.media.drop(participant.id);
     if (participant.status === 'lobby') {
       this.toApprovers({ type: 'knockGone', participantId: participant.id });
     } else {
-      this.media.drop(participant.id);
       this.toAdmitted({ type: 'participantLeft', participantId: participant.id });
       this.refreshApprovers();
     }

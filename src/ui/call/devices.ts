@@ -99,22 +99,33 @@ export function applySpeaker(element: HTMLMediaElement, speakerId: string | unde
   el.setSinkId(speakerId).catch(() => {});
 }
 
-/** A short two-tone chime for a knock, made with WebAudio (no asset to load). */
+let chimeContext: AudioContext | undefined;
+
+/**
+ * A short two-tone chime for a knock, made with WebAudio (no asset to load). It plays after
+ * the next paint, so that the knock shows first: making the page's AudioContext the first
+ * time holds the page up for tens of milliseconds.
+ */
 export function playKnockSound(): void {
-  try {
-    const ctx = new AudioContext();
-    const gain = ctx.createGain();
-    gain.gain.value = 0.08;
-    gain.connect(ctx.destination);
-    [660, 880].forEach((freq, i) => {
-      const osc = ctx.createOscillator();
-      osc.frequency.value = freq;
-      osc.connect(gain);
-      osc.start(ctx.currentTime + i * 0.15);
-      osc.stop(ctx.currentTime + i * 0.15 + 0.12);
-    });
-    setTimeout(() => void ctx.close(), 600);
-  } catch {
-    // Sound is a nicety; the badge and list still show the knock.
-  }
+  requestAnimationFrame(() =>
+    setTimeout(() => {
+      try {
+        chimeContext ??= new AudioContext();
+        const ctx = chimeContext;
+        if (ctx.state === 'suspended') void ctx.resume().catch(() => {});
+        const gain = ctx.createGain();
+        gain.gain.value = 0.08;
+        gain.connect(ctx.destination);
+        [660, 880].forEach((freq, i) => {
+          const osc = ctx.createOscillator();
+          osc.frequency.value = freq;
+          osc.connect(gain);
+          osc.start(ctx.currentTime + i * 0.15);
+          osc.stop(ctx.currentTime + i * 0.15 + 0.12);
+        });
+      } catch {
+        // Sound is a nicety; the badge and list still show the knock.
+      }
+    }),
+  );
 }

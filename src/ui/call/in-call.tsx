@@ -29,6 +29,8 @@ interface Props {
 /** Audio level above which someone counts as speaking (inbound-rtp audioLevel, 0…1). */
 const SPEAKING_LEVEL = 0.04;
 const STATS_INTERVAL_MS = 1000;
+/** The local microphone's level meter starts this long after the call view opens. */
+const METER_DELAY_MS = 1500;
 
 const isMac = typeof navigator !== 'undefined' && /Mac|iPhone|iPad/.test(navigator.platform);
 const MOD = isMac ? '⌘' : 'Ctrl';
@@ -137,11 +139,20 @@ export function InCall({ session, connection, local, name, remoteStreams, speake
   }, []);
 
   // Audio levels (active speaker) and connection quality, once a second.
-  const localMeter = useMemo(() => {
-    const track = localTracks.find((t) => t.kind === 'audio');
-    return track ? new LevelMeter(track) : undefined;
-  }, [localTracks]);
-  useEffect(() => () => localMeter?.close(), [localMeter]);
+  const localAudio = localTracks.find((t) => t.kind === 'audio');
+  const [localMeter, setLocalMeter] = useState<LevelMeter | undefined>(undefined);
+  useEffect(() => {
+    if (!localAudio) return;
+    let meter: LevelMeter | undefined;
+    // Not while the call is being set up: making an AudioContext holds the page up for tens of
+    // milliseconds, just when the first remote video is on its way.
+    const timer = setTimeout(() => setLocalMeter((meter = new LevelMeter(localAudio))), METER_DELAY_MS);
+    return () => {
+      clearTimeout(timer);
+      meter?.close();
+      setLocalMeter(undefined);
+    };
+  }, [localAudio]);
   const mediaRef = useRef(media);
   mediaRef.current = media;
   useEffect(() => {

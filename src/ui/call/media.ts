@@ -82,6 +82,10 @@ export class CallConnection {
   private publisher!: RTCPeerConnection;
   private subscriber!: RTCPeerConnection;
   private readonly streams = new Map<string, MediaStream>();
+  /** Tracks arrived during the answer being made: the page learns of them once it is sent. */
+  private streamsChanged = false;
+  /** Each received track's m-line (noted on arrival: asking the connection later is a blocking call). */
+  private readonly mids = new WeakMap<MediaStreamTrack, string>();
   private readonly offs: (() => void)[] = [];
   private subscribeQueue = Promise.resolve();
   private offer?: Promise<string>;
@@ -155,6 +159,7 @@ export class CallConnection {
     subscriber.addEventListener('track', (event) => {
       if (subscriber !== this.subscriber) return;
       this.e2ee.attachReceiver(event.receiver);
+      if (event.transceiver.mid !== null) this.mids.set(event.track, event.transceiver.mid);
       const stream = event.streams[0];
       if (!stream) return;
       // A screen share starting or stopping adds or removes tracks of a known stream.
@@ -162,7 +167,9 @@ export class CallConnection {
       if (!this.streams.has(stream.id)) stream.addEventListener('removetrack', changed);
       event.track.addEventListener('ended', changed);
       this.streams.set(stream.id, stream);
-      this.onStreams?.(this.streams);
+      // Shown once our answer is out (see answer()): drawing new videos holds the page up, and the
+      // SFU starts sending only when it has our answer.
+      this.streamsChanged = true;
     });
     this.watch(this.subscriber);
   }
@@ -263,8 +270,8 @@ export class CallConnection {
    * a participant's first video is the camera, a second one the shared screen.
    */
   videoOrder(track: MediaStreamTrack): number {
-    const mid = this.subscriber.getTransceivers().find((t) => t.receiver.track === track)?.mid;
-    return mid === null || mid === undefined ? Infinity : Number(mid);
+    const mid = this.mids.get(track);
+    return mid === undefined ? Infinity : Number(mid);
   }
 
   /** Statistics of what we receive (levels, loss) and what we send. */
@@ -289,10 +296,18 @@ export class CallConnection {
   }
 
   private async answer(sdp: string): Promise<void> {
-    await this.subscriber.setRemoteDescription({ type: 'offer', sdp });
-    await this.subscriber.setLocalDescription(await this.subscriber.createAnswer());
-    await gathered(this.subscriber);
-    this.signaling.send({ type: 'subscribeAnswer', sdp: this.subscriber.localDescription!.sdp });
+    const subscriber = this.subscriber;
+    try {
+      await subscriber.setRemoteDescription({ type: 'offer', sdp });
+      await subscriber.setLocalDescription(await subscriber.createAnswer());
+      await gathered(subscriber);
+      this.signaling.send({ type: 'subscribeAnswer', sdp: subscriber.localDescription!.sdp });
+    } finally {
+      if (this.streamsChanged && subscriber === this.subscriber) {
+        this.streamsChanged = false;
+        this.onStreams?.(this.streams);
+      }
+    }
   }
 
   private fail(): void {

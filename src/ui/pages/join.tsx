@@ -38,19 +38,22 @@ export function JoinPage({ linkId }: { linkId: string }) {
   const [startCameraOff, setStartCameraOff] = useState(false);
   const preview = useRef<HTMLVideoElement>(null);
   const [prepared, setPrepared] = useState<Promise<PreparedCall> | undefined>(undefined);
+  /** The prepared call once ready: Join sends the knock from the click itself, before any drawing. */
+  const preparedNow = useRef<PreparedCall | undefined>(undefined);
   const [CallView, setCallView] = useState<ComponentType<CallViewProps> | undefined>(undefined);
 
   // Once the name is settled, open the socket, seal the name card and load the call view, so Join is instant.
   useEffect(() => {
     if (step !== 'ready' || !linkKeys || prepared) return;
     const p = prepareCall(linkId, linkKeys, name);
-    p.catch(() => {});
+    p.then((ready) => (preparedNow.current = ready), () => {});
     setPrepared(p);
     loadCallView().then((view) => setCallView(() => view), () => {});
   }, [step, linkKeys]);
 
   function changeName() {
     prepared?.then(({ signaling }) => signaling.close(), () => {});
+    preparedNow.current = undefined;
     setPrepared(undefined);
     setStep('name');
   }
@@ -201,7 +204,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
             {!stream && ' — listening only'}
           </p>
           <div class="row">
-            <button onClick={() => setStep('call')} disabled={!mediaSettled || !prepared || !CallView}>Join</button>
+            <button onClick={() => { preparedNow.current?.call.sendJoin(); setStep('call'); }} disabled={!mediaSettled || !prepared || !CallView}>Join</button>
             {!info.isOwner && <button class="secondary" onClick={changeName}>Change name</button>}
           </div>
         </div>
