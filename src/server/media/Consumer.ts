@@ -167,8 +167,10 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     if (this.#ready && !wasReady) {
       // A browser decodes nothing until it sees a key frame, and publishers send one only at
       // start or on request: the layer choice asks for one of the chosen layer.
+      const target = this.#switch.target;
       this.#feedback?.onReady(this);
-      this.requestKeyFrameIfSwitching();
+      // A new target chosen just now has had its key frame asked for (setTargetLayer).
+      if (this.#switch.target === target) this.requestKeyFrameIfSwitching();
     }
   }
 
