@@ -705,12 +705,16 @@ describe('what the server cannot do, in Chromium', { timeout: 175_000 }, () => {
       approvals.push({ guestId, real: grant, sent });
       approve(actorId, guestId, sent);
     };
-    // Whoever sets up media: a refused guest must never get that far.
+    // Whoever sets up media: a refused guest must never get that far. (A waiting guest does answer
+    // its receiving connection's first offer, which carries nothing: only answers that take media count.)
     const mediaUsers = new Set<string>();
     const publish = room.publish.bind(room);
     room.publish = (actorId: string, sdp: string) => (mediaUsers.add(actorId), publish(actorId, sdp));
     const subscribeAnswer = room.subscribeAnswer.bind(room);
-    room.subscribeAnswer = (actorId: string, sdp: string) => (mediaUsers.add(actorId), subscribeAnswer(actorId, sdp));
+    room.subscribeAnswer = (actorId: string, sdp: string) => {
+      if (/^a=recvonly\r?$/m.test(sdp)) mediaUsers.add(actorId);
+      return subscribeAnswer(actorId, sdp);
+    };
 
     const refusedGuest = async (name: string) => {
       const guest = await person(t, server.url);

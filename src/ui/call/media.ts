@@ -17,6 +17,11 @@ const GATHER_TIMEOUT_MS = 3000;
  */
 const HOST_CANDIDATE_GRACE_MS = 40;
 
+/** Whether an SFU offer carries anything to receive (the lobby's first offer carries nothing). */
+function carriesMedia(sdp: string): boolean {
+  return /^a=(?:sendonly|sendrecv)\r?$/m.test(sdp);
+}
+
 /** Resolves once no offer of ours is waiting for its answer (or after a few seconds). */
 function settled(pc: RTCPeerConnection): Promise<void> {
   if (pc.signalingState === 'stable' || pc.signalingState === 'closed') return Promise.resolve();
@@ -82,6 +87,9 @@ export class CallConnection {
   private publisher!: RTCPeerConnection;
   private subscriber!: RTCPeerConnection;
   private readonly streams = new Map<string, MediaStream>();
+  private allowReceiving!: () => void;
+  /** Resolves with the first call key (see setKeys). */
+  private readonly receiving = new Promise<void>((resolve) => (this.allowReceiving = resolve));
   /** Tracks arrived during the answer being made: the page learns of them once it is sent. */
   private streamsChanged = false;
   /** Each received track's m-line (noted on arrival: asking the connection later is a blocking call). */
@@ -194,8 +202,13 @@ export class CallConnection {
     }
   }
 
-  /** Re-key: new frames go out under the new key; older epochs stay readable for a few seconds. */
+  /**
+   * Re-key: new frames go out under the new key; older epochs stay readable for a few seconds.
+   * The first key (from a grant that verified, or our own as the first one in) also lets media
+   * in: before it, offers that carry media are prepared but not answered.
+   */
   setKeys(state: CallKeyState): void {
+    this.allowReceiving();
     this.e2ee.addReceiveKey(state.key);
     this.e2ee.setSendKey(state.key, state.senderIndex);
   }
@@ -301,6 +314,9 @@ export class CallConnection {
       await subscriber.setRemoteDescription({ type: 'offer', sdp });
       await subscriber.setLocalDescription(await subscriber.createAnswer());
       await gathered(subscriber);
+      // The SFU forwards once it has our answer: media is taken only with a verified call key.
+      if (carriesMedia(sdp)) await this.receiving;
+      if (subscriber !== this.subscriber || this.closed) return;
       this.signaling.send({ type: 'subscribeAnswer', sdp: subscriber.localDescription!.sdp });
     } finally {
       if (this.streamsChanged && subscriber === this.subscriber) {
