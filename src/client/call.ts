@@ -107,6 +107,8 @@ export class CallSession {
     s.on('waiting', (m) => this.set({ kind: 'waiting', hostName: m.hostName, hostPresent: m.hostPresent }));
     s.on('joined', (m) =>
       this.serially(async () => {
+        // The key first: media waits for it (CallConnection answers media offers only with a key).
+        if (m.grant && !(await this.acceptGrant(m.grant, m.you.id))) return;
         this.you = await this.member(m.you);
         this.linkName = m.linkName;
         this.canApprove = m.canApprove;
@@ -115,7 +117,7 @@ export class CallSession {
         this.knocks.clear();
         for (const k of m.knocks) this.knocks.set(k.id, await this.knock(k));
         if (m.grant) {
-          if (!(await this.acceptGrant(m.grant))) return;
+          // Taken above.
         } else if (this.keys) {
           // Back after our server node was lost (the call moved): we keep our key. Alone, we move to a fresh
           // epoch past it (the others will get it from us); otherwise the key leader grants us the current one.
@@ -340,10 +342,10 @@ export class CallSession {
   }
 
   /** Take a key only from a grant that verifies with the link's auth key; otherwise leave, saying why. */
-  private async acceptGrant(grant: KeyGrant): Promise<boolean> {
-    if (!this.identity || !this.you) return false;
+  private async acceptGrant(grant: KeyGrant, myId = this.you?.id): Promise<boolean> {
+    if (!this.identity || !myId) return false;
     try {
-      const opened = await openGrant(this.linkKeys, this.identity, { linkId: this.linkId, myId: this.you.id }, grant);
+      const opened = await openGrant(this.linkKeys, this.identity, { linkId: this.linkId, myId }, grant);
       // A grant may arrive after we ratcheted past it; only move forward.
       if (!this.keys || opened.callKey.epoch >= this.keys.key.epoch) {
         await this.setKeys({ key: opened.callKey, senderIndex: opened.senderIndex });
@@ -359,8 +361,8 @@ export class CallSession {
 
   private async setKeys(state: CallKeyState): Promise<void> {
     this.keys = state;
-    this.safetyCode = await safetyCode(state.key);
     this.onKeys?.(state);
+    this.safetyCode = await safetyCode(state.key);
     this.emit();
   }
 
