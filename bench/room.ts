@@ -101,7 +101,7 @@ function child(args: string[], env: Record<string, string> = {}): ChildProcess {
 async function startServerProcess(): Promise<{ url: string; proc: ChildProcess; dataDir: string }> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'linkcall-bench-'));
-  const proc = child(['src/server/main.ts'], { PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', MEDIA_ADDRESS: '127.0.0.1' });
+  const proc = child(['src/server/main.ts'], { PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', MEDIA_ADDRESS: '127.0.0.1', KNOCKS_PER_ADDRESS_PER_MINUTE: '1000' });
   proc.stdout!.on('data', () => {});
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 150; i++) {

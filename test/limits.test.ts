@@ -149,8 +149,8 @@ describe('HTTP floods get clear answers', () => {
 });
 
 describe('signaling floods and caps get clear answers', () => {
-  it('refuses knocks past the per-address limit, whatever the link', async () => {
-    await withServer({ rateLimits: { knocksPerAddressPerMinute: 2 } }, async (server) => {
+  it('refuses knocks past the per-address limit, whatever the link (set as an operator does, from the environment)', async () => {
+    await withServer({ env: { KNOCKS_PER_ADDRESS_PER_MINUTE: '2' } }, async (server) => {
       const cookie = await signUp(server, 'ana');
       const links = [await createLink(server, cookie), await createLink(server, cookie), await createLink(server, cookie)];
       const answers: string[] = [];

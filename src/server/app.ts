@@ -47,7 +47,8 @@ export const DEFAULT_RATE_LIMITS: RateLimits = {
   signInBackoffPerAddress: { freeFailures: 20, baseDelayMs: 1000, maxDelayMs: 15 * 60_000 },
   linksPerAccountPerHour: 30,
   maxLinksPerHost: 500,
-  knocksPerLinkPerMinute: 30,
+  // A full call (33) assembling at once: 32 knocks within a minute.
+  knocksPerLinkPerMinute: 60,
   knocksPerAddressPerMinute: 20,
   wsMessagesPerSecond: 40,
 };
@@ -86,7 +87,10 @@ export interface App {
 }
 
 export async function buildApp({ config, store, roomLimits, rateLimits, logger, tap }: AppOptions): Promise<App> {
-  const limits = { ...DEFAULT_RATE_LIMITS, ...rateLimits };
+  const fromConfig: Partial<RateLimits> = {};
+  if (config.knockLimits.perLinkPerMinute) fromConfig.knocksPerLinkPerMinute = config.knockLimits.perLinkPerMinute;
+  if (config.knockLimits.perAddressPerMinute) fromConfig.knocksPerAddressPerMinute = config.knockLimits.perAddressPerMinute;
+  const limits = { ...DEFAULT_RATE_LIMITS, ...fromConfig, ...rateLimits };
   const tls = config.publicUrl?.startsWith('https://') ?? false;
   const http = Fastify({
     logger: logger ?? { level: config.logLevel },

@@ -35,6 +35,10 @@ const env = z.object({
   TURN_SECRET: z.string().min(16).optional(),
   /** How long a browser's TURN credentials stay valid, in seconds. */
   TURN_CREDENTIAL_TTL: z.coerce.number().int().min(60).max(7 * 24 * 3600).default(6 * 3600),
+  /** Knocks one link accepts per minute (a 33-person call assembling at once needs 32). */
+  KNOCKS_PER_LINK_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).optional(),
+  /** Knocks one address may make per minute, all links together (raise it for guests behind one office NAT). */
+  KNOCKS_PER_ADDRESS_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).optional(),
   /** 'relay' makes browsers send media only through TURN (hides their addresses; used by tests). */
   ICE_TRANSPORT_POLICY: z.enum(['all', 'relay']).default('all'),
 });
@@ -56,6 +60,8 @@ export interface Config {
   cluster?: { redisUrl: string; nodeId?: string; nodeUrl?: string; secret: string; capacity: number };
   turn?: { urls: string[]; secret: string; ttlSeconds: number };
   iceTransportPolicy: 'all' | 'relay';
+  /** Knock rate limits set by the operator (the rest keep their defaults). */
+  knockLimits: { perLinkPerMinute?: number; perAddressPerMinute?: number };
 }
 
 export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
@@ -75,6 +81,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     cluster: clusterConfig(e),
     turn: turnConfig(e),
     iceTransportPolicy: e.ICE_TRANSPORT_POLICY,
+    knockLimits: { perLinkPerMinute: e.KNOCKS_PER_LINK_PER_MINUTE, perAddressPerMinute: e.KNOCKS_PER_ADDRESS_PER_MINUTE },
   };
 }
 
