@@ -194,7 +194,15 @@ async function main(): Promise<void> {
       await guestKnocks(page, link.url, `Page ${i + 1}`);
       pages.push(page);
     }
-    for (const page of pages) await page.getByRole('button', { name: 'Leave' }).waitFor({ timeout: 120_000 });
+    for (const [i, page] of pages.entries()) {
+      await page
+        .getByRole('button', { name: 'Leave' })
+        .waitFor({ timeout: 120_000 })
+        .catch(async (err: Error) => {
+          const shown = await page.locator('main').innerText().catch(() => '?');
+          throw new Error(`Page ${i + 1} did not get into the call; it shows: ${shown.replace(/\s+/g, ' ').slice(0, 200)} (${err.message.split('\n')[0]})`);
+        });
+    }
   }
 
   const everyone = BOTS + PAGES;

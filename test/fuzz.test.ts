@@ -337,7 +337,7 @@ describe('protocol fuzzing against a real server', () => {
 });
 
 describe('the message rate limit per connection', () => {
-  it('refuses messages past 40 a second with rate_limited, and closes a connection that keeps flooding', async () => {
+  it('refuses messages past 40 a second (bursts of 120) with rate_limited, and closes a connection that keeps flooding', async () => {
     const server = await startServer();
     try {
       const ws = new WebSocket(server.wsUrl);
@@ -345,11 +345,12 @@ describe('the message rate limit per connection', () => {
       const received: ServerMessage[] = [];
       ws.on('message', (d) => received.push(checkMessage(String(d))));
       const closed = new Promise<number>((resolve) => ws.once('close', (c) => resolve(c)));
-      for (let i = 1; i <= 400; i++) ws.send(JSON.stringify({ type: 'ping', seq: i }));
+      for (let i = 1; i <= 450; i++) ws.send(JSON.stringify({ type: 'ping', seq: i }));
       assert.equal(await closed, closeCodeFor('rate_limited'));
       const pongs = received.filter((m) => m.type === 'pong');
       const limited = received.filter((m) => m.type === 'error' && m.code === 'rate_limited');
-      assert.equal(pongs.length, 40, 'the first 40 in a second are answered');
+      // A burst of 120 at once, plus what 40 a second refills while the frames arrive.
+      assert.ok(pongs.length >= 120 && pongs.length <= 130, `the first 120 are answered (${pongs.length})`);
       assert.ok(limited.length >= 200, 'the rest are refused with a sentence');
       assert.deepEqual(received.at(-1), { type: 'closed', code: 'rate_limited', message: ERRORS.rate_limited.message });
 
@@ -358,11 +359,12 @@ describe('the message rate limit per connection', () => {
       await new Promise((resolve) => calm.once('open', resolve));
       const answers: ServerMessage[] = [];
       calm.on('message', (d) => answers.push(checkMessage(String(d))));
-      for (let i = 0; i < 45; i++) calm.send(JSON.stringify({ type: 'ping', seq: i }));
+      for (let i = 0; i < 130; i++) calm.send(JSON.stringify({ type: 'ping', seq: i }));
       await new Promise((resolve) => setTimeout(resolve, 1100));
       calm.send(JSON.stringify({ type: 'ping', seq: 99 }));
       await new Promise((resolve) => setTimeout(resolve, 200));
-      assert.equal(answers.filter((m) => m.type === 'error' && m.code === 'rate_limited').length, 5);
+      const refused = answers.filter((m) => m.type === 'error' && m.code === 'rate_limited').length;
+      assert.ok(refused >= 1 && refused <= 10, `past the burst, refused: ${refused}`);
       assert.deepEqual(answers.at(-1), { type: 'pong', seq: 99 });
       calm.close();
     } finally {

@@ -39,8 +39,13 @@ export interface SignalingContext {
 export type WsTapEvent = { kind: 'ws-in'; data: Buffer; isBinary: boolean } | { kind: 'ws-out'; data: string };
 
 const HEARTBEAT_MS = 15_000;
-/** Messages a connection may send per second before being told to slow down. */
+/**
+ * Messages a connection may send per second on average before being told to slow down, with
+ * bursts of up to BURST_SECONDS' worth: a host of a full call sends 32 key grants at once when
+ * someone leaves, and admitting many guests sends approvals and media answers together.
+ */
 const MESSAGES_PER_SECOND = 40;
+const BURST_SECONDS = 3;
 /** Past this many refused messages in a row the connection is closed. */
 const MAX_STRIKES = 200;
 
@@ -53,8 +58,9 @@ export class Connection implements RoomPeer {
   private closing = false;
   private strikes = 0;
   private readonly heartbeat: NodeJS.Timeout;
-  private windowStart = 0;
-  private windowCount = 0;
+  /** Token bucket: messages this connection may send now (starts full). */
+  private tokens = Infinity;
+  private tokensAt = performance.now();
 
   constructor(
     private readonly socket: WebSocket,
@@ -103,12 +109,13 @@ export class Connection implements RoomPeer {
   }
 
   private withinMessageRate(): boolean {
-    const now = Date.now();
-    if (now - this.windowStart >= 1000) {
-      this.windowStart = now;
-      this.windowCount = 0;
-    }
-    return ++this.windowCount <= (this.ctx.messagesPerSecond ?? MESSAGES_PER_SECOND);
+    const rate = this.ctx.messagesPerSecond ?? MESSAGES_PER_SECOND;
+    const now = performance.now();
+    this.tokens = Math.min(rate * BURST_SECONDS, this.tokens + ((now - this.tokensAt) * rate) / 1000);
+    this.tokensAt = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
   }
 
   private onFrame(data: Buffer, isBinary: boolean): void {
