@@ -91,10 +91,16 @@ function freePort(): Promise<number> {
 }
 
 const children: ChildProcess[] = [];
+let stopping = false;
 function child(args: string[], env: Record<string, string> = {}): ChildProcess {
   const c = spawn(process.execPath, [...TSX, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(c);
-  c.stderr!.on('data', () => {}); // counts only; nothing secret is printed, but nothing is needed either
+  // Bots print only counts and, when they give up, one sentence why (never keys, links or names).
+  let lastError = '';
+  c.stderr!.on('data', (d: Buffer) => (lastError = String(d).trim().split('\n').at(-1) ?? ''));
+  c.once('exit', (code) => {
+    if (code && code !== 0 && !stopping) log(`a child process exited with ${code}: ${lastError.slice(0, 200)}`);
+  });
   return c;
 }
 
@@ -330,6 +336,7 @@ async function main(): Promise<void> {
   log('written to bench/results/room.json');
 
   await browser?.close();
+  stopping = true;
   for (const c of children.slice(1)) c.kill('SIGTERM');
   await sleep(3000);
   server.proc.kill('SIGINT');

@@ -60,6 +60,9 @@ const audio = values.audio as 'tone' | 'silence' | 'off';
 if (!['tone', 'silence', 'off'].includes(audio)) fail('--audio is tone, silence or off');
 const speakers = values.speakers === undefined ? count : Number(values.speakers);
 
+/** Tries to connect and knock before a bot gives up. */
+const JOIN_ATTEMPTS = 4;
+
 const fixtures = loadFixtures();
 const linkKeys = await deriveLinkKeys(link.secret);
 const bots: Bot[] = [];
@@ -97,17 +100,27 @@ function summary(all: BotStats[], elapsed: number, previous: Map<string, number>
 for (let i = 0; i < count; i++) {
   const host = i === 0 && values.cookie !== undefined;
   const speaking = i < speakers;
-  const bot = await Bot.join({
-    link,
-    linkKeys,
-    fixtures,
-    name: `${values.name} ${first + i}`,
-    cookie: host ? values.cookie : undefined,
-    admitAll: values.admit && (host || values.cookie === undefined),
-    layers,
-    audio: audio === 'tone' && !speaking ? 'silence' : audio,
-    bindAddress: values.bind,
-  }).catch((err: Error) => fail(`bot ${first + i} could not join: ${err.message}`));
+  const join = () =>
+    Bot.join({
+      link,
+      linkKeys,
+      fixtures,
+      name: `${values.name} ${first + i}`,
+      cookie: host ? values.cookie : undefined,
+      admitAll: values.admit && (host || values.cookie === undefined),
+      layers,
+      audio: audio === 'tone' && !speaking ? 'silence' : audio,
+      bindAddress: values.bind,
+    });
+  // A busy machine may miss a connection's deadline: a few more tries, a second apart.
+  let bot: Bot | undefined;
+  for (let attempt = 1; !bot; attempt++) {
+    bot = await join().catch(async (err: Error) => {
+      if (attempt >= JOIN_ATTEMPTS) fail(`bot ${first + i} could not join: ${err.message}`);
+      await new Promise((r) => setTimeout(r, 1000));
+      return undefined;
+    });
+  }
   bots.push(bot);
   if (i < count - 1) await new Promise((r) => setTimeout(r, Number(values.stagger)));
 }
