@@ -171,7 +171,10 @@ function expectation(frame: Frame, role: Role): Expectation {
   const type = parsed.data.type;
   if (type === 'leave' || type === 'end') return { kind: 'skip' };
   if (type === 'join' || type === 'resume') return role === 'stranger' ? { kind: 'skip' } : { kind: 'one' };
-  // A host's valid messages may get no answer (mediaState), or one later (publish).
+  // A host's valid messages may get no answer (mediaState), or one later (publish). A waiting guest's
+  // receiving connection is already set up: restarting it gets `mediaRestarted` and a new offer, and an
+  // answer for it is taken or refused with media_failed.
+  if (role === 'knocking' && (type === 'restartMedia' || type === 'subscribeAnswer')) return { kind: 'any' };
   return role === 'host' && type !== 'ping' ? { kind: 'any' } : { kind: 'one' };
 }
 
