@@ -16,7 +16,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -26,6 +25,7 @@ import type { BotStats } from '../src/bot/bot.js';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../test/support/browser.js';
 import { guestKnocks } from '../test/support/flow.js';
 import { createLink, signUp, type TestServer } from '../test/support/server.js';
+import { freePort } from '../test/support/services.js';
 
 const { values } = parseArgs({
   options: {
@@ -78,17 +78,6 @@ function coreTimes(): { busy: number; total: number }[] {
 }
 
 // ------------------------------------------------------------------ processes
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 const children: ChildProcess[] = [];
 let stopping = false;

@@ -23,7 +23,6 @@
 import nodeDataChannel from 'node-datachannel';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -31,6 +30,7 @@ import { parseArgs } from 'node:util';
 import { Bot } from '../src/bot/bot.js';
 import { loadFixtures } from '../src/bot/fixtures.js';
 import { connectClient, createLink, signUp, until, type TestLink, type TestServer } from '../test/support/server.js';
+import { freePort } from '../test/support/services.js';
 
 const { values } = parseArgs({
   options: {
@@ -63,17 +63,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
 // ------------------------------------------------------------------ the server process
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 interface ServerProcess {
   url: string;

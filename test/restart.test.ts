@@ -7,27 +7,16 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type WebSocket from 'ws';
 import { closeCodeFor, ERRORS } from '../src/protocol/errors.js';
 import { callOfTwo, connectClient, createLink, signUp, type TestServer } from './support/server.js';
+import { freePort } from './support/services.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const GRACE_MS = 3000;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Child {
   process: ChildProcess;

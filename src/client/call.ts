@@ -116,20 +116,7 @@ export class CallSession {
         for (const p of m.participants) this.participants.set(p.id, await this.member(p));
         this.knocks.clear();
         for (const k of m.knocks) this.knocks.set(k.id, await this.knock(k));
-        if (m.grant) {
-          // Taken above.
-        } else if (this.keys) {
-          // Back after our server node was lost (the call moved): we keep our key. Alone, we move to a fresh
-          // epoch past it (the others will get it from us); otherwise the key leader grants us the current one.
-          if (this.participants.size === 0) {
-            await this.setKeys({ key: newCallKey(this.keys.key.epoch + 1), senderIndex: newSenderIndex() });
-          }
-        } else if (this.participants.size === 0) {
-          await this.setKeys({ key: newCallKey(0), senderIndex: newSenderIndex() });
-        } else {
-          // We entered on our own (a returning host): the key leader sends us the key.
-          this.grantTimer = setTimeout(() => this.fail('grant_refused'), GRANT_WAIT_MS);
-        }
+        if (!m.grant) await this.keysWithoutGrant();
         this.set({ kind: 'in-call' });
       }),
     );
@@ -327,6 +314,22 @@ export class CallSession {
     clearTimeout(this.resumeTimer);
     // A failed attempt ends in another disconnect, which schedules the next one.
     this.resumeTimer = setTimeout(() => void this.signaling.resume(token).catch(() => undefined), delay);
+  }
+
+  /**
+   * Joined without a grant. Back after our server node was lost (the call moved), we keep our key:
+   * alone, we move to a fresh epoch past it (the others will get it from us); otherwise the key
+   * leader grants us the current one. First in, we make the call's key. A returning host entered
+   * on its own: the key leader sends it the key.
+   */
+  private async keysWithoutGrant(): Promise<void> {
+    if (this.keys) {
+      if (this.participants.size === 0) await this.setKeys({ key: newCallKey(this.keys.key.epoch + 1), senderIndex: newSenderIndex() });
+    } else if (this.participants.size === 0) {
+      await this.setKeys({ key: newCallKey(0), senderIndex: newSenderIndex() });
+    } else {
+      this.grantTimer = setTimeout(() => this.fail('grant_refused'), GRANT_WAIT_MS);
+    }
   }
 
   private async sendGrant(member: Member, key?: CallKey): Promise<void> {

@@ -192,14 +192,8 @@ export class Connection implements RoomPeer {
       const okAddress = this.ctx.knocksPerAddress.take(this.address);
       if (!okLink || !okAddress) throw new LinkcallError('rate_limited');
     }
-    const owner = await this.ctx.store.findAccount(link.ownerId);
-    if (this.closing || this.room) return;
-    const room = this.ctx.rooms.open({
-      linkId: link.id,
-      linkName: link.name,
-      ownerAccountId: link.ownerId,
-      hostName: owner?.username ?? 'the host',
-    });
+    const room = await this.openRoom(link);
+    if (!room) return;
     // Set before join: the room may answer (joined/waiting) synchronously.
     this.room = room;
     try {
@@ -208,6 +202,18 @@ export class Connection implements RoomPeer {
       this.room = undefined;
       throw err;
     }
+  }
+
+  /** The link's call (opened if none is); undefined when this connection was closed or joined meanwhile. */
+  private async openRoom(link: Awaited<ReturnType<typeof linkInfo>>): Promise<Room | undefined> {
+    const owner = await this.ctx.store.findAccount(link.ownerId);
+    if (this.closing || this.room) return undefined;
+    return this.ctx.rooms.open({
+      linkId: link.id,
+      linkName: link.name,
+      ownerAccountId: link.ownerId,
+      hostName: owner?.username ?? 'the host',
+    });
   }
 
   /** Come back as the participant a resume token belongs to; a call that is over says why. */
@@ -236,14 +242,8 @@ export class Connection implements RoomPeer {
     } catch (err) {
       return this.close(err instanceof LinkcallError ? err.code : 'resume_failed');
     }
-    const owner = await this.ctx.store.findAccount(link.ownerId);
-    if (this.closing || this.room) return;
-    const room = this.ctx.rooms.open({
-      linkId: link.id,
-      linkName: link.name,
-      ownerAccountId: link.ownerId,
-      hostName: owner?.username ?? 'the host',
-    });
+    const room = await this.openRoom(link);
+    if (!room) return;
     // Another client of the same call may have just come back here too.
     if (room.hasResumeToken(token)) return this.resume(token, received);
     this.room = room;
