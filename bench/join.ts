@@ -31,13 +31,22 @@ const INSTRUMENT = `
       if (!window[key]) window[key] = now();
     }
   }).observe(document, { subtree: true, childList: true });
-  // Poll finely: a first frame is there once the remote video knows its size.
-  setInterval(() => {
+  // A first frame is there once the remote video knows its size: 'loadedmetadata' and 'resize'
+  // say so as it happens (no polling, which would load the page being measured).
+  const seen = (v) => {
+    const key = '__frame:' + v.getAttribute('aria-label');
+    if (v.videoWidth > 0 && !window[key]) window[key] = now();
+  };
+  const watched = new WeakSet();
+  new MutationObserver(() => {
     for (const v of document.querySelectorAll('video[aria-label^="Video of "]')) {
-      const key = '__frame:' + v.getAttribute('aria-label');
-      if (v.videoWidth > 0 && !window[key]) window[key] = now();
+      if (watched.has(v)) continue;
+      watched.add(v);
+      v.addEventListener('loadedmetadata', () => seen(v));
+      v.addEventListener('resize', () => seen(v));
+      seen(v);
     }
-  }, 2);
+  }).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label'] });
 `;
 
 function percentile(values: number[], p: number): number {

@@ -172,6 +172,16 @@ describe('bots in a call, through the SFU', { timeout: 150_000 }, () => {
     assert.equal(waitingTransport.consumers.size, 0, 'nothing is forwarded to someone not let in');
     await sleep(500);
     assert.deepEqual(intruder.stats().received.filter((s) => s.packets > 0), [], 'no media reached the waiting bot');
+    // It may publish while it waits (pages do, with empty senders), and even send, under a key of
+    // its own: the SFU takes the packets and forwards them to no one.
+    intruder.call.onKeys?.({ key: newCallKey(1), senderIndex: 77 });
+    await intruder.publishNow();
+    const waitingVideo = () => [...waitingRouter.producers.values()].find((p) => p.peerId === knock.id && p.kind === 'video');
+    await waitFor('the SFU receives the waiting bot\'s video', () => (waitingVideo()?.stats().packets ?? 0) > 50, 10_000);
+    assert.equal(waitingVideo()!.stats().consumers, 0, 'nobody consumes a waiting guest');
+    for (const b of bots) {
+      if (b !== intruder) assert.deepEqual(b.stats().received.filter((s) => s.peerId === knock.id), [], 'no bot got anything of the waiting bot');
+    }
 
     // The server admits it anyway, with a key grant made with the intruder's own (wrong) link keys,
     // which is the only kind of grant it can make verify.

@@ -172,9 +172,9 @@ function expectation(frame: Frame, role: Role): Expectation {
   if (type === 'leave' || type === 'end') return { kind: 'skip' };
   if (type === 'join' || type === 'resume') return role === 'stranger' ? { kind: 'skip' } : { kind: 'one' };
   // A host's valid messages may get no answer (mediaState), or one later (publish). A waiting guest's
-  // receiving connection is already set up: restarting it gets `mediaRestarted` and a new offer, and an
-  // answer for it is taken or refused with media_failed.
-  if (role === 'knocking' && (type === 'restartMedia' || type === 'subscribeAnswer')) return { kind: 'any' };
+  // connections are already set up: restarting them gets `mediaRestarted` and a new offer, an answer
+  // is taken or refused with media_failed, and a publish offer is answered or refused the same way.
+  if (role === 'knocking' && (type === 'restartMedia' || type === 'subscribeAnswer' || type === 'publish')) return { kind: 'any' };
   return role === 'host' && type !== 'ping' ? { kind: 'any' } : { kind: 'one' };
 }
 

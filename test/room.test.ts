@@ -33,6 +33,8 @@ class MediaLedger implements RoomMedia {
   connected = new Set<string>();
   admitted = new Set<string>();
   published: string[] = [];
+  /** Participants whose tracks may reach others: admitted ones (a lobby guest publishes into nothing). */
+  forwarded = new Set<string>();
   closed = false;
   connect(id: string): void {
     this.connected.add(id);
@@ -40,16 +42,19 @@ class MediaLedger implements RoomMedia {
   admit(id: string): void {
     this.connected.delete(id);
     this.admitted.add(id);
+    if (this.published.includes(id)) this.forwarded.add(id);
   }
   async publish(id: string): Promise<string> {
-    if (!this.admitted.has(id)) throw new Error('publish from a participant without transports');
+    if (!this.admitted.has(id) && !this.connected.has(id)) throw new Error('publish from a participant without transports');
     this.published.push(id);
+    if (this.admitted.has(id)) this.forwarded.add(id);
     return 'v=0 answer';
   }
   async answer(): Promise<void> {}
   drop(id: string): void {
     this.connected.delete(id);
     this.admitted.delete(id);
+    this.forwarded.delete(id);
   }
   close(): void {
     this.closed = true;
@@ -150,16 +155,33 @@ describe('Room admission rules', () => {
     assert.equal(room.lobbyCount, 2);
   });
 
-  it('refuses media and media state from a participant not yet admitted', async () => {
+  it('connects a waiting guest\'s media but forwards none of it until it is admitted', async () => {
     const { room, hostPeer, media } = setup();
-    room.join(hostPeer, 'Ana', 'owner');
+    const host = room.join(hostPeer, 'Ana', 'owner');
     const eve = room.join(new TestPeer(), 'Eve', undefined);
-    await assert.rejects(room.publish(eve, 'v=0 offer'), refusedWith('not_in_call'));
-    // Its empty receiving transport (connected while it waits) takes its answer: nothing flows on it.
+    // Its connections come up while it waits (the SFU answers both), and nothing flows on them.
+    await room.publish(eve, 'v=0 offer');
     await room.subscribeAnswer(eve, 'v=0 answer');
+    assert.deepEqual(media.published, [eve]);
     assert.equal(media.admitted.has(eve), false);
+    assert.equal(media.forwarded.has(eve), false);
     assert.throws(() => room.setMediaState(eve, false, false), refusedWith('not_in_call'));
-    assert.deepEqual(media.published, []);
+    assert.throws(() => room.setViewport(eve, []), refusedWith('not_in_call'));
+    // Declined: its transports are gone, and it never sent anything to anyone.
+    room.decline(host, eve);
+    assert.equal(media.connected.has(eve), false);
+    assert.equal(media.forwarded.has(eve), false);
+    await assert.rejects(room.publish(eve, 'v=0 offer'), refusedWith('not_in_call'));
+  });
+
+  it('forwards what a guest published while waiting once it is let in', async () => {
+    const { room, hostPeer, media } = setup();
+    const host = room.join(hostPeer, 'Ana', 'owner');
+    const bob = room.join(new TestPeer(), 'Bob', undefined);
+    await room.publish(bob, 'v=0 offer');
+    assert.equal(media.forwarded.has(bob), false);
+    room.approve(host, bob, GRANT);
+    assert.equal(media.forwarded.has(bob), true);
   });
 
   it('refuses host-only actions from an admitted guest while the host is there', () => {

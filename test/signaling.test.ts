@@ -89,12 +89,16 @@ describe('signaling over a real server', () => {
       { type: 'remove', participantId: hostId },
       { type: 'end' },
       { type: 'grant', participantId: hostId, grant: fakeGrant },
-      { type: 'publish', sdp: 'v=0' },
     ] as const) {
       const error = bob.signaling.next('error');
       const seq = bob.signaling.send(message);
       assert.deepEqual(await error, { type: 'error', code: 'not_in_call', message: 'You are not in a call yet.', seq });
     }
+    // A waiting guest may connect its publishing side (nothing of it is forwarded before it is let
+    // in): a real offer is answered, a bad one refused.
+    const refused = bob.signaling.next('error');
+    bob.signaling.send({ type: 'publish', sdp: 'v=0' });
+    assert.equal((await refused).code, 'media_failed');
 
     await host.call.approve(bobId);
     await until(bob.call, () => bob.call.phase.kind === 'in-call');

@@ -78,6 +78,7 @@ export class Bot {
   private readonly receiver: MediaReceiver;
   private offer?: Promise<string>;
   private published = false;
+  private mediaStateSent = false;
   private closed = false;
   private readonly approving = new Set<string>();
 
@@ -187,16 +188,9 @@ export class Bot {
       return;
     }
     if (call.phase.kind !== 'in-call') return;
-    if (!this.published && this.offer) {
-      this.published = true;
-      this.offer.then(
-        (sdp) => {
-          if (this.closed) return;
-          this.signaling.send({ type: 'publish', sdp });
-          call.setMediaState(this.opts.audio !== 'off', true);
-        },
-        () => void this.receiver.failures++,
-      );
+    if (!this.mediaStateSent) {
+      this.mediaStateSent = true;
+      void this.publishNow().then(() => !this.closed && call.setMediaState(this.opts.audio !== 'off', true));
     }
     if (this.opts.admitAll && call.canApprove) {
       for (const knock of call.knocks.values()) {
@@ -206,6 +200,19 @@ export class Bot {
         void call.approve(knock.id).catch(() => this.approving.delete(knock.id));
       }
     }
+  }
+
+  /**
+   * Publish at once (done on admission anyway). While waiting to be let in, the SFU takes the
+   * offer but forwards nothing of it; tests use this to check that a waiting sender reaches no one.
+   */
+  publishNow(): Promise<void> {
+    if (this.published || !this.offer) return Promise.resolve();
+    this.published = true;
+    return this.offer.then(
+      (sdp) => void (this.closed || this.signaling.send({ type: 'publish', sdp })),
+      () => void this.receiver.failures++,
+    );
   }
 
   private until(predicate: () => boolean, timeoutMs: number): Promise<void> {

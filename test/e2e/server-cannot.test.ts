@@ -705,11 +705,15 @@ describe('what the server cannot do, in Chromium', { timeout: 175_000 }, () => {
       approvals.push({ guestId, real: grant, sent });
       approve(actorId, guestId, sent);
     };
-    // Whoever sets up media: a refused guest must never get that far. (A waiting guest does answer
-    // its receiving connection's first offer, which carries nothing: only answers that take media count.)
+    // Whoever takes or sends media: a refused guest must never get that far. (A waiting guest's
+    // connections come up before it is let in, empty: its receiving side answers an offer that
+    // carries nothing, and its publishing side has senders without tracks. So only answers that
+    // take media count, and any packet the SFU receives from the guest.)
     const mediaUsers = new Set<string>();
-    const publish = room.publish.bind(room);
-    room.publish = (actorId: string, sdp: string) => (mediaUsers.add(actorId), publish(actorId, sdp));
+    const router: Router = (room.media as CallMedia).router;
+    router.on('producer', (producer) => {
+      producer.once('close', () => producer.stats().packets > 0 && mediaUsers.add(producer.peerId));
+    });
     const subscribeAnswer = room.subscribeAnswer.bind(room);
     room.subscribeAnswer = (actorId: string, sdp: string) => {
       if (/^a=recvonly\r?$/m.test(sdp)) mediaUsers.add(actorId);
@@ -726,7 +730,8 @@ describe('what the server cannot do, in Chromium', { timeout: 175_000 }, () => {
       // The guest leaves at once; the host's screen drops the tile.
       await host.page.locator(`video[aria-label="Video of ${name}"]`).waitFor({ state: 'detached', timeout: 30_000 });
       const { guestId } = approvals[approvals.length - 1]!;
-      assert.ok(!mediaUsers.has(guestId), `${name} never set up media`);
+      const sentPackets = [...router.producers.values()].some((p) => p.peerId === guestId && p.stats().packets > 0);
+      assert.ok(!mediaUsers.has(guestId) && !sentPackets, `${name} never took or sent media`);
       await guest.context.close();
     };
 

@@ -29,43 +29,56 @@ export class CallMedia implements RoomMedia {
 
   connect(participantId: string, sendOffer: (sdp: string) => void): void {
     const subscriber = this.router.createSubscribeTransport(participantId, sendOffer);
-    this.peers.get(participantId)?.subscriber.close();
+    this.drop(participantId);
     this.peers.set(participantId, { subscriber, admitted: false });
     subscriber.connect();
   }
 
   admit(participantId: string, sendOffer: (sdp: string) => void): void {
     let peer = this.peers.get(participantId);
-    if (!peer || peer.subscriber.closed) {
+    if (!peer) {
       peer = { subscriber: this.router.createSubscribeTransport(participantId, sendOffer), admitted: true };
       this.peers.set(participantId, peer);
+    } else if (peer.subscriber.closed) {
+      peer.subscriber = this.router.createSubscribeTransport(participantId, sendOffer);
     }
     peer.admitted = true;
     const { subscriber } = peer;
     for (const [otherId, other] of this.peers) {
-      if (otherId === participantId || !other.publisher) continue;
-      for (const producer of other.publisher.producers.values()) if (!producer.closed) subscriber.consume(producer);
+      if (otherId === participantId) continue;
+      for (const producer of other.publisher?.producers.values() ?? []) if (other.admitted && !producer.closed) subscriber.consume(producer);
     }
     subscriber.offerNow();
+    // What it published while waiting (connected, sending nothing yet) goes to everyone now.
+    for (const producer of peer.publisher?.producers.values() ?? []) if (!producer.closed) this.forward(participantId, producer);
   }
 
+  /**
+   * A waiting guest publishes too (its page connects while it waits, sending nothing): its
+   * tracks are consumed by no one until it is admitted.
+   */
   async publish(participantId: string, offerSdp: string): Promise<string> {
     const peer = this.peers.get(participantId);
-    if (!peer?.admitted) throw new LinkcallError('not_in_call');
+    if (!peer) throw new LinkcallError('not_in_call');
     // A new offer replaces the old publisher (e.g. after the page restarted its media).
     peer.publisher?.close();
     const publisher = this.router.createPublishTransport(participantId);
     peer.publisher = publisher;
     publisher.on('producer', (producer: Producer) => {
-      for (const [otherId, other] of this.peers) {
-        // A subscriber whose connection already failed is skipped: it gets fresh transports on restartMedia.
-        if (otherId !== participantId && other.admitted && !other.subscriber.closed) other.subscriber.consume(producer);
-      }
+      if (peer.admitted && this.peers.get(participantId) === peer) this.forward(participantId, producer);
     });
     try {
       return await publisher.answer(offerSdp);
     } catch {
       throw new LinkcallError('media_failed');
+    }
+  }
+
+  /** Every other admitted participant consumes `producer`. */
+  private forward(participantId: string, producer: Producer): void {
+    for (const [otherId, other] of this.peers) {
+      // A subscriber whose connection already failed is skipped: it gets fresh transports on restartMedia.
+      if (otherId !== participantId && other.admitted && !other.subscriber.closed) other.subscriber.consume(producer);
     }
   }
 

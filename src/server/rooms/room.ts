@@ -27,6 +27,10 @@ export interface RoomMedia {
   connect(participantId: string, sendOffer: (sdp: string) => void): void;
   /** Give an admitted participant its transports (reusing a connected one); `sendOffer` as above. */
   admit(participantId: string, sendOffer: (sdp: string) => void): void;
+  /**
+   * Take a participant's publishing offer. A waiting guest may publish (its connection is up
+   * before it is let in), but none of its tracks is forwarded to anyone before `admit`.
+   */
   publish(participantId: string, offerSdp: string): Promise<string>;
   answer(participantId: string, answerSdp: string): Promise<void>;
   /** How big the participant shows each other participant's video (picks simulcast layers). */
@@ -357,9 +361,13 @@ export class Room {
     this.toAdmitted({ type: 'participantUpdated', participant: participantInfo(actor) }, actor.id);
   }
 
-  /** Only admitted participants get media transports: nothing else is ever forwarded. */
+  /**
+   * A waiting guest's page publishes too, so its connection is up when it is let in; the media
+   * layer forwards nothing of it before then (RoomMedia.publish).
+   */
   async publish(actorId: string, offerSdp: string): Promise<void> {
-    const actor = this.requireAdmitted(actorId);
+    const actor = this.participants.get(actorId);
+    if (!actor) throw new LinkcallError('not_in_call');
     const sdp = await this.media.publish(actor.id, offerSdp);
     if (this.participants.get(actor.id) === actor) this.deliver(actor, { type: 'publishAnswer', sdp });
   }

@@ -63,6 +63,10 @@ function useSize(ref: { current: HTMLElement | null }): { w: number; h: number }
   useLayoutEffect(() => {
     const el = ref.current;
     if (!el) return;
+    // Measured now, before the first paint: waiting for the observer's first report would lay
+    // the call out twice while it opens.
+    const first = el.getBoundingClientRect();
+    setSize({ w: first.width, h: first.height });
     const observer = new ResizeObserver(([entry]) => {
       const r = entry!.contentRect;
       setSize((s) => (Math.abs(s.w - r.width) < 1 && Math.abs(s.h - r.height) < 1 ? s : { w: r.width, h: r.height }));

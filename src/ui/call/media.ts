@@ -90,6 +90,9 @@ export class CallConnection {
   private allowReceiving!: () => void;
   /** Resolves with the first call key (see setKeys). */
   private readonly receiving = new Promise<void>((resolve) => (this.allowReceiving = resolve));
+  private answeredMedia!: () => void;
+  /** Resolves once our first answer that takes media has gone out (see mediaAnswered). */
+  private readonly firstMediaAnswer = new Promise<void>((resolve) => (this.answeredMedia = resolve));
   /** Tracks arrived during the answer being made: the page learns of them once it is sent. */
   private streamsChanged = false;
   /** Each received track's m-line (noted on arrival: asking the connection later is a blocking call). */
@@ -99,7 +102,10 @@ export class CallConnection {
   private offer?: Promise<string>;
   private stream?: MediaStream;
   private screen?: MediaStreamTrack;
+  /** Let in: our tracks go out (before, the publishing connection is connected with empty senders). */
   private published = false;
+  /** The publishing connection whose offer went out. */
+  private offerSent?: RTCPeerConnection;
   /** Between our restartMedia and the server's mediaRestarted, offers are for the old transports. */
   private awaitingRestart = false;
   private restarts = 0;
@@ -129,6 +135,15 @@ export class CallConnection {
     this.subscribeQueue = this.subscribeQueue.then(() => this.answer(sdp)).catch(() => this.fail());
   }
 
+  /**
+   * Resolves once the SFU has our answer for the others' media (it starts forwarding then), or
+   * after `timeoutMs` (nobody else sends anything yet). The page draws the call after this: drawing
+   * it holds the page up for a while, which would otherwise delay that answer.
+   */
+  mediaAnswered(timeoutMs: number): Promise<void> {
+    return Promise.race([this.firstMediaAnswer, new Promise<void>((resolve) => setTimeout(resolve, timeoutMs))]);
+  }
+
   /** After a lost signaling connection: media that did not survive it is rebuilt. */
   checkConnections(): void {
     const healthy = (pc: RTCPeerConnection) => pc.connectionState === 'connected' || pc.connectionState === 'connecting' || pc.connectionState === 'new';
@@ -152,6 +167,7 @@ export class CallConnection {
     this.awaitingRestart = true;
     this.signaling.send({ type: 'restartMedia' });
     if (this.published) await this.publish(this.stream).catch(() => this.fail());
+    else await this.connectPublisher(this.stream).catch(() => this.fail());
   }
 
   private createConnections(): void {
@@ -213,10 +229,39 @@ export class CallConnection {
     this.e2ee.setSendKey(state.key, state.senderIndex);
   }
 
+  /**
+   * While waiting to be let in: connect the publishing connection with empty senders, so that
+   * once admitted, sending is only a matter of handing it the tracks (no ICE, DTLS or
+   * renegotiation then). The SFU forwards nothing of a waiting guest; nothing is sent anyway.
+   */
+  async connectPublisher(stream?: MediaStream): Promise<void> {
+    const publisher = this.publisher;
+    const sdp = await this.prepareOffer(stream);
+    this.sendOffer(publisher, sdp);
+  }
+
   /** Start sending the local camera and microphone (either may be missing), encrypted. */
   async publish(stream?: MediaStream): Promise<void> {
     this.published = true;
+    const publisher = this.publisher;
     const sdp = await this.prepareOffer(stream);
+    this.sendOffer(publisher, sdp);
+    if (publisher !== this.publisher) return;
+    // Senders prepared while waiting are empty: the tracks go in now.
+    const transceivers = publisher.getTransceivers();
+    const tracks = [stream?.getAudioTracks()[0], stream?.getVideoTracks()[0]];
+    await Promise.all(
+      tracks.map((track, slot) => {
+        const sender = transceivers[slot]?.sender;
+        return track && sender && sender.track !== track ? sender.replaceTrack(track) : undefined;
+      }),
+    );
+  }
+
+  /** Each publishing connection's offer goes out once. */
+  private sendOffer(publisher: RTCPeerConnection, sdp: string): void {
+    if (publisher !== this.publisher || this.offerSent === publisher || this.closed) return;
+    this.offerSent = publisher;
     this.signaling.send({ type: 'publish', sdp });
   }
 
@@ -239,12 +284,8 @@ export class CallConnection {
     await this.publish(this.stream);
   }
 
-  /**
-   * Build and gather the publishing offer ahead of time (while waiting to be
-   * let in): a page's first ICE gathering costs a few hundred milliseconds,
-   * which would otherwise come after Approve. Nothing is sent until publish().
-   */
-  prepareOffer(stream?: MediaStream): Promise<string> {
+  /** Build and gather the publishing offer (once per publishing connection). */
+  private prepareOffer(stream?: MediaStream): Promise<string> {
     this.stream = stream;
     this.offer ??= (async () => {
       // Always the same shape — microphone, camera, then the screen when shared —
@@ -258,7 +299,8 @@ export class CallConnection {
       for (const [i, [track, kind]] of slots.entries()) {
         // The camera (slot 1) in simulcast layers; a camera added later is assumed 640x480.
         const sendEncodings = i === 1 ? simulcastEncodings(track?.getSettings().width ?? 640) : undefined;
-        const transceiver = this.publisher.addTransceiver(track ?? kind, {
+        // Empty until we are let in (see connectPublisher).
+        const transceiver = this.publisher.addTransceiver((this.published && track) || kind, {
           direction: 'sendonly',
           streams: stream ? [stream] : [],
           ...(sendEncodings ? { sendEncodings } : {}),
@@ -318,6 +360,7 @@ export class CallConnection {
       if (carriesMedia(sdp)) await this.receiving;
       if (subscriber !== this.subscriber || this.closed) return;
       this.signaling.send({ type: 'subscribeAnswer', sdp: subscriber.localDescription!.sdp });
+      if (carriesMedia(sdp)) this.answeredMedia();
     } finally {
       if (this.streamsChanged && subscriber === this.subscriber) {
         this.streamsChanged = false;

@@ -17,6 +17,12 @@ export interface CallViewProps {
   speakerId?: string;
 }
 
+/**
+ * Let in, the page answers the SFU's offer for everyone's media before drawing the call (which
+ * holds the page up for 100 ms or more on a slow machine): at most this long, saying "Joining…".
+ */
+const ENTER_WAIT_MS = 400;
+
 const RETRYABLE = new Set(['resume_failed', 'host_absent', 'no_answer', 'disconnected', 'server_shutdown', 'left', 'media_failed', 'rate_limited', 'grant_refused']);
 
 export function CallView({ prepared, name, hostName, stream, speakerId }: CallViewProps) {
@@ -29,6 +35,8 @@ export function CallView({ prepared, name, hostName, stream, speakerId }: CallVi
   const connection = useRef<CallConnection | undefined>(undefined);
 
   const [unreachable, setUnreachable] = useState(false);
+  /** Let in, and the others' media answered for (or not coming): the call view may be drawn. */
+  const [entered, setEntered] = useState(false);
 
   // A layout effect: it runs right after render, so Join goes out without waiting for a paint.
   useLayoutEffect(() => {
@@ -40,9 +48,9 @@ export function CallView({ prepared, name, hostName, stream, speakerId }: CallVi
         setSession(call);
         // Join first: nothing below may delay the knock.
         call.sendJoin();
-        // The media connection exists before we are let in: its offer is gathered while we wait,
-        // and it already listens when the SFU's first subscribeOffer follows `joined`
-        // (which CallSession may still be opening — slow WebCrypto in Firefox).
+        // The media connections are up before we are let in (sending and receiving nothing), and
+        // the receiving one already listens when the SFU's first offer with media follows
+        // `joined` (which CallSession may still be opening — slow WebCrypto in Firefox).
         const conn = new CallConnection(signaling, rtc);
         connection.current = conn;
         conn.onStreams = (streams) => setRemoteStreams(new Map(streams));
@@ -50,7 +58,7 @@ export function CallView({ prepared, name, hostName, stream, speakerId }: CallVi
         call.onKeys = (keys) => conn.setKeys(keys);
         call.onResumed = () => conn.checkConnections();
         const cannotSend = () => setMediaFailure('Your camera and microphone could not be sent.');
-        conn.prepareOffer(local).catch(cannotSend);
+        conn.connectPublisher(local).catch(cannotSend);
         let knockCount = 0;
         let publishing = false;
         const sync = () => {
@@ -58,6 +66,9 @@ export function CallView({ prepared, name, hostName, stream, speakerId }: CallVi
             publishing = true;
             void conn.publish(local).catch(cannotSend);
             call.setMediaState(audioEnabled(local), videoEnabled(local));
+            // Alone in the call, there is nothing to wait for.
+            if (call.participants.size === 0) setEntered(true);
+            else void conn.mediaAnswered(ENTER_WAIT_MS).then(() => setEntered(true));
           }
           if (call.knocks.size > knockCount) playKnockSound();
           knockCount = call.knocks.size;
@@ -103,6 +114,9 @@ export function CallView({ prepared, name, hostName, stream, speakerId }: CallVi
         {RETRYABLE.has(phase.code) && <a class="button" href={location.pathname}>Join again</a>}
       </main>
     );
+  }
+  if (phase.kind === 'in-call' && !entered) {
+    return <main class="page narrow"><p role="status" class="lede">Joining…</p></main>;
   }
   if (phase.kind === 'connecting') {
     return <main class="page narrow"><p role="status">Connecting…</p></main>;
