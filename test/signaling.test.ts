@@ -122,6 +122,26 @@ describe('signaling over a real server', () => {
     host.signaling.close();
   });
 
+  it('tells new SFU transports the tiles again after a media restart', async () => {
+    const host = await hostInCall();
+    const { guest, id } = await knock(host, 'Vic');
+    await host.call.approve(id);
+    await until(guest.call, () => guest.call.phase.kind === 'in-call');
+    const sent: unknown[] = [];
+    const send = guest.signaling.send.bind(guest.signaling);
+    guest.signaling.send = ((m: Parameters<typeof send>[0]) => (m.type === 'viewport' && sent.push(m.tiles), send(m))) as typeof send;
+    const tiles = [{ participantId: host.call.you!.id, width: 320, height: 180 }];
+    guest.call.setViewport(tiles);
+    guest.call.setViewport(tiles);
+    assert.equal(sent.length, 1, 'a repeated viewport is not sent again');
+    const restarted = guest.signaling.next('mediaRestarted');
+    guest.signaling.send({ type: 'restartMedia' });
+    await restarted;
+    assert.deepEqual(sent, [tiles, tiles], 'the viewport went out again for the new transports');
+    host.signaling.close();
+    guest.signaling.close();
+  });
+
   it('answers malformed, unknown and oversized frames with typed errors and keeps the connection', async () => {
     const ws = new WebSocket(server.wsUrl);
     await new Promise((r) => ws.once('open', r));

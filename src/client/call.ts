@@ -167,6 +167,12 @@ export class CallSession {
       this.emit();
     });
     s.on('closed', (m) => this.set({ kind: 'ended', code: m.code, message: m.message }));
+    // New SFU transports know nothing of our tiles: tell them again.
+    s.on('mediaRestarted', () => {
+      const last = this.lastViewport;
+      this.lastViewport = undefined;
+      if (last) this.setViewport(JSON.parse(last) as ViewportTile[]);
+    });
     s.on('shutdown', (m) => {
       this.serverNotice = m.message;
       this.emit();

@@ -16,6 +16,8 @@ interface PeerMedia {
   publisher?: PublishTransport;
   /** Only admitted participants are forwarded anything (a connected lobby guest gets nothing). */
   admitted: boolean;
+  /** The last viewport the participant reported: a subscriber made anew (after a failure) starts from it. */
+  tiles?: readonly ViewportTile[];
 }
 
 export class CallMedia implements RoomMedia {
@@ -41,6 +43,7 @@ export class CallMedia implements RoomMedia {
       this.peers.set(participantId, peer);
     } else if (peer.subscriber.closed) {
       peer.subscriber = this.router.createSubscribeTransport(participantId, sendOffer);
+      if (peer.tiles) peer.subscriber.setViewport(peer.tiles);
     }
     peer.admitted = true;
     const { subscriber } = peer;
@@ -95,7 +98,9 @@ export class CallMedia implements RoomMedia {
   viewport(participantId: string, tiles: readonly ViewportTile[]): void {
     const peer = this.peers.get(participantId);
     if (!peer?.admitted) throw new LinkcallError('not_in_call');
-    peer.subscriber.setViewport(tiles);
+    peer.tiles = tiles;
+    // A failed connection awaits the page's restartMedia; the new one starts from these tiles.
+    if (!peer.subscriber.closed) peer.subscriber.setViewport(tiles);
   }
 
   drop(participantId: string): void {
