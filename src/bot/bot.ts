@@ -54,6 +54,12 @@ export interface BotOptions {
   fixtures?: Fixtures;
   /** Link keys already derived (many bots of one link share them). */
   linkKeys?: LinkKeys;
+  /**
+   * How large the bot "shows" everyone else's video, in device pixels, told to the SFU like a
+   * page's tiles (it forwards the smallest layer that fills it). Default 320×180, a grid tile
+   * of a group call; 'full' tells nothing, so the SFU forwards what bandwidth allows.
+   */
+  tile?: { width: number; height: number } | 'full';
 }
 
 export interface BotStats {
@@ -68,6 +74,8 @@ export interface BotStats {
   /** States of the publish and receive connections. */
   connections: { publish: string; receive: string };
 }
+
+const DEFAULT_TILE = { width: 320, height: 180 };
 
 export class Bot {
   readonly signaling: SignalingClient;
@@ -188,6 +196,8 @@ export class Bot {
       return;
     }
     if (call.phase.kind !== 'in-call') return;
+    const tile = this.opts.tile ?? DEFAULT_TILE;
+    if (tile !== 'full') call.setViewport([...call.participants.keys()].map((participantId) => ({ participantId, ...tile })));
     if (!this.mediaStateSent) {
       this.mediaStateSent = true;
       void this.publishNow().then(() => !this.closed && call.setMediaState(this.opts.audio !== 'off', true));

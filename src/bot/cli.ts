@@ -8,6 +8,7 @@
  *   --audio tone|silence|off   (default tone)      --speakers N   only the first N bots send a tone (default all)
  *   --cookie 'lc_session=…'   enter as the link's owner (the first bot only) and --admit every knock
  *   --bind 127.0.0.1   address ICE binds to      --stagger 200   ms between two bots' knocks
+ *   --tile 320x180     how large the bot shows everyone's video (the SFU picks layers to fit); 'full': any size
  *   --seconds N        leave after N seconds (default: until Ctrl-C)
  *   --every N          print a summary every N seconds (default 5)
  *   --json             print one JSON line of counts per interval instead (for bench/room.ts)
@@ -35,6 +36,7 @@ const { values } = parseArgs({
     seconds: { type: 'string' },
     every: { type: 'string', default: '5' },
     json: { type: 'boolean', default: false },
+    tile: { type: 'string', default: '320x180' },
   },
 });
 
@@ -59,6 +61,11 @@ if (layers.some((l) => !LAYERS.includes(l))) fail('--layers takes q, h and f');
 const audio = values.audio as 'tone' | 'silence' | 'off';
 if (!['tone', 'silence', 'off'].includes(audio)) fail('--audio is tone, silence or off');
 const speakers = values.speakers === undefined ? count : Number(values.speakers);
+const tile = (() => {
+  if (values.tile === 'full') return 'full' as const;
+  const m = /^(\d+)x(\d+)$/.exec(values.tile!);
+  return m ? { width: Number(m[1]), height: Number(m[2]) } : fail('--tile is WIDTHxHEIGHT (e.g. 320x180) or full');
+})();
 
 /** Tries to connect and knock before a bot gives up. */
 const JOIN_ATTEMPTS = 4;
@@ -111,6 +118,7 @@ for (let i = 0; i < count; i++) {
       layers,
       audio: audio === 'tone' && !speaking ? 'silence' : audio,
       bindAddress: values.bind,
+      tile,
     });
   // A busy machine may miss a connection's deadline: a few more tries, a second apart.
   let bot: Bot | undefined;
