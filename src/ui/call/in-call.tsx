@@ -42,8 +42,8 @@ export function InCall({ session, connection, local, name, remoteStreams, speake
   const [screen, setScreen] = useState<MediaStream | undefined>(undefined);
   const [shareError, setShareError] = useState('');
   const [pinned, setPinned] = useState<string | undefined>(undefined);
-  const [levels, setLevels] = useState<Map<string, number>>(new Map());
-  const [quality, setQuality] = useState<Map<string, Quality>>(new Map());
+  const [speaker, setSpeaker] = useState<string | undefined>(undefined);
+  const [quality, setQuality] = useState<ReadonlyMap<string, Quality>>(new Map());
   const [speakerId, setSpeakerId] = useState(initialSpeaker);
   const [dialog, setDialog] = useState<'devices' | 'shortcuts' | undefined>(undefined);
   const [announcement, setAnnouncement] = useState('');
@@ -153,6 +153,8 @@ export function InCall({ session, connection, local, name, remoteStreams, speake
       setLocalMeter(undefined);
     };
   }, [localAudio]);
+  const audioOnRef = useRef(audioOn);
+  audioOnRef.current = audioOn;
   const mediaRef = useRef(media);
   mediaRef.current = media;
   useEffect(() => {
@@ -165,15 +167,23 @@ export function InCall({ session, connection, local, name, remoteStreams, speake
         const sample = reader.received(received);
         const byTrack = new Map<string, string>();
         for (const [id, m] of mediaRef.current) for (const t of m.camera.getTracks()) byTrack.set(t.id, id);
-        const nextLevels = new Map<string, number>();
+        const levels = new Map<string, number>();
         const nextQuality = new Map<string, Quality>();
-        for (const [track, level] of sample.levels) if (byTrack.has(track)) nextLevels.set(byTrack.get(track)!, level);
+        for (const [track, level] of sample.levels) if (byTrack.has(track)) levels.set(byTrack.get(track)!, level);
         for (const [track, q] of sample.quality) if (byTrack.has(track)) nextQuality.set(byTrack.get(track)!, q);
-        if (localMeter) nextLevels.set(you.id, localMeter.level() > 0.45 ? 1 : 0);
+        if (localMeter) levels.set(you.id, localMeter.level() > 0.45 ? 1 : 0);
         const mine = sentQuality(sent);
         if (mine) nextQuality.set(you.id, mine);
-        setLevels(nextLevels);
-        setQuality(nextQuality);
+        // The active speaker: the loudest above the threshold (muted people never count). The call
+        // is drawn again only when the speaker or someone's quality changes, not every second.
+        let next: string | undefined;
+        let loudest = SPEAKING_LEVEL;
+        for (const [id, level] of levels) {
+          const muted = id === you.id ? !audioOnRef.current : session.participants.get(id)?.audio === false;
+          if (!muted && level > loudest) [next, loudest] = [id, level];
+        }
+        setSpeaker(next);
+        setQuality((before) => (sameEntries(before, nextQuality) ? before : nextQuality));
       } catch {
         // Statistics are a nicety; a closed connection simply has none.
       }
@@ -183,15 +193,7 @@ export function InCall({ session, connection, local, name, remoteStreams, speake
       stopped = true;
       clearInterval(timer);
     };
-  }, [connection, localMeter, you.id]);
-
-  // The active speaker: the loudest above the threshold (muted people never count).
-  let speaker: string | undefined;
-  let loudest = SPEAKING_LEVEL;
-  for (const [id, level] of levels) {
-    const muted = id === you.id ? !audioOn : session.participants.get(id)?.audio === false;
-    if (!muted && level > loudest) [speaker, loudest] = [id, level];
-  }
+  }, [connection, localMeter, you.id, session]);
 
   // Screen readers hear who knocks, joins and leaves.
   const seen = useRef<{ knocks: Set<string>; people: Set<string> } | undefined>(undefined);
@@ -363,4 +365,10 @@ function Dialog({ title, onClose, children }: { title: string; onClose: () => vo
       {children}
     </dialog>
   );
+}
+
+function sameEntries<K, V>(a: ReadonlyMap<K, V>, b: ReadonlyMap<K, V>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
 }
