@@ -122,17 +122,23 @@ for (let i = 0; i < count; i++) {
     });
   // A busy machine may miss a connection's deadline: a few more tries, a second apart.
   let bot: Bot | undefined;
-  for (let attempt = 1; !bot; attempt++) {
+  for (let attempt = 1; !bot && attempt <= JOIN_ATTEMPTS; attempt++) {
     bot = await join().catch(async (err: Error) => {
-      if (attempt >= JOIN_ATTEMPTS) fail(`bot ${first + i} could not join: ${err.message}`);
-      await new Promise((r) => setTimeout(r, 1000));
+      // Without the host nobody is let in; any other bot is left out and the rest go on.
+      if (attempt === JOIN_ATTEMPTS) {
+        if (host) fail(`bot ${first + i} (the host) could not join: ${err.message}`);
+        process.stderr.write(`bot ${first + i} could not join and is left out: ${err.message}\n`);
+      } else {
+        await new Promise((r) => setTimeout(r, 1000 * attempt));
+      }
       return undefined;
     });
   }
-  bots.push(bot);
+  if (bot) bots.push(bot);
   if (i < count - 1) await new Promise((r) => setTimeout(r, Number(values.stagger)));
 }
-if (!values.json) process.stdout.write(`${count} bots knocked; waiting to be let in…\n`);
+if (bots.length === 0) fail('no bot could join');
+if (!values.json) process.stdout.write(`${bots.length} bots knocked; waiting to be let in…\n`);
 
 const every = Number(values.every) * 1000;
 const previous = new Map<string, number>();
