@@ -86,13 +86,15 @@ for (let i = 0; i < runs; i++) {
   await guest.page.getByRole('textbox', { name: 'Name' }).fill(name);
   await guest.page.getByRole('button', { name: 'Continue' }).click();
   await guest.page.getByRole('button', { name: 'Join' }).click();
+  // Waits on the instrumented mark, not a role query: polling the accessibility tree every frame
+  // would load the host's page just when it draws the knock.
+  await page.waitForFunction((k) => (window as unknown as Record<string, number>)[k], `__knock:Approve ${name}`, { timeout: 20_000, polling: 20 });
   const approve = page.getByRole('button', { name: `Approve ${name}` });
-  await approve.waitFor();
   if (reactionMs > 0) await new Promise((resolve) => setTimeout(resolve, reactionMs));
   await approve.click();
   const frameOf = (who: string) => `__frame:Video of ${who}`;
-  await guest.page.waitForFunction((k) => (window as unknown as Record<string, number>)[k], frameOf('host'), { timeout: 20_000 });
-  await page.waitForFunction((k) => (window as unknown as Record<string, number>)[k], frameOf(name), { timeout: 20_000 });
+  await guest.page.waitForFunction((k) => (window as unknown as Record<string, number>)[k], frameOf('host'), { timeout: 20_000, polling: 20 });
+  await page.waitForFunction((k) => (window as unknown as Record<string, number>)[k], frameOf(name), { timeout: 20_000, polling: 20 });
   const joinClick = await guest.page.evaluate(() => (window as unknown as { __clicks: Record<string, number> }).__clicks['Join']!);
   const knockSeen = await page.evaluate((n) => (window as unknown as Record<string, number>)[`__knock:Approve ${n}`]!, name);
   const approveClick = await page.evaluate((n) => (window as unknown as { __clicks: Record<string, number> }).__clicks[`Approve ${n}`]!, name);

@@ -22,6 +22,8 @@ export interface CallViewProps {
  * holds the page up for 100 ms or more on a slow machine): at most this long, saying "Joining…".
  */
 const ENTER_WAIT_MS = 400;
+/** How long after the knock the media connections are made (see CallView). */
+const CONNECT_AFTER_KNOCK_MS = 150;
 
 const RETRYABLE = new Set(['resume_failed', 'host_absent', 'no_answer', 'disconnected', 'server_shutdown', 'left', 'media_failed', 'rate_limited', 'grant_refused']);
 
@@ -48,22 +50,34 @@ export function CallView({ prepared, name, hostName, stream, speakerId }: CallVi
         setSession(call);
         // Join first: nothing below may delay the knock.
         call.sendJoin();
-        // The media connections are up before we are let in (sending and receiving nothing), and
-        // the receiving one already listens when the SFU's first offer with media follows
-        // `joined` (which CallSession may still be opening — slow WebCrypto in Firefox).
-        const conn = new CallConnection(signaling, rtc);
-        connection.current = conn;
-        conn.onStreams = (streams) => setRemoteStreams(new Map(streams));
-        conn.onFailure = setMediaFailure;
-        call.onKeys = (keys) => conn.setKeys(keys);
-        call.onResumed = () => conn.checkConnections();
+        // The media connections are up before we are let in (sending and receiving nothing), so
+        // that once admitted media flows at once. They are made a moment after the knock: making
+        // them keeps this page busy for 100 ms or more, which would slow the knock reaching the
+        // host's screen on the same machine. The SFU's first offers meanwhile are kept.
         const cannotSend = () => setMediaFailure('Your camera and microphone could not be sent.');
-        conn.connectPublisher(local).catch(cannotSend);
+        const early: string[] = [];
+        const offEarly = signaling.on('subscribeOffer', (m) => void early.push(m.sdp));
+        let conn: CallConnection | undefined;
+        const connect = (): CallConnection => {
+          if (conn) return conn;
+          offEarly();
+          conn = new CallConnection(signaling, rtc);
+          for (const sdp of early.splice(0)) conn.receiveOffer(sdp);
+          connection.current = conn;
+          conn.onStreams = (streams) => setRemoteStreams(new Map(streams));
+          conn.onFailure = setMediaFailure;
+          conn.connectPublisher(local).catch(cannotSend);
+          return conn;
+        };
+        const connectTimer = setTimeout(connect, CONNECT_AFTER_KNOCK_MS);
+        call.onKeys = (keys) => connect().setKeys(keys);
+        call.onResumed = () => conn?.checkConnections();
         let knockCount = 0;
         let publishing = false;
         const sync = () => {
           if (call.phase.kind === 'in-call' && !publishing) {
             publishing = true;
+            const conn = connect();
             void conn.publish(local).catch(cannotSend);
             call.setMediaState(audioEnabled(local), videoEnabled(local));
             // Alone in the call, there is nothing to wait for.
@@ -72,9 +86,12 @@ export function CallView({ prepared, name, hostName, stream, speakerId }: CallVi
           }
           if (call.knocks.size > knockCount) playKnockSound();
           knockCount = call.knocks.size;
-          document.title = call.knocks.size > 0 ? `(${call.knocks.size}) Someone wants to join · linkcall` : 'linkcall';
+          const title = call.knocks.size > 0 ? `(${call.knocks.size}) Someone wants to join · linkcall` : 'linkcall';
+          // Only when it changes: setting the title costs the page a few milliseconds each time.
+          if (document.title !== title) document.title = title;
           if (call.phase.kind === 'ended') {
-            conn.close();
+            clearTimeout(connectTimer);
+            conn?.close();
             local.getTracks().forEach((t) => t.stop());
           }
           rerender(0);
@@ -82,7 +99,9 @@ export function CallView({ prepared, name, hostName, stream, speakerId }: CallVi
         const offChange = call.onChange(sync);
         off = () => {
           offChange();
-          conn.close();
+          clearTimeout(connectTimer);
+          offEarly();
+          conn?.close();
           signaling.close();
         };
       },
