@@ -3,6 +3,7 @@
  * they would get too small, and a stage for a shared screen or a pinned person
  * (the sharer's camera small in its corner).
  */
+import { Component } from 'preact';
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import type { Quality } from './quality.js';
 import type { TileSizeReport } from './viewport.js';
@@ -75,6 +76,34 @@ function useSize(ref: { current: HTMLElement | null }): { w: number; h: number }
     return () => observer.disconnect();
   }, []);
   return size;
+}
+
+/**
+ * The grid, drawn again only when a tile changes: the call view redraws for every knock and key
+ * change, and diffing every tile each time kept a busy host's page from showing a knock quickly.
+ */
+export class MemoCallGrid extends Component<GridProps> {
+  override shouldComponentUpdate(next: GridProps): boolean {
+    const prev = this.props;
+    return prev.pinned !== next.pinned || prev.onPin !== next.onPin || prev.onTileSize !== next.onTileSize || !sameTiles(prev.tiles, next.tiles);
+  }
+  override render() {
+    return <CallGrid {...this.props} />;
+  }
+}
+
+function sameTiles(a: readonly TileModel[], b: readonly TileModel[]): boolean {
+  if (a.length !== b.length) return false;
+  return a.every((t, i) => {
+    const u = b[i]!;
+    return (
+      t.id === u.id && t.name === u.name && t.self === u.self && t.audio === u.audio && t.video === u.video &&
+      t.reconnecting === u.reconnecting && t.stream === u.stream && t.screen === u.screen && t.speaking === u.speaking &&
+      t.quality === u.quality &&
+      // A new closure each time, doing the same (removing this tile's participant): only whether there is one counts.
+      !t.onRemove === !u.onRemove
+    );
+  });
 }
 
 export function CallGrid({ tiles, pinned, onPin, onTileSize }: GridProps) {

@@ -7,7 +7,7 @@ import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { CallSession } from '../../client/call.js';
 import { DevicePicker, MicLevel } from '../components/devices.js';
 import { applySpeaker, listDevices, openTrack, type DeviceChoice, type DeviceLists } from './devices.js';
-import { CallGrid, type TileModel } from './grid.js';
+import { MemoCallGrid, type TileModel } from './grid.js';
 import { LevelMeter } from './levels.js';
 import { Lobby, UNREADABLE } from './lobby.js';
 import type { CallConnection } from './media.js';
@@ -263,7 +263,7 @@ export function InCall({ session, connection, local, name, remoteStreams, speake
       {shareError && <p role="alert" class="error">{shareError}</p>}
       {session.lastError && <p role="alert" class="error">{session.lastError}</p>}
       <Lobby session={session} />
-      <CallGrid tiles={tiles} pinned={pinned} onPin={setPinned} onTileSize={reportTileSize} />
+      <MemoCallGrid tiles={tiles} pinned={pinned} onPin={setPinned} onTileSize={reportTileSize} />
       <RemoteAudio media={media} speakerId={speakerId} />
       <nav class="controls row" aria-label="Call controls">
         <button class="secondary" aria-pressed={!audioOn} aria-keyshortcuts="Control+D" disabled={!hasAudio} onClick={toggleAudio}>
