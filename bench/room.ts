@@ -7,11 +7,13 @@
  *
  * Options: --layers q,h,f (what bots send) --speakers 3 (bots sending a tone; the rest send
  * silence) --warmup 15 (seconds after everyone is in, not measured) --bot-procs K (default: one
- * per 16 bots). The first bot is the host (signed in) and lets everyone in.
+ * per 16 bots) --media-workers N|auto (the server's MEDIA_WORKERS; default 0, the SFU in the
+ * server process). The first bot is the host (signed in) and lets everyone in.
  *
  * Reports per subscriber (every bot and page) and sender: complete authenticated frames per
  * second (bots) or frames drawn per second (pages), packet loss (bots), freezes (gaps > 500 ms
- * without a frame); the server's CPU (all its threads, from /proc) and RSS; each core's load.
+ * without a frame); the server's CPU (all its threads and those of its media workers, from /proc)
+ * and RSS; each core's load.
  * Writes bench/results/room.json and prints a summary.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -24,6 +26,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import type { BotStats } from '../src/bot/bot.js';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../test/support/browser.js';
 import { guestKnocks } from '../test/support/flow.js';
+import { mediaWorkersOf } from '../test/support/media-workers.js';
 import { createLink, signUp, type TestServer } from '../test/support/server.js';
 import { freePort } from '../test/support/services.js';
 
@@ -36,6 +39,7 @@ const { values } = parseArgs({
     layers: { type: 'string', default: 'q,h,f' },
     speakers: { type: 'string', default: '3' },
     'bot-procs': { type: 'string' },
+    'media-workers': { type: 'string', default: '0' },
   },
 });
 const BOTS = Number(values.bots);
@@ -43,7 +47,9 @@ const PAGES = Number(values.pages);
 const SECONDS = Number(values.seconds);
 const WARMUP = Number(values.warmup);
 const BOT_PROCS = Number(values['bot-procs'] ?? Math.max(1, Math.ceil(BOTS / 16)));
+const MEDIA_WORKERS = values['media-workers']!;
 if (!(BOTS >= 1) || !(PAGES >= 0 && PAGES <= 2) || !(SECONDS > 0)) throw new Error('--bots ≥ 1, --pages 0–2, --seconds > 0');
+if (!/^(\d+|auto)$/.test(MEDIA_WORKERS)) throw new Error('--media-workers: a number or auto');
 const ROOT = new URL('..', import.meta.url).pathname;
 const TSX = ['--import', 'tsx'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -64,6 +70,9 @@ function threadCount(pid: number): number {
   const m = /Threads:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : 0;
 }
+/** The server and its media worker processes (MEDIA_WORKERS; none by default). */
+const serverPids = (pid: number): number[] => [pid, ...mediaWorkersOf(pid)];
+const sum = (pids: number[], of: (pid: number) => number) => pids.reduce((n, pid) => n + of(pid), 0);
 /** Busy and total jiffies per core. */
 function coreTimes(): { busy: number; total: number }[] {
   return readFileSync('/proc/stat', 'utf8')
@@ -96,7 +105,7 @@ function child(args: string[], env: Record<string, string> = {}): ChildProcess {
 async function startServerProcess(): Promise<{ url: string; proc: ChildProcess; dataDir: string }> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'linkcall-bench-'));
-  const proc = child(['src/server/main.ts'], { PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', MEDIA_ADDRESS: '127.0.0.1', KNOCKS_PER_ADDRESS_PER_MINUTE: '1000' });
+  const proc = child(['src/server/main.ts'], { PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', MEDIA_ADDRESS: '127.0.0.1', MEDIA_WORKERS: MEDIA_WORKERS, KNOCKS_PER_ADDRESS_PER_MINUTE: '1000' });
   proc.stdout!.on('data', () => {});
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 150; i++) {
@@ -174,7 +183,7 @@ async function main(): Promise<void> {
   const server = await startServerProcess();
   const cookie = await signUp({ url: server.url } as TestServer, 'benchhost');
   const link = await createLink({ url: server.url } as TestServer, cookie, 'Room benchmark');
-  log(`server pid ${server.proc.pid} at ${server.url}; ${BOTS} bots in ${BOT_PROCS} process(es), ${PAGES} Chromium page(s)`);
+  log(`server pid ${server.proc.pid} at ${server.url} (MEDIA_WORKERS=${MEDIA_WORKERS}); ${BOTS} bots in ${BOT_PROCS} process(es), ${PAGES} Chromium page(s)`);
   startBots(link.url, cookie);
 
   let browser: Browser | undefined;
@@ -215,7 +224,9 @@ async function main(): Promise<void> {
   for (const [i, s] of botStats) if (s.id) names.set(s.id, `Bot ${i}`);
   const botsBefore = new Map([...botStats].map(([i, s]) => [i, structuredClone(s)]));
   const pagesBefore = await Promise.all(pages.map(readMeter));
-  const cpu0 = processCpuSeconds(server.proc.pid!);
+  // The server and its media workers (a worker replaced during the run is said, its CPU before that lost).
+  const pids0 = serverPids(server.proc.pid!);
+  const cpu0ByPid = new Map(pids0.map((pid) => [pid, processCpuSeconds(pid)]));
   const botCpu0 = children.slice(1).map((c) => (c.exitCode === null ? processCpuSeconds(c.pid!) : 0));
   const cores0 = coreTimes();
   const rss: number[] = [];
@@ -224,17 +235,20 @@ async function main(): Promise<void> {
   let lastReport = start;
   while (performance.now() < end) {
     await sleep(1000);
-    rss.push(rssMb(server.proc.pid!));
+    rss.push(sum(serverPids(server.proc.pid!), rssMb));
     if (performance.now() - lastReport > 30_000) {
       lastReport = performance.now();
       log(`  … ${Math.round((performance.now() - start) / 1000)} s, server RSS ${rss[rss.length - 1]!.toFixed(0)} MB`);
     }
   }
   const elapsed = (performance.now() - start) / 1000;
-  const cpu = processCpuSeconds(server.proc.pid!) - cpu0;
+  const pids1 = serverPids(server.proc.pid!);
+  if (pids1.join() !== pids0.join()) log(`the server's media workers changed during the run: ${pids0.length - 1} → ${pids1.length - 1}`);
+  const cpuByPid = pids1.map((pid) => processCpuSeconds(pid) - (cpu0ByPid.get(pid) ?? 0));
+  const cpu = cpuByPid.reduce((a, b) => a + b, 0);
   const botCpu = children.slice(1).map((c, i) => (c.exitCode === null ? processCpuSeconds(c.pid!) - botCpu0[i]! : 0));
   const cores1 = coreTimes();
-  const serverThreads = threadCount(server.proc.pid!);
+  const serverThreads = sum(pids1, threadCount);
   const pagesAfter = await Promise.all(pages.map(readMeter));
 
   const streams: StreamResult[] = [];
@@ -289,11 +303,15 @@ async function main(): Promise<void> {
   });
   const result = {
     at: new Date().toISOString(),
-    config: { bots: BOTS, pages: PAGES, seconds: SECONDS, warmup: WARMUP, layers: values.layers, speakers: Number(values.speakers), botProcesses: BOT_PROCS },
+    config: { bots: BOTS, pages: PAGES, seconds: SECONDS, warmup: WARMUP, layers: values.layers, speakers: Number(values.speakers), botProcesses: BOT_PROCS, mediaWorkers: MEDIA_WORKERS },
     machine: { cores: perCore.length, busyPerCore: perCore.map((x) => Number(x.toFixed(3))) },
     server: {
+      /** The server process and its media workers together. */
+      processes: pids1.length,
       cpuCores: Number((cpu / elapsed).toFixed(3)),
       cpuPercentOfOneCore: Number(((100 * cpu) / elapsed).toFixed(1)),
+      /** The server process first, then each media worker. */
+      cpuCoresPerProcess: cpuByPid.map((c) => Number((c / elapsed).toFixed(3))),
       threads: serverThreads,
       rssMb: { mean: Number((rss.reduce((a, b) => a + b, 0) / rss.length).toFixed(1)), max: Number(Math.max(...rss).toFixed(1)) },
     },
@@ -315,7 +333,8 @@ async function main(): Promise<void> {
   const f1 = (x: number) => x.toFixed(1);
   log('');
   log(`${everyone} participants (${BOTS} bots, ${PAGES} pages), ${f1(elapsed)} s measured after ${WARMUP} s warm-up`);
-  log(`server: ${f1(result.server.cpuPercentOfOneCore)} % of one core (${serverThreads} threads), RSS mean ${f1(result.server.rssMb.mean)} MB, max ${f1(result.server.rssMb.max)} MB`);
+  const split = pids1.length > 1 ? ` = ${result.server.cpuCoresPerProcess.map((c) => `${f1(c * 100)} %`).join(' + ')} (server + workers)` : '';
+  log(`server: ${f1(result.server.cpuPercentOfOneCore)} % of one core${split} (${serverThreads} threads), RSS mean ${f1(result.server.rssMb.mean)} MB, max ${f1(result.server.rssMb.max)} MB`);
   log(`bots: ${result.bots.cpuCoresPerProcess.map((c) => `${f1(c * 100)} %`).join(' + ')} of one core; machine cores busy: ${perCore.map((c) => `${f1(c * 100)} %`).join(', ')}`);
   log(`video streams: ${streams.length}; frames/s min ${f1(q(0))}, p5 ${f1(q(0.05))}, median ${f1(q(0.5))}; below 20 fps: ${result.streams.below20fps}`);
   log(`loss: mean ${((result.streams.lossMean ?? 0) * 100).toFixed(2)} %, max ${((result.streams.lossMax ?? 0) * 100).toFixed(2)} %; freezes (> 500 ms): ${result.streams.freezes} (${result.streams.freezeSeconds} s in all)`);

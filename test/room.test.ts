@@ -59,6 +59,11 @@ class MediaLedger implements RoomMedia {
   close(): void {
     this.closed = true;
   }
+  /** Set by the room: call it to make the media fail for good (a media worker that died). */
+  fail?: (code: ErrorCode) => void;
+  onFailure(listener: (code: ErrorCode) => void): void {
+    this.fail = listener;
+  }
 }
 
 function setup(limits = {}) {
@@ -103,6 +108,21 @@ describe('Room admission rules', () => {
     assert.equal(hostPeer.last('knock')?.knock.card, 'Bob');
     assert.equal(media.admitted.has(guest), false, 'nothing forwarded before admission');
     assert.ok(media.connected.has(guest), 'its empty receiving transport connects while it waits');
+  });
+
+  it('ends the call for everyone, waiting guests included, when its media fails for good', () => {
+    const { room, hostPeer, media } = setup();
+    const host = room.join(hostPeer, 'Ana', 'owner');
+    const bobPeer = new TestPeer();
+    const bob = room.join(bobPeer, 'Bob', undefined);
+    room.approve(host, bob, GRANT);
+    const cydPeer = new TestPeer();
+    room.join(cydPeer, 'Cyd', undefined);
+    media.fail!('media_failed');
+    for (const peer of [hostPeer, bobPeer, cydPeer]) assert.equal(peer.closedWith, 'media_failed');
+    assert.ok(room.isClosed);
+    assert.ok(media.closed);
+    assert.throws(() => room.join(new TestPeer(), 'Dan', undefined), refusedWith('call_ended'));
   });
 
   it('drops a waiting guest\'s empty transport when it is declined or leaves, and renews it on restartMedia', () => {

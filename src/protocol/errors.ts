@@ -49,7 +49,7 @@ export const ERRORS = {
       'The key for this call could not be verified, so you were not let in. Someone may be tampering with the connection.',
   },
   left: { status: 200, message: 'You left the call.' },
-  media_failed: { status: 500, message: 'The media connection could not be set up.' },
+  media_failed: { status: 500, message: "The call's audio and video connection failed. Join again from the link." },
   resume_failed: {
     status: 410,
     message: 'We could not bring you back into the call: it has ended or you were away too long. Join again from the link.',

@@ -17,6 +17,7 @@ import { linkInfo, registerLinks } from './http/links.js';
 import { Metrics, registerMetrics } from './http/metrics.js';
 import { FailureBackoff, RateLimiter, type BackoffPolicy } from './http/rate-limit.js';
 import { originAllowed, registerSecurityHeaders } from './http/security.js';
+import { MediaWorkers } from './media-workers/media-workers.js';
 import { CallMedia } from './rooms/call-media.js';
 import type { RoomLimits } from './rooms/room.js';
 import { Rooms } from './rooms/rooms.js';
@@ -78,6 +79,8 @@ export interface App {
   rooms: Rooms;
   /** Set when REDIS_URL is: start it once listening (`cluster.start(url)`), stop it before exit. */
   cluster?: Cluster;
+  /** Set when MEDIA_WORKERS > 0: the SFU's worker processes (stopped when the server closes). */
+  mediaWorkers?: MediaWorkers;
   /**
    * Graceful shutdown: refuse new joins (`server_shutdown`), tell every connected client
    * (`shutdown`), let calls go on for at most `graceMs`, then end them and close the server.
@@ -104,8 +107,14 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
     waiting: () => [...rooms.values()].reduce((n, room) => n + room.lobbyCount, 0),
     connections: () => connections.size,
   });
+  // MEDIA_WORKERS > 0: each call's SFU runs in one of these child processes, else in this one.
+  const mediaWorkers = config.mediaWorkers > 0
+    ? new MediaWorkers({ count: config.mediaWorkers, bindAddress: config.mediaAddress, log: http.log })
+    : undefined;
+  if (mediaWorkers) metrics.watchMediaWorkers(mediaWorkers);
   const rooms = new Rooms(
     () => {
+      if (mediaWorkers) return mediaWorkers.createRoomMedia();
       const media = new CallMedia({ bindAddress: config.mediaAddress });
       metrics.watchRouter(media.router);
       return media;
@@ -207,6 +216,7 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
     knocksPerLink.close();
     knocksPerAddress.close();
     rooms.closeAll('server_shutdown');
+    await mediaWorkers?.close();
   });
 
   // Every open signaling socket, so a shutdown can tell each one (joined or not).
@@ -296,7 +306,7 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
     return reply.code(404).type('text/html; charset=utf-8').send(readFileSync(indexFile, 'utf8'));
   });
 
-  return { http, rooms, shutdown, cluster };
+  return { http, rooms, shutdown, cluster, mediaWorkers };
 }
 
 /** Believe the last `hops` proxies in X-Forwarded-For (Fastify's typings take no count). */

@@ -1,4 +1,5 @@
 /** Configuration from the environment, read once at start. */
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 
@@ -9,6 +10,11 @@ const env = z.object({
   PUBLIC_URL: z.string().url().optional(),
   /** Address the SFU's ICE binds to and announces (e.g. the machine's public address). */
   MEDIA_ADDRESS: z.string().default('127.0.0.1'),
+  /**
+   * SFU worker processes: `0` runs calls' media in the server process; a number, or `auto`
+   * (one per core), starts that many, each call pinned to one (docs/MEDIA.md).
+   */
+  MEDIA_WORKERS: z.union([z.literal('auto'), z.coerce.number().int().min(0).max(256)]).default(0),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'silent']).default('info'),
   /**
    * Whether to believe X-Forwarded-For/-Proto: `true`, `false`, a hop count, or
@@ -50,6 +56,8 @@ export interface Config {
   /** Origin users reach the server at; defaults to http://localhost:PORT. */
   publicUrl?: string;
   mediaAddress: string;
+  /** Media worker processes; 0: the SFU runs in this process. */
+  mediaWorkers: number;
   logLevel: string;
   /** Fastify's trustProxy: which X-Forwarded-* headers to believe. */
   trustProxy: boolean | number | string[];
@@ -73,6 +81,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     dataDir: resolve(e.DATA_DIR),
     publicUrl,
     mediaAddress: e.MEDIA_ADDRESS,
+    mediaWorkers: e.MEDIA_WORKERS === 'auto' ? availableParallelism() : e.MEDIA_WORKERS,
     logLevel: e.LOG_LEVEL,
     trustProxy: parseTrustProxy(e.TRUST_PROXY, publicUrl?.startsWith('https://') ?? false),
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,

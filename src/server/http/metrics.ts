@@ -20,6 +20,16 @@ export interface MetricsGauges {
   connections(): number;
 }
 
+/** Media counted in worker processes (MEDIA_WORKERS, see media-workers/): what /metrics reads of them. */
+export interface MediaWorkersSource {
+  /** Ask every worker for its totals now (bounded wait). */
+  refresh(): Promise<void>;
+  /** Media counters of every worker since start, by MediaCounters name. */
+  counters(): Partial<Record<string, number>>;
+  workers(): { index: number; calls: number; cpuSeconds: number; rssBytes: number }[];
+  readonly restarts: number;
+}
+
 type Sample = [labels: Record<string, string>, value: number];
 
 const MEDIA_COUNTERS: [keyof MediaCounters, string, string][] = [
@@ -47,6 +57,7 @@ export class Metrics {
   private readonly ended = new Map<keyof MediaCounters, number>();
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 20 });
   private readonly startedAt = Date.now();
+  private mediaWorkers?: MediaWorkersSource;
 
   constructor(private readonly gauges: MetricsGauges) {
     this.loopDelay.enable();
@@ -64,6 +75,16 @@ export class Metrics {
       const stats = router.stats();
       for (const [key] of MEDIA_COUNTERS) this.ended.set(key, (this.ended.get(key) ?? 0) + (stats[key] ?? 0));
     });
+  }
+
+  /** Counts the media of calls running in worker processes (their counters add to the routers'). */
+  watchMediaWorkers(source: MediaWorkersSource): void {
+    this.mediaWorkers = source;
+  }
+
+  /** Before a scrape: fresh numbers from elsewhere (the media workers). */
+  async refresh(): Promise<void> {
+    await this.mediaWorkers?.refresh();
   }
 
   close(): void {
@@ -95,8 +116,19 @@ export class Metrics {
       const stats = router.stats();
       for (const [key] of MEDIA_COUNTERS) live.set(key, (live.get(key) ?? 0) + (stats[key] ?? 0));
     }
+    const inWorkers = this.mediaWorkers?.counters() ?? {};
+    for (const [key] of MEDIA_COUNTERS) live.set(key, (live.get(key) ?? 0) + (inWorkers[key] ?? 0));
     for (const [key, name, help] of MEDIA_COUNTERS) {
       metric(name, 'counter', help, [[{}, (this.ended.get(key) ?? 0) + (live.get(key) ?? 0)]]);
+    }
+
+    if (this.mediaWorkers) {
+      const workers = this.mediaWorkers.workers();
+      const each = (value: (w: (typeof workers)[number]) => number): Sample[] => workers.map((w) => [{ worker: String(w.index) }, value(w)]);
+      metric('linkcall_media_worker_calls', 'gauge', 'Calls pinned to each media worker process.', each((w) => w.calls));
+      metric('linkcall_media_worker_cpu_seconds_total', 'counter', 'CPU time of each media worker process (starts again from 0 when a worker is replaced).', each((w) => w.cpuSeconds));
+      metric('linkcall_media_worker_resident_memory_bytes', 'gauge', 'Resident memory of each media worker process.', each((w) => w.rssBytes));
+      metric('linkcall_media_worker_restarts_total', 'counter', 'Media worker processes that died and were started again (their calls ended with media_failed).', [[{}, this.mediaWorkers.restarts]]);
     }
 
     const cpu = process.cpuUsage();
@@ -111,9 +143,10 @@ export class Metrics {
 }
 
 export function registerMetrics(app: FastifyInstance, metrics: Metrics): void {
-  app.get('/metrics', async (_req, reply) =>
-    reply.type('text/plain; version=0.0.4; charset=utf-8').header('Cache-Control', 'no-store').send(metrics.render()),
-  );
+  app.get('/metrics', async (_req, reply) => {
+    await metrics.refresh();
+    return reply.type('text/plain; version=0.0.4; charset=utf-8').header('Cache-Control', 'no-store').send(metrics.render());
+  });
   app.addHook('onClose', async () => metrics.close());
 }
 

@@ -37,6 +37,11 @@ export interface RoomMedia {
   viewport?(participantId: string, tiles: readonly ViewportTile[]): void;
   drop(participantId: string): void;
   close(): void;
+  /**
+   * Media that can fail for good (a media worker process that died) calls `listener` once
+   * with the code the call ends with; in-process media never does.
+   */
+  onFailure?(listener: (code: ErrorCode) => void): void;
 }
 
 export interface RoomLimits {
@@ -148,6 +153,8 @@ export class Room {
     this.onEmpty = options.onEmpty;
     this.onDismissed = options.onDismissed;
     this.onEvent = options.onEvent;
+    // Without its media the call cannot go on: everyone is told why and may join again.
+    this.media.onFailure?.((code) => this.close(code));
   }
 
   get isClosed(): boolean {
