@@ -75,6 +75,11 @@ await page.goto(link);
 await page.getByRole('button', { name: 'Join' }).click();
 await page.getByRole('button', { name: 'End call' }).waitFor();
 
+/** A run that hangs says where, and what the page shows. */
+const stuck = (what: string, on: Page = page) => async (err: Error) => {
+  const shown = await on.locator('main').innerText().catch(() => '?');
+  throw new Error(`${what} within 20 s; the page shows: ${shown.replace(/\s+/g, ' ').slice(0, 300)} (${err.message.split('\n')[0]})`);
+};
 const knock: number[] = [];
 const firstFrame: number[] = [];
 const hostSeesGuest: number[] = [];
@@ -88,13 +93,13 @@ for (let i = 0; i < runs; i++) {
   await guest.page.getByRole('button', { name: 'Join' }).click();
   // Waits on the instrumented mark, not a role query: polling the accessibility tree every frame
   // would load the host's page just when it draws the knock.
-  await page.waitForFunction((k) => (window as unknown as Record<string, number>)[k], `__knock:Approve ${name}`, { timeout: 20_000, polling: 20 });
+  await page.waitForFunction((k) => (window as unknown as Record<string, number>)[k], `__knock:Approve ${name}`, { timeout: 20_000, polling: 20 }).catch(stuck(`the host never saw ${name}'s knock`));
   const approve = page.getByRole('button', { name: `Approve ${name}` });
   if (reactionMs > 0) await new Promise((resolve) => setTimeout(resolve, reactionMs));
   await approve.click();
   const frameOf = (who: string) => `__frame:Video of ${who}`;
-  await guest.page.waitForFunction((k) => (window as unknown as Record<string, number>)[k], frameOf('host'), { timeout: 20_000, polling: 20 });
-  await page.waitForFunction((k) => (window as unknown as Record<string, number>)[k], frameOf(name), { timeout: 20_000, polling: 20 });
+  await guest.page.waitForFunction((k) => (window as unknown as Record<string, number>)[k], frameOf('host'), { timeout: 20_000, polling: 20 }).catch(stuck(`${name} never saw the host's video`, guest.page));
+  await page.waitForFunction((k) => (window as unknown as Record<string, number>)[k], frameOf(name), { timeout: 20_000, polling: 20 }).catch(stuck(`the host never saw ${name}'s video`));
   const joinClick = await guest.page.evaluate(() => (window as unknown as { __clicks: Record<string, number> }).__clicks['Join']!);
   const knockSeen = await page.evaluate((n) => (window as unknown as Record<string, number>)[`__knock:Approve ${n}`]!, name);
   const approveClick = await page.evaluate((n) => (window as unknown as { __clicks: Record<string, number> }).__clicks[`Approve ${n}`]!, name);
