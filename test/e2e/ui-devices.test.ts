@@ -21,18 +21,25 @@ const cameraOf = (page: Page, selector: string) =>
 describe('devices in Chromium', { timeout: 240_000 }, () => {
   let server: TestServer;
   let browser: Browser;
+  /** Every browser launched, closed at the end even when a test failed midway (else the run hangs). */
+  const browsers: Browser[] = [];
+  const launch = async (...args: Parameters<typeof launchChromiumWith>) => {
+    const b = await launchChromiumWith(...args);
+    browsers.push(b);
+    return b;
+  };
 
   before(async () => {
     server = await startServer();
   });
   after(async () => {
-    await browser?.close();
+    await Promise.all(browsers.map((b) => b.close().catch(() => undefined)));
     await server?.close();
   });
 
   it('choosing the other camera changes the preview, and mid-call switching keeps the video flowing', async () => {
     // Two fake cameras (Chromium lists fake_device_0 and fake_device_1).
-    browser = await launchChromiumWith({ replace: ['--use-fake-device-for-media-stream=device-count=2'] });
+    browser = await launch({ replace: ['--use-fake-device-for-media-stream=device-count=2'] });
     const host = await newPerson(browser, server.url);
     const guest = await newPerson(browser, server.url);
     const link = await signUpAndCreateLink(host.page, 'dev_host', 'Devices');
@@ -59,6 +66,8 @@ describe('devices in Chromium', { timeout: 240_000 }, () => {
     await guest.page.getByRole('button', { name: 'Join' }).click();
     await host.page.getByRole('button', { name: 'Approve Dora' }).click();
     await waitForPlayingVideo(host.page, 'video[aria-label="Video of Dora"]');
+    // The host may see Dora before her page has drawn the call (it first answers for what it receives).
+    await guest.page.locator('video[aria-label="Your video"]').waitFor();
     assert.equal(await cameraOf(guest.page, 'video[aria-label="Your video"]'), other, 'the chosen camera is the one sent');
 
     // Mid-call: back to the first camera, through the Devices dialog; the sender's track is replaced.
@@ -79,7 +88,7 @@ describe('devices in Chromium', { timeout: 240_000 }, () => {
 
   it('with camera and microphone blocked a guest joins listening only; with only the camera blocked, audio-only', async () => {
     // Without the fake permission UI, the context's permissions decide, as a person's choices would.
-    browser = await launchChromiumWith({ remove: ['--use-fake-ui-for-media-stream'] });
+    browser = await launch({ remove: ['--use-fake-ui-for-media-stream'] });
     // (newPerson's per-origin clipboard grant would replace the camera grant here.)
     const hostContext = await browser.newContext({ baseURL: server.url, permissions: ['camera', 'microphone'] });
     const host = { context: hostContext, page: await hostContext.newPage() };

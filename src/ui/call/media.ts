@@ -106,6 +106,8 @@ export class CallConnection {
   private published = false;
   /** The publishing connection whose offer went out. */
   private offerSent?: RTCPeerConnection;
+  /** The publishing connection's senders, in slot order (microphone, camera, screen). */
+  private senders: RTCRtpSender[] = [];
   /** Between our restartMedia and the server's mediaRestarted, offers are for the old transports. */
   private awaitingRestart = false;
   private restarts = 0;
@@ -247,12 +249,13 @@ export class CallConnection {
     const sdp = await this.prepareOffer(stream);
     this.sendOffer(publisher, sdp);
     if (publisher !== this.publisher) return;
-    // Senders prepared while waiting are empty: the tracks go in now.
-    const transceivers = publisher.getTransceivers();
+    // Senders prepared while waiting are empty: the tracks go in now. (The senders were kept when
+    // made: asking the connection for them is a blocking call, just when the call starts.)
+    const senders = this.senders;
     const tracks = [stream?.getAudioTracks()[0], stream?.getVideoTracks()[0]];
     await Promise.all(
       tracks.map((track, slot) => {
-        const sender = transceivers[slot]?.sender;
+        const sender = senders[slot];
         return track && sender && sender.track !== track ? sender.replaceTrack(track) : undefined;
       }),
     );
@@ -288,6 +291,8 @@ export class CallConnection {
   private prepareOffer(stream?: MediaStream): Promise<string> {
     this.stream = stream;
     this.offer ??= (async () => {
+      const senders: RTCRtpSender[] = [];
+      this.senders = senders;
       // Always the same shape — microphone, camera, then the screen when shared —
       // with empty senders for missing devices: receivers tell the screen from the
       // camera by this order (see videoOrder), and a device added later needs no renegotiation.
@@ -306,6 +311,7 @@ export class CallConnection {
           ...(sendEncodings ? { sendEncodings } : {}),
         });
         this.e2ee.attachSender(transceiver.sender, kind);
+        senders.push(transceiver.sender);
       }
       await this.publisher.setLocalDescription(await this.publisher.createOffer());
       await gathered(this.publisher);
