@@ -14,16 +14,9 @@ import { shutdownMediaEngine } from '../src/server/media/Router.js';
 import type { CallMedia } from '../src/server/rooms/call-media.js';
 import type { Room } from '../src/server/rooms/room.js';
 import { connectClient, createLink, signUp, startServer, until, type TestLink, type TestServer } from './support/server.js';
+import { sleep, waitFor } from './support/wait.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(what: string, predicate: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 /** Frames per second each bot received from each sender ("<peerId>/<kind>"), over `ms`. */
 async function frameRates(bots: readonly Bot[], ms: number, field: keyof Pick<StreamStats, 'authenticatedFrames' | 'completeFrames'> = 'authenticatedFrames') {

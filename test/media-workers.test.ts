@@ -16,16 +16,9 @@ import { mediaWorkersOf } from './support/media-workers.js';
 import { parsePrometheus } from './support/prometheus.js';
 import { createLink, signUp, startServer, type TestLink, type TestServer } from './support/server.js';
 import { freePort } from './support/services.js';
+import { sleep, waitFor } from './support/wait.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(what: string, predicate: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 function alive(pid: number): boolean {
   try {

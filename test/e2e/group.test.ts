@@ -12,17 +12,11 @@ import { shutdownMediaEngine } from '../../src/server/media/Router.js';
 import { CHROMIUM_ARGS, CHROMIUM_PATH, waitForPlayingVideo } from '../support/browser.js';
 import { guestKnocks, hostEnters, signUpAndCreateLink, text } from '../support/flow.js';
 import { startServer, type TestServer } from '../support/server.js';
+import { sleep, waitFor as waitForState } from '../support/wait.js';
 
 const BOTS = 8;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(what: string, predicate: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
+const waitFor = (what: string, predicate: () => boolean, timeoutMs = 30_000) => waitForState(what, predicate, timeoutMs, 200);
 
 /** Remote video tiles on a page, by the name in their label. */
 async function remoteTiles(page: Page): Promise<string[]> {

@@ -46,6 +46,7 @@ import type { Room } from '../../src/server/rooms/room.js';
 import { launchChromium, newPerson, waitForPlayingVideo } from '../support/browser.js';
 import { guestKnocks, hostEnters, signUpAndCreateLink, text } from '../support/flow.js';
 import { connectClient, startServer, until, type TestServer } from '../support/server.js';
+import { waitFor } from '../support/wait.js';
 
 // ------------------------------------------------------------------ the browser flow
 
@@ -56,15 +57,6 @@ function parseLink(link: string): { linkId: string; encoded: string; secret: Uin
   const secret = decodeSecret(m[2]!);
   assert.ok(secret);
   return { linkId: m[1]!, encoded: m[2]!, secret };
-}
-
-/** Resolve when `predicate` holds (polled), or fail after `timeoutMs`. */
-async function waitFor(what: string, predicate: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 // ------------------------------------------------------------------ RTP and VP8
