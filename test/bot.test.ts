@@ -145,6 +145,42 @@ describe('bots in a call, through the SFU', { timeout: 150_000 }, () => {
     assert.ok(ms < 400, `key frame ${ms.toFixed(0)} ms after the PLI`);
   });
 
+  it('a publisher sends only the layers some tile needs: small tiles pause its larger layers, a big tile resumes them', async () => {
+    const [a, b, c] = bots as [Bot, Bot, Bot];
+    const router = ((server.app.rooms.get(link.id) as Room).media as CallMedia).router;
+    const videoOf = (bot: Bot) => [...router.producers.values()].find((p) => p.peerId === bot.id && p.kind === 'video')!;
+    // Every bot shows the others at 320×180, which the smallest layer (320×180) fills: after the
+    // SFU's pause delay each is asked to send that layer only, and the SFU sees only it flow.
+    await waitFor('each bot sends its small layer only', () => bots.every((x) => x.stats().sent.layers.join() === 'q'), 15_000).catch((err: Error) => {
+      const demands = bots.map((x) => `${x.stats().sent.layers.join()} [${videoOf(x).consumers.map((c) => c.demand).join()}] ${JSON.stringify(videoOf(x).stats().layers)}`);
+      throw new Error(`${err.message}: ${demands.join('; ')}`);
+    });
+    await waitFor('only the small layer flows into the SFU', () => videoOf(a).stats().layers.map((l) => l.active).join() === 'true,false,false', 5000);
+    const small = await frameRates(bots, 3000);
+    for (const [i, bot] of bots.entries()) {
+      for (const other of bots) {
+        if (other !== bot) assert.ok((small[i]!.get(`${other.id}/video`) ?? 0) >= 20, `${bot.id} still gets ≥ 20 frames/s of ${other.id}`);
+      }
+    }
+
+    // B makes A's tile big (1280×720): A is asked for every layer again at once, and B gets A's
+    // full layer; C, whom nobody shows big, stays on its small layer.
+    const t0 = performance.now();
+    b.call.setViewport([...b.call.participants.keys()].map((participantId) => ({ participantId, ...(participantId === a.id ? { width: 1280, height: 720 } : { width: 320, height: 180 }) })));
+    await waitFor('A sends every layer again', () => a.stats().sent.layers.join() === 'q,h,f', 3000);
+    const fullOfA = () => b.stats().received.find((s) => s.peerId === a.id && s.kind === 'video')?.width === 1280;
+    await waitFor('B receives A\'s full layer', fullOfA, 5000);
+    const ms = performance.now() - t0;
+    assert.ok(ms < 3000, `the full layer ${ms.toFixed(0)} ms after the bigger tile`);
+    assert.equal(c.stats().sent.layers.join(), 'q');
+    const big = await frameRates([b], 3000);
+    assert.ok((big[0]!.get(`${a.id}/video`) ?? 0) >= 20, 'B gets ≥ 20 frames/s of A\'s full layer');
+
+    // Back to small: after the delay, A pauses its larger layers again.
+    b.call.setViewport([...b.call.participants.keys()].map((participantId) => ({ participantId, width: 320, height: 180 })));
+    await waitFor('A sends its small layer only again', () => a.stats().sent.layers.join() === 'q', 10_000);
+  });
+
   it('a bot without the link secret, let in by a tampering server, receives every frame but authenticates none', async () => {
     const wrongSecret = newLinkSecret();
     const wrong = parseJoinLink(link.url);

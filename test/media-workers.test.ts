@@ -66,7 +66,8 @@ describe('media workers: calls pinned to worker processes', { timeout: 240_000 }
     const host = await Bot.join({ link: link.url, name: 'Host bot', cookie, admitAll: true, bindAddress: '127.0.0.1' });
     bots.push(host);
     await host.inCall(20_000);
-    const guest = await Bot.join({ link: link.url, name: 'Guest bot', bindAddress: '127.0.0.1' });
+    // The guest sends three simulcast layers: the worker's SFU tells it which ones are watched.
+    const guest = await Bot.join({ link: link.url, name: 'Guest bot', bindAddress: '127.0.0.1', layers: ['q', 'h', 'f'] });
     bots.push(guest);
     await guest.inCall(20_000);
     const media = server!.app.rooms.get(link.id)!.media as WorkerRoomMedia;
@@ -119,6 +120,10 @@ describe('media workers: calls pinned to worker processes', { timeout: 240_000 }
     assert.notEqual(pids[0], pids[1], 'the second call went to the idle worker');
     assert.deepEqual(mediaWorkersOf(process.pid).sort(), workers().map((w) => w.pid).sort(), 'the workers are child processes of the server');
     await Promise.all([assertFlowing(first, 'first call'), assertFlowing(second, 'second call')]);
+    // The host bot shows the guest at 320×180: the SFU in the worker asks the guest, through the
+    // server, to send its smallest layer only — and the video keeps flowing.
+    await waitFor('the guest asked to send its small layer only', () => first.guest.stats().sent.layers.join() === 'q', 15_000);
+    await assertFlowing(first, 'first call, one layer');
 
     // /metrics adds up the media counted in the workers.
     const m = await metrics();

@@ -6,7 +6,7 @@ import { newCounters, type MediaContext } from '../src/server/media/common.js';
 import { FakeTrack } from './support/fake-track.js';
 import { Consumer } from '../src/server/media/Consumer.js';
 import { KeyFrameRequestLimiter } from '../src/server/media/keyframes.js';
-import { allocateLayers, BandwidthEstimator, wantedLayer, type LayerState } from '../src/server/media/layers.js';
+import { allocateLayers, BandwidthEstimator, LAYER_PAUSE_DELAY_MS, LayerDemand, tileDemand, wantedLayer, type LayerState } from '../src/server/media/layers.js';
 import { Producer } from '../src/server/media/Producer.js';
 import { buildPli, parseRtcpCompound, rtpSequenceNumber, rtpSsrc, rtpTimestamp } from '../src/server/media/rtp.js';
 import { LoudestSpeakers } from '../src/server/media/speakers.js';
@@ -70,6 +70,36 @@ describe('layer selection', () => {
     const chosen = allocateLayers(speaker, 8e6);
     assert.equal(chosen[0], 2);
     assert.ok(chosen.slice(1).every((l) => l === 0));
+  });
+});
+
+describe('which layers a publisher is asked to send', () => {
+  it('a tile asks for the layer that fills it even while that layer is paused; hidden or unsaid tiles ask nothing', () => {
+    const paused = ladder([true, false, false]);
+    assert.equal(tileDemand({ width: 320, height: 180 }, paused), 0);
+    assert.equal(tileDemand({ width: 640, height: 360 }, paused), 1, 'a paused layer keeps the size of its last key frame');
+    assert.equal(tileDemand({ width: 1280, height: 720 }, paused), 2);
+    assert.equal(tileDemand(null, ladder()), -1);
+    assert.equal(tileDemand(undefined, ladder()), -1);
+  });
+
+  it('more at once, fewer only after the pause delay, never none', () => {
+    const d = new LayerDemand(3);
+    assert.equal(d.count, 3, 'a publisher starts sending every layer');
+    assert.equal(d.update(0, 0), undefined, 'not at once');
+    assert.equal(d.update(0, LAYER_PAUSE_DELAY_MS - 1), undefined);
+    assert.equal(d.update(0, LAYER_PAUSE_DELAY_MS), 1, 'the small layer only');
+    assert.equal(d.update(2, LAYER_PAUSE_DELAY_MS + 10), 3, 'a big tile gets every layer at once');
+    // A grid that reflows (lower for a moment) does not flap the encoder.
+    assert.equal(d.update(1, 10_000), undefined);
+    assert.equal(d.update(2, 10_500), undefined);
+    assert.equal(d.update(1, 11_000), undefined);
+    assert.equal(d.update(1, 11_000 + LAYER_PAUSE_DELAY_MS), 2);
+    // Nobody watching: one layer stays on, so a newcomer gets a picture at once.
+    assert.equal(d.update(-1, 20_000), undefined);
+    assert.equal(d.update(-1, 20_000 + LAYER_PAUSE_DELAY_MS), 1);
+    assert.equal(d.update(-1, 40_000), undefined);
+    assert.equal(d.update(5, 40_001), 3, 'never more than there are');
   });
 });
 

@@ -57,7 +57,7 @@ export interface BotOptions {
   /**
    * How large the bot "shows" everyone else's video, in device pixels, told to the SFU like a
    * page's tiles (it forwards the smallest layer that fills it). Default 320×180, a grid tile
-   * of a group call; 'full' tells nothing, so the SFU forwards what bandwidth allows.
+   * of a group call; 'full': a 4K tile, so the SFU forwards the best layer bandwidth allows.
    */
   tile?: { width: number; height: number } | 'full';
 }
@@ -76,6 +76,7 @@ export interface BotStats {
 }
 
 const DEFAULT_TILE = { width: 320, height: 180 };
+const FULL_TILE = { width: 3840, height: 2160 };
 
 export class Bot {
   readonly signaling: SignalingClient;
@@ -125,6 +126,9 @@ export class Bot {
         this.receiver.failures++;
       }
     });
+    this.signaling.on('sendLayers', (m) => {
+      if (m.mid === this.sender.videoMid) this.sender.sendLayers(m.layers);
+    });
     this.call.onChange(() => this.sync());
   }
 
@@ -164,7 +168,7 @@ export class Bot {
       id: this.id,
       phase: this.call.phase.kind,
       epoch: this.call.keys?.key.epoch,
-      sent: { ...this.sender.stats },
+      sent: { ...this.sender.stats, layers: [...this.sender.stats.layers] },
       received: this.receiver.stats(),
       negotiationFailures: this.receiver.failures,
       connections: { publish: this.sender.state, receive: this.receiver.state },
@@ -197,7 +201,8 @@ export class Bot {
     }
     if (call.phase.kind !== 'in-call') return;
     const tile = this.opts.tile ?? DEFAULT_TILE;
-    if (tile !== 'full') call.setViewport([...call.participants.keys()].map((participantId) => ({ participantId, ...tile })));
+    const size = tile === 'full' ? FULL_TILE : tile;
+    call.setViewport([...call.participants.keys()].map((participantId) => ({ participantId, ...size })));
     if (!this.mediaStateSent) {
       this.mediaStateSent = true;
       void this.publishNow().then(() => !this.closed && call.setMediaState(this.opts.audio !== 'off', true));

@@ -54,6 +54,8 @@ export interface SenderStats {
   keyFrameRequests: number;
   /** Frames not sent because no send key was set yet or encryption failed. */
   unsent: number;
+  /** The video layers sent now, by rid (all of them until the SFU asks for fewer). */
+  layers: string[];
 }
 
 /** The SDP without a=candidate and a=end-of-candidates lines (see MediaSender.offer). */
@@ -70,14 +72,17 @@ function randomSsrc(): number {
 }
 
 interface Layer {
+  rid: LayerName;
   fixture: VideoFixture;
   writer: RtpWriter;
   extensions: HeaderExtension[];
   pictureId: number;
+  /** Sent now: the SFU may ask for fewer layers when no tile needs the others (`sendLayers`). */
+  active: boolean;
 }
 
 export class MediaSender {
-  readonly stats: SenderStats = { videoFrames: 0, audioFrames: 0, keyFrameRequests: 0, unsent: 0 };
+  readonly stats: SenderStats = { videoFrames: 0, audioFrames: 0, keyFrameRequests: 0, unsent: 0, layers: [] };
   private readonly pc: PeerConnection;
   private readonly tracks: Track[] = [];
   private readonly layers: Layer[];
@@ -97,11 +102,14 @@ export class MediaSender {
     const layerNames = opts.layers ?? ['h'];
     const simulcast = layerNames.length > 1;
     this.layers = layerNames.map((name) => ({
+      rid: name,
       fixture: opts.fixtures.video[name],
       writer: new RtpWriter(randomSsrc(), VP8_PAYLOAD_TYPE),
       extensions: simulcast ? [{ id: RID_EXT_ID, data: Buffer.from(name) }] : [],
       pictureId: Math.floor(Math.random() * 0x8000),
+      active: true,
     }));
+    this.stats.layers = [...layerNames];
     // Microphone, then camera: the m-line order browsers publish in, which the app relies on
     // to tell a participant's camera from a later screen share (src/ui/call/remote-media.ts).
     this.audioMode = opts.audio ?? 'tone';
@@ -125,6 +133,27 @@ export class MediaSender {
     }
     this.videoTrack = this.addTrack(video);
     this.videoTrack.onMessage((buf) => this.onVideoRtcp(buf));
+  }
+
+  /** The m-line of the video (the SFU names it in `sendLayers`). */
+  get videoMid(): string {
+    return this.audioMode === 'off' ? '0' : '1';
+  }
+
+  /**
+   * The SFU's `sendLayers`: send only the lowest `count` simulcast layers, as a browser's encoder
+   * would. A layer turned on again starts at a key frame.
+   */
+  sendLayers(count: number): void {
+    if (this.layers.length < 2) return;
+    let resumed = false;
+    for (const [i, l] of this.layers.entries()) {
+      const active = i < count;
+      if (active && !l.active) resumed = true;
+      l.active = active;
+    }
+    this.stats.layers = this.layers.filter((l) => l.active).map((l) => l.rid);
+    if (resumed) this.video?.restartAtKeyFrame();
   }
 
   /** The SSRC of each layer, lowest first, and of the audio. */
@@ -329,11 +358,12 @@ class VideoStream extends FrameStream {
     const timestamp = this.rtpTimestampNow();
     this.frameNo++;
     const stats = this.sender.stats;
-    let sealed: Uint8Array[];
+    let sealed: (Uint8Array | undefined)[];
     try {
       // Counters are taken in call order, so the layers may be encrypted concurrently.
       sealed = await Promise.all(
         this.layers.map((l) => {
+          if (!l.active) return undefined;
           const at = index % l.fixture.frames.length;
           return this.sender.encrypt(l.fixture.frames[at]!, 'video', l.fixture.keyFrame[at]!);
         }),
@@ -346,7 +376,9 @@ class VideoStream extends FrameStream {
     }
     if (this.sender.isClosed) return;
     this.layers.forEach((layer, i) => {
-      packetizeVp8(layer.writer, sealed[i]!, timestamp, layer.pictureId, this.send, layer.extensions);
+      const frame = sealed[i];
+      if (!frame) return;
+      packetizeVp8(layer.writer, frame, timestamp, layer.pictureId, this.send, layer.extensions);
       layer.pictureId = (layer.pictureId + 1) & 0x7fff;
     });
     stats.videoFrames++;

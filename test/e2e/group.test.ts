@@ -81,7 +81,7 @@ describe('a group call: two Chromium pages and eight bots', { timeout: 420_000 }
     todo: 'the pages\' own video reaches the bots at 0–10 frames/s on 2 cores',
   }, async (t) => {
     const person = async () => {
-      const context = await browser.newContext({ baseURL: server.url, permissions: ['camera', 'microphone'], viewport: { width: 1280, height: 800 } });
+      const context = await browser.newContext({ baseURL: server.url, permissions: ['camera', 'microphone'], viewport: { width: 800, height: 600 } });
       await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
       return context.newPage();
     };

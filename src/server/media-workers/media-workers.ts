@@ -183,6 +183,9 @@ export class MediaWorker {
       case 'offer':
         this.rooms.get(message.roomId)?.deliverOffer(message.participantId, message.generation, message.sdp);
         return;
+      case 'sendLayers':
+        this.rooms.get(message.roomId)?.deliverSendLayers(message.participantId, message.mid, message.layers);
+        return;
       case 'failed':
         this.log?.warn({ worker: this.index, command: message.command, code: message.code }, 'media worker refused a command');
         return;

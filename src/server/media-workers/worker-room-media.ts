@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { LinkcallError, type ErrorCode } from '../../protocol/errors.js';
 import type { ViewportTile } from '../../protocol/messages.js';
-import type { RoomMedia } from '../rooms/room.js';
+import type { RoomMedia, SendLayers } from '../rooms/room.js';
 import type { MediaWorker, MediaWorkersLog } from './media-workers.js';
 
 interface OfferRoute {
@@ -19,6 +19,7 @@ export class WorkerRoomMedia implements RoomMedia {
   /** Names the call in messages to the worker (no link id or anything else about it leaves). */
   readonly roomId = randomUUID();
   private readonly routes = new Map<string, OfferRoute>();
+  private readonly layerRoutes = new Map<string, SendLayers>();
   private generation = 0;
   private readonly failureListeners: ((code: ErrorCode) => void)[] = [];
   private failed: ErrorCode | undefined;
@@ -53,8 +54,10 @@ export class WorkerRoomMedia implements RoomMedia {
     this.route('admit', participantId, sendOffer, false);
   }
 
-  async publish(participantId: string, offerSdp: string): Promise<string> {
+  async publish(participantId: string, offerSdp: string, sendLayers?: SendLayers): Promise<string> {
     this.assertUsable();
+    if (sendLayers) this.layerRoutes.set(participantId, sendLayers);
+    else this.layerRoutes.delete(participantId);
     const reply = await this.worker.request((id) => ({ type: 'publish', id, roomId: this.roomId, participantId, sdp: offerSdp }));
     if (reply.type !== 'reply' || reply.sdp === undefined) throw new LinkcallError('media_failed');
     return reply.sdp;
@@ -71,6 +74,7 @@ export class WorkerRoomMedia implements RoomMedia {
   }
 
   drop(participantId: string): void {
+    this.layerRoutes.delete(participantId);
     if (!this.routes.delete(participantId) || this.closed || this.failed) return;
     this.worker.send({ type: 'drop', roomId: this.roomId, participantId });
   }
@@ -79,6 +83,7 @@ export class WorkerRoomMedia implements RoomMedia {
     if (this.closed) return;
     this.closed = true;
     this.routes.clear();
+    this.layerRoutes.clear();
     this.worker.rooms.delete(this.roomId);
     this.worker.send({ type: 'close', roomId: this.roomId });
   }
@@ -94,6 +99,12 @@ export class WorkerRoomMedia implements RoomMedia {
     const route = this.routes.get(participantId);
     if (!route || generation < route.since || this.closed) return;
     route.sendOffer(sdp);
+  }
+
+  /** From the worker: which simulcast layers a participant should send. */
+  deliverSendLayers(participantId: string, mid: string, layers: number): void {
+    if (this.closed || !this.routes.has(participantId)) return;
+    this.layerRoutes.get(participantId)?.(mid, layers);
   }
 
   /** The worker died: this call's media is gone for good. */

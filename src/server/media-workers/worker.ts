@@ -88,7 +88,11 @@ function handle(message: ToWorker): void {
       return;
     }
     case 'publish':
-      void reply(message.id, () => call(message.roomId).publish(message.participantId, message.sdp));
+      void reply(message.id, () => {
+        const { roomId, participantId } = message;
+        const sendLayers = (mid: string, layers: number) => send({ type: 'sendLayers', roomId, participantId, mid, layers });
+        return call(roomId).publish(participantId, message.sdp, sendLayers);
+      });
       return;
     case 'answer':
       void reply(message.id, () => call(message.roomId).answer(message.participantId, message.sdp));

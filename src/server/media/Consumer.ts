@@ -50,6 +50,8 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
   readonly mid: string;
   /** @internal */
   readonly ssrc: number;
+  /** @internal The layer the subscriber's tile asks the publisher to encode (-1: none; see LayerDemand). */
+  demand = -1;
   #producer: Producer;
   #ctx: MediaContext;
   #onClose: (consumer: Consumer) => void;

@@ -4,7 +4,7 @@ import type { Track } from 'node-datachannel';
 import { assertNotClosed, type MediaContext, type MediaKind } from './common.js';
 import type { Consumer } from './Consumer.js';
 import { KeyFrameRequestLimiter } from './keyframes.js';
-import type { LayerState } from './layers.js';
+import { LayerDemand, type LayerState } from './layers.js';
 import {
   buildNack,
   buildPli,
@@ -36,6 +36,11 @@ const MAX_NACK_GAP = 64;
 
 export interface ProducerEvents {
   close: [];
+  /**
+   * How many simulcast layers, lowest first, the publisher should send now: the others are
+   * watched by nobody (see LayerDemand). Emitted on changes only; a publisher starts sending all.
+   */
+  sendLayers: [layers: number];
 }
 
 export interface ProducerStats {
@@ -146,6 +151,8 @@ export class Producer extends EventEmitter<ProducerEvents> {
   #packets = 0;
   #bytes = 0;
   #keyFrameRequests = 0;
+  /** Simulcast video only: which layers subscribers' tiles need. */
+  #demand: LayerDemand | undefined;
   #closed = false;
 
   /** @internal Created by PublishTransport only. */
@@ -161,6 +168,9 @@ export class Producer extends EventEmitter<ProducerEvents> {
     this.#onFirstPacket = init.onFirstPacket;
     const layers = init.layers.length > 0 ? init.layers : [{ ssrc: undefined, rid: undefined }];
     this.layers = layers.map((l, i) => new ProducerLayer(i, l, init.codec.clockRate, init.kind === 'video'));
+    if (init.kind === 'video' && this.layers.length > 1) {
+      this.#demand = new LayerDemand(this.layers.length);
+    }
     this.#audioLevelExtensionId = init.audioLevelExtensionId ?? 0;
     this.audioLevel = init.kind === 'audio' && this.#audioLevelExtensionId > 0 ? new AudioLevel() : undefined;
   }
@@ -401,6 +411,18 @@ export class Producer extends EventEmitter<ProducerEvents> {
       l.state.bitrate = l.state.bitrate === 0 ? rate : l.state.bitrate * 0.7 + rate * 0.3;
       l.state.active = nowMs - l.lastPacketAt < LAYER_ACTIVE_MS;
     }
+  }
+
+  /**
+   * @internal Periodic, after the subscribers chose their layers: asks the publisher to stop
+   * encoding layers no tile needs, or to resume them (`sendLayers`).
+   */
+  updateDemand(nowMs: number): void {
+    if (!this.#demand || this.#closed) return;
+    let highest = -1;
+    for (const c of this.#consumers) if (c.demand > highest) highest = c.demand;
+    const count = this.#demand.update(highest, nowMs);
+    if (count !== undefined) this.emit('sendLayers', count);
   }
 
   /** @internal Layer states for the selector (live objects, updated by tick()). */

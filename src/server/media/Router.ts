@@ -105,6 +105,7 @@ export class Router extends EventEmitter<RouterEvents> {
       if (p.audioLevel) p.setForwarding(this.#speakers.has(p.id));
     }
     for (const t of this.#subscribeTransports) t.tick(now, updateBandwidth);
+    for (const p of this.#producers.values()) p.updateDemand(now);
   }
 
   get closed(): boolean {

@@ -3,7 +3,7 @@ import nodeDataChannel, { type Audio, type PeerConnection, type Track, type Vide
 import { assertNotClosed, holdUntilClosed, randomSsrc, warn, type MediaContext } from './common.js';
 import { Consumer, type ConsumerFeedback } from './Consumer.js';
 import { waitForGathering } from './gathering.js';
-import { allocateLayers, BandwidthEstimator, type Tile } from './layers.js';
+import { allocateLayers, BandwidthEstimator, tileDemand, type LayerState, type Tile } from './layers.js';
 import type { Producer } from './Producer.js';
 import { answeredPayloadType, DOWNSTREAM, parseAnswer } from './sdp.js';
 
@@ -173,17 +173,17 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   allocate(): void {
     if (this.#closed) return;
     const video: Consumer[] = [];
-    for (const c of this.#consumers.values()) if (c.kind === 'video' && c.ready && !c.producer.closed) video.push(c);
+    const demands: { tile: Tile; layers: readonly LayerState[] }[] = [];
+    for (const c of this.#consumers.values()) {
+      if (c.kind !== 'video' || c.producer.closed) continue;
+      const demand = { tile: this.#tileOf(c.producer.peerId), layers: c.producer.layerStates };
+      // What the tile asks the publisher to encode, counted whether or not media flows yet.
+      c.demand = tileDemand(demand.tile, demand.layers);
+      if (!c.ready) continue;
+      video.push(c);
+      demands.push(demand);
+    }
     if (video.length === 0) return;
-    const tiles = this.#tiles;
-    const demands = video.map((c) => {
-      const peerId = c.producer.peerId;
-      let tile: Tile;
-      if (tiles === undefined) tile = undefined;
-      else if (tiles.has(peerId)) tile = tiles.get(peerId);
-      else tile = this.#named.has(peerId) ? null : NEW_TILE;
-      return { tile, layers: c.producer.layerStates };
-    });
     const chosen = allocateLayers(demands, this.#bandwidth.estimate);
     for (let i = 0; i < video.length; i++) {
       let layer = chosen[i]!;
@@ -191,6 +191,13 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
       if (layer < 0 && demands[i]!.tile !== null && !demands[i]!.layers.some((l) => l.active)) layer = 0;
       video[i]!.setTargetLayer(layer);
     }
+  }
+
+  #tileOf(peerId: string): Tile {
+    const tiles = this.#tiles;
+    if (tiles === undefined) return undefined;
+    if (tiles.has(peerId)) return tiles.get(peerId);
+    return this.#named.has(peerId) ? null : NEW_TILE;
   }
 
   /** Applies the browser's answer to the outstanding offer. */

@@ -209,3 +209,63 @@ export const CONGESTION_MS = 2000;
 function clamp(v: number, min: number, max: number): number {
   return v < min ? min : v > max ? max : v;
 }
+
+/**
+ * The layer a subscriber's tile asks of a publisher whatever it sends now: `wantedLayer` with
+ * every layer counted as available (a paused layer keeps the size of its last key frame). This is
+ * what the publisher is asked to encode (see LayerDemand). -1: the tile is hidden, or the
+ * subscriber never said how big it shows anyone (a page says so once its grid is drawn; until
+ * then, and for a subscriber that never says, the best layer that flows is forwarded).
+ */
+export function tileDemand(tile: Tile, layers: readonly LayerState[]): number {
+  if (!tile) return -1;
+  return wantedLayer(tile, layers.map((l) => (l.active ? l : { ...l, active: true })));
+}
+
+/** A publisher is asked to stop a layer only after nobody wanted it for this long. */
+export const LAYER_PAUSE_DELAY_MS = 4000;
+
+/**
+ * "Dynacast": which simulcast layers a publisher should encode. A layer no subscriber's tile
+ * needs costs the publisher's CPU and uplink for nothing (a 640×480 encode is ~4× a 320×240
+ * one), so the publisher is asked to send only the layers up to the highest any tile demands —
+ * never fewer than one, so a newcomer gets a picture at once. More is asked at once; less only
+ * after LAYER_PAUSE_DELAY_MS of lower demand (a grid that reflows must not flap encoders).
+ */
+export class LayerDemand {
+  /** Layers asked for now (the lowest `count`); a publisher starts sending all of them. */
+  #count: number;
+  #lowerSince: number | undefined;
+  readonly #total: number;
+
+  constructor(total: number) {
+    this.#total = total;
+    this.#count = total;
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  /**
+   * `highest`: the highest layer any subscriber demands now (-1: none). Returns the new count
+   * when the publisher should be told, else undefined.
+   */
+  update(highest: number, now: number): number | undefined {
+    const wanted = Math.min(this.#total, Math.max(1, highest + 1));
+    if (wanted > this.#count) {
+      this.#lowerSince = undefined;
+      this.#count = wanted;
+      return wanted;
+    }
+    if (wanted === this.#count) {
+      this.#lowerSince = undefined;
+      return undefined;
+    }
+    this.#lowerSince ??= now;
+    if (now - this.#lowerSince < LAYER_PAUSE_DELAY_MS) return undefined;
+    this.#lowerSince = undefined;
+    this.#count = wanted;
+    return wanted;
+  }
+}

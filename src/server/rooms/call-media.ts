@@ -9,7 +9,7 @@ import type { SubscribeTransport } from '../media/SubscribeTransport.js';
 import type { Producer } from '../media/Producer.js';
 import { LinkcallError } from '../../protocol/errors.js';
 import type { ViewportTile } from '../../protocol/messages.js';
-import type { RoomMedia } from './room.js';
+import type { RoomMedia, SendLayers } from './room.js';
 
 interface PeerMedia {
   subscriber: SubscribeTransport;
@@ -60,7 +60,7 @@ export class CallMedia implements RoomMedia {
    * A waiting guest publishes too (its page connects while it waits, sending nothing): its
    * tracks are consumed by no one until it is admitted.
    */
-  async publish(participantId: string, offerSdp: string): Promise<string> {
+  async publish(participantId: string, offerSdp: string, sendLayers?: SendLayers): Promise<string> {
     const peer = this.peers.get(participantId);
     if (!peer) throw new LinkcallError('not_in_call');
     // A new offer replaces the old publisher (e.g. after the page restarted its media).
@@ -68,6 +68,7 @@ export class CallMedia implements RoomMedia {
     const publisher = this.router.createPublishTransport(participantId);
     peer.publisher = publisher;
     publisher.on('producer', (producer: Producer) => {
+      if (sendLayers) producer.on('sendLayers', (layers) => sendLayers(producer.mid, layers));
       if (peer.admitted && this.peers.get(participantId) === peer) this.forward(participantId, producer);
     });
     try {

@@ -18,6 +18,12 @@ export interface RoomPeer {
 }
 
 /** The media side of a call, as the room needs it (see CallMedia). */
+/**
+ * Carries the SFU's word to a publisher: of its simulcast track `mid`, send only the lowest
+ * `layers` layers, in the order of its offer (nobody's tile needs the others).
+ */
+export type SendLayers = (mid: string, layers: number) => void;
+
 export interface RoomMedia {
   /**
    * Connect a knocking guest's receiving transport ahead of time, forwarding nothing
@@ -31,7 +37,7 @@ export interface RoomMedia {
    * Take a participant's publishing offer. A waiting guest may publish (its connection is up
    * before it is let in), but none of its tracks is forwarded to anyone before `admit`.
    */
-  publish(participantId: string, offerSdp: string): Promise<string>;
+  publish(participantId: string, offerSdp: string, sendLayers?: SendLayers): Promise<string>;
   answer(participantId: string, answerSdp: string): Promise<void>;
   /** How big the participant shows each other participant's video (picks simulcast layers). */
   viewport?(participantId: string, tiles: readonly ViewportTile[]): void;
@@ -375,7 +381,9 @@ export class Room {
   async publish(actorId: string, offerSdp: string): Promise<void> {
     const actor = this.participants.get(actorId);
     if (!actor) throw new LinkcallError('not_in_call');
-    const sdp = await this.media.publish(actor.id, offerSdp);
+    const sdp = await this.media.publish(actor.id, offerSdp, (mid, layers) => {
+      if (this.participants.get(actor.id) === actor) this.deliver(actor, { type: 'sendLayers', mid, layers });
+    });
     if (this.participants.get(actor.id) === actor) this.deliver(actor, { type: 'publishAnswer', sdp });
   }
 

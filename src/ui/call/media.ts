@@ -108,6 +108,11 @@ export class CallConnection {
   private offerSent?: RTCPeerConnection;
   /** The publishing connection's senders, in slot order (microphone, camera, screen). */
   private senders: RTCRtpSender[] = [];
+  /** The publishing connection's senders by m-line, for the SFU's `sendLayers`. */
+  private sendersByMid = new Map<string, RTCRtpSender>();
+  /** How many layers the SFU last asked of each sender, applied one change at a time. */
+  private readonly layerRequests = new Map<RTCRtpSender, number>();
+  private layerQueue = Promise.resolve();
   /** Between our restartMedia and the server's mediaRestarted, offers are for the old transports. */
   private awaitingRestart = false;
   private restarts = 0;
@@ -128,7 +133,38 @@ export class CallConnection {
       }),
       signaling.on('subscribeOffer', (m) => this.awaitingRestart || this.receiveOffer(m.sdp)),
       signaling.on('mediaRestarted', () => (this.awaitingRestart = false)),
+      signaling.on('sendLayers', (m) => this.sendLayers(m.mid, m.layers)),
     );
+  }
+
+  /**
+   * The SFU says which of our simulcast layers anyone watches: the encoder stops the others
+   * (no renegotiation; a layer turned on again starts with a key frame).
+   */
+  private sendLayers(mid: string, layers: number): void {
+    const sender = this.sendersByMid.get(mid);
+    if (!sender) return;
+    this.layerRequests.set(sender, layers);
+    this.layerQueue = this.layerQueue
+      .then(async () => {
+        const wanted = this.layerRequests.get(sender);
+        if (wanted === undefined || this.closed) return;
+        this.layerRequests.delete(sender);
+        const params = sender.getParameters();
+        // Our encodings are in the offer's order, smallest first (simulcastEncodings).
+        let changed = false;
+        for (const [i, e] of params.encodings.entries()) {
+          const active = i < wanted;
+          if (e.active !== active) {
+            e.active = active;
+            changed = true;
+          }
+        }
+        if (changed) await sender.setParameters(params);
+      })
+      .catch(() => {
+        // The connection closed or was replaced meanwhile: its successor starts sending every layer.
+      });
   }
 
   /** Answer an SFU offer for what we receive (also offers that arrived before this connection existed). */
@@ -292,6 +328,7 @@ export class CallConnection {
     this.stream = stream;
     this.offer ??= (async () => {
       const senders: RTCRtpSender[] = [];
+      const transceivers: RTCRtpTransceiver[] = [];
       this.senders = senders;
       // Always the same shape — microphone, camera, then the screen when shared —
       // with empty senders for missing devices: receivers tell the screen from the
@@ -312,8 +349,10 @@ export class CallConnection {
         });
         this.e2ee.attachSender(transceiver.sender, kind);
         senders.push(transceiver.sender);
+        transceivers.push(transceiver);
       }
       await this.publisher.setLocalDescription(await this.publisher.createOffer());
+      this.sendersByMid = new Map(transceivers.map((t) => [t.mid ?? '', t.sender]));
       await gathered(this.publisher);
       return this.publisher.localDescription!.sdp;
     })();
