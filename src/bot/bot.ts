@@ -6,7 +6,7 @@
  * can let everyone in.
  */
 import WebSocket from 'ws';
-import { CallSession } from '../client/call.js';
+import { CallSession, type Member } from '../client/call.js';
 import { SignalingClient, type SocketLike } from '../client/signaling.js';
 import { decodeSecret, deriveLinkKeys, type LinkKeys } from '../e2ee/keys.js';
 import { FrameCryptor } from '../e2ee/sframe.js';
@@ -60,6 +60,11 @@ export interface BotOptions {
    * of a group call; 'full': a 4K tile, so the SFU forwards the best layer bandwidth allows.
    */
   tile?: { width: number; height: number } | 'full';
+  /**
+   * Whose video the bot shows (default: everyone's). The others are told to the SFU as hidden
+   * (0×0), so it forwards the bot none of their video, as for a page's off-screen tile.
+   */
+  watch?: (participant: Member) => boolean;
 }
 
 export interface BotStats {
@@ -77,6 +82,7 @@ export interface BotStats {
 
 const DEFAULT_TILE = { width: 320, height: 180 };
 const FULL_TILE = { width: 3840, height: 2160 };
+const HIDDEN = { width: 0, height: 0 };
 
 export class Bot {
   readonly signaling: SignalingClient;
@@ -202,7 +208,8 @@ export class Bot {
     if (call.phase.kind !== 'in-call') return;
     const tile = this.opts.tile ?? DEFAULT_TILE;
     const size = tile === 'full' ? FULL_TILE : tile;
-    call.setViewport([...call.participants.keys()].map((participantId) => ({ participantId, ...size })));
+    const watch = this.opts.watch ?? (() => true);
+    call.setViewport([...call.participants.values()].map((p) => ({ participantId: p.id, ...(watch(p) ? size : HIDDEN) })));
     if (!this.mediaStateSent) {
       this.mediaStateSent = true;
       void this.publishNow().then(() => !this.closed && call.setMediaState(this.opts.audio !== 'off', true));

@@ -15,8 +15,19 @@ import { startServer, type TestServer } from '../support/server.js';
 import { sleep, waitFor as waitForState } from '../support/wait.js';
 
 const BOTS = 8;
+/** The names of the two Chromium pages' people. */
+const PAGES = ['grace', 'Guest'];
 
 const waitFor = (what: string, predicate: () => boolean, timeoutMs = 30_000) => waitForState(what, predicate, timeoutMs, 200);
+
+/** Keeps the page's RTCPeerConnections in window.__pcs, so the test can read what it sends. */
+const TRACK_PEER_CONNECTIONS = `
+  window.__pcs = [];
+  const Native = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends Native {
+    constructor(config) { super(config); window.__pcs.push(this); }
+  };
+`;
 
 /** Remote video tiles on a page, by the name in their label. */
 async function remoteTiles(page: Page): Promise<string[]> {
@@ -73,16 +84,19 @@ describe('a group call: two Chromium pages and eight bots', { timeout: 420_000 }
     shutdownMediaEngine();
   });
 
-  // Not passing yet on this 2-core machine. With bots asking for the layer their tile needs, the
-  // pages now draw the bots at 10–27 frames/s, but the pages' own video (two layers encoded in
-  // software while decoding nine) reaches the bots at 0–10 frames/s, in stalls and bursts, where
-  // ≥ 20 is asked. Kept as a todo so it runs and reports without failing the suite.
+  // Not reliably passing on this 2-core machine (3 of 6 runs passed). With dynacast each page
+  // encodes one 320×240 layer and each bot sends one 320×180 layer, and the bots take the pages'
+  // video only; the pages draw the bots at ~30 frames/s, but the pages' own video reaches the
+  // bots at 11–23 frames/s over 10 s, where ≥ 20 is asked: two Chromium pages decoding nine
+  // videos each, their encoders, eight bots and the server share two cores (load ~13). Kept as a
+  // todo so it runs and reports without failing the suite.
   it('every page plays nine remote videos, every bot authenticates the pages\' video; when four bots leave the grids shrink and the key rotates', {
-    todo: 'the pages\' own video reaches the bots at 0–10 frames/s on 2 cores',
+    todo: 'the pages\' own video reaches the bots at 11–23 frames/s on 2 cores, ≥ 20 asked',
   }, async (t) => {
     const person = async () => {
       const context = await browser.newContext({ baseURL: server.url, permissions: ['camera', 'microphone'], viewport: { width: 800, height: 600 } });
       await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
+      await context.addInitScript({ content: TRACK_PEER_CONNECTIONS });
       return context.newPage();
     };
     const host = await person();
@@ -96,7 +110,9 @@ describe('a group call: two Chromium pages and eight bots', { timeout: 420_000 }
     // Bots knock like guests and are let in by the host, one by one, by name.
     const names = Array.from({ length: BOTS }, (_, i) => `Bot ${i + 1}`);
     for (const name of names) {
-      bots.push(await Bot.join({ link, name, bindAddress: '127.0.0.1', layers: ['q', 'h', 'f'] }));
+      // A bot shows the two pages (320×180 tiles) and hides the other bots, so the SFU forwards
+      // it the pages' video only: what is asserted of it.
+      bots.push(await Bot.join({ link, name, bindAddress: '127.0.0.1', layers: ['q', 'h', 'f'], watch: (p) => PAGES.includes(p.name ?? '') }));
       const approve = host.getByRole('button', { name: `Approve ${name}` });
       // A click can land while the lobby re-renders (its waiting times tick): click until the knock is answered.
       for (let attempt = 0; attempt < 5 && bots[bots.length - 1]!.call.phase.kind !== 'in-call'; attempt++) {
@@ -120,13 +136,30 @@ describe('a group call: two Chromium pages and eight bots', { timeout: 420_000 }
       for (const name of names) assert.ok(rates[name]! >= 1, `${['grace', 'Guest'][i]}'s page shows ${rates[name]!.toFixed(1)} frames/s of ${name}: ${JSON.stringify(pageRates)}`);
     }
 
+    // Tiles of ~260×195 need no layer above 320×240: the SFU tells each page to stop encoding its
+    // 640×480 layer, and each bot to send its 320×180 one only.
+    for (const page of [host, guest]) {
+      await page.waitForFunction(async () => {
+        const sending: string[] = [];
+        for (const pc of (window as unknown as { __pcs: RTCPeerConnection[] }).__pcs) {
+          if (pc.connectionState !== 'connected') continue;
+          (await pc.getStats()).forEach((r: { type: string; kind?: string; rid?: string; active?: boolean }) => {
+            if (r.type === 'outbound-rtp' && r.kind === 'video' && r.active) sending.push(r.rid ?? '');
+          });
+        }
+        return sending.join() === 'h';
+      }, undefined, { timeout: 30_000, polling: 500 });
+    }
+    await waitFor('every bot sends its small layer only', () => bots.every((b) => b.stats().sent.layers.join() === 'q'), 30_000);
+
     // Every bot receives the pages' video and authenticates ≥ 20 frames/s of each.
     await waitFor('the pages\' video at every bot', () =>
-      bots.every((b) => b.stats().received.filter((s) => s.kind === 'video' && s.authenticatedFrames > 30).length === BOTS + 1),
+      bots.every((b) => b.stats().received.filter((s) => s.kind === 'video' && s.authenticatedFrames > 30).length === PAGES.length),
     60_000);
-    const rates = await botFrameRates(bots, 4000);
+    const rates = await botFrameRates(bots, 10_000);
+    t.diagnostic(`authenticated frames/s each bot got from the pages: ${JSON.stringify(rates.map((r) => Object.fromEntries(PAGES.map((n) => [n, Number((r.get(n) ?? 0).toFixed(1))]))))}`);
     for (const [i, r] of rates.entries()) {
-      for (const sender of ['grace', 'Guest', ...names.filter((n) => n !== names[i])]) {
+      for (const sender of PAGES) {
         const fps = r.get(sender) ?? 0;
         assert.ok(fps >= 20, `${names[i]} authenticates ${fps.toFixed(1)} frames/s from ${sender}`);
       }
@@ -156,7 +189,7 @@ describe('a group call: two Chromium pages and eight bots', { timeout: 420_000 }
     }
     const after = await botFrameRates(staying, 4000);
     for (const [i, r] of after.entries()) {
-      for (const sender of ['grace', 'Guest', ...names.slice(0, 4).filter((n) => n !== names[i])]) {
+      for (const sender of PAGES) {
         const fps = r.get(sender) ?? 0;
         assert.ok(fps >= 20, `after the rotation ${names[i]} authenticates ${fps.toFixed(1)} frames/s from ${sender}`);
       }
