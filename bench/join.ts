@@ -12,6 +12,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import type { Page } from 'playwright-core';
 import { launchChromium, newPerson } from '../test/support/browser.js';
+import type { CallMedia } from '../src/server/rooms/call-media.js';
 import { startServer } from '../test/support/server.js';
 
 const args = process.argv.slice(2);
@@ -53,6 +54,32 @@ const INSTRUMENT = `
       seen(v);
     }
   }).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label'] });
+  // Each media connection's states, in order, for a run that hangs.
+  const NativePc = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends NativePc {
+    constructor(config) {
+      super(config);
+      const n = (window.__pcCount = (window.__pcCount || 0) + 1);
+      const note = (what) => (window.__signals || []).push('pc' + n + ':' + what);
+      this.addEventListener('connectionstatechange', () => note(this.connectionState));
+      this.addEventListener('icegatheringstatechange', () => note('gather-' + this.iceGatheringState));
+    }
+  };
+  // Signaling message types in and out, in order (no contents), for a run that hangs.
+  window.__signals = [];
+  const NativeSocket = window.WebSocket;
+  window.WebSocket = class extends NativeSocket {
+    constructor(url, protocols) {
+      super(url, protocols);
+      this.addEventListener('message', (e) => {
+        try { window.__signals.push('<' + JSON.parse(e.data).type); } catch {}
+      });
+    }
+    send(data) {
+      try { window.__signals.push('>' + JSON.parse(data).type); } catch {}
+      return super.send(data);
+    }
+  };
 `;
 
 function percentile(values: number[], p: number): number {
@@ -75,10 +102,26 @@ await page.goto(link);
 await page.getByRole('button', { name: 'Join' }).click();
 await page.getByRole('button', { name: 'End call' }).waitFor();
 
-/** A run that hangs says where, and what the page shows. */
+/** What the SFU holds for the call: each track's layers and each subscriber's consumers (ids, numbers only). */
+function sfuState(): string {
+  const router = [...server.app.rooms.values()].map((r) => (r.media as CallMedia).router).find((r) => r && !r.closed);
+  if (!router) return 'no call at the SFU';
+  const short = (id: string) => id.slice(0, 6);
+  const producers = [...router.producers.values()].map((p) => {
+    const st = p.stats();
+    return `${short(p.peerId)} ${p.kind} ${st.packets} pkts, layers ${st.layers.map((l) => `${l.width}x${l.height}${l.active ? '' : ' (idle)'}`).join('/')}`;
+  });
+  const subscribers = [...router.subscribeTransports].map((t) =>
+    `${short(t.peerId)} (${JSON.stringify(t.negotiation)}) gets ${[...t.consumers.values()].map((c) => `${short(c.producer.peerId)} ${c.kind}${c.ready ? '' : ' (not ready)'} layer ${c.layers.current}→${c.layers.target}`).join(', ') || 'nothing'}`,
+  );
+  return `producers: ${producers.join('; ')} | subscribers: ${subscribers.join('; ')}`;
+}
+
+/** A run that hangs says where, what the page shows, and what the SFU holds. */
 const stuck = (what: string, on: Page = page) => async (err: Error) => {
   const shown = await on.locator('main').innerText().catch(() => '?');
-  throw new Error(`${what} within 20 s; the page shows: ${shown.replace(/\s+/g, ' ').slice(0, 300)} (${err.message.split('\n')[0]})`);
+  const signals = await on.evaluate(() => (window as unknown as { __signals: string[] }).__signals.filter((t) => !/ping|pong/.test(t)).join(' ')).catch(() => '?');
+  throw new Error(`${what} within 20 s; the page shows: ${shown.replace(/\s+/g, ' ').slice(0, 300)} (${err.message.split('\n')[0]}); its signaling: ${signals}; SFU: ${sfuState()}`);
 };
 const knock: number[] = [];
 const firstFrame: number[] = [];

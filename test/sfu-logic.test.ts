@@ -83,7 +83,7 @@ describe('which layers a publisher is asked to send', () => {
     assert.equal(tileDemand(undefined, ladder()), -1);
   });
 
-  it('more at once, fewer only after the pause delay, never none', () => {
+  it('more at once, fewer only after the pause delay; no demand changes nothing', () => {
     const d = new LayerDemand(3);
     assert.equal(d.count, 3, 'a publisher starts sending every layer');
     assert.equal(d.update(0, 0), undefined, 'not at once');
@@ -95,10 +95,15 @@ describe('which layers a publisher is asked to send', () => {
     assert.equal(d.update(2, 10_500), undefined);
     assert.equal(d.update(1, 11_000), undefined);
     assert.equal(d.update(1, 11_000 + LAYER_PAUSE_DELAY_MS), 2);
-    // Nobody watching: one layer stays on, so a newcomer gets a picture at once.
+    // Nobody says what they need (alone, or newcomers without a viewport yet): nothing changes,
+    // so a newcomer's first picture never waits for an encoder being reconfigured.
     assert.equal(d.update(-1, 20_000), undefined);
-    assert.equal(d.update(-1, 20_000 + LAYER_PAUSE_DELAY_MS), 1);
-    assert.equal(d.update(-1, 40_000), undefined);
+    assert.equal(d.update(-1, 20_000 + LAYER_PAUSE_DELAY_MS), undefined);
+    assert.equal(d.count, 2);
+    assert.equal(d.update(0, 30_000), undefined);
+    assert.equal(d.update(-1, 31_000), undefined, 'no demand also resets the pause delay');
+    assert.equal(d.update(0, 32_000), undefined);
+    assert.equal(d.update(0, 32_000 + LAYER_PAUSE_DELAY_MS), 1);
     assert.equal(d.update(5, 40_001), 3, 'never more than there are');
   });
 });

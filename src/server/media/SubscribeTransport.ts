@@ -103,6 +103,17 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
     return this.#closed;
   }
 
+  /** @internal Where the offer/answer exchange stands (for diagnosing a subscriber that gets nothing). */
+  get negotiation(): { offerOutstanding: boolean; negotiating: boolean; scheduled: boolean; pending: number; state: string } {
+    let state = 'unknown';
+    try {
+      state = `${this.#pc.state()}/${this.#pc.signalingState()}`;
+    } catch {
+      // closed
+    }
+    return { offerOutstanding: this.#offerOutstanding, negotiating: this.#negotiating, scheduled: this.#scheduled, pending: this.#pendingAdd.length, state };
+  }
+
   /** Starts forwarding producer to this subscriber; the browser gets it with the next offer. */
   consume(producer: Producer): Consumer {
     assertNotClosed(this.#closed, 'SubscribeTransport');

@@ -228,9 +228,11 @@ export const LAYER_PAUSE_DELAY_MS = 4000;
 /**
  * "Dynacast": which simulcast layers a publisher should encode. A layer no subscriber's tile
  * needs costs the publisher's CPU and uplink for nothing (a 640×480 encode is ~4× a 320×240
- * one), so the publisher is asked to send only the layers up to the highest any tile demands —
- * never fewer than one, so a newcomer gets a picture at once. More is asked at once; less only
- * after LAYER_PAUSE_DELAY_MS of lower demand (a grid that reflows must not flap encoders).
+ * one), so the publisher is asked to send only the layers up to the highest any tile demands.
+ * More is asked at once; less only after LAYER_PAUSE_DELAY_MS of lower demand (a grid that
+ * reflows must not flap encoders). With no demand at all (nobody watching, or nobody has said
+ * yet) nothing changes: a publisher alone in a call keeps its layers, so a newcomer's first
+ * picture never waits for an encoder to be reconfigured.
  */
 export class LayerDemand {
   /** Layers asked for now (the lowest `count`); a publisher starts sending all of them. */
@@ -252,7 +254,14 @@ export class LayerDemand {
    * when the publisher should be told, else undefined.
    */
   update(highest: number, now: number): number | undefined {
-    const wanted = Math.min(this.#total, Math.max(1, highest + 1));
+    if (highest < 0) {
+      // Nobody says what they need (alone in the call, or everyone just joined and has not sent
+      // a viewport yet): keep what is sent, so the first subscriber's picture is not held up by
+      // an encoder being reconfigured.
+      this.#lowerSince = undefined;
+      return undefined;
+    }
+    const wanted = Math.min(this.#total, highest + 1);
     if (wanted > this.#count) {
       this.#lowerSince = undefined;
       this.#count = wanted;
