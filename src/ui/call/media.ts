@@ -79,6 +79,12 @@ function simulcastEncodings(cameraWidth: number): RTCRtpEncodingParameters[] | u
 /** Every frame is encrypted in a worker before it leaves and decrypted after it arrives; there is no clear mode. */
 /** A media connection 'disconnected' this long (ICE lost its path, e.g. a network change) is rebuilt. */
 const DISCONNECTED_GRACE_MS = 3000;
+/**
+ * A media connection still 'connecting' this long is rebuilt: ICE or DTLS that never completes
+ * (seen about once in 70 joins on a loaded machine: the receiving connection stayed 'connecting'
+ * and the guest never saw anyone) would otherwise leave the call without pictures for good.
+ */
+const CONNECTING_TIMEOUT_MS = 10_000;
 /** Rebuilding the media connections is given up after this many tries in a row without success. */
 const MAX_RESTARTS = 5;
 
@@ -118,6 +124,7 @@ export class CallConnection {
   private restarts = 0;
   private closed = false;
   private disconnectTimer?: ReturnType<typeof setTimeout>;
+  private readonly connectingTimers = new Map<RTCPeerConnection, ReturnType<typeof setTimeout>>();
   onStreams?: (streams: ReadonlyMap<string, MediaStream>) => void;
   onFailure?: (message: string) => void;
 
@@ -129,7 +136,11 @@ export class CallConnection {
     this.createConnections();
     this.offs.push(
       signaling.on('publishAnswer', (m) => {
-        this.publisher.setRemoteDescription({ type: 'answer', sdp: m.sdp }).catch(() => this.fail());
+        const publisher = this.publisher;
+        publisher.setRemoteDescription({ type: 'answer', sdp: m.sdp }).then(
+          () => this.expectConnected(publisher),
+          () => this.fail(),
+        );
       }),
       signaling.on('subscribeOffer', (m) => this.awaitingRestart || this.receiveOffer(m.sdp)),
       signaling.on('mediaRestarted', () => (this.awaitingRestart = false)),
@@ -245,6 +256,10 @@ export class CallConnection {
   private watch(pc: RTCPeerConnection): void {
     {
       pc.addEventListener('connectionstatechange', () => {
+        if (pc.connectionState === 'connected' || pc.connectionState === 'closed') {
+          clearTimeout(this.connectingTimers.get(pc));
+          this.connectingTimers.delete(pc);
+        }
         if (pc !== this.publisher && pc !== this.subscriber) return;
         clearTimeout(this.disconnectTimer);
         if (pc.connectionState === 'connected' && this.publisher.connectionState === this.subscriber.connectionState) this.restarts = 0;
@@ -254,6 +269,20 @@ export class CallConnection {
         if (pc.connectionState === 'disconnected') this.disconnectTimer = setTimeout(() => void this.restart(), DISCONNECTED_GRACE_MS);
       });
     }
+  }
+
+  /** Both sides have each other's description now: unless `pc` connects in time, it is rebuilt. */
+  private expectConnected(pc: RTCPeerConnection): void {
+    if (this.connectingTimers.has(pc) || pc.connectionState === 'connected') return;
+    this.connectingTimers.set(
+      pc,
+      setTimeout(() => {
+        this.connectingTimers.delete(pc);
+        const current = pc === this.publisher || pc === this.subscriber;
+        const stuck = pc.connectionState === 'new' || pc.connectionState === 'connecting';
+        if (current && stuck && this.signaling.open && !this.closed) void this.restart();
+      }, CONNECTING_TIMEOUT_MS),
+    );
   }
 
   /**
@@ -389,6 +418,8 @@ export class CallConnection {
   close(): void {
     this.closed = true;
     clearTimeout(this.disconnectTimer);
+    for (const timer of this.connectingTimers.values()) clearTimeout(timer);
+    this.connectingTimers.clear();
     for (const off of this.offs) off();
     this.e2ee.close();
     this.publisher.close();
@@ -405,6 +436,7 @@ export class CallConnection {
       if (carriesMedia(sdp)) await this.receiving;
       if (subscriber !== this.subscriber || this.closed) return;
       this.signaling.send({ type: 'subscribeAnswer', sdp: subscriber.localDescription!.sdp });
+      this.expectConnected(subscriber);
       if (carriesMedia(sdp)) this.answeredMedia();
     } finally {
       if (this.streamsChanged && subscriber === this.subscriber) {
