@@ -68,6 +68,8 @@ export type ViewportTile = z.infer<typeof viewportTile>;
 
 /** A number of simulcast layers. */
 export const simulcastLayers = z.number().int().min(1).max(8);
+/** An SDP m-line's identifier (a=mid). */
+export const mediaId = z.string().max(32);
 /** Optional client-chosen sequence number, echoed in the error that refuses the message. */
 const seq = z.number().int().nonnegative().max(2 ** 31).optional();
 
@@ -172,7 +174,7 @@ export const serverMessage = z.discriminatedUnion('type', [
    * Of your simulcast track `mid`, send only the lowest `layers` layers, in your offer's order
    * (nobody watches the others; sent again when that changes). Until told, send all.
    */
-  z.strictObject({ type: z.literal('sendLayers'), mid: z.string().max(32), layers: simulcastLayers }),
+  z.strictObject({ type: z.literal('sendLayers'), mid: mediaId, layers: simulcastLayers }),
   /** Your SFU transports were replaced (after `restartMedia`): offers from here on are for the new ones. */
   z.strictObject({ type: z.literal('mediaRestarted') }),
   z.strictObject({ type: z.literal('pong'), seq }),

@@ -17,13 +17,13 @@ export interface RoomPeer {
   detach(): void;
 }
 
-/** The media side of a call, as the room needs it (see CallMedia). */
 /**
  * Carries the SFU's word to a publisher: of its simulcast track `mid`, send only the lowest
  * `layers` layers, in the order of its offer (nobody's tile needs the others).
  */
 export type SendLayers = (mid: string, layers: number) => void;
 
+/** The media side of a call, as the room needs it (see CallMedia). */
 export interface RoomMedia {
   /**
    * Connect a knocking guest's receiving transport ahead of time, forwarding nothing
