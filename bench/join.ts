@@ -18,7 +18,7 @@ import { startServer } from '../test/support/server.js';
 const args = process.argv.slice(2);
 const reactionAt = args.indexOf('--reaction-ms');
 const reactionMs = reactionAt >= 0 ? Number(args[reactionAt + 1]) : 1000;
-const runs = Number(args.find((a, i) => /^\d+$/.test(a) && i !== reactionAt + 1) ?? 20);
+const runs = Number(args.find((a, i) => /^\d+$/.test(a) && (reactionAt < 0 || i !== reactionAt + 1)) ?? 20);
 
 /**
  * Records, in page time since epoch, button clicks, when knocks appear and when
@@ -67,16 +67,27 @@ const INSTRUMENT = `
   };
   // Signaling message types in and out, in order (no contents), for a run that hangs.
   window.__signals = [];
+  // When each signaling message type was first sent and last received (the knock's legs).
+  window.__sent = {};
+  window.__received = {};
   const NativeSocket = window.WebSocket;
   window.WebSocket = class extends NativeSocket {
     constructor(url, protocols) {
       super(url, protocols);
       this.addEventListener('message', (e) => {
-        try { window.__signals.push('<' + JSON.parse(e.data).type); } catch {}
+        try {
+          const type = JSON.parse(e.data).type;
+          window.__signals.push('<' + type);
+          window.__received[type] = now();
+        } catch {}
       });
     }
     send(data) {
-      try { window.__signals.push('>' + JSON.parse(data).type); } catch {}
+      try {
+        const type = JSON.parse(data).type;
+        window.__signals.push('>' + type);
+        window.__sent[type] = window.__sent[type] || now();
+      } catch {}
       return super.send(data);
     }
   };
@@ -124,6 +135,8 @@ const stuck = (what: string, on: Page = page) => async (err: Error) => {
   throw new Error(`${what} within 20 s; the page shows: ${shown.replace(/\s+/g, ' ').slice(0, 300)} (${err.message.split('\n')[0]}); its signaling: ${signals}; SFU: ${sfuState()}`);
 };
 const knock: number[] = [];
+/** The knock's legs: Join click → join sent (guest page), → knock received (server), → Approve shown (host page). */
+const knockLegs: [number, number, number][] = [];
 const firstFrame: number[] = [];
 const hostSeesGuest: number[] = [];
 for (let i = 0; i < runs; i++) {
@@ -149,18 +162,23 @@ for (let i = 0; i < runs; i++) {
   const frame = await guest.page.evaluate((k) => (window as unknown as Record<string, number>)[k]!, frameOf('host'));
   const hostFrame = await page.evaluate((k) => (window as unknown as Record<string, number>)[k]!, frameOf(name));
   knock.push(knockSeen - joinClick);
+  const joinSent = await guest.page.evaluate(() => (window as unknown as { __sent: Record<string, number> }).__sent['join']!);
+  const knockReceived = await page.evaluate(() => (window as unknown as { __received: Record<string, number> }).__received['knock']!);
+  knockLegs.push([joinSent - joinClick, knockReceived - joinSent, knockSeen - knockReceived]);
   firstFrame.push(frame - approveClick);
   hostSeesGuest.push(hostFrame - approveClick);
   await guest.page.getByRole('button', { name: 'Leave' }).click();
   await guest.context.close();
   process.stdout.write(
-    `run ${i + 1}/${runs}: knock ${(knockSeen - joinClick).toFixed(1)} ms, first frame ${(frame - approveClick).toFixed(1)} ms, host sees guest ${(hostFrame - approveClick).toFixed(1)} ms\n`,
+    `run ${i + 1}/${runs}: knock ${(knockSeen - joinClick).toFixed(1)} ms (${knockLegs.at(-1)!.map((l) => l.toFixed(1)).join(' + ')}), first frame ${(frame - approveClick).toFixed(1)} ms, host sees guest ${(hostFrame - approveClick).toFixed(1)} ms\n`,
   );
 }
 
 const result = {
   runs,
   knockMs: { p50: percentile(knock, 50), p95: percentile(knock, 95), goalP95: 50 },
+  /** The knock's legs, p50 / p95 each: the guest's page, the server (and loopback), the host's page. */
+  knockLegsMs: Object.fromEntries(['guestPage', 'server', 'hostPage'].map((leg, i) => [leg, { p50: percentile(knockLegs.map((l) => l[i]!), 50), p95: percentile(knockLegs.map((l) => l[i]!), 95) }])),
   firstFrameMs: { p50: percentile(firstFrame, 50), p95: percentile(firstFrame, 95), goalP95: 600 },
   /** The other direction (no goal of its own): the guest starts sending once it has answered for what it receives. */
   hostSeesGuestMs: { p50: percentile(hostSeesGuest, 50), p95: percentile(hostSeesGuest, 95) },
@@ -171,6 +189,7 @@ const result = {
   date: new Date().toISOString(),
 };
 console.log(`knock → host sees it:        p50 ${result.knockMs.p50.toFixed(1)} ms, p95 ${result.knockMs.p95.toFixed(1)} ms (goal p95 ≤ 50 ms)`);
+console.log(`  legs (p50 / p95): ${Object.entries(result.knockLegsMs).map(([leg, v]) => `${leg} ${v.p50.toFixed(1)} / ${v.p95.toFixed(1)} ms`).join(', ')}`);
 console.log(`approve → host sees the guest: p50 ${result.hostSeesGuestMs.p50.toFixed(1)} ms, p95 ${result.hostSeesGuestMs.p95.toFixed(1)} ms`);
 console.log(`approve → first remote frame: p50 ${result.firstFrameMs.p50.toFixed(1)} ms, p95 ${result.firstFrameMs.p95.toFixed(1)} ms (goal p95 ≤ 600 ms)`);
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });

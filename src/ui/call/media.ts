@@ -221,13 +221,11 @@ export class CallConnection {
 
   private createConnections(): void {
     this.publisher = this.newPublisher();
-    // The subscriber answers the SFU's offers: a pooled candidate is gathered from the start (while
-    // we wait in the lobby), so the first answer need not wait for a fresh gathering.
-    // The subscriber answers the SFU's offers. With host candidates only, one is pooled from the start
-    // (while we wait in the lobby), so the first answer need not wait for a fresh gathering. (Not with
-    // TURN: a pooled relay allocation broke relay-only calls in Chromium here.)
-    const pool = (this.rtc.iceServers ?? []).length === 0 ? { iceCandidatePoolSize: 1 } : {};
-    this.subscriber = new RTCPeerConnection({ ...peerConnectionConfig(), ...pool, ...this.rtc });
+    // No ICE candidate pool: with a pooled candidate, Chromium now and then never gathered for the
+    // receiving connection (no candidate, no checks: it stayed "connecting", ~1 join in 20 here),
+    // and with TURN a pooled relay allocation broke relay-only calls. Gathering host candidates
+    // takes a few milliseconds, and it happens while the guest waits in the lobby.
+    this.subscriber = new RTCPeerConnection({ ...peerConnectionConfig(), ...this.rtc });
     const subscriber = this.subscriber;
     subscriber.addEventListener('track', (event) => {
       if (subscriber !== this.subscriber) return;
