@@ -222,7 +222,7 @@ export class CallConnection {
   private createConnections(): void {
     this.publisher = this.newPublisher();
     // No ICE candidate pool: with a pooled candidate, Chromium now and then never gathered for the
-    // receiving connection (no candidate, no checks: it stayed "connecting", ~1 join in 20 here),
+    // receiving connection (no candidate, no checks: it stayed "connecting", ~1 join in 25 here),
     // and with TURN a pooled relay allocation broke relay-only calls. Gathering host candidates
     // takes a few milliseconds, and it happens while the guest waits in the lobby.
     this.subscriber = new RTCPeerConnection({ ...peerConnectionConfig(), ...this.rtc });
