@@ -54,19 +54,19 @@ const INSTRUMENT = `
       seen(v);
     }
   }).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label'] });
-  // Each media connection's states, in order, for a run that hangs.
+  // Signaling message types in and out and each media connection's states, in order (no
+  // contents), for a run that hangs.
+  window.__signals = [];
   const NativePc = window.RTCPeerConnection;
   window.RTCPeerConnection = class extends NativePc {
     constructor(config) {
       super(config);
       const n = (window.__pcCount = (window.__pcCount || 0) + 1);
-      const note = (what) => (window.__signals || []).push('pc' + n + ':' + what);
+      const note = (what) => window.__signals.push('pc' + n + ':' + what);
       this.addEventListener('connectionstatechange', () => note(this.connectionState));
       this.addEventListener('icegatheringstatechange', () => note('gather-' + this.iceGatheringState));
     }
   };
-  // Signaling message types in and out, in order (no contents), for a run that hangs.
-  window.__signals = [];
   // When each signaling message type was first sent and last received (the knock's legs).
   window.__sent = {};
   window.__received = {};

@@ -255,9 +255,7 @@ export class LayerDemand {
    */
   update(highest: number, now: number): number | undefined {
     if (highest < 0) {
-      // Nobody says what they need (alone in the call, or everyone just joined and has not sent
-      // a viewport yet): keep what is sent, so the first subscriber's picture is not held up by
-      // an encoder being reconfigured.
+      // No demand: nothing changes (see the class comment).
       this.#lowerSince = undefined;
       return undefined;
     }

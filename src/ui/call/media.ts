@@ -76,18 +76,18 @@ function simulcastEncodings(cameraWidth: number): RTCRtpEncodingParameters[] | u
   return undefined;
 }
 
-/** Every frame is encrypted in a worker before it leaves and decrypted after it arrives; there is no clear mode. */
 /** A media connection 'disconnected' this long (ICE lost its path, e.g. a network change) is rebuilt. */
 const DISCONNECTED_GRACE_MS = 3000;
 /**
- * A media connection still 'connecting' this long is rebuilt: ICE or DTLS that never completes
- * (seen about once in 70 joins on a loaded machine: the receiving connection stayed 'connecting'
- * and the guest never saw anyone) would otherwise leave the call without pictures for good.
+ * A media connection still 'connecting' this long is rebuilt, as a last resort: one whose ICE or
+ * DTLS never completes (as with the candidate pool, see createConnections) would otherwise leave
+ * the call without pictures for good.
  */
 const CONNECTING_TIMEOUT_MS = 10_000;
 /** Rebuilding the media connections is given up after this many tries in a row without success. */
 const MAX_RESTARTS = 5;
 
+/** Every frame is encrypted in a worker before it leaves and decrypted after it arrives; there is no clear mode. */
 export class CallConnection {
   private readonly e2ee = new E2eeSession();
   private publisher!: RTCPeerConnection;
@@ -252,21 +252,19 @@ export class CallConnection {
   }
 
   private watch(pc: RTCPeerConnection): void {
-    {
-      pc.addEventListener('connectionstatechange', () => {
-        if (pc.connectionState === 'connected' || pc.connectionState === 'closed') {
-          clearTimeout(this.connectingTimers.get(pc));
-          this.connectingTimers.delete(pc);
-        }
-        if (pc !== this.publisher && pc !== this.subscriber) return;
-        clearTimeout(this.disconnectTimer);
-        if (pc.connectionState === 'connected' && this.publisher.connectionState === this.subscriber.connectionState) this.restarts = 0;
-        // Without signaling the server cannot hear our restart: wait until we are back (checkConnections).
-        if (!this.signaling.open) return;
-        if (pc.connectionState === 'failed') void this.restart();
-        if (pc.connectionState === 'disconnected') this.disconnectTimer = setTimeout(() => void this.restart(), DISCONNECTED_GRACE_MS);
-      });
-    }
+    pc.addEventListener('connectionstatechange', () => {
+      if (pc.connectionState === 'connected' || pc.connectionState === 'closed') {
+        clearTimeout(this.connectingTimers.get(pc));
+        this.connectingTimers.delete(pc);
+      }
+      if (pc !== this.publisher && pc !== this.subscriber) return;
+      clearTimeout(this.disconnectTimer);
+      if (pc.connectionState === 'connected' && this.publisher.connectionState === this.subscriber.connectionState) this.restarts = 0;
+      // Without signaling the server cannot hear our restart: wait until we are back (checkConnections).
+      if (!this.signaling.open) return;
+      if (pc.connectionState === 'failed') void this.restart();
+      if (pc.connectionState === 'disconnected') this.disconnectTimer = setTimeout(() => void this.restart(), DISCONNECTED_GRACE_MS);
+    });
   }
 
   /** Both sides have each other's description now: unless `pc` connects in time, it is rebuilt. */
