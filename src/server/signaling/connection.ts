@@ -184,8 +184,6 @@ export class Connection implements RoomPeer {
   private async join(linkId: string, card: string): Promise<void> {
     if (this.room) throw new LinkcallError('already_joined');
     const link = await linkInfo(this.ctx.store, linkId);
-    // Shown as "last used" in the host's link list; a failed write must not stop the join.
-    this.ctx.store.markLinkUsed(link.id, Date.now()).catch(() => {});
     const isOwner = this.account?.id === link.ownerId;
     if (!isOwner) {
       const okLink = this.ctx.knocksPerLink.take(linkId);
@@ -202,6 +200,9 @@ export class Connection implements RoomPeer {
       this.room = undefined;
       throw err;
     }
+    // Shown as "last used" in the host's link list. After the join, whose knock is already on its
+    // way: a SQLite write is synchronous. A failed write must not end the join.
+    this.ctx.store.markLinkUsed(link.id, Date.now()).catch(() => {});
   }
 
   /** The link's call (opened if none is); undefined when this connection was closed or joined meanwhile. */
