@@ -24,6 +24,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { BotStats } from '../src/bot/bot.js';
+import { toBase64url } from '../src/e2ee/keys.js';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../test/support/browser.js';
 import { guestKnocks } from '../test/support/flow.js';
 import { mediaWorkersOf } from '../test/support/media-workers.js';
@@ -118,13 +119,13 @@ async function startServerProcess(): Promise<{ url: string; proc: ChildProcess; 
 
 /** Latest counts of every bot, by its index. */
 const botStats = new Map<number, BotStats>();
-function startBots(link: string, cookie: string): void {
+function startBots(link: string, cookie: string, hostKey: string): void {
   const per = Math.ceil(BOTS / BOT_PROCS);
   for (let p = 0, first = 1; first <= BOTS; p++, first += per) {
     const count = Math.min(per, BOTS - first + 1);
     const args = ['src/bot/cli.ts', '--url', link, '--count', String(count), '--first', String(first), '--name', 'Bot', '--bind', '127.0.0.1'];
     args.push('--layers', values.layers!, '--speakers', String(Math.max(0, Number(values.speakers) - (first - 1))), '--json', '--every', '1');
-    if (p === 0) args.push('--cookie', cookie, '--admit');
+    if (p === 0) args.push('--cookie', cookie, '--admit', '--host-key', hostKey);
     const proc = child(args);
     createInterface({ input: proc.stdout! }).on('line', (line) => {
       try {
@@ -184,7 +185,7 @@ async function main(): Promise<void> {
   const cookie = await signUp({ url: server.url } as TestServer, 'benchhost');
   const link = await createLink({ url: server.url } as TestServer, cookie, 'Room benchmark');
   log(`server pid ${server.proc.pid} at ${server.url} (MEDIA_WORKERS=${MEDIA_WORKERS}); ${BOTS} bots in ${BOT_PROCS} process(es), ${PAGES} Chromium page(s)`);
-  startBots(link.url, cookie);
+  startBots(link.url, cookie, `${toBase64url(link.hostKey.signKey)}.${toBase64url(link.hostKey.publicKey)}`);
 
   let browser: Browser | undefined;
   const pages: Page[] = [];

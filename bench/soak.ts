@@ -238,7 +238,7 @@ async function openCall(server: TestServer, cookie: string, index: number): Prom
   const approving = new Set<string>();
   host.call.onChange(() => {
     for (const knock of host.call.knocks.values()) {
-      if (!knock.publicKey || approving.has(knock.id)) continue;
+      if (knock.name === undefined || knock.stale || approving.has(knock.id)) continue;
       approving.add(knock.id);
       host.call.approve(knock.id).then(
         () => approving.delete(knock.id),

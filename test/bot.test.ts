@@ -1,10 +1,11 @@
-// Bots (src/bot): headless participants that knock, get let in, verify their key grant, send
+// Bots (src/bot): headless participants that knock, get let in by an MLS Welcome, send
 // encrypted pre-encoded VP8 + Opus through the SFU and count the frames they receive that
 // authenticate. A real server on loopback, a Node host (the protocol library the browser uses)
 // who approves them, and bots.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createGrant, deriveLinkKeys, newCallIdentity, newCallKey, newLinkSecret, newSenderIndex, openKnock, ratchet } from '../src/e2ee/keys.js';
+import { deriveLinkKeys, newCallKey, newLinkSecret, openCard, ratchet, toBase64url } from '../src/e2ee/keys.js';
+import { CallGroup, newMemberKeys, newSigningKey, readKeyPackage } from '../src/e2ee/mls.js';
 import { FrameCryptor } from '../src/e2ee/sframe.js';
 import { Bot, parseJoinLink } from '../src/bot/bot.js';
 import { loadFixtures } from '../src/bot/fixtures.js';
@@ -33,7 +34,7 @@ describe('frame opener (the bots\' fast SFrame decryption)', () => {
   it('opens exactly what the browser worker\'s FrameCryptor opens, and refuses tampered, replayed and foreign frames', async () => {
     const key = newCallKey(5);
     const sender = new FrameCryptor();
-    await sender.setSendKey(key, newSenderIndex());
+    await sender.setSendKey(key, 3);
     const opener = new FrameOpener();
     await opener.addKey(key);
     const reference = new FrameCryptor();
@@ -61,7 +62,7 @@ describe('frame opener (the bots\' fast SFrame decryption)', () => {
     assert.equal(opened, 30);
     // A sender that ratcheted (someone joined) before we did is readable at once.
     const next = await ratchet(key);
-    await sender.setSendKey(next, newSenderIndex());
+    await sender.setSendKey(next, 4);
     assert.ok(opener.open(await sender.encrypt(new Uint8Array(500), { kind: 'video', keyFrame: false }), { kind: 'video', keyFrame: false }));
   });
 });
@@ -212,20 +213,24 @@ describe('bots in a call, through the SFU', { timeout: 150_000 }, () => {
       if (b !== intruder) assert.deepEqual(b.stats().received.filter((s) => s.peerId === knock.id), [], 'no bot got anything of the waiting bot');
     }
 
-    // The server admits it anyway, with a key grant made with the intruder's own (wrong) link keys,
-    // which is the only kind of grant it can make verify.
+    // The server admits it anyway, with a Welcome into a group of the server's own making (the
+    // only kind it can make): the members refuse its commit, and the intruder holds keys no one uses.
     const wrongKeys = await deriveLinkKeys(wrongSecret);
-    const card = await openKnock(wrongKeys, link.id, cards.get(knock.id)!);
+    const opened = await openCard(wrongKeys, link.id, cards.get(knock.id)!);
+    const card = opened && (await readKeyPackage(opened));
     assert.ok(card, 'the intruder\'s card opens with its own secret');
-    const grant = await createGrant(wrongKeys, await newCallIdentity(), {
-      linkId: link.id,
-      recipientId: knock.id,
-      recipientPublicKey: card.publicKey,
-      callKey: newCallKey(3),
-      senderIndex: newSenderIndex(),
+    const forger = await CallGroup.create(await newMemberKeys('Server', Date.now(), await newSigningKey()), {
+      hostKeyHash: link.hostKeyHash,
+      isGone: () => false,
+      now: () => Date.now(),
     });
-    (server.app.rooms.get(link.id) as Room).approve(host.call.you!.id, knock.id, grant);
+    const forged = await forger.add([card.keyPackage]);
+    const room = server.app.rooms.get(link.id) as Room;
+    const refusedBefore = host.call.refusedCommits;
+    room.approve(host.call.you!.id, knock.id, room.commitSlot, toBase64url(forged.commit), toBase64url(forged.welcome!));
     await intruder.inCall(15_000);
+    await waitFor('the host refuses the forged commit', () => host.call.refusedCommits > refusedBefore, 5000);
+    assert.equal(host.call.memberCount, 4, 'the group is as it was: the host and three bots');
 
     const real = bots.filter((b) => b !== intruder);
     await waitFor('the intruder receives video of every bot', () =>

@@ -7,23 +7,17 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
-  type CallIdentity,
   type CallKey,
-  createGrant,
   decodeSecret,
   deriveLinkKeys,
   encodeSecret,
-  GrantRefused,
-  type KeyGrant,
-  newCallIdentity,
+  linkFragment,
   newCallKey,
   newLinkSecret,
-  newSenderIndex,
-  openGrant,
-  openKnock,
+  openCard,
+  parseLinkFragment,
   ratchet,
-  safetyCode,
-  sealKnock,
+  sealCard,
   signLinkInfo,
   toBase64url,
   verifyLinkInfo,
@@ -65,59 +59,13 @@ const VECTORS = {
   // HMAC-SHA-256 with auth key = HKDF-SHA-256(SECRET, salt "", info "linkcall v1 auth key"), over
   // "linkcall v1 link info" ‖ (u32 length ‖ UTF-8) of linkId, name, hostName.
   linkInfoMac: 'eDnIJ2vNn4UMOTwmSceTCoDA9-Zr22kz76PcdrTobKo',
-  // Sealed with lobby key = HKDF-SHA-256(SECRET, "", "linkcall v1 lobby key"), AES-256-GCM.
-  knock: {
-    name: 'Grace Hopper',
-    publicKey: 'BLTy_QYaXy5p0A4l2qPzt5DAkNRxHqq7N5kSdIyd7rD982g4-YVzJFkFKiZWACsXHDjJmi9R4HJExRWoegedb9g',
-    sealed:
-      'aj3mPRrlxfkxCU5lWiB55qV0OUxkuTS-aOBPEBA2l-Yw5_asuPZm4M8ZUfZVP_r9lmnl9LmLE0qOglraJ5F0O3VmPEh_gnDYHSqgNOjfY8tKCUKeNASYNII6' +
-      'drchduu3xOtLrBM6YdId60O0QcZjAnkq7D-zSg40uZoYWa8Ndr5DCDkaPqpuvIHi8rjb6oFx7yetjMe2z6uv3pTz_8xRhdVhbG8dqb1mPdiUFeF1MQLG1OsM' +
-      'XabO1BFwHW8Sr620WHOF8O15Kb2kp4S5CWdzQUp4rUWxIrGHmRUGT5ue1SFk-J9qNu0VoCcD9CpEUjEQJscdR75v_ml6-y14fF0voU9WatFRkBeTPzW8BQg_' +
-      'Pd8deHehBEoRkl6EyQPkb_dUOhctuSIq8T4TC4mLg45dmCu9p5T7QocRCAr8yr7ddU0-lq8Yubj5Q7zyAc3pfK1RB8IiOz8yzq3Tq4NZ02B7fqnVvHtsFT5K' +
-      '--94bDxvP0Cm6RaAZZ1f6mKoiUa8X4ZV8gDHbhb41FlM9oAYoaDKpx64KqlobP_6tPGqGs8aRJNRrcdFlgeSCQVvKnZcpPqQpR4JOge-O3l89Jz8JKtRHjG-' +
-      'SR7CDTHXZLTeVFIl83FvNn4iKqRdEN8x1YK2u4GmjtU8Tki2airnNSNO7hHCIPfFiTvOowVxKjTGslRjWxjC9WctmCWmsld5qVgsU9FHaI65cuAFXEzMkfuq',
-  },
-  // Test-only P-256 identities (JWK) and a grant from approver to recipient "guest-1".
-  approverJwk: {
-    kty: 'EC',
-    crv: 'P-256',
-    x: 'O-wF2wQEbAr8EL1z38CcExltcmRZ7jIfZOAsMucIRfo',
-    y: 'Jr79Pq29HL1Q_XxxQeYS3wlBkzEEy8QzFExXDOCNMAc',
-    d: 'z6ARapg8DBSQepSFwsjwU7sJV5lI1htJsOwAwHzSQLQ',
-  },
-  recipientJwk: {
-    kty: 'EC',
-    crv: 'P-256',
-    x: 'Qe2ee84ooigSBQIIszxIuBABEW5kNDDr9l8oONnRs2I',
-    y: 'MFmDefsZq6KPSP18glTJQfA5LLnVFchl27dLCprVaFk',
-    d: 'i4Ul3CqtFkfKk8vn4myR1nP7nuBcIoKm_OSYPhHWttc',
-  },
-  grant: {
-    approverPublicKey: 'BDvsBdsEBGwK_BC9c9_AnBMZbXJkWe4yH2TgLDLnCEX6Jr79Pq29HL1Q_XxxQeYS3wlBkzEEy8QzFExXDOCNMAc',
-    recipientId: 'guest-1',
-    iv: 'P3yNNWQyx3l5ebMm',
-    wrapped: 'sOCqNY0MAHl1NW2BbAZQ00EuPOs_eS9f8NHUZITTSxnrwnjr43ReCjzleocY36zK0gNtWJQfJ1XLhrGSidbn0w',
-    mac: 'D2Mk1wPokr02MTKfXzBz1TEBgvW6GT4mUJmeJIyMlcA',
-  } satisfies KeyGrant,
   // HKDF-SHA-256(CALL_KEY.secret, "", "linkcall v1 ratchet" ‖ u32 8 ‖ u64 epoch)
   ratchet: '704757e90d8eb0cbadbeb38c19cb291135d39ec693a863688a129719724b7a1e',
-  safetyCode: '4533 7536 7982',
-  safetyCodeAfterRatchet: '1657 8430 5100',
   // FrameCryptor with CALL_KEY, SENDER: clear bytes ‖ header (KID = SENDER ‖ 07) ‖ ciphertext ‖ tag
   videoKeyFrameCtr0:
     '00010203040506070809' + 'e0123456789abc07' + '6245969b7ebfd111ff69ff9a40b8bb0312d07469e449a4ce4581208c0d52',
   audioFrameCtr1: '00' + 'e1123456789abc07' + '8113fb39cc9acc5dfd64440715df14deade7cbb431a5b61308b53e2f631b715dc2a0aba5e17c97',
 };
-
-/** A CallIdentity from a fixed JWK, private key non-extractable like newCallIdentity's. */
-async function identityFromJwk(jwk: JsonWebKey): Promise<CallIdentity> {
-  const algorithm = { name: 'ECDH', namedCurve: 'P-256' };
-  const privateKey = await crypto.subtle.importKey('jwk', jwk, algorithm, false, ['deriveBits']);
-  const { d: _d, ...publicJwk } = jwk;
-  const publicKey = await crypto.subtle.importKey('jwk', publicJwk, algorithm, true, []);
-  const raw = new Uint8Array(await crypto.subtle.exportKey('raw', publicKey));
-  return { keyPair: { privateKey, publicKey }, publicKey: toBase64url(raw) };
-}
 
 /** Replace one character in the middle of a base64url string by another valid one. */
 function tamper(text: string): string {
@@ -125,14 +73,9 @@ function tamper(text: string): string {
   return text.slice(0, i) + (text[i] === 'A' ? 'B' : 'A') + text.slice(i + 1);
 }
 
-async function refusal(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (e) {
-    if (e instanceof GrantRefused) return e.reason;
-    throw e;
-  }
-  return 'accepted';
+/** A sender index as the SFrame layer takes it (an MLS leaf index in calls; any value up to 2⁴⁸ here). */
+function newSenderIndex(): number {
+  return Math.floor(Math.random() * 2 ** 48);
 }
 
 // ------------------------------------------------------------------ link secret and link keys
@@ -179,115 +122,34 @@ test('a guest verifies the link name and host name, and notices any change or an
 
 // ------------------------------------------------------------------ knocks
 
-test('the fixed sealed knock opens to the guest card with the lobby key of the secret', async () => {
+test('a sealed card opens only with the same secret and link, untouched', async () => {
   const keys = await deriveLinkKeys(SECRET);
-  const card = await openKnock(keys, LINK_ID, VECTORS.knock.sealed);
-  assert.ok(card, 'knock opens');
-  assert.ok(card.name === VECTORS.knock.name, 'name matches');
-  assert.ok(card.publicKey === VECTORS.knock.publicKey, 'public key matches');
+  const payload = new Uint8Array(330).map((_, i) => i & 0xff);
+  const sealed = await sealCard(keys, LINK_ID, payload);
+  assert.deepEqual(await openCard(keys, LINK_ID, sealed), payload, 'round trip');
+  assert.equal(await openCard(await deriveLinkKeys(newLinkSecret()), LINK_ID, sealed), undefined, 'wrong secret');
+  assert.equal(await openCard(keys, LINK_ID, tamper(sealed)), undefined, 'tampered');
+  assert.equal(await openCard(keys, 'BBECAwQFBgcICQoLDA0ODw', sealed), undefined, 'other linkId');
+  assert.equal(await openCard(keys, LINK_ID, sealed.slice(0, 40)), undefined, 'truncated');
+  assert.equal(await openCard(keys, LINK_ID, '%%%'), undefined, 'not base64url');
+  assert.ok((await sealCard(keys, LINK_ID, payload)) !== sealed, 'fresh IV each time');
 });
 
-test('a knock opens only with the same secret and link, untouched', async () => {
+test('the sealed card does not tell the server how long the name is', async () => {
   const keys = await deriveLinkKeys(SECRET);
-  const { publicKey } = await newCallIdentity();
-  const sealed = await sealKnock(keys, LINK_ID, { name: 'Grace', publicKey });
-  const card = await openKnock(keys, LINK_ID, sealed);
-  assert.ok(card?.name === 'Grace' && card.publicKey === publicKey, 'round trip');
-  assert.equal(await openKnock(await deriveLinkKeys(newLinkSecret()), LINK_ID, sealed), undefined, 'wrong secret');
-  assert.equal(await openKnock(keys, LINK_ID, tamper(sealed)), undefined, 'tampered');
-  assert.equal(await openKnock(keys, 'BBECAwQFBgcICQoLDA0ODw', sealed), undefined, 'other linkId');
-  assert.equal(await openKnock(keys, LINK_ID, sealed.slice(0, 40)), undefined, 'truncated');
-  assert.equal(await openKnock(keys, LINK_ID, '%%%'), undefined, 'not base64url');
-  assert.ok((await sealKnock(keys, LINK_ID, { name: 'Grace', publicKey })) !== sealed, 'fresh IV each time');
-});
-
-test('the sealed knock does not tell the server how long the name is', async () => {
-  const keys = await deriveLinkKeys(SECRET);
-  const { publicKey } = await newCallIdentity();
-  const short = await sealKnock(keys, LINK_ID, { name: 'Al', publicKey });
-  const long = await sealKnock(keys, LINK_ID, { name: '漢'.repeat(64), publicKey });
+  const short = await sealCard(keys, LINK_ID, new Uint8Array(330));
+  const long = await sealCard(keys, LINK_ID, new Uint8Array(330 + 3 * 64));
   assert.equal(short.length, long.length);
 });
 
-// ------------------------------------------------------------------ grants
-
-test('new call identities are fresh P-256 key pairs whose private key cannot be exported', async () => {
-  const a = await newCallIdentity();
-  const b = await newCallIdentity();
-  assert.equal(a.keyPair.privateKey.extractable, false);
-  assert.match(a.publicKey, /^[A-Za-z0-9_-]{87}$/);
-  assert.ok(a.publicKey !== b.publicKey, 'fresh per call');
+test('a link fragment carries the secret and the host key hash, and nothing less', () => {
+  const hash = 'A'.repeat(43);
+  const fragment = linkFragment(SECRET, hash);
+  assert.deepEqual(parseLinkFragment(`#${fragment}`), { secret: SECRET, hostKeyHash: hash });
+  assert.equal(parseLinkFragment(`#k=${encodeSecret(SECRET)}`), undefined, 'no host key hash');
+  assert.equal(parseLinkFragment(`#h=${hash}`), undefined, 'no secret');
+  assert.equal(parseLinkFragment(`#k=${encodeSecret(SECRET)}&h=${hash.slice(1)}`), undefined, 'short hash');
 });
-
-test('the fixed grant opens to its call key and sender index for its recipient', async () => {
-  const keys = await deriveLinkKeys(SECRET);
-  const recipient = await identityFromJwk(VECTORS.recipientJwk);
-  const opened = await openGrant(keys, recipient, { linkId: LINK_ID, myId: 'guest-1' }, VECTORS.grant);
-  sameBytes(opened.callKey.secret, CALL_KEY.secret, 'call secret');
-  assert.equal(opened.callKey.epoch, 7);
-  assert.equal(opened.senderIndex, SENDER);
-  const approver = await identityFromJwk(VECTORS.approverJwk);
-  assert.ok(VECTORS.grant.approverPublicKey === approver.publicKey, 'approver public key matches its JWK');
-});
-
-test('a grant made for one participant opens for that participant and no one else', async () => {
-  const keys = await deriveLinkKeys(SECRET);
-  const approver = await newCallIdentity();
-  const guest = await newCallIdentity();
-  const callKey = newCallKey(3);
-  const senderIndex = newSenderIndex();
-  const grant = await createGrant(keys, approver, {
-    linkId: LINK_ID,
-    recipientId: 'guest-1',
-    recipientPublicKey: guest.publicKey,
-    callKey,
-    senderIndex,
-  });
-  const me = { linkId: LINK_ID, myId: 'guest-1' };
-  const opened = await openGrant(keys, guest, me, grant);
-  sameBytes(opened.callKey.secret, callKey.secret, 'call secret');
-  assert.equal(opened.callKey.epoch, 3);
-  assert.equal(opened.senderIndex, senderIndex);
-
-  // Every field is covered by the MAC.
-  assert.equal(await refusal(openGrant(keys, guest, me, { ...grant, mac: tamper(grant.mac) })), 'bad_mac');
-  assert.equal(await refusal(openGrant(keys, guest, me, { ...grant, wrapped: tamper(grant.wrapped) })), 'bad_mac');
-  assert.equal(await refusal(openGrant(keys, guest, me, { ...grant, iv: tamper(grant.iv) })), 'bad_mac');
-  const stranger = await newCallIdentity();
-  assert.equal(await refusal(openGrant(keys, guest, me, { ...grant, approverPublicKey: stranger.publicKey })), 'bad_mac');
-  assert.equal(await refusal(openGrant(keys, guest, { ...me, linkId: 'BBECAwQFBgcICQoLDA0ODw' }, grant)), 'bad_mac');
-  // The server does not hold the link secret, so it cannot make or fix a MAC.
-  assert.equal(await refusal(openGrant(await deriveLinkKeys(newLinkSecret()), guest, me, grant)), 'bad_mac');
-
-  // Replays: to another participant, or to this participant id in another call (fresh key pair).
-  const other = await newCallIdentity();
-  assert.equal(await refusal(openGrant(keys, other, { linkId: LINK_ID, myId: 'guest-2' }, grant)), 'wrong_recipient');
-  assert.equal(await refusal(openGrant(keys, other, { linkId: LINK_ID, myId: 'guest-2' }, { ...grant, recipientId: 'guest-2' })), 'bad_mac');
-  assert.equal(await refusal(openGrant(keys, other, me, grant)), 'bad_mac');
-
-  assert.equal(await refusal(openGrant(keys, guest, me, { ...grant, iv: 'short' })), 'malformed');
-  assert.equal(await refusal(openGrant(keys, guest, me, { recipientId: 'guest-1' } as KeyGrant)), 'malformed');
-  assert.equal(await refusal(openGrant(keys, guest, me, null as unknown as KeyGrant)), 'malformed');
-});
-
-test('a grant whose wrapping does not match its approver key is undecryptable', async () => {
-  const keys = await deriveLinkKeys(SECRET);
-  const guest = await newCallIdentity();
-  const claimed = await newCallIdentity();
-  const actual = await newCallIdentity();
-  // A link holder who wraps with one key pair but names another.
-  const liar: CallIdentity = { keyPair: actual.keyPair, publicKey: claimed.publicKey };
-  const grant = await createGrant(keys, liar, {
-    linkId: LINK_ID,
-    recipientId: 'guest-1',
-    recipientPublicKey: guest.publicKey,
-    callKey: newCallKey(0),
-    senderIndex: 1,
-  });
-  assert.equal(await refusal(openGrant(keys, guest, { linkId: LINK_ID, myId: 'guest-1' }, grant)), 'undecryptable');
-});
-
-// ------------------------------------------------------------------ call keys
 
 test('ratchet is the fixed HKDF step and moves to the next epoch', async () => {
   const next = await ratchet(CALL_KEY);
@@ -295,30 +157,6 @@ test('ratchet is the fixed HKDF step and moves to the next epoch', async () => {
   assert.equal(next.epoch, 8);
   assert.equal(CALL_KEY.epoch, 7, 'the input is unchanged');
 });
-
-test('safety codes are equal for equal keys and different for different keys', async () => {
-  assert.ok((await safetyCode(CALL_KEY)) === VECTORS.safetyCode, 'fixed vector');
-  assert.ok((await safetyCode({ secret: new Uint8Array(CALL_KEY.secret), epoch: 7 })) === VECTORS.safetyCode, 'equal keys, equal codes');
-  assert.ok((await safetyCode(await ratchet(CALL_KEY))) === VECTORS.safetyCodeAfterRatchet, 'fixed vector after ratchet');
-  const a = newCallKey(1);
-  const b = newCallKey(1);
-  assert.ok(/^\d{4} \d{4} \d{4}$/.test(await safetyCode(a)), 'three groups of four digits');
-  assert.ok((await safetyCode(a)) !== (await safetyCode(b)), 'different secrets, different codes');
-  assert.ok((await safetyCode(a)) !== (await safetyCode({ secret: a.secret, epoch: 2 })), 'different epochs, different codes');
-});
-
-test('sender indexes are random 48-bit integers', () => {
-  const seen = new Set<number>();
-  for (let i = 0; i < 1000; i++) {
-    const n = newSenderIndex();
-    assert.ok(Number.isSafeInteger(n) && n >= 0 && n < 2 ** 48, 'in range');
-    seen.add(n);
-  }
-  assert.equal(seen.size, 1000);
-  assert.ok([...seen].some((n) => n >= 2 ** 47), 'top bit used');
-});
-
-// ------------------------------------------------------------------ SFrame
 
 test('SFrame headers match RFC 9605 test vectors', () => {
   const cases: [bigint, bigint, string][] = [

@@ -83,8 +83,13 @@ function setup(limits = {}) {
   return { room, media, hostPeer, advance };
 }
 
-/** Opaque to the room: it only passes grants on. */
-const GRANT = { approverPublicKey: 'A', recipientId: 'x', iv: 'B', wrapped: 'C', mac: 'D' };
+/** Opaque to the room: it only orders and passes on commits and Welcomes. */
+const COMMIT = 'Q29tbWl0';
+const WELCOME = 'V2VsY29tZQ';
+/** Approve with an (opaque) Add commit for the room's current slot. */
+function approve(room: Room, actor: string, target: string): void {
+  room.approve(actor, target, room.commitSlot, COMMIT, WELCOME);
+}
 
 function refusedWith(code: ErrorCode) {
   return (err: unknown) => err instanceof LinkcallError && err.code === code;
@@ -115,7 +120,7 @@ describe('Room admission rules', () => {
     const host = room.join(hostPeer, 'Ana', 'owner');
     const bobPeer = new TestPeer();
     const bob = room.join(bobPeer, 'Bob', undefined);
-    room.approve(host, bob, GRANT);
+    approve(room, host, bob);
     const cydPeer = new TestPeer();
     room.join(cydPeer, 'Cyd', undefined);
     media.fail!('media_failed');
@@ -145,7 +150,7 @@ describe('Room admission rules', () => {
     const host = room.join(hostPeer, 'Ana', 'owner');
     const guestPeer = new TestPeer();
     const guest = room.join(guestPeer, 'Bob', undefined);
-    room.approve(host, guest, GRANT);
+    approve(room, host, guest);
     assert.deepEqual(guestPeer.last('joined')?.participants.map((p) => p.card), ['Ana']);
     assert.equal(hostPeer.last('participantJoined')?.participant.card, 'Bob');
     assert.equal(hostPeer.last('knockGone')?.participantId, guest);
@@ -167,8 +172,8 @@ describe('Room admission rules', () => {
     const host = room.join(hostPeer, 'Ana', 'owner');
     const bob = room.join(new TestPeer(), 'Bob', undefined);
     const eve = room.join(new TestPeer(), 'Eve', undefined);
-    assert.throws(() => room.approve(eve, bob, GRANT), refusedWith('not_in_call'));
-    assert.throws(() => room.approve(eve, eve, GRANT), refusedWith('not_in_call'));
+    assert.throws(() => approve(room, eve, bob), refusedWith('not_in_call'));
+    assert.throws(() => approve(room, eve, eve), refusedWith('not_in_call'));
     assert.throws(() => room.decline(eve, bob), refusedWith('not_in_call'));
     assert.throws(() => room.remove(eve, host), refusedWith('not_in_call'));
     assert.throws(() => room.end(eve), refusedWith('not_in_call'));
@@ -200,7 +205,7 @@ describe('Room admission rules', () => {
     const bob = room.join(new TestPeer(), 'Bob', undefined);
     await room.publish(bob, 'v=0 offer');
     assert.equal(media.forwarded.has(bob), false);
-    room.approve(host, bob, GRANT);
+    approve(room, host, bob);
     assert.equal(media.forwarded.has(bob), true);
   });
 
@@ -208,10 +213,10 @@ describe('Room admission rules', () => {
     const { room, hostPeer, advance } = setup();
     const host = room.join(hostPeer, 'Ana', 'owner');
     const bob = room.join(new TestPeer(), 'Bob', undefined);
-    room.approve(host, bob, GRANT);
+    approve(room, host, bob);
     advance(60_000);
     const eve = room.join(new TestPeer(), 'Eve', undefined);
-    assert.throws(() => room.approve(bob, eve, GRANT), refusedWith('not_allowed'));
+    assert.throws(() => approve(room, bob, eve), refusedWith('not_allowed'));
     assert.throws(() => room.decline(bob, eve), refusedWith('not_allowed'));
     assert.throws(() => room.remove(bob, host), refusedWith('not_allowed'));
     assert.throws(() => room.end(bob), refusedWith('not_allowed'));
@@ -223,13 +228,13 @@ describe('Room admission rules', () => {
     const host = room.join(hostPeer, 'Ana', 'owner');
     const bobPeer = new TestPeer();
     const bob = room.join(bobPeer, 'Bob', undefined);
-    room.approve(host, bob, GRANT);
+    approve(room, host, bob);
     room.leave(host);
     const eve = room.join(new TestPeer(), 'Eve', undefined);
-    assert.throws(() => room.approve(bob, eve, GRANT), refusedWith('not_allowed'));
+    assert.throws(() => approve(room, bob, eve), refusedWith('not_allowed'));
     advance(30_000);
     assert.equal(room.mayApprove(bob), true);
-    room.approve(bob, eve, GRANT);
+    approve(room, bob, eve);
     assert.equal(room.admittedCount, 2);
     // Still, only the host may remove or end.
     assert.throws(() => room.remove(bob, eve), refusedWith('not_allowed'));
@@ -241,7 +246,7 @@ describe('Room admission rules', () => {
     const host = room.join(hostPeer, 'Ana', 'owner');
     const bobPeer = new TestPeer();
     const bob = room.join(bobPeer, 'Bob', undefined);
-    room.approve(host, bob, GRANT);
+    approve(room, host, bob);
     room.remove(host, bob);
     assert.equal(bobPeer.closedWith, 'removed');
     assert.equal(hostPeer.last('participantLeft')?.participantId, bob);
@@ -252,7 +257,7 @@ describe('Room admission rules', () => {
     const { room, hostPeer, media } = setup();
     const host = room.join(hostPeer, 'Ana', 'owner');
     const bobPeer = new TestPeer();
-    room.approve(host, room.join(bobPeer, 'Bob', undefined), GRANT);
+    approve(room, host, room.join(bobPeer, 'Bob', undefined));
     const evePeer = new TestPeer();
     room.join(evePeer, 'Eve', undefined);
     room.end(host);
@@ -285,9 +290,10 @@ describe('Room admission rules', () => {
   it('refuses more than the participant cap: the extra guest is told the call is full', () => {
     const { room, hostPeer } = setup({ maxParticipants: 2 });
     const host = room.join(hostPeer, 'Ana', 'owner');
-    room.approve(host, room.join(new TestPeer(), "Bob", undefined), GRANT);
+    approve(room, host, room.join(new TestPeer(), "Bob", undefined));
     const evePeer = new TestPeer();
-    room.approve(host, room.join(evePeer, 'Eve', undefined), GRANT);
+    // The approver is told too (its Add commit was not relayed), and Eve is told why.
+    assert.throws(() => approve(room, host, room.join(evePeer, 'Eve', undefined)), refusedWith('call_full'));
     assert.equal(evePeer.closedWith, 'call_full');
     assert.equal(room.admittedCount, 2);
   });
@@ -302,7 +308,7 @@ describe('Room admission rules', () => {
   it('refuses approving someone who is not waiting', () => {
     const { room, hostPeer } = setup();
     const host = room.join(hostPeer, 'Ana', 'owner');
-    assert.throws(() => room.approve(host, 'nobody', GRANT), refusedWith('participant_not_found'));
+    assert.throws(() => approve(room, host, 'nobody'), refusedWith('participant_not_found'));
   });
 });
 
@@ -312,7 +318,7 @@ describe('Room: coming back after a lost connection', () => {
     const hostId = ctx.room.join(ctx.hostPeer, 'hostcard', 'owner');
     const guestPeer = new TestPeer();
     const guestId = ctx.room.join(guestPeer, 'guestcard', undefined);
-    ctx.room.approve(hostId, guestId, GRANT);
+    approve(ctx.room, hostId, guestId);
     const token = guestPeer.last('resumable')!.token;
     return { ...ctx, hostId, guestId, guestPeer, token };
   }
@@ -324,11 +330,11 @@ describe('Room: coming back after a lost connection', () => {
     assert.equal(hostPeer.last('participantLeft'), undefined);
     assert.equal(room.admittedCount, 2);
 
-    // While it is away, a key grant is sent to it: it must not be lost.
-    room.relayGrant(hostId, guestId, GRANT);
+    // While it is away, a commit changes the group: it must not be lost.
+    room.commit(hostId, room.commitSlot, COMMIT);
     const back = new TestPeer();
     assert.equal(room.resume(back, token, guestPeer.received), guestId);
-    assert.deepEqual(back.messages.map((m) => m.type), ['resumed', 'grant']);
+    assert.deepEqual(back.messages.map((m) => m.type), ['resumed', 'handshake']);
     assert.equal(hostPeer.last('participantUpdated')?.participant.reconnecting, false);
     // And it acts as itself again: no new knock reached the host.
     assert.equal(hostPeer.messages.filter((m) => m.type === 'knock').length, 1);
@@ -339,11 +345,11 @@ describe('Room: coming back after a lost connection', () => {
   it('replays what was in flight when the connection died', () => {
     const { room, hostId, guestId, guestPeer, token } = inCall();
     const receivedBeforeLoss = guestPeer.received;
-    room.relayGrant(hostId, guestId, GRANT); // sent into a socket that was already dead
+    room.commit(hostId, room.commitSlot, COMMIT); // sent into a socket that was already dead
     room.disconnected(guestId, guestPeer);
     const back = new TestPeer();
     room.resume(back, token, receivedBeforeLoss);
-    assert.deepEqual(back.messages.map((m) => m.type), ['resumed', 'grant']);
+    assert.deepEqual(back.messages.map((m) => m.type), ['resumed', 'handshake']);
   });
 
   it('replaces a connection that still looks open when the participant comes back on a new one', () => {
@@ -377,7 +383,7 @@ describe('Room: coming back after a lost connection', () => {
     const guestId = room.join(guestPeer, 'guestcard', undefined);
     const token = guestPeer.last('resumable')!.token;
     room.disconnected(guestId, guestPeer);
-    room.approve(hostId, guestId, GRANT);
+    approve(room, hostId, guestId);
     const back = new TestPeer();
     room.resume(back, token, guestPeer.received);
     assert.deepEqual(back.messages.map((m) => m.type), ['resumed', 'joined']);
@@ -402,5 +408,37 @@ describe('Room: coming back after a lost connection', () => {
     assert.equal(hostPeer.last('knock'), undefined, 'no knock');
     // The same token cannot be used to make a second copy.
     assert.throws(() => room.adopt(new TestPeer(), 'T'.repeat(22), { participantId: 'bo-2', role: 'guest', card: 'x', since: 5 }, 0), refusedWith('resume_failed'));
+  });
+
+  describe('commit order', () => {
+    it('relays a commit to every member, sender included, and gives the slot to the first commit only', () => {
+      const { room, hostPeer, hostId, guestId, guestPeer } = (() => {
+        const ctx = setup();
+        const hostId = ctx.room.join(ctx.hostPeer, 'hostcard', 'owner');
+        const guestPeer = new TestPeer();
+        const guestId = ctx.room.join(guestPeer, 'guestcard', undefined);
+        approve(ctx.room, hostId, guestId);
+        return { ...ctx, hostId, guestId, guestPeer };
+      })();
+      assert.equal(guestPeer.last('joined')?.welcome, WELCOME);
+      assert.equal(guestPeer.last('joined')?.slot, 1, 'the newcomer learns the next slot');
+      const slot = room.commitSlot;
+      room.commit(guestId, slot, 'Rmlyc3Q');
+      assert.throws(() => room.commit(hostId, slot, 'U2Vjb25k'), refusedWith('commit_conflict'));
+      for (const peer of [hostPeer, guestPeer]) {
+        assert.deepEqual(
+          peer.messages.filter((m) => m.type === 'handshake').map((m) => m.type === 'handshake' && [m.slot, m.commit]),
+          peer === hostPeer ? [[0, COMMIT], [1, 'Rmlyc3Q']] : [[1, 'Rmlyc3Q']],
+        );
+      }
+    });
+
+    it('refuses a Welcome for someone who is not in the call', () => {
+      const ctx = setup();
+      const hostId = ctx.room.join(ctx.hostPeer, 'hostcard', 'owner');
+      const waiting = ctx.room.join(new TestPeer(), 'guestcard', undefined);
+      assert.throws(() => ctx.room.commit(hostId, ctx.room.commitSlot, COMMIT, WELCOME, waiting), refusedWith('participant_not_found'));
+      assert.equal(ctx.room.commitSlot, 0, 'a refused commit takes no slot');
+    });
   });
 });

@@ -49,19 +49,20 @@ describe('signaling over a real server', () => {
     const host = await hostInCall();
     assert.equal(host.call.you?.role, 'host');
     const { guest, id } = await knock(host, 'Bob');
-    assert.deepEqual(guest.call.phase, { kind: 'waiting', hostName: 'ana', hostPresent: true });
+    assert.deepEqual(guest.call.phase, { kind: 'waiting', hostPresent: true });
 
     await host.call.approve(id);
     await until(guest.call, () => guest.call.phase.kind === 'in-call' && guest.call.keys !== undefined);
     await until(host.call, () => host.call.participants.has(id));
     assert.deepEqual([...guest.call.participants.values()].map((p) => p.name), ['Ana']);
     assert.equal(host.call.participants.get(id)?.name, 'Bob');
-    assert.equal(guest.call.safetyCode, host.call.safetyCode, 'safety codes match');
-    assert.equal(guest.call.keys?.key.epoch, 1, 'the call key ratcheted for the newcomer');
+    await until(host.call, () => host.call.safetyCode === guest.call.safetyCode);
+    assert.equal(guest.call.keys?.key.epoch, 1, 'the Add commit moved the group to epoch 1');
+    assert.equal(guest.call.memberCount, 2);
 
     guest.call.leave();
-    await until(host.call, () => !host.call.participants.has(id));
-    assert.equal(host.call.keys?.key.epoch, 2, 'the host rotated the key after Bob left');
+    await until(host.call, () => !host.call.participants.has(id) && host.call.keys?.key.epoch === 2);
+    assert.equal(host.call.memberCount, 1, 'the host committed Bob’s removal: a new epoch without him');
     host.signaling.close();
     guest.signaling.close();
   });
@@ -82,13 +83,13 @@ describe('signaling over a real server', () => {
     const host = await hostInCall();
     const hostId = host.call.you!.id;
     const { guest: bob, id: bobId } = await knock(host, 'Bob');
-    const fakeGrant = { approverPublicKey: 'AA', recipientId: bobId, iv: 'AA', wrapped: 'AA', mac: 'AA' };
+    const fakeCommit = { slot: 0, commit: 'AAAA', welcome: 'AAAA' };
 
     for (const message of [
-      { type: 'approve', participantId: bobId, grant: fakeGrant },
+      { type: 'approve', participantId: bobId, ...fakeCommit },
       { type: 'remove', participantId: hostId },
       { type: 'end' },
-      { type: 'grant', participantId: hostId, grant: fakeGrant },
+      { type: 'commit', slot: 0, commit: 'AAAA' },
     ] as const) {
       const error = bob.signaling.next('error');
       const seq = bob.signaling.send(message);
@@ -104,7 +105,7 @@ describe('signaling over a real server', () => {
     await until(bob.call, () => bob.call.phase.kind === 'in-call');
     const { guest: eve, id: eveId } = await knock(host, 'Eve');
     for (const message of [
-      { type: 'approve', participantId: eveId, grant: fakeGrant },
+      { type: 'approve', participantId: eveId, ...fakeCommit },
       { type: 'decline', participantId: eveId },
       { type: 'remove', participantId: hostId },
       { type: 'end' },
@@ -175,12 +176,14 @@ describe('signaling over a real server', () => {
 
   it('shows a knock sealed with another secret as unreadable, never as a name', async () => {
     const host = await hostInCall();
-    const impostor = await connectClient(server, { id: link.id, keys: await deriveLinkKeys(newLinkSecret()) });
+    const impostor = await connectClient(server, { id: link.id, keys: await deriveLinkKeys(newLinkSecret()), hostKeyHash: link.hostKeyHash });
     await impostor.call.join('Trudy');
     await until(host.call, () => host.call.knocks.size > 0);
     const k = [...host.call.knocks.values()][0]!;
     assert.equal(k.name, undefined);
-    assert.equal(k.publicKey, undefined);
+    // …and cannot be approved: no Add commit is made for it.
+    await host.call.approve(k.id);
+    assert.equal(host.call.memberCount, 1);
     host.call.end();
   });
 

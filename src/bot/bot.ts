@@ -8,7 +8,8 @@
 import WebSocket from 'ws';
 import { CallSession, type Member } from '../client/call.js';
 import { SignalingClient, type SocketLike } from '../client/signaling.js';
-import { decodeSecret, deriveLinkKeys, type LinkKeys } from '../e2ee/keys.js';
+import { deriveLinkKeys, parseLinkFragment, type LinkKeys } from '../e2ee/keys.js';
+import type { SigningKey } from '../e2ee/mls.js';
 import { FrameCryptor } from '../e2ee/sframe.js';
 import { type Fixtures, type LayerName, loadFixtures } from './fixtures.js';
 import { FrameOpener } from './frame-opener.js';
@@ -20,20 +21,21 @@ export interface ParsedLink {
   origin: string;
   linkId: string;
   secret: Uint8Array;
+  hostKeyHash: string;
 }
 
-/** `https://host/join/<linkId>#k=<secret>` → its parts; throws TypeError on anything else. */
+/** `https://host/join/<linkId>#k=<secret>&h=<hostKeyHash>` → its parts; throws TypeError on anything else. */
 export function parseJoinLink(link: string): ParsedLink {
   let url: URL;
   try {
     url = new URL(link);
   } catch {
-    throw new TypeError('not a call link (expected http(s)://host/join/<id>#k=<secret>)');
+    throw new TypeError('not a call link (expected http(s)://host/join/<id>#k=<secret>&h=<hash>)');
   }
   const id = /^\/join\/([A-Za-z0-9_-]{22})$/.exec(url.pathname)?.[1];
-  const secret = decodeSecret(new URLSearchParams(url.hash.slice(1)).get('k') ?? '');
-  if (!id || !secret) throw new TypeError('not a call link (expected http(s)://host/join/<id>#k=<secret>)');
-  return { origin: url.origin, linkId: id, secret };
+  const fragment = parseLinkFragment(url.hash);
+  if (!id || !fragment) throw new TypeError('not a call link (expected http(s)://host/join/<id>#k=<secret>&h=<hash>)');
+  return { origin: url.origin, linkId: id, secret: fragment.secret, hostKeyHash: fragment.hostKeyHash };
 }
 
 export interface BotOptions {
@@ -42,6 +44,8 @@ export interface BotOptions {
   name: string;
   /** The link owner's session cookie ("lc_session=…"): the bot enters as host. */
   cookie?: string;
+  /** The host's signing key (the one the link's `h=` pins): with it, the bot is the host in the encrypted call. */
+  hostKey?: SigningKey;
   /** Approve every knock whose name card opens (as host, or as an approver). */
   admitAll?: boolean;
   /** Simulcast layers to send, lowest first. Default ['h'] (640×360). */
@@ -110,7 +114,7 @@ export class Bot {
       socket.on('error', () => {}); // a close event follows; unhandled, `ws` would throw
       return socket as unknown as SocketLike;
     });
-    this.call = new CallSession(this.signaling, link.linkId, linkKeys);
+    this.call = new CallSession(this.signaling, { linkId: link.linkId, keys: linkKeys, hostKeyHash: link.hostKeyHash, hostKey: opts.hostKey });
     const rtcConfig = { iceServers: [], ...(opts.bindAddress ? { bindAddress: opts.bindAddress } : {}) };
     this.sender = new MediaSender({
       fixtures: opts.fixtures ?? loadFixtures(),
@@ -217,7 +221,7 @@ export class Bot {
     if (this.opts.admitAll && call.canApprove) {
       for (const knock of call.knocks.values()) {
         // Only knocks whose name card opened can be approved (CallSession refuses the rest).
-        if (!knock.publicKey || this.approving.has(knock.id)) continue;
+        if (knock.name === undefined || knock.stale || this.approving.has(knock.id)) continue;
         this.approving.add(knock.id);
         void call.approve(knock.id).catch(() => this.approving.delete(knock.id));
       }

@@ -7,6 +7,8 @@
  *   --layers q,h,f     simulcast layers to send (q 320×180, h 640×360, f 1280×720; default q,h,f)
  *   --audio tone|silence|off   (default tone)      --speakers N   only the first N bots send a tone (default all)
  *   --cookie 'lc_session=…'   enter as the link's owner (the first bot only) and --admit every knock
+ *   --host-key <signKey>.<publicKey>   the host's signing key, base64url (read from the LINKCALL_HOST_KEY
+ *                      environment variable when not given): with it the first bot is the host in the encrypted call
  *   --bind 127.0.0.1   address ICE binds to      --stagger 200   ms between two bots' knocks
  *   --tile 320x180     how large the bot shows everyone's video (the SFU picks layers to fit); 'full': any size
  *   --seconds N        leave after N seconds (default: until Ctrl-C)
@@ -16,7 +18,7 @@
  */
 import nodeDataChannel from 'node-datachannel';
 import { parseArgs } from 'node:util';
-import { deriveLinkKeys } from '../e2ee/keys.js';
+import { deriveLinkKeys, fromBase64url } from '../e2ee/keys.js';
 import { Bot, parseJoinLink, type BotStats } from './bot.js';
 import { LAYERS, loadFixtures, type LayerName } from './fixtures.js';
 
@@ -30,6 +32,7 @@ const { values } = parseArgs({
     audio: { type: 'string', default: 'tone' },
     speakers: { type: 'string' },
     cookie: { type: 'string' },
+    'host-key': { type: 'string' },
     admit: { type: 'boolean', default: false },
     bind: { type: 'string' },
     stagger: { type: 'string', default: '200' },
@@ -72,6 +75,9 @@ const JOIN_ATTEMPTS = 4;
 
 const fixtures = loadFixtures();
 const linkKeys = await deriveLinkKeys(link.secret);
+const hostKeyText = values['host-key'] ?? process.env.LINKCALL_HOST_KEY;
+const [signKey, publicKey] = (hostKeyText ?? '').split('.').map((part) => fromBase64url(part));
+const hostKey = signKey && publicKey ? { signKey, publicKey } : undefined;
 const bots: Bot[] = [];
 let stopping = false;
 
@@ -114,6 +120,7 @@ for (let i = 0; i < count; i++) {
       fixtures,
       name: `${values.name} ${first + i}`,
       cookie: host ? values.cookie : undefined,
+      hostKey: host ? hostKey : undefined,
       admitAll: values.admit && (host || values.cookie === undefined),
       layers,
       audio: audio === 'tone' && !speaking ? 'silence' : audio,

@@ -1,40 +1,36 @@
 /**
  * One person's part in an end-to-end encrypted call — connecting, waiting in
  * the lobby, in the call, or over with a reason — kept from signaling
- * messages, plus the call's keys: sealed name cards, MACed key grants,
- * ratchet on join and rotation on leave. No DOM: the UI renders it, bots use it.
+ * messages, plus who is in the encrypted call: an MLS group (src/e2ee/mls.ts)
+ * that this client checks for itself. The server's participant list only maps
+ * media to members; a participant the group does not hold is not shown and
+ * gets no key. No DOM: the UI renders it, bots use it.
  */
-import {
-  createGrant,
-  GrantRefused,
-  newCallIdentity,
-  newCallKey,
-  newSenderIndex,
-  openGrant,
-  openKnock,
-  ratchet,
-  safetyCode,
-  sealKnock,
-  type CallIdentity,
-  type CallKey,
-  type KeyGrant,
-  type LinkKeys,
-} from '../e2ee/keys.js';
+import { checkGroupId, newGroupId, openCard, fromBase64url, toBase64url, type CallKey, type LinkKeys, sealCard } from '../e2ee/keys.js';
+import type { CallGroup, CommitRules, KnockCard, MemberKeys, PendingCommit, SigningKey } from '../e2ee/mls.js';
 import { errorMessage, LinkcallError, type ErrorCode } from '../protocol/errors.js';
 import { parseDisplayName, type ParticipantInfo, type Role, type ViewportTile } from '../protocol/messages.js';
 import type { SignalingClient } from './signaling.js';
 
+/** The MLS code is loaded when the person presses Continue, not with the join page. */
+const mls = () => import('../e2ee/mls.js');
+
 export type CallPhase =
   | { kind: 'connecting' }
-  | { kind: 'waiting'; hostName: string; hostPresent: boolean }
+  | { kind: 'waiting'; hostPresent: boolean }
   | { kind: 'in-call' }
   | { kind: 'ended'; code: ErrorCode | 'disconnected'; message: string };
 
-/** Someone in the call, with their name card opened (undefined name: the card did not open). */
+/** Someone in the encrypted call: a participant the server lists whose key the MLS group holds. */
 export interface Member {
   id: string;
+  /** From the member's MLS credential (checked by the group), never from the server. */
   name: string | undefined;
-  publicKey: string | undefined;
+  /** The member's leaf in the MLS group: its SFrame sender index. */
+  leaf: number;
+  /** Holds the link owner's pinned key. */
+  isHost: boolean;
+  /** The server's role: who it lets remove and end (it checks those itself). */
   role: Role;
   since: number;
   audio: boolean;
@@ -45,9 +41,11 @@ export interface Member {
 
 export interface Knock {
   id: string;
+  /** undefined: the card did not open (not made with this link, or not a valid KeyPackage). */
   name: string | undefined;
-  publicKey: string | undefined;
   since: number;
+  /** The knock was made long ago or seen before: a replay, never shown as a fresh name and never approvable. */
+  stale: boolean;
 }
 
 export interface CallKeyState {
@@ -55,25 +53,49 @@ export interface CallKeyState {
   senderIndex: number;
 }
 
-/** How long a participant admitted without a grant waits for the key leader's grant. */
-const GRANT_WAIT_MS = 10_000;
+/** The link as its fragment gives it: what every member checks against. */
+export interface LinkTrust {
+  linkId: string;
+  keys: LinkKeys;
+  hostKeyHash: string;
+  /** The host's own signing key (only in the browser that made the link). */
+  hostKey?: SigningKey;
+}
+
+/** How long an admitted participant waits for its Welcome before giving up. */
+const WELCOME_WAIT_MS = 15_000;
+/** A prepared KeyPackage older than this is made again at Join (its time must look fresh to the approver). */
+const CARD_REFRESH_MS = 60_000;
 /** Backoff between attempts to come back after a lost connection. */
 const RESUME_FIRST_DELAY_MS = 250;
 const RESUME_MAX_DELAY_MS = 4000;
 
+interface Seen {
+  info: ParticipantInfo;
+  /** Signature key hash of the participant's KeyPackage; undefined while (or if) the card does not open. */
+  keyHash?: string;
+  card?: KnockCard;
+}
+
+/** Something we want to commit; re-made on the current epoch until it goes through or no longer applies. */
+type Intent = { kind: 'approve'; participantId: string } | { kind: 'tidy' };
+
 export class CallSession {
   phase: CallPhase = { kind: 'connecting' };
   you?: Member;
-  linkName = '';
   canApprove = false;
+  /** The other members of the encrypted call, by participant id. */
   readonly participants = new Map<string, Member>();
   readonly knocks = new Map<string, Knock>();
   /** The last refusal of something we asked for, as a sentence. */
   lastError?: string;
-  /** The current call key (undefined until we hold one), and the code everyone compares. */
+  /** A change to the call that this client refused (someone not allowed tried to let someone in), as a sentence. */
+  securityNotice?: string;
+  /** The current frame key (undefined until we are in the group), the code everyone compares, and how many it covers. */
   keys?: CallKeyState;
   safetyCode?: string;
-  /** Called whenever our call key changes: the media layer re-keys its frame cryptor. */
+  memberCount = 0;
+  /** Called whenever our frame key changes: the media layer re-keys its frame cryptor. */
   onKeys?: (state: CallKeyState) => void;
   /** True while the connection to the server is lost and we are trying to come back. */
   reconnecting = false;
@@ -81,15 +103,25 @@ export class CallSession {
   serverNotice?: string;
   /** Called when we are back after a lost connection (the media layer checks its connections). */
   onResumed?: () => void;
+  /** Commits refused by this client (counts only; tests and bots read it). */
+  refusedCommits = 0;
 
-  private identity?: CallIdentity;
+  private me?: MemberKeys;
   private card?: string;
+  private group?: CallGroup;
+  private myId?: string;
   private joinSent = false;
+  private readonly seen = new Map<string, Seen>();
+  private readonly knockCards = new Map<string, KnockCard>();
+  /** Knock nonces seen in this page: a knock repeated is a replay. */
+  private readonly nonces = new Map<string, string>();
   private readonly listeners = new Set<() => void>();
-  /** Key operations run one at a time, in the order their messages arrived. */
-  private keyQueue: Promise<unknown> = Promise.resolve();
-  private approvals: Promise<unknown> = Promise.resolve();
-  private grantTimer?: ReturnType<typeof setTimeout>;
+  /** Group operations run one at a time, in the order their messages arrived. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private nextSlot = 0;
+  private pending?: { commit: PendingCommit; intent: Intent; settle: () => void; seq?: number };
+  private readonly intents: { intent: Intent; settle: () => void }[] = [];
+  private welcomeTimer?: ReturnType<typeof setTimeout>;
   /** The last viewport sent (normalized JSON), so repeats are not sent again. */
   private lastViewport?: string;
   private resumeToken?: string;
@@ -97,72 +129,103 @@ export class CallSession {
   private lostAt = 0;
   private resumeAttempts = 0;
   private resumeTimer?: ReturnType<typeof setTimeout>;
+  private readonly rules: CommitRules;
 
   constructor(
     readonly signaling: SignalingClient,
-    private readonly linkId: string,
-    private readonly linkKeys: LinkKeys,
+    private readonly link: LinkTrust,
   ) {
+    this.rules = {
+      hostKeyHash: link.hostKeyHash,
+      isGone: (leaf) => this.isGone(leaf),
+      now: () => Date.now(),
+      groupIds: { make: () => newGroupId(link.keys, link.linkId), check: (id) => checkGroupId(link.keys, link.linkId, id) },
+    };
     const s = signaling;
-    s.on('waiting', (m) => this.set({ kind: 'waiting', hostName: m.hostName, hostPresent: m.hostPresent }));
+    s.on('waiting', (m) => this.set({ kind: 'waiting', hostPresent: m.hostPresent }));
     s.on('joined', (m) =>
       this.serially(async () => {
-        // The key first: media waits for it (CallConnection answers media offers only with a key).
-        if (m.grant && !(await this.acceptGrant(m.grant, m.you.id))) return;
-        this.you = await this.member(m.you);
-        this.linkName = m.linkName;
+        this.myId = m.you.id;
+        this.nextSlot = m.slot;
         this.canApprove = m.canApprove;
-        this.participants.clear();
-        for (const p of m.participants) this.participants.set(p.id, await this.member(p));
+        this.seen.clear();
+        for (const p of [m.you, ...m.participants]) this.seen.set(p.id, await this.open(p));
         this.knocks.clear();
-        for (const k of m.knocks) this.knocks.set(k.id, await this.knock(k));
-        if (!m.grant) await this.keysWithoutGrant();
+        for (const k of m.knocks) await this.addKnock(k);
+        if (m.welcome) {
+          if (!(await this.enter(m.welcome))) return;
+        } else if (!this.group) {
+          const others = m.participants.length;
+          if (others === 0 && this.isPinnedHost()) {
+            // The host, first in: it makes the group.
+            this.group = await (await mls()).CallGroup.create(this.me!, this.rules);
+          } else {
+            // A host who re-entered is added by a member; anyone else admitted without a Welcome
+            // was let in by the server alone, and will never get the call's keys.
+            this.welcomeTimer = setTimeout(() => this.fail('key_refused'), WELCOME_WAIT_MS);
+          }
+        }
+        await this.refresh();
         this.set({ kind: 'in-call' });
       }),
     );
+    s.on('welcome', (m) =>
+      this.serially(async () => {
+        if (this.group) return;
+        if (await this.enter(m.welcome)) await this.refresh();
+      }),
+    );
+    s.on('handshake', (m) => this.serially(() => this.handshake(m.slot, m.from, m.commit)));
     s.on('participantJoined', (m) =>
       this.serially(async () => {
-        const member = await this.member(m.participant);
-        this.participants.set(member.id, member);
-        // Ratchet on join: the newcomer cannot read what was said before it came.
-        if (this.keys) await this.setKeys({ key: await ratchet(this.keys.key), senderIndex: this.keys.senderIndex });
-        // A returning host, or anyone returning after a lost server node, entered without a grant.
-        if ((member.role === 'host' || m.returning) && this.isKeyLeader(member.id)) await this.sendGrant(member);
-        this.emit();
+        this.seen.set(m.participant.id, await this.open(m.participant));
+        await this.refresh();
       }),
     );
     s.on('participantUpdated', (m) =>
       this.serially(async () => {
-        this.participants.set(m.participant.id, await this.member(m.participant));
-        this.emit();
+        const before = this.seen.get(m.participant.id);
+        this.seen.set(m.participant.id, before?.info.card === m.participant.card ? { ...before, info: m.participant } : await this.open(m.participant));
+        await this.refresh();
       }),
     );
     s.on('participantLeft', (m) =>
       this.serially(async () => {
-        this.participants.delete(m.participantId);
-        // Rotation on leave: the leaver's key must not open what is said next.
-        if (this.keys && this.isKeyLeader()) {
-          const next: CallKey = newCallKey(this.keys.key.epoch + 1);
-          for (const member of this.participants.values()) await this.sendGrant(member, next);
-          await this.setKeys({ key: next, senderIndex: newSenderIndex() });
-        }
-        this.emit();
+        this.seen.delete(m.participantId);
+        await this.refresh();
       }),
     );
-    s.on('grant', (m) => this.serially(() => this.acceptGrant(m.grant)));
     s.on('knock', (m) =>
       this.serially(async () => {
-        this.knocks.set(m.knock.id, await this.knock(m.knock));
+        await this.addKnock(m.knock);
         this.emit();
       }),
     );
-    s.on('knockGone', (m) => this.serially(async () => void (this.knocks.delete(m.participantId) && this.emit())));
+    s.on('knockGone', (m) =>
+      this.serially(async () => {
+        if (this.knocks.delete(m.participantId)) this.emit();
+        // Let in, it is the participant the server announces next; else it is gone for good.
+        if (!this.seen.has(m.participantId)) setTimeout(() => void this.serially(async () => this.forgetKnock(m.participantId)), 2000);
+      }),
+    );
     s.on('canApprove', (m) => {
       this.canApprove = m.canApprove;
       if (!m.canApprove) this.knocks.clear();
       this.emit();
     });
     s.on('error', (m) => {
+      if (m.code === 'commit_conflict') {
+        // Another commit took the slot; it is on its way to us. Try again once it has been handled.
+        void this.serially(() => this.retryPending());
+        return;
+      }
+      if (this.pending && m.seq === this.pending.seq) {
+        // The server refused our commit for good (the guest is gone, the call is full, we may no longer approve).
+        const p = this.pending;
+        this.pending = undefined;
+        p.settle();
+        void this.serially(() => this.drive());
+      }
       this.lastError = m.message;
       this.emit();
     });
@@ -202,54 +265,42 @@ export class CallSession {
   }
 
   /**
-   * Make this call's key pair and seal the name card ahead of time, so that
+   * Make this call's MLS KeyPackage (name, time, nonce) and seal it ahead of time, so that
    * pressing Join only sends a message. Refuses bad names before anything is sent.
    */
   async prepare(name: string): Promise<void> {
     const clean = parseDisplayName(name);
     if (!clean) throw new LinkcallError('invalid_name');
-    this.identity = await newCallIdentity();
-    this.card = await sealKnock(this.linkKeys, this.linkId, { name: clean, publicKey: this.identity.publicKey });
+    const { newMemberKeys } = await mls();
+    this.me = await newMemberKeys(clean, Date.now(), this.link.hostKey);
+    this.card = await sealCard(this.link.keys, this.link.linkId, this.me.bytes);
   }
 
   /** Sends the knock once (later calls do nothing). */
   sendJoin(): void {
-    if (!this.card) throw new Error('prepare() the name card before joining');
+    if (!this.card || !this.me) throw new Error('prepare() the name card before joining');
     if (this.joinSent) return;
     this.joinSent = true;
-    this.signaling.send({ type: 'join', linkId: this.linkId, card: this.card });
+    if (Date.now() - this.me.credential.time > CARD_REFRESH_MS) {
+      // Made long ago (the person looked at the preview for a while): a fresh one, or it looks replayed.
+      void this.prepare(this.me.credential.name).then(() => this.signaling.send({ type: 'join', linkId: this.link.linkId, card: this.card! }));
+      return;
+    }
+    this.signaling.send({ type: 'join', linkId: this.link.linkId, card: this.card });
   }
 
   /**
-   * Let a guest in with a key grant for the ratcheted call key. Approvals go
-   * one at a time: the next grant must carry the key after this guest's ratchet,
-   * which happens when its participantJoined arrives.
+   * Let a guest in: our Add commit and its Welcome. Resolves once the commit went through (or no
+   * longer applies: the guest left, or someone else let it in first).
    */
   approve(participantId: string): Promise<void> {
-    const run = this.approvals.then(async () => {
-      const epochBefore = await this.serially(async () => {
-        const knock = this.knocks.get(participantId);
-        if (!knock?.publicKey || !this.keys || !this.identity) return undefined;
-        const grant = await createGrant(this.linkKeys, this.identity, {
-          linkId: this.linkId,
-          recipientId: knock.id,
-          recipientPublicKey: knock.publicKey,
-          callKey: await ratchet(this.keys.key),
-          senderIndex: newSenderIndex(),
-        });
-        this.signaling.send({ type: 'approve', participantId, grant });
-        return this.keys.key.epoch;
-      });
-      if (epochBefore === undefined) return;
-      await this.until(() => (this.keys?.key.epoch ?? 0) > epochBefore || !this.knocks.has(participantId), 5000);
-    });
-    this.approvals = run.catch(() => undefined);
-    return run;
+    return this.want({ kind: 'approve', participantId });
   }
 
   decline(participantId: string): void {
     this.signaling.send({ type: 'decline', participantId });
   }
+  /** The server takes the person out at once (it checks we are the host); the group's Remove commit follows. */
   remove(participantId: string): void {
     this.signaling.send({ type: 'remove', participantId });
   }
@@ -279,14 +330,210 @@ export class CallSession {
     this.signaling.send({ type: 'viewport', tiles: normalized });
   }
 
-  /** The key leader: the host present longest, else whoever was admitted first. */
-  isKeyLeader(excludeId?: string): boolean {
-    if (!this.you) return false;
-    const everyone = [this.you, ...this.participants.values()].filter((p) => p.id !== excludeId);
-    const hosts = everyone.filter((p) => p.role === 'host');
-    const pool = hosts.length > 0 ? hosts : everyone;
-    pool.sort((a, b) => a.since - b.since || (a.id < b.id ? -1 : 1));
-    return pool[0]?.id === this.you.id;
+  /** The MLS epoch we are in (undefined before we are in the group). */
+  get epoch(): number | undefined {
+    return this.group?.epoch;
+  }
+
+  // ------------------------------------------------------------------ the group
+
+  private isPinnedHost(): boolean {
+    return this.link.hostKey !== undefined;
+  }
+
+  private async enter(welcome: string): Promise<boolean> {
+    const bytes = fromBase64url(welcome);
+    try {
+      if (!bytes) throw new TypeError('malformed Welcome');
+      this.group = await (await mls()).CallGroup.fromWelcome(bytes, this.me!, this.rules);
+    } catch {
+      this.fail('key_refused');
+      return false;
+    }
+    clearTimeout(this.welcomeTimer);
+    return true;
+  }
+
+  private async handshake(slot: number, from: string, commitText: string): Promise<void> {
+    this.nextSlot = Math.max(this.nextSlot, slot + 1);
+    if (!this.group) return;
+    const pending = this.pending;
+    if (pending && from === this.myId && toBase64url(pending.commit.commit) === commitText) {
+      // Ours came first for its epoch: apply it.
+      this.pending = undefined;
+      if (this.group.applyOwn(pending.commit)) {
+        pending.settle();
+        await this.refresh();
+      } else {
+        this.intents.unshift(pending);
+        await this.refresh();
+      }
+      return;
+    }
+    const bytes = fromBase64url(commitText);
+    const result = bytes ? await this.group.process(bytes) : ({ ok: false, reason: 'malformed' } as const);
+    if (!result.ok) {
+      // A stale commit (someone lost a race) is normal; anything else was refused on purpose.
+      if (result.reason !== 'wrong_epoch') {
+        this.refusedCommits++;
+        this.securityNotice = 'A change to the call from someone not allowed to make it was refused. Nothing changed.';
+      }
+      this.emit();
+      return;
+    }
+    await this.refresh();
+  }
+
+  /** Queue something to commit; it settles when done or no longer needed. */
+  private want(intent: Intent): Promise<void> {
+    return new Promise((settle) => {
+      this.intents.push({ intent, settle });
+      void this.serially(() => this.drive());
+    });
+  }
+
+  /** Make the next wanted commit, if none is in flight. */
+  private async drive(): Promise<void> {
+    const group = this.group;
+    if (!group || this.pending || this.phase.kind === 'ended') return;
+    while (this.intents.length > 0) {
+      const next = this.intents.shift()!;
+      const made = await this.make(next.intent);
+      if (!made) {
+        next.settle();
+        continue;
+      }
+      this.pending = { commit: made.commit, intent: next.intent, settle: next.settle };
+      this.sendPending(made.welcomeTo);
+      return;
+    }
+  }
+
+  private async make(intent: Intent): Promise<{ commit: PendingCommit; welcomeTo?: string } | undefined> {
+    const group = this.group!;
+    if (intent.kind === 'approve') {
+      const card = this.knockCards.get(intent.participantId);
+      const knock = this.knocks.get(intent.participantId);
+      if (!card || !knock || knock.stale || !group.mayApprove()) return undefined;
+      return { commit: await group.add([card.keyPackage]), welcomeTo: intent.participantId };
+    }
+    // Tidy: remove members the server reports gone; add a host who re-entered.
+    const gone = group.members().filter((m) => !m.isMe && this.isGone(m.leaf)).map((m) => m.leaf);
+    if (gone.length > 0 && this.isTidier()) return { commit: await group.remove(gone) };
+    const host = [...this.seen.values()].find((p) => p.keyHash === this.link.hostKeyHash && p.card && group.leafOf(p.keyHash!) === undefined);
+    if (host && this.isTidier()) return { commit: await group.add([host.card!.keyPackage]), welcomeTo: host.info.id };
+    return undefined;
+  }
+
+  private sendPending(welcomeTo?: string): void {
+    const p = this.pending!;
+    const commit = toBase64url(p.commit.commit);
+    const welcome = p.commit.welcome ? toBase64url(p.commit.welcome) : undefined;
+    p.seq =
+      p.intent.kind === 'approve' && welcome
+        ? this.signaling.send({ type: 'approve', participantId: p.intent.participantId, slot: this.nextSlot, commit, welcome })
+        : this.signaling.send({ type: 'commit', slot: this.nextSlot, commit, ...(welcome && welcomeTo ? { welcome, welcomeTo } : {}) });
+  }
+
+  /** The server gave our slot to another commit: send the same commit again if it still applies, else make it anew. */
+  private async retryPending(): Promise<void> {
+    const p = this.pending;
+    if (!p || !this.group) return;
+    this.pending = undefined;
+    this.intents.unshift({ intent: p.intent, settle: p.settle });
+    await this.drive();
+  }
+
+  /**
+   * Who tidies the group (removes the gone, re-adds the host): the host if it is in the group,
+   * else the present member with the lowest leaf. Everyone agrees, so one commit is made, not many.
+   */
+  private isTidier(): boolean {
+    const group = this.group!;
+    const present = group.members().filter((m) => !this.isGone(m.leaf));
+    const host = present.find((m) => m.isHost);
+    const tidier = host ?? present.sort((a, b) => a.leaf - b.leaf)[0];
+    return tidier?.isMe ?? false;
+  }
+
+  /** A leaf whose participant the server no longer lists (left, removed, or never let in by a Welcome we saw). */
+  private isGone(leaf: number): boolean {
+    const group = this.group;
+    if (!group) return false;
+    const member = group.members().find((m) => m.leaf === leaf);
+    if (!member || member.isMe) return false;
+    for (const p of this.seen.values()) if (p.keyHash === member.signatureKeyHash) return false;
+    // Just let in: its Add commit reaches us before the server's word that it joined.
+    for (const card of this.knockCards.values()) if (card.signatureKeyHash === member.signatureKeyHash) return false;
+    return true;
+  }
+
+  /** After any change: the roster from the group, our frame key, the safety code; then tidy if it is our turn. */
+  private async refresh(): Promise<void> {
+    const group = this.group;
+    this.participants.clear();
+    if (group) {
+      const members = group.members();
+      this.memberCount = members.length;
+      for (const p of this.seen.values()) {
+        const member = p.keyHash === undefined ? undefined : members.find((m) => m.signatureKeyHash === p.keyHash);
+        if (!member) continue;
+        const m: Member = {
+          id: p.info.id,
+          name: member.name === undefined ? undefined : parseDisplayName(member.name),
+          leaf: member.leaf,
+          isHost: member.isHost,
+          role: p.info.role,
+          since: p.info.since,
+          audio: p.info.audio,
+          video: p.info.video,
+          reconnecting: p.info.reconnecting,
+        };
+        if (p.info.id === this.myId) this.you = m;
+        else this.participants.set(m.id, m);
+      }
+      if (this.keys?.key.epoch !== group.epoch) {
+        const state = { key: await group.callKey(), senderIndex: group.myLeaf };
+        this.keys = state;
+        this.onKeys?.(state);
+        this.safetyCode = await group.safetyCode();
+      }
+      if (!this.intents.some((i) => i.intent.kind === 'tidy')) this.intents.push({ intent: { kind: 'tidy' }, settle: () => undefined });
+      await this.drive();
+    } else if (this.myId) {
+      const p = this.seen.get(this.myId);
+      if (p) this.you = { id: p.info.id, name: this.me?.credential.name, leaf: -1, isHost: this.isPinnedHost(), role: p.info.role, since: p.info.since, audio: p.info.audio, video: p.info.video, reconnecting: false };
+    }
+    this.emit();
+  }
+
+  private async open(info: ParticipantInfo): Promise<Seen> {
+    const card = await this.readCard(info.card);
+    return { info, keyHash: card?.signatureKeyHash, card };
+  }
+
+  private async readCard(sealed: string): Promise<KnockCard | undefined> {
+    const bytes = await openCard(this.link.keys, this.link.linkId, sealed);
+    return bytes ? (await mls()).readKeyPackage(bytes) : undefined;
+  }
+
+  private async forgetKnock(participantId: string): Promise<void> {
+    if (!this.knockCards.delete(participantId) || this.knocks.has(participantId)) return;
+    await this.refresh();
+  }
+
+  private async addKnock(k: { id: string; card: string; since: number }): Promise<void> {
+    const card = await this.readCard(k.card);
+    const name = card ? parseDisplayName(card.credential.name) : undefined;
+    const { KNOCK_FRESH_MS } = await mls();
+    let stale = false;
+    if (card) {
+      const firstSeenBy = this.nonces.get(card.credential.nonce);
+      stale = (firstSeenBy !== undefined && firstSeenBy !== k.id) || Date.now() - card.credential.time > KNOCK_FRESH_MS;
+      this.nonces.set(card.credential.nonce, k.id);
+      if (name && !stale) this.knockCards.set(k.id, card);
+    }
+    this.knocks.set(k.id, { id: k.id, name, since: k.since, stale });
   }
 
   // ------------------------------------------------------------------ internals
@@ -322,113 +569,29 @@ export class CallSession {
     this.resumeTimer = setTimeout(() => void this.signaling.resume(token).catch(() => undefined), delay);
   }
 
-  /**
-   * Joined without a grant. Back after our server node was lost (the call moved), we keep our key:
-   * alone, we move to a fresh epoch past it (the others will get it from us); otherwise the key
-   * leader grants us the current one. First in, we make the call's key. A returning host entered
-   * on its own: the key leader sends it the key.
-   */
-  private async keysWithoutGrant(): Promise<void> {
-    if (this.keys) {
-      if (this.participants.size === 0) await this.setKeys({ key: newCallKey(this.keys.key.epoch + 1), senderIndex: newSenderIndex() });
-    } else if (this.participants.size === 0) {
-      await this.setKeys({ key: newCallKey(0), senderIndex: newSenderIndex() });
-    } else {
-      this.grantTimer = setTimeout(() => this.fail('grant_refused'), GRANT_WAIT_MS);
-    }
-  }
-
-  private async sendGrant(member: Member, key?: CallKey): Promise<void> {
-    if (!this.identity || !this.keys || !member.publicKey) return;
-    const grant = await createGrant(this.linkKeys, this.identity, {
-      linkId: this.linkId,
-      recipientId: member.id,
-      recipientPublicKey: member.publicKey,
-      callKey: key ?? this.keys.key,
-      senderIndex: newSenderIndex(),
-    });
-    this.signaling.send({ type: 'grant', participantId: member.id, grant });
-  }
-
-  /** Take a key only from a grant that verifies with the link's auth key; otherwise leave, saying why. */
-  private async acceptGrant(grant: KeyGrant, myId = this.you?.id): Promise<boolean> {
-    if (!this.identity || !myId) return false;
-    try {
-      const opened = await openGrant(this.linkKeys, this.identity, { linkId: this.linkId, myId }, grant);
-      // A grant may arrive after we ratcheted past it; only move forward.
-      if (!this.keys || opened.callKey.epoch >= this.keys.key.epoch) {
-        await this.setKeys({ key: opened.callKey, senderIndex: opened.senderIndex });
-      }
-      clearTimeout(this.grantTimer);
-      return true;
-    } catch (err) {
-      if (!(err instanceof GrantRefused)) throw err;
-      this.fail('grant_refused');
-      return false;
-    }
-  }
-
-  private async setKeys(state: CallKeyState): Promise<void> {
-    this.keys = state;
-    this.onKeys?.(state);
-    this.safetyCode = await safetyCode(state.key);
-    this.emit();
-  }
-
   private fail(code: ErrorCode): void {
     this.set({ kind: 'ended', code, message: errorMessage(code) });
     this.signaling.send({ type: 'leave' });
     this.signaling.close();
   }
 
-  private async member(p: ParticipantInfo): Promise<Member> {
-    const card = await openKnock(this.linkKeys, this.linkId, p.card);
-    const name = card ? parseDisplayName(card.name) : undefined;
-    return {
-      id: p.id,
-      name,
-      publicKey: name ? card?.publicKey : undefined,
-      role: p.role,
-      since: p.since,
-      audio: p.audio,
-      video: p.video,
-      reconnecting: p.reconnecting,
-    };
-  }
-
-  private async knock(k: { id: string; card: string; since: number }): Promise<Knock> {
-    const card = await openKnock(this.linkKeys, this.linkId, k.card);
-    const name = card ? parseDisplayName(card.name) : undefined;
-    return { id: k.id, name, publicKey: name ? card?.publicKey : undefined, since: k.since };
-  }
-
   private serially<T>(task: () => Promise<T>): Promise<T> {
-    const run = this.keyQueue.then(task);
-    this.keyQueue = run.catch(() => undefined);
+    const run = this.queue.then(task);
+    this.queue = run.catch(() => undefined);
     return run;
-  }
-
-  private until(predicate: () => boolean, timeoutMs: number): Promise<void> {
-    return new Promise((resolve) => {
-      if (predicate()) return resolve();
-      const timer = setTimeout(done, timeoutMs);
-      const off = this.onChange(() => predicate() && done());
-      function done() {
-        clearTimeout(timer);
-        off();
-        resolve();
-      }
-    });
   }
 
   private set(phase: CallPhase): void {
     if (this.phase.kind === 'ended') return;
     this.phase = phase;
     if (phase.kind === 'ended') {
-      clearTimeout(this.grantTimer);
+      clearTimeout(this.welcomeTimer);
       clearTimeout(this.resumeTimer);
       this.reconnecting = false;
       this.knocks.clear();
+      for (const i of this.intents.splice(0)) i.settle();
+      this.pending?.settle();
+      this.pending = undefined;
     }
     this.emit();
   }

@@ -1,12 +1,9 @@
 /**
- * The key schedule of a call, WebCrypto only (browsers, workers, Node ≥ 20).
+ * The link's keys, WebCrypto only (browsers, workers, Node ≥ 20).
  *
- *   link secret (32 B, URL fragment) ─HKDF─┬─ lobby key (AES-256-GCM): seals knocks
- *                                          └─ auth key (HMAC-SHA-256): MACs link info and grants
- *   call key {secret, epoch} ─HKDF─┬─ ratchet → next epoch (on join)
- *                                  ├─ safety code
- *                                  └─ SFrame base key (see sframe.ts)
- *   ECDH P-256 (fresh per call) ─HKDF─ pairwise wrap key: carries the call key inside a grant
+ *   link secret (32 B, URL fragment) ─HKDF─┬─ lobby key (AES-256-GCM): seals knocks (cards)
+ *                                          └─ auth key (HMAC-SHA-256): MACs the link's name and host name
+ *   call key {secret, epoch}: the MLS exporter secret of an epoch (see mls.ts) ─HKDF─ SFrame base key (sframe.ts)
  *
  * Every HKDF use has its own label, so no two derivations can collide. Nothing
  * here logs: errors never carry key material, names or secrets.
@@ -27,19 +24,18 @@ const PUBLIC_KEY_BYTES = 65; // uncompressed P-256 point: 0x04 ‖ x ‖ y
 const GCM_IV_BYTES = 12;
 const GCM_TAG_BYTES = 16;
 const MAC_BYTES = 32;
-// Knock plaintexts are padded to a multiple of this, so the sealed size does not tell a name's length.
-const KNOCK_PAD_BYTES = 512;
-const KNOCK_MAX_PLAINTEXT = 4 * KNOCK_PAD_BYTES;
-/** Longest sealed knock openKnock looks at (base64url characters); the protocol schema can use it. */
-export const MAX_SEALED_KNOCK_LENGTH = Math.ceil(((GCM_IV_BYTES + KNOCK_MAX_PLAINTEXT + GCM_TAG_BYTES) * 4) / 3);
+// Card plaintexts are padded to a multiple of this, so the sealed size does not tell a name's length.
+const CARD_PAD_BYTES = 1024;
+const CARD_MAX_PLAINTEXT = 2 * CARD_PAD_BYTES;
+/** Longest sealed card openCard looks at (base64url characters); within the protocol's 4096. */
+export const MAX_SEALED_CARD_LENGTH = Math.ceil(((GCM_IV_BYTES + CARD_MAX_PLAINTEXT + GCM_TAG_BYTES) * 4) / 3);
 
 const LABEL = {
   lobby: 'linkcall v1 lobby key',
   auth: 'linkcall v1 auth key',
   linkInfo: 'linkcall v1 link info',
+  groupId: 'linkcall v1 group id',
   knock: 'linkcall v1 knock',
-  grantMac: 'linkcall v1 grant mac',
-  grantWrap: 'linkcall v1 grant wrap',
   ratchet: 'linkcall v1 ratchet',
   safetyCode: 'linkcall v1 safety code',
   sframeBase: 'linkcall v1 sframe base key',
@@ -216,75 +212,69 @@ export async function verifyLinkInfo(
   return verifyMac(keys, linkInfoBytes(linkId, info), macText);
 }
 
-// ------------------------------------------------------------------ knocks
-
-function isPublicKeyText(text: unknown): text is string {
-  const raw = typeof text === 'string' ? fromBase64url(text, PUBLIC_KEY_BYTES) : undefined;
-  return raw !== undefined && raw[0] === 0x04;
-}
+// ------------------------------------------------------------------ MLS group ids
 
 /**
- * A knock: the guest's name and fresh public key, sealed with the lobby key
- * (AES-GCM, random IV, AAD binds linkId). Result: base64url(iv ‖ ciphertext).
- * The name is not validated here; the caller shows it as text after its own checks.
+ * A call's MLS group id: 16 random bytes ‖ the first 16 bytes of their MAC with the link's auth key.
+ * Only a link holder can make one, so a server cannot hand a guest a Welcome into a group of its own.
  */
-export async function sealKnock(keys: LinkKeys, linkId: string, card: { name: string; publicKey: string }): Promise<string> {
-  if (typeof card?.name !== 'string' || !isPublicKeyText(card.publicKey)) {
-    throw new TypeError('a knock needs a name and a base64url P-256 public key');
-  }
-  const json = utf8.encode(JSON.stringify({ name: card.name, publicKey: card.publicKey }));
-  const padded = Math.ceil(json.length / KNOCK_PAD_BYTES) * KNOCK_PAD_BYTES;
-  if (padded > KNOCK_MAX_PLAINTEXT) throw new TypeError('the name is too long for a knock');
-  const plaintext = new Uint8Array(padded).fill(0x20); // JSON ignores trailing spaces
-  plaintext.set(json);
+export async function newGroupId(keys: LinkKeys, linkId: string): Promise<Bytes> {
+  const nonce = randomBytes(16);
+  const tag = new Uint8Array(await subtle.sign('HMAC', keys.authKey, fields(LABEL.groupId, linkId, nonce)));
+  return concat(nonce, tag.subarray(0, 16));
+}
+
+export async function checkGroupId(keys: LinkKeys, linkId: string, groupId: Uint8Array): Promise<boolean> {
+  if (!(groupId instanceof Uint8Array) || groupId.length !== 32) return false;
+  const tag = new Uint8Array(await subtle.sign('HMAC', keys.authKey, fields(LABEL.groupId, linkId, own(groupId.subarray(0, 16)))));
+  let diff = 0;
+  for (let i = 0; i < 16; i++) diff |= tag[i]! ^ groupId[16 + i]!;
+  return diff === 0;
+}
+
+// ------------------------------------------------------------------ sealed cards (knocks)
+
+/**
+ * A card: bytes (the guest's MLS KeyPackage) sealed with the lobby key — AES-GCM, random IV,
+ * AAD binds linkId — so the server relays a name it cannot read. The plaintext is
+ * length ‖ bytes, padded to a multiple of CARD_PAD_BYTES so the size does not tell a name's length.
+ * Result: base64url(iv ‖ ciphertext).
+ */
+export async function sealCard(keys: LinkKeys, linkId: string, payload: Uint8Array): Promise<string> {
+  if (!(payload instanceof Uint8Array) || payload.length === 0) throw new TypeError('a card carries bytes');
+  const padded = Math.ceil((payload.length + 2) / CARD_PAD_BYTES) * CARD_PAD_BYTES;
+  if (padded > CARD_MAX_PLAINTEXT) throw new TypeError('the card is too long (a shorter name fits)');
+  const plaintext = new Uint8Array(padded);
+  new DataView(plaintext.buffer).setUint16(0, payload.length);
+  plaintext.set(payload, 2);
   const iv = randomBytes(GCM_IV_BYTES);
-  const sealed = await subtle.encrypt(
-    { name: 'AES-GCM', iv, additionalData: fields(LABEL.knock, linkId) },
-    keys.lobbyKey,
-    plaintext,
-  );
+  const sealed = await subtle.encrypt({ name: 'AES-GCM', iv, additionalData: fields(LABEL.knock, linkId) }, keys.lobbyKey, plaintext);
   return toBase64url(concat(iv, new Uint8Array(sealed)));
 }
 
-export async function openKnock(
-  keys: LinkKeys,
-  linkId: string,
-  sealed: string,
-): Promise<{ name: string; publicKey: string } | undefined> {
-  if (typeof sealed !== 'string' || sealed.length > MAX_SEALED_KNOCK_LENGTH) return undefined;
+/** The card's bytes; undefined when it does not open with this link's lobby key. */
+export async function openCard(keys: LinkKeys, linkId: string, sealed: string): Promise<Bytes | undefined> {
+  if (typeof sealed !== 'string' || sealed.length > MAX_SEALED_CARD_LENGTH) return undefined;
   const raw = fromBase64url(sealed);
-  if (!raw || raw.length < GCM_IV_BYTES + GCM_TAG_BYTES) return undefined;
-  let card: unknown;
+  if (!raw || raw.length < GCM_IV_BYTES + GCM_TAG_BYTES + 2) return undefined;
+  let plaintext: Bytes;
   try {
-    const plaintext = await subtle.decrypt(
-      { name: 'AES-GCM', iv: raw.subarray(0, GCM_IV_BYTES), additionalData: fields(LABEL.knock, linkId) },
-      keys.lobbyKey,
-      raw.subarray(GCM_IV_BYTES),
+    plaintext = new Uint8Array(
+      await subtle.decrypt(
+        { name: 'AES-GCM', iv: raw.subarray(0, GCM_IV_BYTES), additionalData: fields(LABEL.knock, linkId) },
+        keys.lobbyKey,
+        raw.subarray(GCM_IV_BYTES),
+      ),
     );
-    card = JSON.parse(utf8Decoder.decode(plaintext));
   } catch {
     return undefined;
   }
-  if (typeof card !== 'object' || card === null) return undefined;
-  const { name, publicKey } = card as Record<string, unknown>;
-  if (typeof name !== 'string' || !isPublicKeyText(publicKey)) return undefined;
-  return { name, publicKey };
+  const length = new DataView(plaintext.buffer).getUint16(0);
+  if (length === 0 || 2 + length > plaintext.length) return undefined;
+  return plaintext.slice(2, 2 + length);
 }
 
-// ------------------------------------------------------------------ call identity and call key
-
-/** Per call, per participant: ECDH P-256, private key NON-extractable. publicKey = base64url of the raw point. */
-export interface CallIdentity {
-  keyPair: CryptoKeyPair;
-  publicKey: string;
-}
-
-export async function newCallIdentity(): Promise<CallIdentity> {
-  const keyPair = await subtle.generateKey({ name: 'ECDH', namedCurve: 'P-256' }, false, ['deriveBits']);
-  // WebCrypto always makes the public half extractable; the private half stays inside.
-  const raw = new Uint8Array(await subtle.exportKey('raw', keyPair.publicKey));
-  return { keyPair, publicKey: toBase64url(raw) };
-}
+// ------------------------------------------------------------------ call key
 
 /** The call secret of one epoch. Epochs only grow: +1 on each join (ratchet) and each rotation. */
 export interface CallKey {
@@ -314,18 +304,6 @@ export async function ratchet(key: CallKey): Promise<CallKey> {
 }
 
 /**
- * Twelve digits in three groups ("4821 0937 5512"), ~40 bits: equal on every
- * screen that holds the same call key, different (but for a 1-in-10¹² chance) otherwise.
- */
-export async function safetyCode(key: CallKey): Promise<string> {
-  checkCallKey(key);
-  const bytes = await hkdf(key.secret, fields(LABEL.safetyCode, uint64(key.epoch)), 12);
-  const view = new DataView(bytes.buffer);
-  const groups = [0, 4, 8].map((at) => String(view.getUint32(at) % 10_000).padStart(4, '0'));
-  return groups.join(' ');
-}
-
-/**
  * The SFrame base_key of an epoch (RFC 9605 §4.4.2 input). Per-sender keys come
  * from it and the KID, which holds the sender index (see sframe.ts).
  */
@@ -334,167 +312,32 @@ export async function sframeBaseKey(key: CallKey): Promise<Uint8Array> {
   return hkdf(key.secret, fields(LABEL.sframeBase, uint64(key.epoch)), CALL_SECRET_BYTES);
 }
 
-/**
- * A sender index for a new participant: 48 random bits. Two senders that share
- * an index in one epoch would share an SFrame key and nonce sequence, so
- * collisions must be negligible: among 33 senders the chance is 528 / 2⁴⁸ ≈ 2·10⁻¹²
- * per call. 48 bits keep the KID at 7 bytes (index ‖ epoch byte), frames ≤ 30 bytes bigger.
- */
-export function newSenderIndex(): number {
-  const b = randomBytes(6);
-  return b[0]! * 2 ** 40 + b[1]! * 2 ** 32 + ((b[2]! << 24) >>> 0) + (b[3]! << 16) + (b[4]! << 8) + b[5]!;
-}
 
+/** Sender indexes are MLS leaf indexes here; the SFrame KID has room for 48 bits. */
 export function checkSenderIndex(senderIndex: number): void {
   if (!Number.isSafeInteger(senderIndex) || senderIndex < 0 || senderIndex >= SENDER_INDEX_LIMIT) {
     throw new TypeError(`bad sender index ${String(senderIndex)}`);
   }
 }
 
-// ------------------------------------------------------------------ grants
+// ------------------------------------------------------------------ the link's fragment
 
-/** Grant: approver → one participant, relayed by the server as an opaque record. */
-export interface KeyGrant {
-  approverPublicKey: string;
-  recipientId: string;
-  iv: string;
-  wrapped: string;
-  mac: string;
+/** What a call link carries after `#`, never sent to the server: the secret and the host's pinned key hash. */
+export interface LinkFragment {
+  secret: Uint8Array;
+  /** base64url SHA-256 of the link owner's MLS signature key (like FaceTime's `p=`). */
+  hostKeyHash: string;
 }
 
-export type GrantRefusal = 'bad_mac' | 'wrong_recipient' | 'malformed' | 'undecryptable';
-
-export class GrantRefused extends Error {
-  constructor(readonly reason: GrantRefusal) {
-    super(`key grant refused: ${reason}`);
-    this.name = 'GrantRefused';
-  }
+/** `k=<secret>&h=<hostKeyHash>` (either order); undefined when either is missing or malformed. */
+export function parseLinkFragment(fragment: string): LinkFragment | undefined {
+  const params = new URLSearchParams(fragment.replace(/^#/, ''));
+  const secret = decodeSecret(params.get('k') ?? '');
+  const hostKeyHash = params.get('h') ?? '';
+  if (!secret || !/^[A-Za-z0-9_-]{43}$/.test(hostKeyHash) || !fromBase64url(hostKeyHash, 32)) return undefined;
+  return { secret, hostKeyHash };
 }
 
-const GRANT_PAYLOAD_BYTES = CALL_SECRET_BYTES + 8 + 8; // secret ‖ epoch ‖ senderIndex
-
-interface GrantContext {
-  linkId: string;
-  recipientId: string;
-  recipientPublicKey: string;
-  approverPublicKey: string;
-}
-
-function grantContext(c: GrantContext, label: string): Bytes {
-  return fields(label, c.linkId, c.recipientId, c.recipientPublicKey, c.approverPublicKey);
-}
-
-function grantMacBytes(c: GrantContext, iv: string, wrapped: string): Bytes {
-  return fields(LABEL.grantMac, c.linkId, c.recipientId, c.recipientPublicKey, c.approverPublicKey, iv, wrapped);
-}
-
-/** ECDH between my private key and their public key, then HKDF bound to the whole context. */
-async function wrapKey(mine: CallIdentity, theirs: CryptoKey, c: GrantContext): Promise<CryptoKey> {
-  const shared = await subtle.deriveBits({ name: 'ECDH', public: theirs }, mine.keyPair.privateKey, 256);
-  const ikm = await subtle.importKey('raw', shared, 'HKDF', false, ['deriveKey']);
-  return subtle.deriveKey(
-    { name: 'HKDF', hash: 'SHA-256', salt: NO_SALT, info: grantContext(c, LABEL.grantWrap) },
-    ikm,
-    { name: 'AES-GCM', length: 256 },
-    false,
-    ['encrypt', 'decrypt'],
-  );
-}
-
-function importPublicKey(text: string): Promise<CryptoKey> {
-  const raw = fromBase64url(text, PUBLIC_KEY_BYTES);
-  if (!raw) throw new TypeError('malformed public key');
-  return subtle.importKey('raw', raw, { name: 'ECDH', namedCurve: 'P-256' }, false, []);
-}
-
-/**
- * Grant: approver → one participant. ECDH(approver private, recipient public) → HKDF → AES-GCM wraps
- * {callKey, senderIndex}; the whole grant (incl. linkId, recipientId, recipientPublicKey,
- * approverPublicKey) is MACed with the link's auth key.
- */
-export async function createGrant(
-  keys: LinkKeys,
-  approver: CallIdentity,
-  p: { linkId: string; recipientId: string; recipientPublicKey: string; callKey: CallKey; senderIndex: number },
-): Promise<KeyGrant> {
-  checkCallKey(p.callKey);
-  checkSenderIndex(p.senderIndex);
-  if (typeof p.linkId !== 'string' || typeof p.recipientId !== 'string') throw new TypeError('linkId and recipientId are strings');
-  if (!isPublicKeyText(p.recipientPublicKey)) throw new TypeError('malformed recipient public key');
-  const context: GrantContext = {
-    linkId: p.linkId,
-    recipientId: p.recipientId,
-    recipientPublicKey: p.recipientPublicKey,
-    approverPublicKey: approver.publicKey,
-  };
-  const key = await wrapKey(approver, await importPublicKey(p.recipientPublicKey), context);
-  const ivBytes = randomBytes(GCM_IV_BYTES);
-  const payload = concat(p.callKey.secret, uint64(p.callKey.epoch), uint64(p.senderIndex));
-  const wrappedBytes = new Uint8Array(await subtle.encrypt({ name: 'AES-GCM', iv: ivBytes }, key, payload));
-  const iv = toBase64url(ivBytes);
-  const wrapped = toBase64url(wrappedBytes);
-  return {
-    approverPublicKey: approver.publicKey,
-    recipientId: p.recipientId,
-    iv,
-    wrapped,
-    mac: await mac(keys, grantMacBytes(context, iv, wrapped)),
-  };
-}
-
-/**
- * Throws GrantRefused unless the grant verifies for me. The MAC is checked with
- * *my* id and *my* public key (fresh per call), so a grant made for anyone else,
- * or for me in another call, fails before anything is decrypted.
- */
-export async function openGrant(
-  keys: LinkKeys,
-  me: CallIdentity,
-  p: { linkId: string; myId: string },
-  grant: KeyGrant,
-): Promise<{ callKey: CallKey; senderIndex: number }> {
-  const g = grant as Partial<Record<keyof KeyGrant, unknown>> | null;
-  if (
-    typeof g !== 'object' ||
-    g === null ||
-    typeof g.recipientId !== 'string' ||
-    typeof g.iv !== 'string' ||
-    typeof g.wrapped !== 'string' ||
-    typeof g.mac !== 'string' ||
-    !isPublicKeyText(g.approverPublicKey) ||
-    !fromBase64url(g.iv, GCM_IV_BYTES) ||
-    !fromBase64url(g.wrapped, GRANT_PAYLOAD_BYTES + GCM_TAG_BYTES) ||
-    !fromBase64url(g.mac, MAC_BYTES)
-  ) {
-    throw new GrantRefused('malformed');
-  }
-  if (g.recipientId !== p.myId) throw new GrantRefused('wrong_recipient');
-  const context: GrantContext = {
-    linkId: p.linkId,
-    recipientId: p.myId,
-    recipientPublicKey: me.publicKey,
-    approverPublicKey: g.approverPublicKey,
-  };
-  if (!(await verifyMac(keys, grantMacBytes(context, g.iv, g.wrapped), g.mac))) throw new GrantRefused('bad_mac');
-
-  let approverKey: CryptoKey;
-  try {
-    approverKey = await importPublicKey(g.approverPublicKey); // off-curve points are refused here
-  } catch {
-    throw new GrantRefused('malformed');
-  }
-  let payload: Bytes;
-  try {
-    const key = await wrapKey(me, approverKey, context);
-    const iv = fromBase64url(g.iv, GCM_IV_BYTES)!;
-    payload = new Uint8Array(await subtle.decrypt({ name: 'AES-GCM', iv }, key, fromBase64url(g.wrapped)!));
-  } catch {
-    throw new GrantRefused('undecryptable');
-  }
-  const epoch = readUint64(payload, CALL_SECRET_BYTES);
-  const senderIndex = readUint64(payload, CALL_SECRET_BYTES + 8);
-  if (epoch === undefined || senderIndex === undefined || senderIndex >= SENDER_INDEX_LIMIT) {
-    throw new GrantRefused('malformed');
-  }
-  return { callKey: { secret: payload.slice(0, CALL_SECRET_BYTES), epoch }, senderIndex };
+export function linkFragment(secret: Uint8Array, hostKeyHash: string): string {
+  return `k=${encodeSecret(secret)}&h=${hostKeyHash}`;
 }

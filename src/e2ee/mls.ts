@@ -34,6 +34,7 @@ import {
   type PrivateKeyPackage,
   type Proposal,
 } from 'ts-mls';
+import { verifyKeyPackage } from 'ts-mls/keyPackage.js';
 import { type Bytes, type CallKey, fromBase64url, toBase64url, uint64 } from './keys.js';
 
 /**
@@ -140,7 +141,6 @@ export async function readKeyPackage(bytes: Uint8Array): Promise<KnockCard | und
   if (leaf.credential.credentialType !== 'basic') return undefined;
   const credential = readCredential(leaf.credential.identity);
   if (!credential) return undefined;
-  const { verifyKeyPackage } = await import('ts-mls/keyPackage.js');
   const cs = await cipherSuite();
   if (!(await verifyKeyPackage(keyPackage, cs.signature).catch(() => false))) return undefined;
   return { keyPackage, credential, signatureKeyHash: keyHash(leaf.signaturePublicKey) };
@@ -169,6 +169,11 @@ export interface CommitRules {
   isGone(leaf: number): boolean;
   now(): number;
   approverDelayMs?: number;
+  /**
+   * Group ids only link holders can make (see keys.ts newGroupId): a Welcome into any other group is
+   * refused. Without it (unit tests), group ids are random and any is taken.
+   */
+  groupIds?: { make(): Promise<Uint8Array>; check(groupId: Uint8Array): Promise<boolean> };
 }
 
 /** A commit made by us, applied only once the server has ordered it first for its epoch. */
@@ -196,7 +201,7 @@ export class CallGroup {
   /** The host, first in the call, makes the group. */
   static async create(me: MemberKeys, rules: CommitRules): Promise<CallGroup> {
     const cs = await cipherSuite();
-    const groupId = globalThis.crypto.getRandomValues(new Uint8Array(16));
+    const groupId = rules.groupIds ? await rules.groupIds.make() : globalThis.crypto.getRandomValues(new Uint8Array(32));
     const state = await createGroup(groupId, me.keyPackage, me.privatePackage, [], cs);
     return new CallGroup(state, cs, rules, new Map([[0, rules.now()]]));
   }
@@ -207,6 +212,7 @@ export class CallGroup {
     const decoded = decodeMlsMessage(welcomeBytes, 0)?.[0];
     if (!decoded || decoded.wireformat !== 'mls_welcome') throw new TypeError('not a Welcome');
     const [state, extensions] = await joinGroupWithExtensions(decoded.welcome, me.keyPackage, me.privatePackage, emptyPskIndex, cs);
+    if (rules.groupIds && !(await rules.groupIds.check(state.groupContext.groupId))) throw new TypeError('a Welcome into a group no link holder made');
     const addedAt = new Map<number, number>();
     const ext = extensions.find((e) => e.extensionType === ADDED_AT_EXTENSION);
     if (ext) {
@@ -312,6 +318,8 @@ export class CallGroup {
     }
     if (!message || message.wireformat !== 'mls_private_message') return { ok: false, reason: 'malformed' };
     const pm = message.privateMessage;
+    // Not this call's group at all (a Welcome into a group of someone else's making comes with such commits).
+    if (!sameBytes(pm.groupId, this.state.groupContext.groupId)) return { ok: false, reason: 'invalid' };
     if (Number(pm.epoch) !== this.epoch) return { ok: false, reason: 'wrong_epoch' };
     const sentAt = readUint64(pm.authenticatedData);
     const now = this.rules.now();
@@ -430,6 +438,13 @@ function leafIndexes(state: ClientState): number[] {
 
 function bytes(u: Uint8Array): Bytes {
   return u.buffer instanceof ArrayBuffer && u.byteOffset === 0 && u.byteLength === u.buffer.byteLength ? (u as Bytes) : new Uint8Array(u);
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
+  return diff === 0;
 }
 
 function readUint64(b: Uint8Array): number | undefined {

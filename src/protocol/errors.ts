@@ -43,10 +43,13 @@ export const ERRORS = {
   },
   no_answer: { status: 408, message: 'Nobody answered your request to join. Try again later.' },
   lobby_full: { status: 429, message: 'Too many people are waiting to join this call. Try again in a moment.' },
-  grant_refused: {
+  commit_conflict: {
+    status: 409,
+    message: 'Someone else changed the call at the same moment. Trying again.',
+  },
+  key_refused: {
     status: 403,
-    message:
-      'The key for this call could not be verified, so you were not let in. Someone may be tampering with the connection.',
+    message: 'The keys for this call could not be verified, so you were not let in. Someone may be tampering with the connection.',
   },
   left: { status: 200, message: 'You left the call.' },
   media_failed: { status: 500, message: "The call's audio and video connection failed. Join again from the link." },

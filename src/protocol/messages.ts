@@ -40,21 +40,20 @@ const sdp = z.string().min(1).max(MAX_SDP_LENGTH);
 const base64url = (max: number) => z.string().min(1).max(max).regex(/^[A-Za-z0-9_-]+$/);
 
 /**
- * A participant's name card: its display name and fresh public key, sealed
- * with the link's lobby key in the participant's browser. The server relays
- * it and cannot read it.
+ * A participant's name card: its MLS KeyPackage (credential: display name, time, nonce), sealed
+ * with the link's lobby key in the participant's browser. The server relays it and cannot read it.
  */
-export const sealedCard = base64url(1024);
+export const sealedCard = base64url(4096);
 
-/** A key grant (see src/e2ee/keys.ts): opaque to the server, MACed with the link's auth key. */
-export const keyGrant = z.strictObject({
-  approverPublicKey: base64url(128),
-  recipientId: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/),
-  iv: base64url(64),
-  wrapped: base64url(512),
-  mac: base64url(128),
-});
-export type KeyGrantMessage = z.infer<typeof keyGrant>;
+/** An MLS handshake message (a commit, as a PrivateMessage) or a Welcome: opaque to the server. */
+export const mlsBytes = base64url(60_000);
+/**
+ * The server's order of commits: every commit the server relays takes the next slot. A commit
+ * names the slot it expects to take; if another took it first, the server answers `commit_conflict`
+ * and the sender retries (members decide, each for itself, whether a relayed commit is valid).
+ */
+export const commitSlot = z.number().int().nonnegative().max(2 ** 31);
+
 /**
  * One participant's video tile on the sender's screen, in device pixels. 0×0: not shown
  * (off-screen, paused). The SFU forwards the smallest simulcast layer that fills the tile.
@@ -87,10 +86,23 @@ export const clientMessage = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('resume'), seq, token: base64url(64), received: z.number().int().nonnegative() }),
   /** Our media connections failed (e.g. the network changed): give us fresh SFU transports. */
   z.strictObject({ type: z.literal('restartMedia'), seq }),
-  /** Let a waiting guest in, handing it the call key (the server passes the grant on unread). */
-  z.strictObject({ type: z.literal('approve'), seq, participantId, grant: keyGrant }),
-  /** Hand an admitted participant a (new) call key: rotation, or a host who re-entered. */
-  z.strictObject({ type: z.literal('grant'), seq, participantId, grant: keyGrant }),
+  /**
+   * Let a waiting guest in: the approver's MLS Add commit (relayed to the members) and the Welcome
+   * (handed to the guest with `joined`). The server checks who may approve; every member checks the commit.
+   */
+  z.strictObject({ type: z.literal('approve'), seq, participantId, slot: commitSlot, commit: mlsBytes, welcome: mlsBytes }),
+  /**
+   * Any other MLS commit (a Remove; the Add of a host who re-entered, whose Welcome goes to
+   * `welcomeTo`). Relayed in order to every admitted participant, sender included, as `handshake`.
+   */
+  z.strictObject({
+    type: z.literal('commit'),
+    seq,
+    slot: commitSlot,
+    commit: mlsBytes,
+    welcome: mlsBytes.optional(),
+    welcomeTo: participantId.optional(),
+  }),
   z.strictObject({ type: z.literal('decline'), seq, participantId }),
   z.strictObject({ type: z.literal('remove'), seq, participantId }),
   z.strictObject({ type: z.literal('end'), seq }),
@@ -118,7 +130,7 @@ export const participantInfo = z.strictObject({
   id: participantId,
   card: sealedCard,
   role,
-  /** When the participant was admitted (server clock, ms): orders the key leader succession. */
+  /** When the participant was admitted (server clock, ms). Shown only; membership is the MLS group's. */
   since: z.number(),
   audio: z.boolean(),
   video: z.boolean(),
@@ -153,10 +165,16 @@ export const serverMessage = z.discriminatedUnion('type', [
     knocks: z.array(knockInfo),
     canApprove: z.boolean(),
     linkName: z.string(),
-    /** The approver's key grant; absent for a host who entered on their own. */
-    grant: keyGrant.optional(),
+    /** The approver's Welcome; absent for a host who entered on its own (it makes the group, or gets a `welcome`). */
+    welcome: mlsBytes.optional(),
+    /** The slot the next commit takes (see `commitSlot`). */
+    slot: commitSlot,
   }),
-  /** Someone entered; `returning`: it was in this call before its server node was lost (the key leader grants it the key). */
+  /** A Welcome for you after you entered (a host who re-entered is added by a member). */
+  z.strictObject({ type: z.literal('welcome'), welcome: mlsBytes }),
+  /** A commit, in the server's order (your own included): apply it if it is valid, else ignore it. */
+  z.strictObject({ type: z.literal('handshake'), slot: commitSlot, from: participantId, commit: mlsBytes }),
+  /** Someone entered; `returning`: it was in this call before its server node was lost (it keeps its MLS state). */
   z.strictObject({ type: z.literal('participantJoined'), participant: participantInfo, returning: z.boolean().optional() }),
   z.strictObject({ type: z.literal('participantUpdated'), participant: participantInfo }),
   z.strictObject({ type: z.literal('participantLeft'), participantId }),
@@ -166,8 +184,6 @@ export const serverMessage = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('knockGone'), participantId }),
   /** Whether you may answer knocks changed (host left or came back, 30 s rule). */
   z.strictObject({ type: z.literal('canApprove'), canApprove: z.boolean() }),
-  /** A key grant from another participant (rotation, or a key for a host who re-entered). */
-  z.strictObject({ type: z.literal('grant'), from: participantId, grant: keyGrant }),
   z.strictObject({ type: z.literal('publishAnswer'), sdp }),
   z.strictObject({ type: z.literal('subscribeOffer'), sdp }),
   /**

@@ -28,19 +28,30 @@ async function run<T>(mode: IDBTransactionMode, action: (store: IDBObjectStore) 
   }
 }
 
+/**
+ * What this browser keeps of a link it made: the fragment (`k=<secret>&h=<host key hash>`) and the
+ * host's signing key, whose hash the fragment pins (only this browser can be the link's host in
+ * the encrypted call). Links made before host keys existed were kept as a bare secret.
+ */
+export interface StoredLink {
+  fragment: string;
+  hostKey?: { publicKey: string; signKey: string };
+}
+
+function stored(value: unknown): StoredLink | undefined {
+  if (typeof value === 'string') return { fragment: `k=${value}` };
+  if (typeof value === 'object' && value !== null && typeof (value as StoredLink).fragment === 'string') return value as StoredLink;
+  return undefined;
+}
+
 export const linkSecrets = {
-  save: (linkId: string, encodedSecret: string) => run<void>('readwrite', (s) => s.put(encodedSecret, linkId)),
-  load: (linkId: string) => run<string | undefined>('readonly', (s) => s.get(linkId)).catch(() => undefined),
+  save: (linkId: string, link: StoredLink) => run<void>('readwrite', (s) => s.put(link, linkId)),
+  load: (linkId: string) =>
+    run<unknown>('readonly', (s) => s.get(linkId)).then(stored, () => undefined),
   remove: (linkId: string) => run<void>('readwrite', (s) => s.delete(linkId)).catch(() => undefined),
 };
 
-/** The full link: page address plus the secret in the fragment. */
-export function fullLink(path: string, encodedSecret: string): string {
-  return `${new URL(path, location.origin).href}#k=${encodedSecret}`;
-}
-
-/** The secret from this page's fragment (`#k=…`), or undefined when missing. */
-export function secretFromFragment(): string | undefined {
-  const match = /(?:^#|&)k=([^&]*)/.exec(location.hash);
-  return match?.[1];
+/** The full link: page address plus the fragment (secret and host key hash). */
+export function fullLink(path: string, fragment: string): string {
+  return `${new URL(path, location.origin).href}#${fragment}`;
 }

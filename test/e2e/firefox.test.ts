@@ -229,7 +229,7 @@ async function signUpAndCreateLink(p: Person, base: string, username: string): P
   await p.click('button', 'Sign up');
   await p.click('button', 'Create Link');
   const link = await p.inputValue('textbox', 'Call link');
-  assert.match(link, new RegExp(`^${base}/join/[A-Za-z0-9_-]{22}#k=[A-Za-z0-9_-]{43}$`));
+  assert.match(link, new RegExp(`^${base}/join/[A-Za-z0-9_-]{22}#k=[A-Za-z0-9_-]{43}&h=[A-Za-z0-9_-]{43}$`));
   return link;
 }
 

@@ -9,8 +9,8 @@
 // 2. Learn the link secret or a guest's name: every HTTP request and WebSocket frame the server
 //    sees, every log line it writes and its database files, captured over a whole call, hold
 //    neither (in any usual encoding).
-// 3. Let anyone in: a grant forged, altered or replayed by the server is refused by the guest's page,
-//    which says so and plays no video.
+// 3. Let anyone in: a Welcome forged, altered or replayed by the server is refused by the guest's
+//    page, which says so and plays no video; names the server makes up are never shown.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,21 +18,18 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import nodeDataChannel, { type Track } from 'node-datachannel';
 import type { Browser, Page } from 'playwright-core';
 import {
-  createGrant,
-  decodeSecret,
   deriveLinkKeys,
-  newCallIdentity,
   newCallKey,
   newLinkSecret,
-  newSenderIndex,
-  openKnock,
+  openCard,
+  parseLinkFragment,
   ratchet,
   sframeBaseKey,
   toBase64url,
   type CallKey,
-  type KeyGrant,
   type LinkKeys,
 } from '../../src/e2ee/keys.js';
+import { CallGroup, newMemberKeys, newSigningKey, readKeyPackage } from '../../src/e2ee/mls.js';
 import { decodeHeader, deriveKeySalt, FrameCryptor, sframeDecrypt, type MediaKind, type SframeKey } from '../../src/e2ee/sframe.js';
 import { ERRORS } from '../../src/protocol/errors.js';
 import type { TapEvent } from '../../src/server/app.js';
@@ -51,12 +48,12 @@ import { waitFor } from '../support/wait.js';
 // ------------------------------------------------------------------ the browser flow
 
 
-function parseLink(link: string): { linkId: string; encoded: string; secret: Uint8Array } {
-  const m = /\/join\/([A-Za-z0-9_-]{22})#k=([A-Za-z0-9_-]{43})$/.exec(link);
+function parseLink(link: string): { linkId: string; encoded: string; secret: Uint8Array; hostKeyHash: string } {
+  const m = /\/join\/([A-Za-z0-9_-]{22})#(.*)$/.exec(link);
   assert.ok(m, link);
-  const secret = decodeSecret(m[2]!);
-  assert.ok(secret);
-  return { linkId: m[1]!, encoded: m[2]!, secret };
+  const fragment = parseLinkFragment(m[2]!);
+  assert.ok(fragment);
+  return { linkId: m[1]!, encoded: new URLSearchParams(m[2]!).get('k')!, secret: fragment.secret, hostKeyHash: fragment.hostKeyHash };
 }
 
 // ------------------------------------------------------------------ RTP and VP8
@@ -392,19 +389,20 @@ describe('what the server cannot do, in Chromium', { timeout: 175_000 }, () => {
   });
 
   it('a subscriber with only what the server has gets ciphertext: no frame opens, no VP8 body, while the call plays', async (t) => {
-    const relayed: KeyGrant[] = [];
+    /** Every MLS commit and Welcome the server relayed. */
+    const relayed: Buffer[] = [];
     const server = await startServer({
       tap: (e) => {
         if (e.kind !== 'ws-in') return;
-        const m = JSON.parse(e.data.toString('utf8')) as { grant?: KeyGrant };
-        if (m.grant) relayed.push(m.grant);
+        const m = JSON.parse(e.data.toString('utf8')) as { commit?: string; welcome?: string };
+        for (const b64 of [m.commit, m.welcome]) if (b64) relayed.push(Buffer.from(b64, 'base64url'));
       },
     });
     servers.push(server);
     const host = await person(t, server.url);
     const guest = await person(t, server.url);
     const link = await signUpAndCreateLink(host.page, 'olga', 'Board meeting');
-    const { linkId, secret } = parseLink(link);
+    const { linkId, secret, hostKeyHash } = parseLink(link);
     await hostEnters(host.page, link);
     await guestKnocks(guest.page, link, 'Pavel');
     await host.page.getByRole('button', { name: 'Approve Pavel' }).click();
@@ -429,7 +427,7 @@ describe('what the server cannot do, in Chromium', { timeout: 175_000 }, () => {
     assert.deepEqual(spy.negotiationErrors, []);
 
     // A link holder the host lets in: it holds the real call key, so it can check our reassembly.
-    const control = await connectClient(server, { id: linkId, keys: await deriveLinkKeys(secret) });
+    const control = await connectClient(server, { id: linkId, keys: await deriveLinkKeys(secret), hostKeyHash });
     t.after(() => control.signaling.close());
     await control.call.join('Control Reader');
     await host.page.getByRole('button', { name: 'Approve Control Reader' }).click();
@@ -531,14 +529,17 @@ describe('what the server cannot do, in Chromium', { timeout: 175_000 }, () => {
     const sha256 = async (...parts: Uint8Array[]) =>
       new Uint8Array(await crypto.subtle.digest('SHA-256', Buffer.concat(parts.map((p) => Buffer.from(p)))));
     const utf8 = (s: string) => new TextEncoder().encode(s);
-    assert.ok(relayed.length >= 2, 'the server relayed grants');
+    assert.ok(relayed.length >= 3, 'the server relayed commits and Welcomes');
     const guesses: [string, Uint8Array][] = [
       ['a random call secret', newCallKey(0).secret],
       ['a wrong link secret', newLinkSecret()],
       ['all zeros', new Uint8Array(32)],
       ['SHA-256 of the link id', await sha256(utf8(linkId))],
       ['SHA-256 of the link id and participant ids', await sha256(utf8(linkId), ...videoProducers().map((p) => utf8(p.peerId)))],
-      ...relayed.map((g, i): [string, Uint8Array] => [`the wrapped bytes of relayed grant ${i}`, Buffer.from(g.wrapped, 'base64url').subarray(0, 32)]),
+      ...relayed.flatMap((b, i): [string, Uint8Array][] => [
+        [`the first 32 bytes of relayed commit or Welcome ${i}`, b.subarray(0, 32)],
+        [`the last 32 bytes of relayed commit or Welcome ${i}`, b.subarray(b.length - 32)],
+      ]),
       // Beyond what the server has: the link secret is not the media key either, so a link
       // holder who was never admitted cannot read the call.
       ['the link secret itself', secret],
@@ -636,8 +637,9 @@ describe('what the server cannot do, in Chromium', { timeout: 175_000 }, () => {
     const linkKeys: LinkKeys = await deriveLinkKeys(secret);
     const names: string[] = [];
     for (const m of wsIn.filter((x) => x.type === 'join')) {
-      const card = await openKnock(linkKeys, linkId, m.card as string);
-      if (card) names.push(card.name);
+      const opened = await openCard(linkKeys, linkId, m.card as string);
+      const card = opened && (await readKeyPackage(opened));
+      if (card) names.push(card.credential.name);
     }
     assert.deepEqual(names.sort(), [GUEST, 'quincy'].sort());
 
@@ -675,7 +677,7 @@ describe('what the server cannot do, in Chromium', { timeout: 175_000 }, () => {
     assert.deepEqual(occurrences(haystacks, needles), []);
   });
 
-  it('a grant the server forges, alters or replays is refused: the page says so and plays nothing', async (t) => {
+  it('a Welcome the server forges, alters or replays is refused, and names it makes up are never shown', async (t) => {
     const knockCards = new Map<string, string>();
     const server = await startServer({
       tap: (e) => {
@@ -687,20 +689,26 @@ describe('what the server cannot do, in Chromium', { timeout: 175_000 }, () => {
     servers.push(server);
     const host = await person(t, server.url);
     const link = await signUpAndCreateLink(host.page, 'rhea', 'Private talk');
-    const { linkId, secret } = parseLink(link);
-    const linkKeys = await deriveLinkKeys(secret);
+    const { linkId, secret, hostKeyHash } = parseLink(link);
+    const linkKeys: LinkKeys = await deriveLinkKeys(secret);
     await hostEnters(host.page, link);
 
-    // The test plays a malicious server: it changes the grant that goes with an approval.
+    // The test plays a malicious server: it changes the Welcome that goes with an approval, and
+    // tells guests a host name and link name of its own.
     const room = server.app.rooms.get(linkId) as Room;
+    Object.assign(room, { hostName: 'Mallory the admin', linkName: 'Free gift card' });
     const approve = room.approve.bind(room);
-    let tamper: ((grant: KeyGrant, guestId: string) => Promise<KeyGrant>) | undefined;
-    const approvals: { guestId: string; real: KeyGrant; sent: KeyGrant }[] = [];
-    room.approve = async (actorId: string, guestId: string, grant: KeyGrant) => {
-      const sent = tamper ? await tamper(grant, guestId) : grant;
-      approvals.push({ guestId, real: grant, sent });
-      approve(actorId, guestId, sent);
-    };
+    let tamper: ((welcome: string, guestId: string) => Promise<string>) | undefined;
+    const approvals: { guestId: string; real: string; sent: string }[] = [];
+    room.approve = ((actorId: string, guestId: string, slot: number, commit: string, welcome: string) => {
+      // The room's own checks first, as the real server does them; then the forged Welcome.
+      const real = welcome;
+      void (async () => {
+        const sent = tamper ? await tamper(welcome, guestId) : welcome;
+        approvals.push({ guestId, real, sent });
+        approve(actorId, guestId, slot, commit, sent);
+      })();
+    }) as typeof room.approve;
     // Whoever takes or sends media: a refused guest must never get that far. (A waiting guest's
     // connections come up before it is let in, empty: its receiving side answers an offer that
     // carries nothing, and its publishing side has senders without tracks. So only answers that
@@ -715,15 +723,19 @@ describe('what the server cannot do, in Chromium', { timeout: 175_000 }, () => {
       if (/^a=recvonly\r?$/m.test(sdp)) mediaUsers.add(actorId);
       return subscribeAnswer(actorId, sdp);
     };
+    const frameKeysOfHost = async () => (await host.page.locator('output[aria-label="Safety code"]').textContent()) ?? '';
 
     const refusedGuest = async (name: string) => {
       const guest = await person(t, server.url);
       await guestKnocks(guest.page, link, name);
+      // The waiting page names the host the link verifies, not the server's.
+      await text(guest.page, 'Waiting for rhea to let you in');
+      assert.equal(await guest.page.getByText('Mallory the admin').count(), 0);
       await host.page.getByRole('button', { name: `Approve ${name}` }).click();
-      await text(guest.page, ERRORS.grant_refused.message);
+      await text(guest.page, ERRORS.key_refused.message);
       await guest.page.getByRole('heading', { name: 'Call over' }).waitFor();
       assert.equal(await guest.page.locator('video').count(), 0, `${name}'s page shows no video`);
-      // The guest leaves at once; the host's screen drops the tile.
+      // The guest leaves at once; the host's screen drops the tile, or never showed it.
       await host.page.locator(`video[aria-label="Video of ${name}"]`).waitFor({ state: 'detached', timeout: 30_000 });
       const { guestId } = approvals[approvals.length - 1]!;
       const sentPackets = [...router.producers.values()].some((p) => p.peerId === guestId && p.stats().packets > 0);
@@ -731,39 +743,49 @@ describe('what the server cannot do, in Chromium', { timeout: 175_000 }, () => {
       await guest.context.close();
     };
 
-    // 1. Forged: a well-made grant for the right guest and key pair, with a fresh call key, but
-    // MACed with the auth key of another link secret (the server does not have the real one).
-    tamper = async (_grant, guestId) => {
-      const card = await openKnock(linkKeys, linkId, knockCards.get(guestId)!);
-      return createGrant(await deriveLinkKeys(newLinkSecret()), await newCallIdentity(), {
-        linkId,
-        recipientId: guestId,
-        recipientPublicKey: card!.publicKey,
-        callKey: newCallKey(7),
-        senderIndex: newSenderIndex(),
+    // 1. Forged: a well-made Welcome for the right guest and KeyPackage, into a group the server
+    // made (it cannot give it a group id MACed with the link's auth key).
+    tamper = async (_welcome, guestId) => {
+      const opened = await openCard(linkKeys, linkId, knockCards.get(guestId)!);
+      const card = opened && (await readKeyPackage(opened));
+      assert.ok(card);
+      const forger = await CallGroup.create(await newMemberKeys('rhea', Date.now(), await newSigningKey()), {
+        hostKeyHash,
+        isGone: () => false,
+        now: () => Date.now(),
       });
+      return toBase64url((await forger.add([card.keyPackage])).welcome!);
     };
     await refusedGuest('Ada');
 
-    // 2. Altered: the host's real grant with one bit of the wrapped key flipped.
-    tamper = async (grant) => {
-      const wrapped = Buffer.from(grant.wrapped, 'base64url');
-      wrapped[5]! ^= 0x01;
-      return { ...grant, wrapped: toBase64url(wrapped) };
+    // 2. Altered: the host's real Welcome with one bit flipped.
+    tamper = async (welcome) => {
+      const bytes = Buffer.from(welcome, 'base64url');
+      bytes[bytes.length - 40]! ^= 0x01;
+      return toBase64url(bytes);
     };
     await refusedGuest('Bea');
 
-    // 3. Replayed: the real, untouched grant the host made for Bea, given to the next guest.
+    // 3. Replayed: the real, untouched Welcome the host made for Bea, given to the next guest.
     const forBea = approvals[approvals.length - 1]!.real;
     tamper = async () => forBea;
     await refusedGuest('Cy');
 
-    // Untouched, the same approval lets a guest in: the refusals above come from the grants.
+    // The host's group went back to just the host each time (its Remove commits followed the leaves).
+    await host.page.getByText('(just you)').waitFor({ timeout: 20_000 });
+    assert.ok(await frameKeysOfHost());
+
+    // Untouched, the same approval lets a guest in: the refusals above come from the Welcomes. The
+    // call's title is the verified link name.
     tamper = undefined;
     const dee = await person(t, server.url);
     await guestKnocks(dee.page, link, 'Dee');
     await host.page.getByRole('button', { name: 'Approve Dee' }).click();
     await waitForPlayingVideo(dee.page, 'video[aria-label="Video of rhea"]', 40_000);
     await waitForPlayingVideo(host.page, 'video[aria-label="Video of Dee"]', 40_000);
+    await dee.page.getByRole('heading', { name: 'Private talk' }).waitFor();
+    assert.equal(await dee.page.getByText('Free gift card').count(), 0);
+    const codes = await Promise.all([host.page, dee.page].map((p) => p.locator('output[aria-label="Safety code"]').textContent()));
+    assert.equal(codes[0], codes[1], 'one safety code on both screens');
   });
 });

@@ -13,7 +13,7 @@ export async function signUpAndCreateLink(page: Page, username: string, linkName
   await page.getByLabel('Link name (optional)').fill(linkName);
   await page.getByRole('button', { name: 'Create Link' }).click();
   const link = await page.getByRole('textbox', { name: 'Call link' }).inputValue();
-  assert.match(link, /\/join\/[A-Za-z0-9_-]{22}#k=[A-Za-z0-9_-]{43}$/);
+  assert.match(link, /\/join\/[A-Za-z0-9_-]{22}#k=[A-Za-z0-9_-]{43}&h=[A-Za-z0-9_-]{43}$/);
   return link;
 }
 

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { CallSession } from '../../src/client/call.js';
 import { SignalingClient } from '../../src/client/signaling.js';
-import { deriveLinkKeys, encodeSecret, newLinkSecret, signLinkInfo, type LinkKeys } from '../../src/e2ee/keys.js';
+import { deriveLinkKeys, linkFragment, newLinkSecret, signLinkInfo, type LinkKeys } from '../../src/e2ee/keys.js';
+import { keyHash, newSigningKey, type SigningKey } from '../../src/e2ee/mls.js';
 import { buildApp, type App, type RateLimits, type Tap } from '../../src/server/app.js';
 import { loadConfig } from '../../src/server/config.js';
 import type { RoomLimits } from '../../src/server/rooms/room.js';
@@ -87,7 +88,10 @@ export interface TestLink {
   /** The link secret, as the host's browser would make it (never sent to the server). */
   secret: Uint8Array;
   keys: LinkKeys;
-  /** The full link, secret in the fragment. */
+  /** The host's signing key, as the host's browser keeps it, and its hash (the link's `h=`). */
+  hostKey: SigningKey;
+  hostKeyHash: string;
+  /** The full link, secret and host key hash in the fragment. */
   url: string;
 }
 
@@ -109,13 +113,19 @@ export async function createLink(server: TestServer, cookie: string, name?: stri
     headers: { 'content-type': 'application/json', cookie },
     body: JSON.stringify({ mac }),
   });
-  return { id: link.id, secret, keys, url: `${server.url}${link.path}#k=${encodeSecret(secret)}` };
+  const hostKey = await newSigningKey();
+  const hostKeyHash = keyHash(hostKey.publicKey);
+  return { id: link.id, secret, keys, hostKey, hostKeyHash, url: `${server.url}${link.path}#${linkFragment(secret, hostKeyHash)}` };
 }
 
-/** A Node participant using the same protocol library as the browser. */
+/**
+ * A Node participant using the same protocol library as the browser. With the owner's cookie it
+ * also holds the host's signing key (as the browser that made the link does), unless `hostKey` is
+ * left out of `link`.
+ */
 export async function connectClient(
   server: TestServer,
-  link: Pick<TestLink, 'id' | 'keys'>,
+  link: Pick<TestLink, 'id' | 'keys' | 'hostKeyHash'> & { hostKey?: SigningKey },
   cookie?: string,
 ): Promise<{ signaling: SignalingClient; call: CallSession; raw: () => WebSocket }> {
   let socket: WebSocket | undefined;
@@ -123,7 +133,12 @@ export async function connectClient(
     socket = new WebSocket(u, { headers: cookie ? { cookie } : {} });
     return socket as unknown as import('../../src/client/signaling.js').SocketLike;
   });
-  const call = new CallSession(signaling, link.id, link.keys);
+  const call = new CallSession(signaling, {
+    linkId: link.id,
+    keys: link.keys,
+    hostKeyHash: link.hostKeyHash,
+    hostKey: cookie ? link.hostKey : undefined,
+  });
   await signaling.connect();
   return { signaling, call, raw: () => socket! };
 }

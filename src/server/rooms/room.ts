@@ -6,7 +6,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { LinkcallError, type ErrorCode } from '../../protocol/errors.js';
-import type { KeyGrantMessage, KnockInfo, ParticipantInfo, Role, ServerMessage, ViewportTile } from '../../protocol/messages.js';
+import type { KnockInfo, ParticipantInfo, Role, ServerMessage, ViewportTile } from '../../protocol/messages.js';
 
 /** How the room reaches one participant's connection. */
 export interface RoomPeer {
@@ -147,6 +147,10 @@ export class Room {
   private readonly participants = new Map<string, Participant>();
   private approverTimer?: NodeJS.Timeout;
   private closed = false;
+  /** The slot the next commit takes (see protocol `commitSlot`). */
+  private slot = 0;
+  /** False in a call taken over from a lost node until its first commit: the members know the slot, we don't. */
+  private slotKnown = true;
 
   constructor(options: RoomOptions) {
     this.linkId = options.linkId;
@@ -173,6 +177,11 @@ export class Room {
 
   get lobbyCount(): number {
     return this.list('lobby').length;
+  }
+
+  /** The slot the next commit must name (see protocol `commitSlot`). */
+  get commitSlot(): number {
+    return this.slot;
   }
 
   get hostPresent(): boolean {
@@ -263,6 +272,8 @@ export class Room {
     this.assertOpen();
     if (this.participants.has(who.participantId) || this.byResumeToken(resumeToken)) throw new LinkcallError('resume_failed');
     if (this.admittedCount >= this.limits.maxParticipants) throw new LinkcallError('call_full');
+    // The members carry on from their slot; this node learns it from their next commit.
+    if (this.admittedCount === 0) this.slotKnown = false;
     const participant: Participant = {
       id: who.participantId,
       card: who.card,
@@ -289,23 +300,34 @@ export class Room {
     return this.byResumeToken(resumeToken) !== undefined;
   }
 
-  /** Let a waiting guest in; the approver's key grant goes with the admission, unread. */
-  approve(actorId: string, targetId: string, grant: KeyGrantMessage): void {
-    this.requireApprover(actorId);
+  /**
+   * Let a waiting guest in. The approver's Add commit takes the next commit slot and goes to every
+   * member; the Welcome goes to the guest with `joined`. Both are relayed unread: whether the guest
+   * is in the encrypted call is for every member's client to check.
+   */
+  approve(actorId: string, targetId: string, slot: number, commit: string, welcome: string): void {
+    const actor = this.requireApprover(actorId);
     const target = this.lobbyGuest(targetId);
     if (this.admittedCount >= this.limits.maxParticipants) {
       this.dismiss(target, 'call_full');
-      return;
+      throw new LinkcallError('call_full');
     }
-    this.admit(target, grant);
+    this.relayCommit(actor, slot, commit);
+    this.admit(target, welcome);
   }
 
-  /** Pass a key grant from one admitted participant to another (key rotation, a returning host). */
-  relayGrant(actorId: string, targetId: string, grant: KeyGrantMessage): void {
+  /**
+   * Any other commit (a Remove; the Add of a host who re-entered, with its Welcome for `welcomeTo`):
+   * takes the next slot and goes, in order, to every admitted participant (the sender included).
+   */
+  commit(actorId: string, slot: number, commit: string, welcome?: string, welcomeTo?: string): void {
     const actor = this.requireAdmitted(actorId);
-    const target = this.participants.get(targetId);
-    if (!target || target.status !== 'admitted' || target.id === actor.id) throw new LinkcallError('participant_not_found');
-    this.deliver(target, { type: 'grant', from: actor.id, grant });
+    const target = welcomeTo === undefined ? undefined : this.participants.get(welcomeTo);
+    if (welcomeTo !== undefined && (!target || target.status !== 'admitted' || target === actor || !welcome)) {
+      throw new LinkcallError('participant_not_found');
+    }
+    this.relayCommit(actor, slot, commit);
+    if (target && welcome) this.deliver(target, { type: 'welcome', welcome });
   }
 
   decline(actorId: string, targetId: string): void {
@@ -427,7 +449,15 @@ export class Room {
 
   // ------------------------------------------------------------------ internals
 
-  private admit(participant: Participant, grant?: KeyGrantMessage, returning = false): void {
+  /** First commit for a slot wins; a later one for the same slot is told to retry. */
+  private relayCommit(actor: Participant, slot: number, commit: string): void {
+    if (this.slotKnown && slot !== this.slot) throw new LinkcallError('commit_conflict');
+    this.slot = slot + 1;
+    this.slotKnown = true;
+    this.toAdmitted({ type: 'handshake', slot, from: actor.id, commit });
+  }
+
+  private admit(participant: Participant, welcome?: string, returning = false): void {
     clearTimeout(participant.knockTimer);
     const wasWaiting = participant.role === 'guest' && !returning;
     participant.status = 'admitted';
@@ -447,7 +477,8 @@ export class Room {
       knocks: participant.canApprove ? this.list('lobby').map(knockInfo) : [],
       canApprove: participant.canApprove,
       linkName: this.linkName,
-      ...(grant ? { grant } : {}),
+      slot: this.slot,
+      ...(welcome ? { welcome } : {}),
     });
     this.toAdmitted(
       { type: 'participantJoined', participant: participantInfo(participant), ...(returning ? { returning } : {}) },

@@ -41,8 +41,8 @@ export type WsTapEvent = { kind: 'ws-in'; data: Buffer; isBinary: boolean } | { 
 const HEARTBEAT_MS = 15_000;
 /**
  * Messages a connection may send per second on average before being told to slow down, with
- * bursts of up to BURST_SECONDS' worth: a host of a full call sends 32 key grants at once when
- * someone leaves, and admitting many guests sends approvals and media answers together.
+ * bursts of up to BURST_SECONDS' worth: admitting many guests sends approvals and media answers
+ * together.
  */
 const MESSAGES_PER_SECOND = 40;
 const BURST_SECONDS = 3;
@@ -157,9 +157,9 @@ export class Connection implements RoomPeer {
     if (!room || !me) throw new LinkcallError('not_in_call');
     switch (message.type) {
       case 'approve':
-        return room.approve(me, message.participantId, message.grant);
-      case 'grant':
-        return room.relayGrant(me, message.participantId, message.grant);
+        return room.approve(me, message.participantId, message.slot, message.commit, message.welcome);
+      case 'commit':
+        return room.commit(me, message.slot, message.commit, message.welcome, message.welcomeTo);
       case 'decline':
         return room.decline(me, message.participantId);
       case 'remove':

@@ -21,6 +21,8 @@ interface Props {
   /** This page's camera and microphone (possibly without tracks: listening only); swapped in place on device change. */
   local: MediaStream;
   name: string;
+  /** The link's name, as verified on the join page. */
+  title: string;
   remoteStreams: ReadonlyMap<string, MediaStream>;
   speakerId?: string;
   mediaFailure: string;
@@ -35,7 +37,7 @@ const METER_DELAY_MS = 1500;
 const isMac = typeof navigator !== 'undefined' && /Mac|iPhone|iPad/.test(navigator.platform);
 const MOD = isMac ? '⌘' : 'Ctrl';
 
-export function InCall({ session, connection, local, name, remoteStreams, speakerId: initialSpeaker, mediaFailure }: Props) {
+export function InCall({ session, connection, local, name, title, remoteStreams, speakerId: initialSpeaker, mediaFailure }: Props) {
   const [audioOn, setAudioOn] = useState(() => local.getAudioTracks().some((t) => t.enabled));
   const [videoOn, setVideoOn] = useState(() => local.getVideoTracks().some((t) => t.enabled));
   const [localTracks, setLocalTracks] = useState(() => local.getTracks());
@@ -248,11 +250,12 @@ export function InCall({ session, connection, local, name, remoteStreams, speake
   return (
     <main class="call">
       <header class="row spread call-header">
-        <h1 class="call-title">{session.linkName}</h1>
+        <h1 class="call-title">{title}</h1>
         <span class="row">
-          <span class="muted">{others.length + 1} in call</span>
-          <span class="safety" title="Compare with the others: when the codes match, nobody is listening in between.">
-            Safety code <output aria-label="Safety code">{session.safetyCode ?? '…'}</output>
+          <span class="muted">{session.memberCount} in call</span>
+          <span class="safety" title="Compare with the others: when the codes match, everyone sees the same people in this call and nobody is listening in between.">
+            Safety code <output aria-label="Safety code">{session.safetyCode ?? '…'}</output>{' '}
+            <span class="muted small">({session.memberCount === 1 ? 'just you' : `${session.memberCount} people`})</span>
           </span>
         </span>
       </header>
@@ -262,6 +265,7 @@ export function InCall({ session, connection, local, name, remoteStreams, speake
       {mediaFailure && <p role="alert" class="error">{mediaFailure}</p>}
       {shareError && <p role="alert" class="error">{shareError}</p>}
       {session.lastError && <p role="alert" class="error">{session.lastError}</p>}
+      {session.securityNotice && <p role="alert" class="warning">{session.securityNotice}</p>}
       <Lobby session={session} />
       <MemoCallGrid tiles={tiles} pinned={pinned} onPin={setPinned} onTileSize={reportTileSize} />
       <RemoteAudio media={media} speakerId={speakerId} />

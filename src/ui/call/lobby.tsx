@@ -14,12 +14,12 @@ export function Lobby({ session }: { session: CallSession }) {
     return () => clearInterval(timer);
   }, []);
   if (!session.canApprove || knocks.length === 0) return null;
-  const readable = knocks.filter((k) => k.name !== undefined);
+  const readable = knocks.filter((k) => k.name !== undefined && !k.stale);
 
   async function admitAll() {
     setAdmitting(true);
     try {
-      // approve() runs one grant after another: each carries the key after the previous guest's ratchet.
+      // approve() queues one Add commit after another: each is made on the epoch the previous one made.
       await Promise.all(readable.map((k) => session.approve(k.id)));
     } finally {
       setAdmitting(false);
@@ -52,10 +52,11 @@ function KnockRow({ knock: k, now, session }: { knock: Knock; now: number; sessi
     <li class="row spread">
       <span>
         <span class="knock-name">{k.name ?? UNREADABLE}</span>{' '}
+        {k.stale && k.name !== undefined && <span class="warning small">(an old request sent again — it may not be them; ask them to knock again)</span>}{' '}
         <span class="muted small">waiting {duration(now - k.since)}</span>
       </span>
       <span class="row">
-        {k.name !== undefined && (
+        {k.name !== undefined && !k.stale && (
           <button class="approve" aria-label={`Approve ${k.name}`} onClick={() => void session.approve(k.id)}>✓</button>
         )}
         <button class="decline danger" aria-label={`Decline ${k.name ?? 'unknown guest'}`} onClick={() => session.decline(k.id)}>✗</button>

@@ -10,7 +10,9 @@ export interface CallViewProps {
   /** Socket open and name card sealed (see prepareCall). */
   prepared: Promise<PreparedCall>;
   name: string;
+  /** Verified on the join page with the link's secret (the server's word is never shown). */
   hostName: string;
+  linkName: string;
   /** Camera and microphone from the join page; absent when neither could be opened (listening only). */
   stream?: MediaStream;
   /** Where call sound plays (HTMLMediaElement.setSinkId), when chosen. */
@@ -25,9 +27,9 @@ const ENTER_WAIT_MS = 400;
 /** How long after the knock the media connections are made (see CallView). */
 const CONNECT_AFTER_KNOCK_MS = 150;
 
-const RETRYABLE = new Set(['resume_failed', 'host_absent', 'no_answer', 'disconnected', 'server_shutdown', 'left', 'media_failed', 'rate_limited', 'grant_refused']);
+const RETRYABLE = new Set(['resume_failed', 'host_absent', 'no_answer', 'disconnected', 'server_shutdown', 'left', 'media_failed', 'rate_limited', 'key_refused']);
 
-export function CallView({ prepared, name, hostName, stream, speakerId }: CallViewProps) {
+export function CallView({ prepared, name, hostName, linkName, stream, speakerId }: CallViewProps) {
   const [, rerender] = useReducer((n: number) => n + 1, 0);
   const [session, setSession] = useState<CallSession | undefined>(undefined);
   const [remoteStreams, setRemoteStreams] = useState<ReadonlyMap<string, MediaStream>>(new Map());
@@ -145,9 +147,9 @@ export function CallView({ prepared, name, hostName, stream, speakerId }: CallVi
       <main class="page narrow">
         {session.reconnecting && <p role="status" class="warning">Connection lost. Reconnecting…</p>}
       {session.serverNotice && <p role="status" class="warning">{session.serverNotice}</p>}
-        <p role="status" class="lede">Waiting for {phase.hostName || hostName} to let you in…</p>
+        <p role="status" class="lede">Waiting for {hostName} to let you in…</p>
         {!phase.hostPresent && (
-          <p class="muted">{phase.hostName || hostName} hasn't joined yet. You'll get in once they arrive and let you in; we'll wait up to 10 minutes.</p>
+          <p class="muted">{hostName} hasn't joined yet. You'll get in once they arrive and let you in; we'll wait up to 10 minutes.</p>
         )}
         <button class="secondary" onClick={() => session.leave()}>Cancel</button>
       </main>
@@ -160,6 +162,7 @@ export function CallView({ prepared, name, hostName, stream, speakerId }: CallVi
       connection={connection.current!}
       local={local}
       name={name}
+      title={linkName}
       remoteStreams={remoteStreams}
       speakerId={speakerId}
       mediaFailure={mediaFailure}

@@ -1,10 +1,10 @@
 /** Signed out: sign up / sign in. Signed in: the host's links — create, share, rename, open, delete. */
 import { useEffect, useState } from 'preact/hooks';
-import { decodeSecret, deriveLinkKeys, encodeSecret, newLinkSecret, signLinkInfo } from '../../e2ee/keys.js';
+import { deriveLinkKeys, linkFragment, newLinkSecret, parseLinkFragment, signLinkInfo, toBase64url } from '../../e2ee/keys.js';
 import { ShareLink } from '../components/share-link.js';
 import { fromNow } from '../time.js';
 import { api, ApiError, type LinkView } from '../api.js';
-import { fullLink, linkSecrets } from '../secrets.js';
+import { fullLink, linkSecrets, type StoredLink } from '../secrets.js';
 
 export function HomePage() {
   const [user, setUser] = useState<string | null | undefined>(undefined);
@@ -86,7 +86,7 @@ const EXPIRY_CHOICES: [string, number][] = [
 
 function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: () => void }) {
   const [links, setLinks] = useState<LinkView[] | undefined>(undefined);
-  const [secrets, setSecrets] = useState<Record<string, string>>({});
+  const [secrets, setSecrets] = useState<Record<string, StoredLink>>({});
   const [newName, setNewName] = useState('');
   const [expiry, setExpiry] = useState(0);
   const [created, setCreated] = useState<{ link: LinkView; url: string } | undefined>(undefined);
@@ -96,7 +96,7 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
   const reload = () =>
     api.links().then(
       async (r) => {
-        const known: Record<string, string> = {};
+        const known: Record<string, StoredLink> = {};
         for (const l of r.links) {
           const secret = await linkSecrets.load(l.id);
           if (secret) known[l.id] = secret;
@@ -115,11 +115,14 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
     try {
       const link = await api.createLink(newName.trim() || undefined, expiry ? Date.now() + expiry : undefined);
       const secret = newLinkSecret();
-      const encoded = encodeSecret(secret);
-      await linkSecrets.save(link.id, encoded);
+      // The host's signing key: its hash in the link lets every guest check who the host is.
+      const { keyHash, newSigningKey } = await import('../../e2ee/mls.js');
+      const hostKey = await newSigningKey();
+      const fragment = linkFragment(secret, keyHash(hostKey.publicKey));
+      await linkSecrets.save(link.id, { fragment, hostKey: { publicKey: toBase64url(hostKey.publicKey), signKey: toBase64url(hostKey.signKey) } });
       const mac = await signLinkInfo(await deriveLinkKeys(secret), link.id, { name: link.name, hostName: username });
       await api.setLinkInfoMac(link.id, mac);
-      setCreated({ link, url: fullLink(link.path, encoded) });
+      setCreated({ link, url: fullLink(link.path, fragment) });
       setNewName('');
       await reload();
     } catch (err) {
@@ -144,8 +147,8 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
   /** A new name needs a new MAC, made with the link's secret, or guests would see the link as altered. */
   async function rename(link: LinkView, name: string): Promise<boolean> {
     setError('');
-    const encoded = secrets[link.id];
-    const secret = encoded && decodeSecret(encoded);
+    const stored = secrets[link.id];
+    const secret = stored && parseLinkFragment(stored.fragment)?.secret;
     if (!secret) return false;
     try {
       const mac = await signLinkInfo(await deriveLinkKeys(secret), link.id, { name, hostName: username });
@@ -211,7 +214,7 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
               <LinkRow
                 key={link.id}
                 link={link}
-                url={secrets[link.id] ? fullLink(link.path, secrets[link.id]!) : undefined}
+                url={secrets[link.id] && parseLinkFragment(secrets[link.id]!.fragment) ? fullLink(link.path, secrets[link.id]!.fragment) : undefined}
                 onRename={(name) => rename(link, name)}
                 onDelete={() => void remove(link)}
               />

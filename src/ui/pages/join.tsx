@@ -1,14 +1,15 @@
 /** What someone who opened a link sees: where they are, who is calling, a preview, their name, then Join. */
 import type { ComponentType } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { decodeSecret, deriveLinkKeys, verifyLinkInfo, type LinkKeys } from '../../e2ee/keys.js';
+import { deriveLinkKeys, fromBase64url, parseLinkFragment, toBase64url, verifyLinkInfo } from '../../e2ee/keys.js';
+import type { LinkTrust } from '../../client/call.js';
 import { e2eeSupported } from '../../e2ee/session.js';
 import { linkId as linkIdSchema, parseDisplayName } from '../../protocol/messages.js';
 import { api, ApiError, type LinkPublicInfo } from '../api.js';
 import { listDevices, openWhatWorks, type DeviceChoice, type DeviceLists } from '../call/devices.js';
 import { DevicePicker, MicLevel } from '../components/devices.js';
 import { prepareCall, type PreparedCall } from '../call/prepare.js';
-import { secretFromFragment } from '../secrets.js';
+import { linkSecrets } from '../secrets.js';
 import type { CallViewProps } from './call.js';
 
 const ALTERED = 'This link is incomplete or has been altered. Ask the person who sent it for the full link; a real linkcall link ends with “#k=” and a long code.';
@@ -24,7 +25,7 @@ const loadCallView = () => (callView ??= import('./call.js').then((m) => m.CallV
 
 export function JoinPage({ linkId }: { linkId: string }) {
   const [info, setInfo] = useState<LinkPublicInfo | undefined>(undefined);
-  const [linkKeys, setLinkKeys] = useState<LinkKeys | undefined>(undefined);
+  const [linkKeys, setLinkKeys] = useState<LinkTrust | undefined>(undefined);
   const [linkError, setLinkError] = useState('');
   const [step, setStep] = useState<Step>('name');
   const [name, setName] = useState('');
@@ -45,7 +46,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
   // Once the name is settled, open the socket, seal the name card and load the call view, so Join is instant.
   useEffect(() => {
     if (step !== 'ready' || !linkKeys || prepared) return;
-    const p = prepareCall(linkId, linkKeys, name);
+    const p = prepareCall(linkKeys, name);
     p.then((ready) => (preparedNow.current = ready), () => {});
     setPrepared(p);
     loadCallView().then((view) => setCallView(() => view), () => {});
@@ -59,7 +60,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
   }
 
   useEffect(() => {
-    const secretText = secretFromFragment() ?? '';
+    const fragment = parseLinkFragment(location.hash);
     if (!linkIdSchema.safeParse(linkId).success) {
       setLinkError(fakeLink(location.origin));
       return;
@@ -67,7 +68,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
     api.linkInfo(linkId).then(
       async (i) => {
         // The server's word first (deleted, expired, unknown); then the part only the link carries.
-        if (!/^[A-Za-z0-9_-]{43}$/.test(secretText)) {
+        if (!fragment) {
           setLinkError(fakeLink(location.origin));
           return;
         }
@@ -77,13 +78,18 @@ export function JoinPage({ linkId }: { linkId: string }) {
           return;
         }
         // Who is calling is shown only once the link's secret verifies it: the server cannot vouch for itself.
-        const secret = decodeSecret(secretText);
-        const keys = secret && (await deriveLinkKeys(secret));
-        if (!keys || !i.infoMac || !(await verifyLinkInfo(keys, linkId, { name: i.name, hostName: i.hostName }, i.infoMac))) {
+        const keys = await deriveLinkKeys(fragment.secret);
+        if (!i.infoMac || !(await verifyLinkInfo(keys, linkId, { name: i.name, hostName: i.hostName }, i.infoMac))) {
           setLinkError(ALTERED);
           return;
         }
-        setLinkKeys(keys);
+        // The host's own browser holds the signing key the link pins: with it, it is the host in the encrypted call.
+        const mine = i.isOwner ? await linkSecrets.load(linkId) : undefined;
+        const publicKey = mine?.hostKey && fromBase64url(mine.hostKey.publicKey);
+        const signKey = mine?.hostKey && fromBase64url(mine.hostKey.signKey);
+        const pinned = publicKey && toBase64url(new Uint8Array(await crypto.subtle.digest('SHA-256', publicKey))) === fragment.hostKeyHash;
+        const hostKey = pinned && signKey ? { publicKey, signKey } : undefined;
+        setLinkKeys({ linkId, keys, hostKeyHash: fragment.hostKeyHash, hostKey });
         setInfo(i);
         if (i.isOwner) {
           api.me().then((me) => {
@@ -135,7 +141,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
   }
   if (!info || !linkKeys) return <main class="page narrow"><OriginBanner /><p role="status">Checking the link…</p></main>;
   if (step === 'call' && prepared && CallView) {
-    return <CallView prepared={prepared} name={name} hostName={info.hostName} stream={stream} speakerId={choice.speakerId} />;
+    return <CallView prepared={prepared} name={name} hostName={info.hostName} linkName={info.name} stream={stream} speakerId={choice.speakerId} />;
   }
 
   function next(e: Event) {
