@@ -115,6 +115,8 @@ export class CallSession {
   private readonly knockCards = new Map<string, KnockCard>();
   /** Knock nonces seen in this page: a knock repeated is a replay. */
   private readonly nonces = new Map<string, string>();
+  /** Nonces of KeyPackages we added: never added twice. */
+  private readonly usedNonces = new Set<string>();
   private readonly listeners = new Set<() => void>();
   /** Group operations run one at a time, in the order their messages arrived. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -420,8 +422,21 @@ export class CallSession {
     // Tidy: remove members the server reports gone; add a host who re-entered.
     const gone = group.members().filter((m) => !m.isMe && this.isGone(m.leaf)).map((m) => m.leaf);
     if (gone.length > 0 && this.isTidier()) return { commit: await group.remove(gone) };
-    const host = [...this.seen.values()].find((p) => p.keyHash === this.link.hostKeyHash && p.card && group.leafOf(p.keyHash!) === undefined);
-    if (host && this.isTidier()) return { commit: await group.add([host.card!.keyPackage]), welcomeTo: host.info.id };
+    // Only a fresh KeyPackage: the server could replay one the host used before (its Welcome would be useless
+    // to the server, but the host would look present).
+    const { KNOCK_FRESH_MS } = await mls();
+    const host = [...this.seen.values()].find(
+      (p) =>
+        p.keyHash === this.link.hostKeyHash &&
+        p.card &&
+        group.leafOf(p.keyHash) === undefined &&
+        Math.abs(Date.now() - p.card.credential.time) < KNOCK_FRESH_MS &&
+        !this.usedNonces.has(p.card.credential.nonce),
+    );
+    if (host && this.isTidier()) {
+      this.usedNonces.add(host.card!.credential.nonce);
+      return { commit: await group.add([host.card!.keyPackage]), welcomeTo: host.info.id };
+    }
     return undefined;
   }
 
@@ -475,9 +490,12 @@ export class CallSession {
     if (group) {
       const members = group.members();
       this.memberCount = members.length;
+      const shown = new Set<number>();
       for (const p of this.seen.values()) {
         const member = p.keyHash === undefined ? undefined : members.find((m) => m.signatureKeyHash === p.keyHash);
-        if (!member) continue;
+        // One participant per leaf: a second one claiming the same key (a replayed card) is nobody.
+        if (!member || shown.has(member.leaf)) continue;
+        shown.add(member.leaf);
         const m: Member = {
           id: p.info.id,
           name: member.name === undefined ? undefined : parseDisplayName(member.name),
