@@ -13,7 +13,7 @@ import {
   type ServerMessage,
 } from '../../protocol/messages.js';
 import { linkInfo } from '../http/links.js';
-import { RateLimiter } from '../http/rate-limit.js';
+import { addressKey, type RateLimiter } from '../http/rate-limit.js';
 import type { ReturningParticipant, Room, RoomPeer } from '../rooms/room.js';
 import type { Rooms } from '../rooms/rooms.js';
 import type { Account, Store } from '../store/store.js';
@@ -187,7 +187,7 @@ export class Connection implements RoomPeer {
     const isOwner = this.account?.id === link.ownerId;
     if (!isOwner) {
       const okLink = this.ctx.knocksPerLink.take(linkId);
-      const okAddress = this.ctx.knocksPerAddress.take(this.address);
+      const okAddress = this.ctx.knocksPerAddress.take(addressKey(this.address));
       if (!okLink || !okAddress) throw new LinkcallError('rate_limited');
     }
     const room = await this.openRoom(link);
