@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { closeCodeFor, ERRORS } from '../src/protocol/errors.js';
 import type { ServerMessage } from '../src/protocol/messages.js';
+import type { CallMedia } from '../src/server/rooms/call-media.js';
 import type { RoomLimits } from '../src/server/rooms/room.js';
 import { callOfTwo, connectClient, createLink, signUp, startServer, until, type TestLink, type TestServer } from './support/server.js';
 
@@ -223,6 +224,20 @@ describe('signaling floods and caps get clear answers', () => {
         [(await signIn('2001:db8:7:7::1')).status, (await signIn('2001:db8:7:7::2')).status, (await signIn('2001:db8:7:7::3')).status],
         [200, 200, 429],
       );
+    });
+  });
+
+  it('a flood of knocks by someone who knows only the link id costs the SFU at most lobbyMediaSlots (4) transports', async () => {
+    await withServer({ rateLimits: { knocksPerAddressPerMinute: 1000 } }, async (server) => {
+      const cookie = await signUp(server, 'ana');
+      const link = await createLink(server, cookie);
+      const knocks = [];
+      for (let i = 0; i < 15; i++) knocks.push(await rawKnock(server, link));
+      assert.deepEqual(new Set(knocks.map((k) => k.first.type)), new Set(['waiting']));
+      const media = server.app.rooms.get(link.id)!.media as CallMedia;
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(media.router.subscribeTransports.size, 4, 'receiving transports for 4 of 15 knocks');
+      for (const k of knocks) k.ws.close();
     });
   });
 

@@ -5,7 +5,7 @@
  * it never knows about sockets.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { LinkcallError, type ErrorCode } from '../../protocol/errors.js';
+import { ERRORS, LinkcallError, type ErrorCode } from '../../protocol/errors.js';
 import type { KeyGrantMessage, KnockInfo, ParticipantInfo, Role, ServerMessage, ViewportTile } from '../../protocol/messages.js';
 
 /** How the room reaches one participant's connection. */
@@ -59,6 +59,12 @@ export interface RoomLimits {
   approverDelayMs: number;
   /** How long a participant whose connection dropped keeps its place, waiting to resume. */
   resumeGraceMs: number;
+  /**
+   * Lobby guests whose media connects while they wait (the first to knock while a place is free):
+   * anyone who knows a link id can knock, so the SFU resources knocks cost are bounded per call.
+   * The others connect when they are let in.
+   */
+  lobbyMediaSlots: number;
 }
 
 export const DEFAULT_ROOM_LIMITS: RoomLimits = {
@@ -67,6 +73,7 @@ export const DEFAULT_ROOM_LIMITS: RoomLimits = {
   knockTimeoutMs: 10 * 60_000,
   approverDelayMs: 30_000,
   resumeGraceMs: 30_000,
+  lobbyMediaSlots: 4,
 };
 
 /**
@@ -115,6 +122,10 @@ interface Participant {
   video: boolean;
   canApprove: boolean;
   knockTimer?: NodeJS.Timeout;
+  /** In the lobby: holds one of the room's lobby media slots (its transports connect while it waits). */
+  preconnected: boolean;
+  /** In the lobby without a slot: its publishing offer, answered once it has media (a slot, or admission). */
+  heldOffer?: string;
 }
 
 /** Who a participant was in a call whose node is gone (kept by the cluster directory, see adopt). */
@@ -200,6 +211,7 @@ export class Room {
       audio: true,
       video: true,
       canApprove: false,
+      preconnected: false,
     };
     if (isOwner) {
       if (this.admittedCount >= this.limits.maxParticipants) throw new LinkcallError('call_full');
@@ -220,7 +232,7 @@ export class Room {
     participant.knockTimer.unref?.();
     this.toApprovers({ type: 'knock', knock: knockInfo(participant) });
     this.deliver(participant, this.waitingNotice());
-    this.media.connect(participant.id, this.offerSender(participant));
+    if (this.list('lobby').filter((p) => p.preconnected).length < this.limits.lobbyMediaSlots) this.preconnect(participant);
     return participant.id;
   }
 
@@ -277,6 +289,7 @@ export class Room {
       audio: true,
       video: true,
       canApprove: false,
+      preconnected: false,
     };
     this.participants.set(participant.id, participant);
     this.tokens.set(tokenKey(participant.resumeToken), participant);
@@ -364,7 +377,7 @@ export class Room {
     this.media.drop(actor.id);
     this.deliver(actor, { type: 'mediaRestarted' });
     if (actor.status === 'admitted') this.attachMedia(actor);
-    else this.media.connect(actor.id, this.offerSender(actor));
+    else if (actor.preconnected) this.media.connect(actor.id, this.offerSender(actor));
   }
 
   setMediaState(actorId: string, audio: boolean, video: boolean): void {
@@ -381,6 +394,10 @@ export class Room {
   async publish(actorId: string, offerSdp: string): Promise<void> {
     const actor = this.participants.get(actorId);
     if (!actor) throw new LinkcallError('not_in_call');
+    if (actor.status === 'lobby' && !actor.preconnected) {
+      actor.heldOffer = offerSdp;
+      return;
+    }
     const sdp = await this.media.publish(actor.id, offerSdp, (mid, layers) => {
       if (this.participants.get(actor.id) === actor) this.deliver(actor, { type: 'sendLayers', mid, layers });
     });
@@ -438,6 +455,11 @@ export class Room {
     // Media first: a guest connected while it waited gets the offer for everyone's media ahead of
     // `joined`, so its browser answers before it gets busy drawing the call.
     this.attachMedia(participant);
+    this.answerHeldOffer(participant);
+    if (participant.preconnected) {
+      participant.preconnected = false;
+      this.fillLobbyMediaSlot();
+    }
     this.deliver(participant, {
       type: 'joined',
       you: participantInfo(participant),
@@ -458,6 +480,33 @@ export class Room {
 
   private attachMedia(participant: Participant): void {
     this.media.admit(participant.id, this.offerSender(participant));
+  }
+
+  /** Connect a lobby guest's media ahead of its admission (it holds a lobby media slot from now on). */
+  private preconnect(participant: Participant): void {
+    participant.preconnected = true;
+    this.media.connect(participant.id, this.offerSender(participant));
+    this.answerHeldOffer(participant);
+  }
+
+  /** A slot came free: the guest who knocked last among those without one gets it. */
+  private fillLobbyMediaSlot(): void {
+    const lobby = this.list('lobby');
+    if (lobby.filter((p) => p.preconnected).length >= this.limits.lobbyMediaSlots) return;
+    const next = lobby.filter((p) => !p.preconnected).at(-1);
+    if (next) this.preconnect(next);
+  }
+
+  private answerHeldOffer(participant: Participant): void {
+    const offer = participant.heldOffer;
+    if (offer === undefined) return;
+    participant.heldOffer = undefined;
+    this.publish(participant.id, offer).catch(() => {
+      // Not a room message (not counted for replay): as the answer to the publish would have been.
+      if (this.participants.get(participant.id) === participant) {
+        participant.peer.send({ type: 'error', code: 'media_failed', message: ERRORS.media_failed.message });
+      }
+    });
   }
 
   private offerSender(participant: Participant): (sdp: string) => void {
@@ -503,6 +552,7 @@ export class Room {
     this.media.drop(participant.id);
     if (participant.status === 'lobby') {
       this.toApprovers({ type: 'knockGone', participantId: participant.id });
+      if (participant.preconnected) this.fillLobbyMediaSlot();
     } else {
       this.toAdmitted({ type: 'participantLeft', participantId: participant.id });
       this.refreshApprovers();
