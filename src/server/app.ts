@@ -200,7 +200,10 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
   });
   registerLinks(http, {
     store,
-    rooms,
+    endCall: (linkId) => {
+      rooms.closeRoom(linkId, 'link_deleted');
+      cluster?.announceLinkDeleted(linkId).catch(() => http.log.warn({}, 'link deletion not announced to the cluster'));
+    },
     createLimit: new RateLimiter(limits.linksPerAccountPerHour, 3600_000),
     maxLinksPerHost: limits.maxLinksPerHost,
   });
@@ -277,8 +280,8 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
     const connection = new Connection(
       socket,
       { store, rooms, knocksPerLink, knocksPerAddress, messagesPerSecond: limits.wsMessagesPerSecond, log: req.log,
-        tap: cluster ? cluster.observe(tap) : tap,
-        recoverParticipant: cluster ? (token) => cluster.directory.participantOfResumeToken(token) : undefined,
+        tap,
+        recoverParticipant: cluster ? (token) => cluster.recoverParticipant(token) : undefined,
       },
       account,
       cluster?.clientAddress(req) ?? req.ip,

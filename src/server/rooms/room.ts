@@ -84,8 +84,20 @@ export const DEFAULT_ROOM_LIMITS: RoomLimits = {
 const REPLAY_WINDOW_MS = 10_000;
 const MAX_REPLAY = 512;
 
+/**
+ * What happens to a participant's place, as the room decides it: a cluster keeps its resume
+ * records from these (written while the participant's time in the call lasts, and ended with it).
+ */
+export type ParticipantEvent =
+  | { kind: 'knocked'; resumeToken: string }
+  | { kind: 'admitted'; resumeToken: string; who: ReturningParticipant }
+  /** Its time in the call is over (left, removed, declined, gone past the grace, call ended): the token is dead. */
+  | { kind: 'ended'; resumeToken: string; code: ErrorCode };
+
 export interface RoomOptions {
   linkId: string;
+  /** This call's instance (a later call of the same link has another); new calls get a random one. */
+  callId?: string;
   linkName: string;
   ownerAccountId: string;
   hostName: string;
@@ -98,6 +110,7 @@ export interface RoomOptions {
   onDismissed?: (resumeToken: string, code: ErrorCode) => void;
   /** Counts for /metrics: a guest knocked, someone was let in. */
   onEvent?: (event: 'knock' | 'admitted') => void;
+  onParticipant?: (event: ParticipantEvent) => void;
 }
 
 type Status = 'lobby' | 'admitted';
@@ -143,6 +156,7 @@ export function newParticipantId(): string {
 
 export class Room {
   readonly linkId: string;
+  readonly callId: string;
   readonly linkName: string;
   readonly ownerAccountId: string;
   readonly hostName: string;
@@ -155,12 +169,14 @@ export class Room {
   /** Participants by the SHA-256 of their resume token. */
   private readonly tokens = new Map<string, Participant>();
   private readonly onEvent?: (event: 'knock' | 'admitted') => void;
+  private readonly onParticipant?: (event: ParticipantEvent) => void;
   private readonly participants = new Map<string, Participant>();
   private approverTimer?: NodeJS.Timeout;
   private closed = false;
 
   constructor(options: RoomOptions) {
     this.linkId = options.linkId;
+    this.callId = options.callId ?? randomBytes(12).toString('base64url');
     this.linkName = options.linkName;
     this.ownerAccountId = options.ownerAccountId;
     this.hostName = options.hostName;
@@ -170,6 +186,7 @@ export class Room {
     this.onEmpty = options.onEmpty;
     this.onDismissed = options.onDismissed;
     this.onEvent = options.onEvent;
+    this.onParticipant = options.onParticipant;
     // Without its media the call cannot go on: everyone is told why and may join again.
     this.media.onFailure?.((code) => this.close(code));
   }
@@ -218,6 +235,7 @@ export class Room {
       this.participants.set(participant.id, participant);
       this.tokens.set(tokenKey(participant.resumeToken), participant);
       this.sendResumable(participant);
+      this.onParticipant?.({ kind: 'knocked', resumeToken: participant.resumeToken });
       this.admit(participant);
       return participant.id;
     }
@@ -225,6 +243,7 @@ export class Room {
     this.participants.set(participant.id, participant);
     this.tokens.set(tokenKey(participant.resumeToken), participant);
     this.sendResumable(participant);
+    this.onParticipant?.({ kind: 'knocked', resumeToken: participant.resumeToken });
     this.onEvent?.('knock');
     participant.knockTimer = setTimeout(() => {
       this.dismiss(participant, this.hostPresent ? 'no_answer' : 'host_absent');
@@ -359,8 +378,8 @@ export class Room {
   disconnected(actorId: string, peer: RoomPeer, deliberate = false): void {
     const participant = this.participants.get(actorId);
     if (!participant || participant.peer !== peer || participant.awayTimer) return;
-    if (deliberate) return this.forget(participant);
-    participant.awayTimer = setTimeout(() => this.forget(participant), this.limits.resumeGraceMs);
+    if (deliberate) return this.forget(participant, 'left');
+    participant.awayTimer = setTimeout(() => this.forget(participant, 'left'), this.limits.resumeGraceMs);
     participant.awayTimer.unref?.();
     if (participant.status === 'admitted') {
       this.toAdmitted({ type: 'participantUpdated', participant: participantInfo(participant) }, participant.id);
@@ -427,6 +446,7 @@ export class Room {
       clearTimeout(participant.awayTimer);
       this.participants.delete(participant.id);
       this.tokens.delete(tokenKey(participant.resumeToken));
+      this.onParticipant?.({ kind: 'ended', resumeToken: participant.resumeToken, code });
       this.onDismissed?.(participant.resumeToken, code);
       participant.peer.close(code);
     }
@@ -451,6 +471,11 @@ export class Room {
     this.onEvent?.('admitted');
     if (!returning) participant.admittedAt = this.now();
     if (wasWaiting) this.toApprovers({ type: 'knockGone', participantId: participant.id });
+    this.onParticipant?.({
+      kind: 'admitted',
+      resumeToken: participant.resumeToken,
+      who: { participantId: participant.id, role: participant.role, card: participant.card, since: participant.admittedAt },
+    });
     participant.canApprove = this.mayApprove(participant.id);
     // Media first: a guest connected while it waited gets the offer for everyone's media ahead of
     // `joined`, so its browser answers before it gets busy drawing the call.
@@ -538,17 +563,19 @@ export class Room {
 
   /** Send a participant away with a reason and forget it. */
   private dismiss(participant: Participant, code: ErrorCode): void {
-    this.forget(participant);
+    this.forget(participant, code);
     this.onDismissed?.(participant.resumeToken, code);
     participant.peer.close(code);
   }
 
-  private forget(participant: Participant): void {
+  /** The participant's time here is over (`code` says why): its place and its resume token end. */
+  private forget(participant: Participant, code: ErrorCode): void {
     if (this.participants.get(participant.id) !== participant) return;
     clearTimeout(participant.knockTimer);
     clearTimeout(participant.awayTimer);
     this.participants.delete(participant.id);
     this.tokens.delete(tokenKey(participant.resumeToken));
+    this.onParticipant?.({ kind: 'ended', resumeToken: participant.resumeToken, code });
     this.media.drop(participant.id);
     if (participant.status === 'lobby') {
       this.toApprovers({ type: 'knockGone', participantId: participant.id });
