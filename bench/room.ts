@@ -106,7 +106,7 @@ function child(args: string[], env: Record<string, string> = {}): ChildProcess {
 async function startServerProcess(): Promise<{ url: string; proc: ChildProcess; dataDir: string }> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'linkcall-bench-'));
-  const proc = child(['src/server/main.ts'], { PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', MEDIA_ADDRESS: '127.0.0.1', MEDIA_WORKERS: MEDIA_WORKERS, KNOCKS_PER_ADDRESS_PER_MINUTE: '1000' });
+  const proc = child(['src/server/main.ts'], { PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', MEDIA_ADDRESS: '127.0.0.1', MEDIA_WORKERS: MEDIA_WORKERS, KNOCKS_PER_ADDRESS_PER_MINUTE: '1000', WS_CONNECTIONS_PER_ADDRESS: '1000' });
   proc.stdout!.on('data', () => {});
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 150; i++) {

@@ -40,7 +40,7 @@ async function runServer(): Promise<void> {
     config: loadConfig({ DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'warn' }),
     store,
     logger: { level: 'warn' },
-    rateLimits: { knocksPerLinkPerMinute: 1_000_000, knocksPerAddressPerMinute: 1_000_000 },
+    rateLimits: { knocksPerLinkPerMinute: 1_000_000, knocksPerAddressPerMinute: 1_000_000, wsConnectionsPerAddress: 1_000_000 },
   });
   await app.http.listen({ port: 0, host: '127.0.0.1' });
   const address = app.http.server.address() as { port: number };

@@ -77,7 +77,7 @@ const serverLogs = { warn: 0, error: 0 };
 async function startServerProcess(): Promise<ServerProcess> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'linkcall-soak-'));
-  const env = { PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, MEDIA_ADDRESS: '127.0.0.1', LOG_LEVEL: 'warn', SHUTDOWN_GRACE_MS: '1000' };
+  const env = { PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, MEDIA_ADDRESS: '127.0.0.1', LOG_LEVEL: 'warn', SHUTDOWN_GRACE_MS: '1000', WS_CONNECTIONS_PER_ADDRESS: '1000' };
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/server/main.ts'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const server = { url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/ws`, proc, dataDir };
   serverProcess = server;

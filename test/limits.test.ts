@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { closeCodeFor, ERRORS } from '../src/protocol/errors.js';
 import type { ServerMessage } from '../src/protocol/messages.js';
+import type { CallMedia } from '../src/server/rooms/call-media.js';
 import type { RoomLimits } from '../src/server/rooms/room.js';
 import { callOfTwo, connectClient, createLink, signUp, startServer, until, type TestLink, type TestServer } from './support/server.js';
 
@@ -39,8 +40,9 @@ async function rawKnock(
   server: TestServer,
   link: Pick<TestLink, 'id'>,
   cookie?: string,
+  headers: Record<string, string> = {},
 ): Promise<{ first: ServerMessage; ws: WebSocket; closeCode: Promise<number> }> {
-  const ws = new WebSocket(server.wsUrl, { headers: cookie ? { cookie } : {} });
+  const ws = new WebSocket(server.wsUrl, { headers: { ...headers, ...(cookie ? { cookie } : {}) } });
   await new Promise((resolve) => ws.once('open', resolve));
   const closeCode = new Promise<number>((resolve) => ws.once('close', (c) => resolve(c)));
   const first = new Promise<ServerMessage>((resolve) => {
@@ -160,6 +162,82 @@ describe('signaling floods and caps get clear answers', () => {
         ws.close();
       }
       assert.deepEqual(answers, ['waiting', 'waiting', 'rate_limited']);
+    });
+  });
+
+  it('an address holds at most WS_CONNECTIONS_PER_ADDRESS signaling connections: the next is told why; closing one frees a place', async () => {
+    await withServer({ env: { WS_CONNECTIONS_PER_ADDRESS: '3' } }, async (server) => {
+      const open = async () => {
+        const ws = new WebSocket(server.wsUrl);
+        const first = new Promise<ServerMessage | undefined>((resolve) => {
+          ws.once('message', (d) => resolve(JSON.parse(String(d)) as ServerMessage));
+          ws.once('close', () => resolve(undefined));
+        });
+        const closeCode = new Promise<number>((resolve) => ws.once('close', (c) => resolve(c)));
+        await new Promise((resolve) => ws.once('open', resolve));
+        return { ws, first, closeCode };
+      };
+      const held = [await open(), await open(), await open()];
+      const extra = await open();
+      assert.deepEqual(await extra.first, { type: 'closed', code: 'too_many_connections', message: ERRORS.too_many_connections.message });
+      assert.equal(await extra.closeCode, closeCodeFor('too_many_connections'));
+      held[0]!.ws.close();
+      await held[0]!.closeCode;
+      await new Promise((r) => setTimeout(r, 50));
+      const again = await open();
+      again.ws.send(JSON.stringify({ type: 'ping', seq: 7 }));
+      assert.deepEqual(await again.first, { type: 'pong', seq: 7 }, 'a place freed by a close is usable');
+      for (const c of [...held, again]) c.ws.close();
+    });
+  });
+
+  it('IPv6 clients are counted by their /64: knocks, connections and sign-ins from one /64 share one budget', async () => {
+    const env = { TRUST_PROXY: 'true', KNOCKS_PER_ADDRESS_PER_MINUTE: '2', WS_CONNECTIONS_PER_ADDRESS: '3' };
+    await withServer({ env, rateLimits: { signInsPerAddressPerMinute: 2 } }, async (server) => {
+      const cookie = await signUp(server, 'ana');
+      const link = await createLink(server, cookie);
+      const from = (address: string) => ({ 'x-forwarded-for': address });
+      const answer = async (address: string) => {
+        const { first, ws } = await rawKnock(server, link, undefined, from(address));
+        ws.close();
+        return first.type === 'closed' || first.type === 'error' ? first.code : first.type;
+      };
+      // Three knocks from three addresses of one /64 (as one subscriber's devices would have).
+      assert.deepEqual(
+        [await answer('2001:db8:5:6::1'), await answer('2001:db8:5:6:aaaa::2'), await answer('2001:0db8:0005:0006:ffff:ffff:ffff:ffff')],
+        ['waiting', 'waiting', 'rate_limited'],
+      );
+      assert.equal(await answer('2001:db8:5:7::1'), 'waiting', 'the next /64 has its own budget');
+
+      const sockets = await Promise.all(['::1', '::2:2', ':a:b:c:d', ':ffff:0:0:1'].map(async (suffix) => {
+        const ws = new WebSocket(server.wsUrl, { headers: from(`2001:db8:9:9${suffix}`) });
+        const first = new Promise<string>((resolve) => ws.once('message', (d) => resolve((JSON.parse(String(d)) as { code?: string; type: string }).code ?? 'open')));
+        await new Promise((resolve) => ws.once('open', resolve));
+        ws.send(JSON.stringify({ type: 'ping' }));
+        return { ws, first: await first };
+      }));
+      assert.deepEqual(sockets.map((s) => s.first).sort(), ['open', 'open', 'open', 'too_many_connections']);
+      for (const s of sockets) s.ws.close();
+
+      const signIn = (address: string) => post(server, '/api/signin', { username: 'ana', password: 'correct horse battery' }, from(address));
+      assert.deepEqual(
+        [(await signIn('2001:db8:7:7::1')).status, (await signIn('2001:db8:7:7::2')).status, (await signIn('2001:db8:7:7::3')).status],
+        [200, 200, 429],
+      );
+    });
+  });
+
+  it('a flood of knocks by someone who knows only the link id costs the SFU at most lobbyMediaSlots (4) transports', async () => {
+    await withServer({ rateLimits: { knocksPerAddressPerMinute: 1000 } }, async (server) => {
+      const cookie = await signUp(server, 'ana');
+      const link = await createLink(server, cookie);
+      const knocks = [];
+      for (let i = 0; i < 15; i++) knocks.push(await rawKnock(server, link));
+      assert.deepEqual(new Set(knocks.map((k) => k.first.type)), new Set(['waiting']));
+      const media = server.app.rooms.get(link.id)!.media as CallMedia;
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(media.router.subscribeTransports.size, 4, 'receiving transports for 4 of 15 knocks');
+      for (const k of knocks) k.ws.close();
     });
   });
 

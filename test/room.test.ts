@@ -305,6 +305,35 @@ describe('Room admission rules', () => {
     assert.throws(() => room.join(new TestPeer(), 'C', undefined), refusedWith('lobby_full'));
   });
 
+  it('a flood of knocks connects media for at most lobbyMediaSlots guests; a guest past the cap gets media once admitted', async () => {
+    const { room, hostPeer, media } = setup();
+    const host = room.join(hostPeer, 'Ana', 'owner');
+    const guests = Array.from({ length: 12 }, (_, i) => {
+      const peer = new TestPeer();
+      return { peer, id: room.join(peer, `Guest ${i}`, undefined) };
+    });
+    assert.equal(media.connected.size, 4, 'media transports for 4 of 12 waiting guests');
+    const last = guests.at(-1)!;
+    assert.equal(media.connected.has(last.id), false);
+    // A guest without a slot publishes while it waits, as every page does: its offer waits too.
+    await room.publish(last.id, 'v=0 offer');
+    assert.equal(last.peer.last('publishAnswer'), undefined, 'no SFU transport for its offer yet');
+    assert.deepEqual(media.published, []);
+
+    approve(room, host, last.id);
+    await new Promise((r) => setImmediate(r));
+    assert.ok(media.admitted.has(last.id), 'admitted: it gets its transports now');
+    assert.equal(last.peer.last('publishAnswer')?.sdp, 'v=0 answer', 'its held offer is answered');
+    assert.ok(media.forwarded.has(last.id), 'and what it sends reaches the call');
+
+    // A slot that comes free goes to the guest who knocked last among those still without one.
+    room.decline(host, guests[0]!.id);
+    assert.equal(media.connected.size, 4);
+    assert.ok(media.connected.has(guests.at(-2)!.id));
+    room.restartMedia(guests[5]!.id);
+    assert.equal(media.connected.has(guests[5]!.id), false, 'a restart does not get a guest past the cap');
+  });
+
   it('refuses approving someone who is not waiting', () => {
     const { room, hostPeer } = setup();
     const host = room.join(hostPeer, 'Ana', 'owner');

@@ -42,6 +42,10 @@ export const ERRORS = {
     message: 'The host did not arrive in time. Try the link again later.',
   },
   no_answer: { status: 408, message: 'Nobody answered your request to join. Try again later.' },
+  too_many_connections: {
+    status: 429,
+    message: 'Too many connections from your network. Close other call tabs, or try again in a moment.',
+  },
   lobby_full: { status: 429, message: 'Too many people are waiting to join this call. Try again in a moment.' },
   commit_conflict: {
     status: 409,

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline, Transform } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ERRORS, LinkcallError } from '../protocol/errors.js';
+import { closeCodeFor, ERRORS, LinkcallError } from '../protocol/errors.js';
 import { MAX_FRAME_BYTES, type ServerMessage } from '../protocol/messages.js';
 import type { Config } from './config.js';
 import { registerAuth, sessionAccount, SESSION_COOKIE } from './http/auth.js';
@@ -15,7 +15,7 @@ import { registerHealth } from './http/health.js';
 import { registerIce } from './http/ice.js';
 import { linkInfo, registerLinks } from './http/links.js';
 import { Metrics, registerMetrics } from './http/metrics.js';
-import { FailureBackoff, RateLimiter, type BackoffPolicy } from './http/rate-limit.js';
+import { addressKey, FailureBackoff, RateLimiter, type BackoffPolicy } from './http/rate-limit.js';
 import { originAllowed, registerSecurityHeaders } from './http/security.js';
 import { MediaWorkers } from './media-workers/media-workers.js';
 import { CallMedia } from './rooms/call-media.js';
@@ -39,6 +39,8 @@ export interface RateLimits {
   knocksPerAddressPerMinute: number;
   /** Signaling messages per connection per second. */
   wsMessagesPerSecond: number;
+  /** Signaling connections open at once per address (IPv6: per /64). */
+  wsConnectionsPerAddress: number;
 }
 
 export const DEFAULT_RATE_LIMITS: RateLimits = {
@@ -52,6 +54,8 @@ export const DEFAULT_RATE_LIMITS: RateLimits = {
   knocksPerLinkPerMinute: 60,
   knocksPerAddressPerMinute: 20,
   wsMessagesPerSecond: 40,
+  // A household or a small office behind one NAT, each person with a tab or two.
+  wsConnectionsPerAddress: 20,
 };
 
 export interface AppOptions {
@@ -93,7 +97,9 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
   const fromConfig: Partial<RateLimits> = {};
   if (config.knockLimits.perLinkPerMinute) fromConfig.knocksPerLinkPerMinute = config.knockLimits.perLinkPerMinute;
   if (config.knockLimits.perAddressPerMinute) fromConfig.knocksPerAddressPerMinute = config.knockLimits.perAddressPerMinute;
-  const limits = { ...DEFAULT_RATE_LIMITS, ...fromConfig, ...rateLimits };
+  if (config.wsConnectionsPerAddress) fromConfig.wsConnectionsPerAddress = config.wsConnectionsPerAddress;
+  const given = Object.fromEntries(Object.entries(rateLimits ?? {}).filter(([, v]) => v !== undefined)) as Partial<RateLimits>;
+  const limits: RateLimits = { ...DEFAULT_RATE_LIMITS, ...fromConfig, ...given };
   const tls = config.publicUrl?.startsWith('https://') ?? false;
   const http = Fastify({
     logger: logger ?? { level: config.logLevel },
@@ -194,7 +200,10 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
   });
   registerLinks(http, {
     store,
-    rooms,
+    endCall: (linkId) => {
+      rooms.closeRoom(linkId, 'link_deleted');
+      cluster?.announceLinkDeleted(linkId).catch(() => http.log.warn({}, 'link deletion not announced to the cluster'));
+    },
     createLimit: new RateLimiter(limits.linksPerAccountPerHour, 3600_000),
     maxLinksPerHost: limits.maxLinksPerHost,
   });
@@ -222,6 +231,26 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
   // Every open signaling socket, so a shutdown can tell each one (joined or not).
   const connections = new Map<import('ws').WebSocket, Connection>();
   let shutdownNotice: ServerMessage | undefined;
+  /** Open signaling sockets per address key (addressKey), for the per-address cap. */
+  const socketsPerAddress = new Map<string, number>();
+
+  /** Count the socket against its address; false (and the socket told why, then closed) past the cap. */
+  function admitSocket(socket: import('ws').WebSocket, req: FastifyRequest): boolean {
+    const key = addressKey(cluster?.clientAddress(req) ?? req.ip);
+    const open = socketsPerAddress.get(key) ?? 0;
+    if (open >= limits.wsConnectionsPerAddress) {
+      socket.send(JSON.stringify({ type: 'closed', code: 'too_many_connections', message: ERRORS.too_many_connections.message } satisfies ServerMessage));
+      socket.close(closeCodeFor('too_many_connections'));
+      return false;
+    }
+    socketsPerAddress.set(key, open + 1);
+    socket.once('close', () => {
+      const left = (socketsPerAddress.get(key) ?? 1) - 1;
+      if (left > 0) socketsPerAddress.set(key, left);
+      else socketsPerAddress.delete(key);
+    });
+    return true;
+  }
 
   http.get(
     '/ws',
@@ -234,6 +263,7 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
       },
     },
     async (socket, req) => {
+      if (!admitSocket(socket, req)) return;
       // In a cluster, a client whose call lives on another node is relayed there (cluster/relay.ts).
       if (cluster && !cluster.isRelayed(req)) return cluster.route(socket, req, (first) => void serveSignaling(socket, req, first));
       await serveSignaling(socket, req, []);
@@ -250,8 +280,8 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
     const connection = new Connection(
       socket,
       { store, rooms, knocksPerLink, knocksPerAddress, messagesPerSecond: limits.wsMessagesPerSecond, log: req.log,
-        tap: cluster ? cluster.observe(tap) : tap,
-        recoverParticipant: cluster ? (token) => cluster.directory.participantOfResumeToken(token) : undefined,
+        tap,
+        recoverParticipant: cluster ? (token) => cluster.recoverParticipant(token) : undefined,
       },
       account,
       cluster?.clientAddress(req) ?? req.ip,

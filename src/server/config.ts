@@ -45,6 +45,8 @@ const env = z.object({
   KNOCKS_PER_LINK_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).optional(),
   /** Knocks one address may make per minute, all links together (raise it for guests behind one office NAT). */
   KNOCKS_PER_ADDRESS_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).optional(),
+  /** Signaling WebSockets open at once from one address (an IPv6 /64 counts as one address). */
+  WS_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(1).max(1_000_000).optional(),
   /** 'relay' makes browsers send media only through TURN (hides their addresses; used by tests). */
   ICE_TRANSPORT_POLICY: z.enum(['all', 'relay']).default('all'),
 });
@@ -70,6 +72,8 @@ export interface Config {
   iceTransportPolicy: 'all' | 'relay';
   /** Knock rate limits set by the operator (the rest keep their defaults). */
   knockLimits: { perLinkPerMinute?: number; perAddressPerMinute?: number };
+  /** Signaling connections one address may hold open, when the operator set it. */
+  wsConnectionsPerAddress?: number;
 }
 
 export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
@@ -91,6 +95,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     turn: turnConfig(e),
     iceTransportPolicy: e.ICE_TRANSPORT_POLICY,
     knockLimits: { perLinkPerMinute: e.KNOCKS_PER_LINK_PER_MINUTE, perAddressPerMinute: e.KNOCKS_PER_ADDRESS_PER_MINUTE },
+    wsConnectionsPerAddress: e.WS_CONNECTIONS_PER_ADDRESS,
   };
 }
 

@@ -88,7 +88,7 @@ describe('the cluster directory (Redis)', { timeout: 60_000 }, () => {
   it('remembers which call a resume token belongs to, stored hashed', async () => {
     const [a] = directories;
     const call = linkId();
-    await a!.rememberResumeToken('a-resume-token-of-a-participant', call);
+    await a!.rememberResumeToken('a-resume-token-of-a-participant', { linkId: call, callId: 'call-1' });
     assert.equal(await a!.linkOfResumeToken('a-resume-token-of-a-participant'), call);
     assert.equal(await a!.linkOfResumeToken('another-token'), undefined);
     assert.deepEqual(await a!.redis.keys('*a-resume-token*'), [], 'the token itself is not a key');

@@ -34,8 +34,8 @@ export interface TestServerOptions {
   tap?: Tap;
 }
 
-/** Many hosts sign up from one loopback address in tests; the sign-up limit is the only one raised. */
-const TEST_RATE_LIMITS: Partial<RateLimits> = { signUpsPerAddressPerHour: 1000 };
+/** Many hosts sign up, and many participants connect, from one loopback address in tests: those limits are raised. */
+const TEST_RATE_LIMITS: Partial<RateLimits> = { signUpsPerAddressPerHour: 1000, wsConnectionsPerAddress: 1000 };
 
 export async function startServer(opts: TestServerOptions = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'linkcall-test-'));
@@ -49,7 +49,8 @@ export async function startServer(opts: TestServerOptions = {}): Promise<TestSer
     config,
     store,
     roomLimits: opts.roomLimits,
-    rateLimits: { ...TEST_RATE_LIMITS, ...opts.rateLimits },
+    // A cap the test sets as an operator would (environment) is kept.
+    rateLimits: { ...TEST_RATE_LIMITS, ...(opts.env?.WS_CONNECTIONS_PER_ADDRESS ? { wsConnectionsPerAddress: undefined } : {}), ...opts.rateLimits },
     logger,
     tap: opts.tap,
   });

@@ -9,11 +9,17 @@ import type { FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { Config } from '../config.js';
 import type { Rooms } from '../rooms/rooms.js';
-import type { WsTapEvent } from '../signaling/connection.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ErrorCode } from '../../protocol/errors.js';
+import type { ReturningParticipant } from '../rooms/room.js';
 import { ClusterDirectory, type NodeInfo } from './directory.js';
 import { relay, relayProof, RELAY_HEADER, verifyRelayProof } from './relay.js';
 
 type Early = [Buffer, boolean][];
+/** A participant another node may take back (Room.adopt), with the call instance it was in. */
+export type RecoveredParticipant = ReturningParticipant & { linkId: string; callId: string };
+/** How long a resume waits for a call's silent home node to be declared dead (its key's expiry, and a margin). */
+const NODE_GONE_WAIT_MS = 4000;
 type Log = { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
 
 /** What the first routable frame says about where the client belongs. */
@@ -44,14 +50,18 @@ export class Cluster {
           participants: all.reduce((n, r) => n + r.admittedCount + r.lobbyCount, 0),
           draining: !rooms.acceptingJoins,
           linkIds: all.map((r) => r.linkId),
+          callIds: all.map((r) => r.callId),
         };
       },
       log,
     );
+    this.keepResumeRecords();
   }
 
-  start(url: string): Promise<void> {
-    return this.directory.start(url);
+  async start(url: string): Promise<void> {
+    await this.directory.start(url);
+    // A deleted link's call ends on every node, not only on the one that took the DELETE.
+    await this.directory.onLinkDeleted((linkId) => this.rooms.closeRoom(linkId, 'link_deleted'));
   }
 
   async stop(): Promise<void> {
@@ -144,36 +154,49 @@ export class Cluster {
   }
 
   /**
-   * Watches one connection's frames (the app's per-connection tap) to remember which
-   * link its resume token belongs to, so any node can route the resume later.
+   * Keep the directory's resume records from the rooms' own events: a token is filed under the
+   * link and call of the room that issued it, and ends when its participant's time there ends.
    */
-  observe(next?: (event: WsTapEvent) => void): (event: WsTapEvent) => void {
-    let linkId: string | undefined;
-    let token: string | undefined;
-    return (event) => {
-      next?.(event);
-      if (event.kind === 'ws-in' && !linkId && !event.isBinary && event.data.length < 4096) {
-        const m = parse(event.data, false);
-        if (m?.type === 'join' && typeof m.linkId === 'string') linkId = m.linkId;
-        // A resume keeps the token it came with (the participant may be admitted again elsewhere).
-        if (m?.type === 'resume' && typeof m.token === 'string') {
-          token = m.token;
-          void this.directory.linkOfResumeToken(token).then((l) => (linkId ??= l), () => undefined);
-        }
-      } else if (event.kind === 'ws-out' && event.data.startsWith('{"type":"resumable"')) {
-        const m = parse(Buffer.from(event.data), false);
-        if (typeof m?.token === 'string' && linkId) {
-          token = m.token;
-          this.directory.rememberResumeToken(token, linkId).catch(() => undefined);
-        }
-      } else if (event.kind === 'ws-out' && token && linkId && event.data.startsWith('{"type":"joined"')) {
-        const you = (parse(Buffer.from(event.data), false)?.you ?? undefined) as Record<string, unknown> | undefined;
-        if (you && typeof you.id === 'string' && typeof you.card === 'string' && (you.role === 'host' || you.role === 'guest') && typeof you.since === 'number') {
-          const who = { participantId: you.id, role: you.role, card: you.card, since: you.since } as const;
-          this.directory.rememberResumeToken(token, linkId, who).catch(() => undefined);
-        }
-      }
-    };
+  private keepResumeRecords(): void {
+    this.rooms.watch((room, event) => {
+      const call = { linkId: room.linkId, callId: room.callId };
+      const write =
+        event.kind === 'opened' ? this.directory.callStarted(room.callId)
+        : event.kind === 'closed' ? this.directory.callEnded(room.callId)
+        : event.kind === 'knocked' ? this.directory.rememberResumeToken(event.resumeToken, call)
+        : event.kind === 'admitted' ? this.directory.rememberResumeToken(event.resumeToken, { ...call, who: event.who })
+        : this.directory.endResumeToken(event.resumeToken, { ...call, ended: event.code });
+      write.catch(() => this.log.warn({ event: event.kind }, 'cluster directory write failed'));
+    });
+  }
+
+  /**
+   * A resume whose token no room here holds: who its participant was, if it may be taken back
+   * here — it was admitted, its time in the call has not ended, and its call is either already
+   * here (moved from a node that is gone) or lived on a node that is gone, within ROOM_TTL. A
+   * token that ended says why.
+   */
+  async recoverParticipant(token: string): Promise<RecoveredParticipant | { ended: ErrorCode } | undefined> {
+    const record = await this.directory.resumeRecord(token);
+    if (record?.ended) return { ended: record.ended };
+    if (!record?.who) return undefined;
+    const recovered = { ...record.who, linkId: record.linkId, callId: record.callId };
+    const here = this.rooms.get(record.linkId);
+    if (here && !here.isClosed) return here.callId === record.callId ? recovered : undefined;
+    // A node that crashed is seen dead once its heartbeat key expires: wait that long at most.
+    const deadline = Date.now() + NODE_GONE_WAIT_MS;
+    for (;;) {
+      const home = await this.directory.callHome(record.callId);
+      if (!home) return undefined;
+      if (!(await this.directory.alive(home))) return recovered;
+      if (Date.now() >= deadline) return undefined;
+      await sleep(250);
+    }
+  }
+
+  /** The link was deleted: its call ends on whichever node it lives (see onLinkDeleted). */
+  announceLinkDeleted(linkId: string): Promise<void> {
+    return this.directory.announceLinkDeleted(linkId);
   }
 }
 

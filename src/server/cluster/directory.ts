@@ -6,15 +6,22 @@
  *   expiry; a node whose key expired is dead.
  * - `linkcall:load`: sorted set of live nodes by (load + 1) ÷ capacity (placement picks the lowest).
  * - `linkcall:room:<linkId>`: the home node of a call; kept fresh by that node while the call lives.
- * - `linkcall:resume:<sha256(token)>`: the link a resume token belongs to (hashed: the
- *   token itself is a bearer secret).
+ * - `linkcall:call:<callId>`: the node process (id and instance) a call instance lives on;
+ *   kept fresh by that process while the call lives, deleted when it ends.
+ * - `linkcall:resume:<sha256(token)>`: the link and call instance a resume token belongs to,
+ *   and who its participant is once admitted (hashed: the token itself is a bearer secret).
+ *   Written by the node of the room that issued the token, from that room's events, and
+ *   ended (a short tombstone saying why) when the participant's time in the call ends.
  */
+import type { ErrorCode } from '../../protocol/errors.js';
 import type { ReturningParticipant } from '../rooms/room.js';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 
 export interface NodeInfo {
   id: string;
+  /** This run of the process: a node restarted under the same id is another instance. */
+  instance?: string;
   /** Where other nodes reach this node's HTTP and WebSocket endpoints. */
   url: string;
   capacity: number;
@@ -33,6 +40,24 @@ export interface NodeLoad {
   draining: boolean;
   /** Link ids of the calls that live here. */
   linkIds: string[];
+  /** Call instance ids of the calls that live here. */
+  callIds?: string[];
+}
+
+/** What a resume token stands for (see the key layout above). */
+export interface ResumeRecord {
+  linkId: string;
+  callId: string;
+  /** Set once its participant is admitted. */
+  who?: ReturningParticipant;
+  /** Set when its participant's time in the call is over: why. */
+  ended?: ErrorCode;
+}
+
+/** Where a call instance lives: a node, in one run of its process. */
+export interface CallHome {
+  node: string;
+  instance: string;
 }
 
 export const HEARTBEAT_MS = 1000;
@@ -40,7 +65,12 @@ export const HEARTBEAT_MS = 1000;
 const NODE_TTL_MS = 3 * HEARTBEAT_MS;
 /** A call's home record outlives its last refresh by this much (refreshed every heartbeat). */
 const ROOM_TTL_MS = 30_000;
+/** A bound on a record whose call's node died before it could end it (the call key decides sooner). */
 const RESUME_TTL_MS = 12 * 3600_000;
+/** How long an ended token's record says why (for a resume that comes late). */
+const ENDED_TTL_MS = 120_000;
+/** Delete a call's key only if it still names this process (the call may have moved on). */
+const DELETE_IF = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 const PREFIX = 'linkcall:';
 
 /**
@@ -74,6 +104,10 @@ export class ClusterDirectory {
   private lastCpu = process.cpuUsage();
   private lastBeat = performance.now();
   private registered = false;
+  /** Subscribed to node-to-node notices (a deleted link), once onLinkDeleted is called. */
+  private subscriber?: Redis;
+  /** This run of the node (see NodeInfo.instance). */
+  readonly instance = randomBytes(9).toString('base64url');
 
   constructor(
     redisUrl: string,
@@ -85,6 +119,7 @@ export class ClusterDirectory {
     this.redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false });
     this.redis.on('error', () => {});
     this.redis.defineCommand('linkcallPlace', { numberOfKeys: 2, lua: PLACE });
+    this.redis.defineCommand('linkcallDeleteIf', { numberOfKeys: 1, lua: DELETE_IF });
   }
 
   /** Connect and start heartbeats; rejects if Redis cannot be reached. */
@@ -119,6 +154,7 @@ export class ClusterDirectory {
     this.lastBeat = now;
     const info: NodeInfo = {
       id: this.self.id,
+      instance: this.instance,
       url: this.url,
       capacity: this.self.capacity,
       draining: load.draining,
@@ -133,6 +169,7 @@ export class ClusterDirectory {
       // What one more call would weigh here: with no load at all, the bigger node still wins.
       .zadd(PREFIX + 'load', (load.rooms + load.participants + 1) / this.self.capacity, this.self.id);
     for (const linkId of load.linkIds) batch.set(PREFIX + 'room:' + linkId, this.self.id, 'PX', ROOM_TTL_MS);
+    for (const callId of load.callIds ?? []) batch.set(PREFIX + 'call:' + callId, this.home(), 'PX', ROOM_TTL_MS);
     await batch.exec();
     this.registered = true;
   }
@@ -163,38 +200,72 @@ export class ClusterDirectory {
     return raws.filter((r): r is string => r !== null).map((r) => JSON.parse(r) as NodeInfo);
   }
 
+  private home(): string {
+    return JSON.stringify({ node: this.self.id, instance: this.instance } satisfies CallHome);
+  }
+
+  /** A call instance now lives in this process. */
+  async callStarted(callId: string): Promise<void> {
+    await this.redis.set(PREFIX + 'call:' + callId, this.home(), 'PX', ROOM_TTL_MS);
+  }
+
+  /** A call instance that lived in this process is over. */
+  async callEnded(callId: string): Promise<void> {
+    await (this.redis as unknown as { linkcallDeleteIf(key: string, value: string): Promise<number> }).linkcallDeleteIf(PREFIX + 'call:' + callId, this.home());
+  }
+
+  /** Where a call instance lives, or lived until at most ROOM_TTL_MS ago; undefined: over, or gone longer. */
+  async callHome(callId: string): Promise<CallHome | undefined> {
+    return parse<CallHome>(await this.redis.get(PREFIX + 'call:' + callId));
+  }
+
+  /** Whether that run of that node is alive (a node restarted under the same id is not the same run). */
+  async alive(home: CallHome): Promise<boolean> {
+    const info = await this.node(home.node);
+    return info !== undefined && info.instance === home.instance;
+  }
+
   /**
-   * The call a resume token belongs to and, once admitted, who its participant is
-   * (id, role, sealed card, admission time: what another node needs to take it back
-   * if this call's node is lost; the card stays sealed).
+   * What a resume token stands for, as the room that issued it says: its link and call and, once
+   * admitted, who its participant is (id, role, sealed card, admission time: what another node
+   * needs to take it back if the call's node is lost; the card stays sealed).
    */
-  async rememberResumeToken(token: string, linkId: string, who?: ReturningParticipant): Promise<void> {
-    await this.redis.set(PREFIX + 'resume:' + tokenKey(token), JSON.stringify({ linkId, who }), 'PX', RESUME_TTL_MS);
+  async rememberResumeToken(token: string, record: Omit<ResumeRecord, 'ended'>): Promise<void> {
+    await this.redis.set(PREFIX + 'resume:' + tokenKey(token), JSON.stringify(record), 'PX', RESUME_TTL_MS);
+  }
+
+  /** The participant's time in the call is over: its token stands for nothing but why, briefly. */
+  async endResumeToken(token: string, record: { linkId: string; callId: string; ended: ErrorCode }): Promise<void> {
+    await this.redis.set(PREFIX + 'resume:' + tokenKey(token), JSON.stringify(record), 'PX', ENDED_TTL_MS);
   }
 
   async linkOfResumeToken(token: string): Promise<string | undefined> {
     return (await this.resumeRecord(token))?.linkId;
   }
 
-  /** Who an admitted participant was, for a node adopting its call (see Room.adopt). */
-  async participantOfResumeToken(token: string): Promise<(ReturningParticipant & { linkId: string }) | undefined> {
-    const record = await this.resumeRecord(token);
-    return record?.who ? { ...record.who, linkId: record.linkId } : undefined;
+  async resumeRecord(token: string): Promise<ResumeRecord | undefined> {
+    return parse<ResumeRecord>(await this.redis.get(PREFIX + 'resume:' + tokenKey(token)));
   }
 
-  private async resumeRecord(token: string): Promise<{ linkId: string; who?: ReturningParticipant } | undefined> {
-    const raw = await this.redis.get(PREFIX + 'resume:' + tokenKey(token));
-    if (!raw) return undefined;
-    try {
-      return JSON.parse(raw) as { linkId: string; who?: ReturningParticipant };
-    } catch {
-      return undefined;
-    }
+  /** Tell every node (this one too) that a link was deleted. */
+  async announceLinkDeleted(linkId: string): Promise<void> {
+    await this.redis.publish(PREFIX + 'link-deleted', linkId);
+  }
+
+  /** Hear announceLinkDeleted from any node (re-subscribed by ioredis after a lost connection). */
+  async onLinkDeleted(listener: (linkId: string) => void): Promise<void> {
+    this.subscriber = this.redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
+    this.subscriber.on('error', () => {});
+    this.subscriber.on('message', (channel: string, linkId: string) => {
+      if (channel === PREFIX + 'link-deleted') listener(linkId);
+    });
+    await this.subscriber.subscribe(PREFIX + 'link-deleted');
   }
 
   /** Leave the cluster: other nodes stop sending calls here at once. */
   async stop(): Promise<void> {
     clearInterval(this.heartbeat);
+    this.subscriber?.disconnect();
     if (this.redis.status === 'ready') {
       await this.redis
         .multi()
@@ -204,6 +275,15 @@ export class ClusterDirectory {
         .catch(() => undefined);
     }
     this.redis.disconnect();
+  }
+}
+
+function parse<T>(raw: string | null): T | undefined {
+  if (!raw) return undefined;
+  try {
+    return JSON.parse(raw) as T;
+  } catch {
+    return undefined;
   }
 }
 

@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { LinkcallError } from '../../protocol/errors.js';
 import type { Account, Store } from '../store/store.js';
-import type { FailureBackoff, RateLimiter } from './rate-limit.js';
+import { addressKey, type FailureBackoff, type RateLimiter } from './rate-limit.js';
 
 export const SESSION_COOKIE = 'lc_session';
 const SESSION_TTL_MS = 30 * 24 * 3600_000;
@@ -70,7 +70,8 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
   }
 
   app.post('/api/signup', async (req, reply) => {
-    if (!signUpLimit.take(req.ip)) throw rateLimited(reply, signUpLimit.retryAfterMs(req.ip));
+    const address = addressKey(req.ip);
+    if (!signUpLimit.take(address)) throw rateLimited(reply, signUpLimit.retryAfterMs(address));
     const body = credentials.safeParse(req.body);
     if (!body.success) throw new LinkcallError('bad_request');
     const { username, password } = body.data;
@@ -89,19 +90,20 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
   });
 
   app.post('/api/signin', async (req, reply) => {
-    if (!signInLimit.take(req.ip)) throw rateLimited(reply, signInLimit.retryAfterMs(req.ip));
+    const address = addressKey(req.ip);
+    if (!signInLimit.take(address)) throw rateLimited(reply, signInLimit.retryAfterMs(address));
     const body = credentials.safeParse(req.body);
     if (!body.success) throw new LinkcallError('bad_request');
     // Keyed by the name as typed (usernames compare case-insensitively), whether or not the
     // account exists, so the answer never tells which usernames are real.
     const accountKey = body.data.username.toLowerCase();
-    const wait = Math.max(signInFailuresPerAccount.waitMs(accountKey), signInFailuresPerAddress.waitMs(req.ip));
+    const wait = Math.max(signInFailuresPerAccount.waitMs(accountKey), signInFailuresPerAddress.waitMs(address));
     if (wait > 0) throw rateLimited(reply, wait);
     const account = await store.findAccountByUsername(body.data.username);
     const ok = await verify(account?.passwordHash ?? (await DUMMY_HASH), body.data.password);
     if (!account || !ok) {
       signInFailuresPerAccount.failed(accountKey);
-      signInFailuresPerAddress.failed(req.ip);
+      signInFailuresPerAddress.failed(address);
       throw new LinkcallError('bad_credentials');
     }
     // Only the account's count is cleared: signing in to one's own account must not

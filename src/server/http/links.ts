@@ -4,7 +4,6 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { LinkcallError } from '../../protocol/errors.js';
 import { linkId as linkIdSchema } from '../../protocol/messages.js';
-import type { Rooms } from '../rooms/rooms.js';
 import type { Link, Store } from '../store/store.js';
 import { rateLimited, requireAccount } from './auth.js';
 import type { RateLimiter } from './rate-limit.js';
@@ -35,14 +34,15 @@ export function newLinkId(): string {
 
 export interface LinksOptions {
   store: Store;
-  rooms: Rooms;
+  /** End the link's call (wherever it lives) for everyone: the link was deleted. */
+  endCall: (linkId: string) => void;
   createLimit: RateLimiter;
   /** Links one account may keep (deleted ones do not count). */
   maxLinksPerHost: number;
 }
 
 export function registerLinks(app: FastifyInstance, opts: LinksOptions): void {
-  const { store, rooms, createLimit, maxLinksPerHost } = opts;
+  const { store, endCall, createLimit, maxLinksPerHost } = opts;
   app.addHook('onClose', async () => createLimit.close());
 
   const view = (l: Link) => ({
@@ -105,7 +105,7 @@ export function registerLinks(app: FastifyInstance, opts: LinksOptions): void {
     const account = await requireAccount(store, req);
     if (!linkIdSchema.safeParse(req.params.id).success) throw new LinkcallError('link_not_found');
     if (!(await store.deleteLink(req.params.id, account.id, Date.now()))) throw new LinkcallError('link_not_found');
-    rooms.closeRoom(req.params.id, 'link_deleted');
+    endCall(req.params.id);
     return reply.code(204).send();
   });
 

@@ -1,3 +1,5 @@
+import { isIPv6 } from 'node:net';
+
 /**
  * Fixed-window counters per key (an address, an account, a link). Small and
  * in-process on purpose: each node limits what reaches it.
@@ -102,4 +104,22 @@ export class FailureBackoff {
   close(): void {
     clearInterval(this.sweep);
   }
+}
+
+/**
+ * The key an address is counted under: an IPv4 address as is (also when written IPv4-mapped,
+ * `::ffff:a.b.c.d`), an IPv6 address by its /64. One subscriber usually gets a whole /64, so
+ * counting full IPv6 addresses would give each attacker 2⁶⁴ fresh budgets.
+ */
+export function addressKey(address: string): string {
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
+  if (mapped) return mapped[1]!;
+  if (!isIPv6(address)) return address;
+  const [head = '', tail = ''] = address.split('%')[0]!.toLowerCase().split('::') as [string, string?];
+  const left = head ? head.split(':') : [];
+  const right = address.includes('::') && tail ? tail.split(':') : [];
+  // An embedded IPv4 tail (…:1.2.3.4) lies past the first 64 bits; it only counts for length.
+  const width = (groups: string[]) => groups.reduce((n, g) => n + (g.includes('.') ? 2 : 1), 0);
+  const groups = address.includes('::') ? [...left, ...Array<string>(8 - width(left) - width(right)).fill('0'), ...right] : left;
+  return groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':') + '::/64';
 }

@@ -5,7 +5,7 @@
  * it never knows about sockets.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { LinkcallError, type ErrorCode } from '../../protocol/errors.js';
+import { ERRORS, LinkcallError, type ErrorCode } from '../../protocol/errors.js';
 import type { KnockInfo, ParticipantInfo, Role, ServerMessage, ViewportTile } from '../../protocol/messages.js';
 
 /** How the room reaches one participant's connection. */
@@ -59,6 +59,12 @@ export interface RoomLimits {
   approverDelayMs: number;
   /** How long a participant whose connection dropped keeps its place, waiting to resume. */
   resumeGraceMs: number;
+  /**
+   * Lobby guests whose media connects while they wait (the first to knock while a place is free):
+   * anyone who knows a link id can knock, so the SFU resources knocks cost are bounded per call.
+   * The others connect when they are let in.
+   */
+  lobbyMediaSlots: number;
 }
 
 export const DEFAULT_ROOM_LIMITS: RoomLimits = {
@@ -67,6 +73,7 @@ export const DEFAULT_ROOM_LIMITS: RoomLimits = {
   knockTimeoutMs: 10 * 60_000,
   approverDelayMs: 30_000,
   resumeGraceMs: 30_000,
+  lobbyMediaSlots: 4,
 };
 
 /**
@@ -77,8 +84,20 @@ export const DEFAULT_ROOM_LIMITS: RoomLimits = {
 const REPLAY_WINDOW_MS = 10_000;
 const MAX_REPLAY = 512;
 
+/**
+ * What happens to a participant's place, as the room decides it: a cluster keeps its resume
+ * records from these (written while the participant's time in the call lasts, and ended with it).
+ */
+export type ParticipantEvent =
+  | { kind: 'knocked'; resumeToken: string }
+  | { kind: 'admitted'; resumeToken: string; who: ReturningParticipant }
+  /** Its time in the call is over (left, removed, declined, gone past the grace, call ended): the token is dead. */
+  | { kind: 'ended'; resumeToken: string; code: ErrorCode };
+
 export interface RoomOptions {
   linkId: string;
+  /** This call's instance (a later call of the same link has another); new calls get a random one. */
+  callId?: string;
   linkName: string;
   ownerAccountId: string;
   hostName: string;
@@ -91,6 +110,7 @@ export interface RoomOptions {
   onDismissed?: (resumeToken: string, code: ErrorCode) => void;
   /** Counts for /metrics: a guest knocked, someone was let in. */
   onEvent?: (event: 'knock' | 'admitted') => void;
+  onParticipant?: (event: ParticipantEvent) => void;
 }
 
 type Status = 'lobby' | 'admitted';
@@ -115,6 +135,10 @@ interface Participant {
   video: boolean;
   canApprove: boolean;
   knockTimer?: NodeJS.Timeout;
+  /** In the lobby: holds one of the room's lobby media slots (its transports connect while it waits). */
+  preconnected: boolean;
+  /** In the lobby without a slot: its publishing offer, answered once it has media (a slot, or admission). */
+  heldOffer?: string;
 }
 
 /** Who a participant was in a call whose node is gone (kept by the cluster directory, see adopt). */
@@ -132,6 +156,7 @@ export function newParticipantId(): string {
 
 export class Room {
   readonly linkId: string;
+  readonly callId: string;
   readonly linkName: string;
   readonly ownerAccountId: string;
   readonly hostName: string;
@@ -144,6 +169,7 @@ export class Room {
   /** Participants by the SHA-256 of their resume token. */
   private readonly tokens = new Map<string, Participant>();
   private readonly onEvent?: (event: 'knock' | 'admitted') => void;
+  private readonly onParticipant?: (event: ParticipantEvent) => void;
   private readonly participants = new Map<string, Participant>();
   private approverTimer?: NodeJS.Timeout;
   private closed = false;
@@ -154,6 +180,7 @@ export class Room {
 
   constructor(options: RoomOptions) {
     this.linkId = options.linkId;
+    this.callId = options.callId ?? randomBytes(12).toString('base64url');
     this.linkName = options.linkName;
     this.ownerAccountId = options.ownerAccountId;
     this.hostName = options.hostName;
@@ -163,6 +190,7 @@ export class Room {
     this.onEmpty = options.onEmpty;
     this.onDismissed = options.onDismissed;
     this.onEvent = options.onEvent;
+    this.onParticipant = options.onParticipant;
     // Without its media the call cannot go on: everyone is told why and may join again.
     this.media.onFailure?.((code) => this.close(code));
   }
@@ -209,12 +237,14 @@ export class Room {
       audio: true,
       video: true,
       canApprove: false,
+      preconnected: false,
     };
     if (isOwner) {
       if (this.admittedCount >= this.limits.maxParticipants) throw new LinkcallError('call_full');
       this.participants.set(participant.id, participant);
       this.tokens.set(tokenKey(participant.resumeToken), participant);
       this.sendResumable(participant);
+      this.onParticipant?.({ kind: 'knocked', resumeToken: participant.resumeToken });
       this.admit(participant);
       return participant.id;
     }
@@ -222,6 +252,7 @@ export class Room {
     this.participants.set(participant.id, participant);
     this.tokens.set(tokenKey(participant.resumeToken), participant);
     this.sendResumable(participant);
+    this.onParticipant?.({ kind: 'knocked', resumeToken: participant.resumeToken });
     this.onEvent?.('knock');
     participant.knockTimer = setTimeout(() => {
       this.dismiss(participant, this.hostPresent ? 'no_answer' : 'host_absent');
@@ -229,7 +260,7 @@ export class Room {
     participant.knockTimer.unref?.();
     this.toApprovers({ type: 'knock', knock: knockInfo(participant) });
     this.deliver(participant, this.waitingNotice());
-    this.media.connect(participant.id, this.offerSender(participant));
+    if (this.list('lobby').filter((p) => p.preconnected).length < this.limits.lobbyMediaSlots) this.preconnect(participant);
     return participant.id;
   }
 
@@ -288,6 +319,7 @@ export class Room {
       audio: true,
       video: true,
       canApprove: false,
+      preconnected: false,
     };
     this.participants.set(participant.id, participant);
     this.tokens.set(tokenKey(participant.resumeToken), participant);
@@ -368,8 +400,8 @@ export class Room {
   disconnected(actorId: string, peer: RoomPeer, deliberate = false): void {
     const participant = this.participants.get(actorId);
     if (!participant || participant.peer !== peer || participant.awayTimer) return;
-    if (deliberate) return this.forget(participant);
-    participant.awayTimer = setTimeout(() => this.forget(participant), this.limits.resumeGraceMs);
+    if (deliberate) return this.forget(participant, 'left');
+    participant.awayTimer = setTimeout(() => this.forget(participant, 'left'), this.limits.resumeGraceMs);
     participant.awayTimer.unref?.();
     if (participant.status === 'admitted') {
       this.toAdmitted({ type: 'participantUpdated', participant: participantInfo(participant) }, participant.id);
@@ -386,7 +418,7 @@ export class Room {
     this.media.drop(actor.id);
     this.deliver(actor, { type: 'mediaRestarted' });
     if (actor.status === 'admitted') this.attachMedia(actor);
-    else this.media.connect(actor.id, this.offerSender(actor));
+    else if (actor.preconnected) this.media.connect(actor.id, this.offerSender(actor));
   }
 
   setMediaState(actorId: string, audio: boolean, video: boolean): void {
@@ -403,6 +435,10 @@ export class Room {
   async publish(actorId: string, offerSdp: string): Promise<void> {
     const actor = this.participants.get(actorId);
     if (!actor) throw new LinkcallError('not_in_call');
+    if (actor.status === 'lobby' && !actor.preconnected) {
+      actor.heldOffer = offerSdp;
+      return;
+    }
     const sdp = await this.media.publish(actor.id, offerSdp, (mid, layers) => {
       if (this.participants.get(actor.id) === actor) this.deliver(actor, { type: 'sendLayers', mid, layers });
     });
@@ -432,6 +468,7 @@ export class Room {
       clearTimeout(participant.awayTimer);
       this.participants.delete(participant.id);
       this.tokens.delete(tokenKey(participant.resumeToken));
+      this.onParticipant?.({ kind: 'ended', resumeToken: participant.resumeToken, code });
       this.onDismissed?.(participant.resumeToken, code);
       participant.peer.close(code);
     }
@@ -464,10 +501,20 @@ export class Room {
     this.onEvent?.('admitted');
     if (!returning) participant.admittedAt = this.now();
     if (wasWaiting) this.toApprovers({ type: 'knockGone', participantId: participant.id });
+    this.onParticipant?.({
+      kind: 'admitted',
+      resumeToken: participant.resumeToken,
+      who: { participantId: participant.id, role: participant.role, card: participant.card, since: participant.admittedAt },
+    });
     participant.canApprove = this.mayApprove(participant.id);
     // Media first: a guest connected while it waited gets the offer for everyone's media ahead of
     // `joined`, so its browser answers before it gets busy drawing the call.
     this.attachMedia(participant);
+    this.answerHeldOffer(participant);
+    if (participant.preconnected) {
+      participant.preconnected = false;
+      this.fillLobbyMediaSlot();
+    }
     this.deliver(participant, {
       type: 'joined',
       you: participantInfo(participant),
@@ -489,6 +536,33 @@ export class Room {
 
   private attachMedia(participant: Participant): void {
     this.media.admit(participant.id, this.offerSender(participant));
+  }
+
+  /** Connect a lobby guest's media ahead of its admission (it holds a lobby media slot from now on). */
+  private preconnect(participant: Participant): void {
+    participant.preconnected = true;
+    this.media.connect(participant.id, this.offerSender(participant));
+    this.answerHeldOffer(participant);
+  }
+
+  /** A slot came free: the guest who knocked last among those without one gets it. */
+  private fillLobbyMediaSlot(): void {
+    const lobby = this.list('lobby');
+    if (lobby.filter((p) => p.preconnected).length >= this.limits.lobbyMediaSlots) return;
+    const next = lobby.filter((p) => !p.preconnected).at(-1);
+    if (next) this.preconnect(next);
+  }
+
+  private answerHeldOffer(participant: Participant): void {
+    const offer = participant.heldOffer;
+    if (offer === undefined) return;
+    participant.heldOffer = undefined;
+    this.publish(participant.id, offer).catch(() => {
+      // Not a room message (not counted for replay): as the answer to the publish would have been.
+      if (this.participants.get(participant.id) === participant) {
+        participant.peer.send({ type: 'error', code: 'media_failed', message: ERRORS.media_failed.message });
+      }
+    });
   }
 
   private offerSender(participant: Participant): (sdp: string) => void {
@@ -520,20 +594,23 @@ export class Room {
 
   /** Send a participant away with a reason and forget it. */
   private dismiss(participant: Participant, code: ErrorCode): void {
-    this.forget(participant);
+    this.forget(participant, code);
     this.onDismissed?.(participant.resumeToken, code);
     participant.peer.close(code);
   }
 
-  private forget(participant: Participant): void {
+  /** The participant's time here is over (`code` says why): its place and its resume token end. */
+  private forget(participant: Participant, code: ErrorCode): void {
     if (this.participants.get(participant.id) !== participant) return;
     clearTimeout(participant.knockTimer);
     clearTimeout(participant.awayTimer);
     this.participants.delete(participant.id);
     this.tokens.delete(tokenKey(participant.resumeToken));
+    this.onParticipant?.({ kind: 'ended', resumeToken: participant.resumeToken, code });
     this.media.drop(participant.id);
     if (participant.status === 'lobby') {
       this.toApprovers({ type: 'knockGone', participantId: participant.id });
+      if (participant.preconnected) this.fillLobbyMediaSlot();
     } else {
       this.toAdmitted({ type: 'participantLeft', participantId: participant.id });
       this.refreshApprovers();

@@ -1,13 +1,21 @@
 /** The directory of live rooms on this node, one per link with people in it. */
 import { LinkcallError, type ErrorCode } from '../../protocol/errors.js';
-import { Room, type RoomLimits, type RoomMedia } from './room.js';
+import { Room, type ParticipantEvent, type RoomLimits, type RoomMedia } from './room.js';
 
 export interface RoomSpec {
   linkId: string;
   linkName: string;
   ownerAccountId: string;
   hostName: string;
+  /**
+   * Continue this call instance (a call taken over from a node that is gone); when a call of
+   * the link already runs here, it must be this one.
+   */
+  callId?: string;
 }
+
+/** What the rooms of this node report to whoever keeps a directory of calls (the cluster). */
+export type RoomEvent = ParticipantEvent | { kind: 'opened' } | { kind: 'closed' };
 
 /** How long the reason a participant's time ended is kept for a resume that comes too late. */
 const DISMISSAL_MEMORY_MS = 120_000;
@@ -17,6 +25,7 @@ export class Rooms {
   private joinsStopped = false;
   /** Resume token → why that participant's time ended (kept briefly, in insertion order). */
   private readonly dismissals = new Map<string, { code: ErrorCode; at: number }>();
+  private readonly watchers: ((room: Room, event: RoomEvent) => void)[] = [];
 
   constructor(
     private readonly createMedia: () => RoomMedia,
@@ -29,14 +38,19 @@ export class Rooms {
   open(spec: RoomSpec): Room {
     if (this.joinsStopped) throw new LinkcallError('server_shutdown');
     const existing = this.rooms.get(spec.linkId);
-    if (existing && !existing.isClosed) return existing;
+    if (existing && !existing.isClosed) {
+      if (spec.callId && spec.callId !== existing.callId) throw new LinkcallError('resume_failed');
+      return existing;
+    }
     const room: Room = new Room({
       ...spec,
       media: this.createMedia(),
       limits: this.limits,
       onEmpty: () => {
         if (this.rooms.get(spec.linkId) === room) this.rooms.delete(spec.linkId);
+        this.report(room, { kind: 'closed' });
       },
+      onParticipant: (event) => this.report(room, event),
       onDismissed: (token, code) => {
         this.remember(token, code);
         this.onEvent?.(code);
@@ -45,13 +59,30 @@ export class Rooms {
     });
     this.rooms.set(spec.linkId, room);
     this.onEvent?.('call_started');
+    this.report(room, { kind: 'opened' });
     return room;
+  }
+
+  /** Hear what happens in every room of this node (a throwing watcher does not stop the room). */
+  watch(watcher: (room: Room, event: RoomEvent) => void): void {
+    this.watchers.push(watcher);
+  }
+
+  private report(room: Room, event: RoomEvent): void {
+    for (const watcher of this.watchers) {
+      try {
+        watcher(room, event);
+      } catch {
+        // A directory that cannot be told must not take the call down.
+      }
+    }
   }
 
   /** The room holding a resume token's participant; otherwise why it ended (`resume_failed` if unknown). */
   findResumable(resumeToken: string): Room | ErrorCode {
     for (const room of this.rooms.values()) if (!room.isClosed && room.hasResumeToken(resumeToken)) return room;
-    return this.dismissals.get(resumeToken)?.code ?? 'resume_failed';
+    const dismissal = this.dismissals.get(resumeToken);
+    return dismissal && Date.now() - dismissal.at < DISMISSAL_MEMORY_MS ? dismissal.code : 'resume_failed';
   }
 
   private remember(resumeToken: string, code: ErrorCode): void {

@@ -13,7 +13,7 @@ import {
   type ServerMessage,
 } from '../../protocol/messages.js';
 import { linkInfo } from '../http/links.js';
-import { RateLimiter } from '../http/rate-limit.js';
+import { addressKey, type RateLimiter } from '../http/rate-limit.js';
 import type { ReturningParticipant, Room, RoomPeer } from '../rooms/room.js';
 import type { Rooms } from '../rooms/rooms.js';
 import type { Account, Store } from '../store/store.js';
@@ -30,10 +30,13 @@ export interface SignalingContext {
   /** Observability hook (see AppOptions.tap): every frame in and out, as sent on the wire. */
   tap?: (event: WsTapEvent) => void;
   /**
-   * Cluster: who a resume token's participant was, when its call lived on a node
-   * that is gone (undefined on a single node: the token is simply unknown).
+   * Cluster: who a resume token's participant was, when its call lived on a node that is
+   * gone, or why its time in the call ended (undefined: nothing to take back here; on a
+   * single node the token is simply unknown).
    */
-  recoverParticipant?: (resumeToken: string) => Promise<(ReturningParticipant & { linkId: string }) | undefined>;
+  recoverParticipant?: (
+    resumeToken: string,
+  ) => Promise<(ReturningParticipant & { linkId: string; callId: string }) | { ended: ErrorCode } | undefined>;
 }
 
 export type WsTapEvent = { kind: 'ws-in'; data: Buffer; isBinary: boolean } | { kind: 'ws-out'; data: string };
@@ -187,7 +190,7 @@ export class Connection implements RoomPeer {
     const isOwner = this.account?.id === link.ownerId;
     if (!isOwner) {
       const okLink = this.ctx.knocksPerLink.take(linkId);
-      const okAddress = this.ctx.knocksPerAddress.take(this.address);
+      const okAddress = this.ctx.knocksPerAddress.take(addressKey(this.address));
       if (!okLink || !okAddress) throw new LinkcallError('rate_limited');
     }
     const room = await this.openRoom(link);
@@ -206,7 +209,7 @@ export class Connection implements RoomPeer {
   }
 
   /** The link's call (opened if none is); undefined when this connection was closed or joined meanwhile. */
-  private async openRoom(link: Awaited<ReturnType<typeof linkInfo>>): Promise<Room | undefined> {
+  private async openRoom(link: Awaited<ReturnType<typeof linkInfo>>, callId?: string): Promise<Room | undefined> {
     const owner = await this.ctx.store.findAccount(link.ownerId);
     if (this.closing || this.room) return undefined;
     return this.ctx.rooms.open({
@@ -214,6 +217,7 @@ export class Connection implements RoomPeer {
       linkName: link.name,
       ownerAccountId: link.ownerId,
       hostName: owner?.username ?? 'the host',
+      ...(callId ? { callId } : {}),
     });
   }
 
@@ -237,13 +241,20 @@ export class Connection implements RoomPeer {
   private async adopt(token: string, received: number): Promise<void> {
     const who = await this.ctx.recoverParticipant!(token).catch(() => undefined);
     if (!who) return this.close('resume_failed');
+    if ('ended' in who) return this.close(who.ended);
     let link;
     try {
       link = await linkInfo(this.ctx.store, who.linkId);
     } catch (err) {
       return this.close(err instanceof LinkcallError ? err.code : 'resume_failed');
     }
-    const room = await this.openRoom(link);
+    let room;
+    try {
+      // The same call instance only: a later call of the link does not take this token.
+      room = await this.openRoom(link, who.callId);
+    } catch (err) {
+      return this.close(err instanceof LinkcallError ? err.code : 'resume_failed');
+    }
     if (!room) return;
     // Another client of the same call may have just come back here too.
     if (room.hasResumeToken(token)) return this.resume(token, received);
