@@ -37,9 +37,9 @@ import {
   FrameCryptor,
   type FrameMeta,
   kidFor,
-  type SframeKey,
   sframeDecrypt,
   sframeEncrypt,
+  type SframeKey,
   TAG_BYTES,
 } from '../src/e2ee/sframe.js';
 
