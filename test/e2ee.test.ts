@@ -1,5 +1,5 @@
 /**
- * End-to-end encryption core: key schedule, knocks, grants, SFrame. Fixed
+ * End-to-end encryption core: link keys, sealed cards, SFrame. Fixed
  * vectors pin every deterministic output; the derivation vectors were checked
  * once against an independent node:crypto computation (HKDF/HMAC/AES-GCM).
  * Failure messages carry lengths and booleans only, never key or frame bytes.
@@ -18,11 +18,13 @@ import {
   parseLinkFragment,
   ratchet,
   sealCard,
+  sframeBaseKey,
   signLinkInfo,
   toBase64url,
   verifyLinkInfo,
 } from '../src/e2ee/keys.js';
 import {
+  clearByteCount,
   decodeHeader,
   deriveKeySalt,
   encodeHeader,
@@ -31,6 +33,7 @@ import {
   kidFor,
   sframeDecrypt,
   sframeEncrypt,
+  type SframeKey,
   TAG_BYTES,
 } from '../src/e2ee/sframe.js';
 
@@ -65,6 +68,13 @@ const VECTORS = {
   videoKeyFrameCtr0:
     '00010203040506070809' + 'e0123456789abc07' + '6245969b7ebfd111ff69ff9a40b8bb0312d07469e449a4ce4581208c0d52',
   audioFrameCtr1: '00' + 'e1123456789abc07' + '8113fb39cc9acc5dfd64440715df14deade7cbb431a5b61308b53e2f631b715dc2a0aba5e17c97',
+  // Made by the FrameCryptor of before the numeric header code, CALL_KEY's secret, FRAME.
+  // Sender index 0, epoch 3: the KID (3) fits in the config byte.
+  smallIndexAudioCtr0: '00' + '30' + 'f6b4f5f5930523c166cdf916ed53744ca2114cb09b91bc30560091624e08cb5cdee2fbc4e0d2ca',
+  smallIndexAudioCtr9: '00' + '3809' + 'bde61b9aa1a5b75ad23520716e0de69ade53f6255fb67cefd31219734e4619f6f312f8bd715b49',
+  // Sender index 1000 (an MLS leaf index, say), epoch 7: KID 0x03e807.
+  leafIndexDeltaCtr0: '000102' + 'a003e807' + '00231b4d2f9271f2a75c9b037fd9bc6c28b3048da81497d3ccdf098665b35cf202479131b7',
+  leafIndexDeltaCtr300: '000102' + 'a903e807012c' + 'eeb956b9cf89a6d5d9e782990e6f44bf76b70af71a9ce42fb6162b49e895f57e65ad16d1be',
 };
 
 /** Replace one character in the middle of a base64url string by another valid one. */
@@ -330,4 +340,106 @@ test('each frame grows by at most 30 bytes', async () => {
   // Worst case up to 2³² frames from one sender (a year at 140 frames/s): 1 + 7 + 4 + 16.
   const worst = encodeHeader(kidFor(2 ** 48 - 1, 255), 2n ** 32n - 1n).length + TAG_BYTES;
   assert.equal(worst, 28);
+});
+
+/** What RFC 9605's encrypt() makes of a FrameCryptor frame: clear bytes ‖ header ‖ ciphertext ‖ tag. */
+async function referenceFrame(k: SframeKey, kid: bigint, ctr: number, frame: Uint8Array, meta: FrameMeta): Promise<Uint8Array> {
+  const clear = frame.length >= clearByteCount(meta) ? clearByteCount(meta) : 0;
+  const sealed = await sframeEncrypt(k, kid, ctr, frame.subarray(0, clear), frame.subarray(clear));
+  const out = new Uint8Array(clear + sealed.length);
+  out.set(frame.subarray(0, clear));
+  out.set(sealed, clear);
+  return out;
+}
+
+test('frames of small sender indexes match the vectors made before, and open', async () => {
+  const cases = [
+    [0, 3, AUDIO, [[0, VECTORS.smallIndexAudioCtr0], [9, VECTORS.smallIndexAudioCtr9]]],
+    [1000, 7, VIDEO_DELTA, [[0, VECTORS.leafIndexDeltaCtr0], [300, VECTORS.leafIndexDeltaCtr300]]],
+  ] as const;
+  for (const [senderIndex, epoch, meta, vectors] of cases) {
+    const key = { secret: CALL_KEY.secret, epoch };
+    const sender = new FrameCryptor();
+    await sender.setSendKey(key, senderIndex);
+    const made = new Map<number, Uint8Array>();
+    for (let ctr = 0; ctr <= vectors[vectors.length - 1]![0]; ctr++) made.set(ctr, await sender.encrypt(FRAME, meta));
+    const receiver = new FrameCryptor();
+    await receiver.addReceiveKey(key);
+    for (const [ctr, vector] of vectors) {
+      sameBytes(made.get(ctr), unhex(vector), `sender ${senderIndex}, CTR ${ctr}`);
+      sameBytes(await receiver.decrypt(unhex(vector), meta), FRAME, `sender ${senderIndex}, CTR ${ctr} opens`);
+    }
+  }
+});
+
+test('for sender indexes from 0 to 2⁴⁸ − 1 and any epoch byte, frames are the RFC 9605 encryption under KID = index ‖ epoch byte', async () => {
+  const indexes = [0, 1, 7, 255, 256, 1000, 2 ** 32 + 5, SENDER, 2 ** 48 - 1];
+  const epochs = [0, 3, 7, 8, 255, 256 + 9];
+  for (const senderIndex of indexes) {
+    for (const epoch of epochs) {
+      const key: CallKey = { secret: CALL_KEY.secret, epoch };
+      const kid = kidFor(senderIndex, epoch);
+      const reference = await deriveKeySalt(await sframeBaseKey(key), kid, 'encrypt');
+      const sender = new FrameCryptor();
+      await sender.setSendKey(key, senderIndex);
+      const receiver = new FrameCryptor();
+      await receiver.addReceiveKey(key);
+      for (let ctr = 0; ctr < 10; ctr++) {
+        const meta = [AUDIO, VIDEO_DELTA, VIDEO_KEY][ctr % 3]!;
+        const frame = randomFrame(40 + ctr);
+        const sealed = await sender.encrypt(frame, meta);
+        const what = `index ${senderIndex}, epoch ${epoch}, CTR ${ctr}`;
+        sameBytes(sealed, await referenceFrame(reference, kid, ctr, frame, meta), what);
+        sameBytes(await receiver.decrypt(sealed, meta), frame, `${what} opens`);
+      }
+    }
+  }
+});
+
+test('a sender past 2³² frames still makes the RFC 9605 frames, and receivers open them', async () => {
+  const sender = new FrameCryptor();
+  await sender.setSendKey(CALL_KEY, 42);
+  // Sending 2³² frames would take the test a year: start the counter there instead.
+  const start = 2 ** 40 + 2 ** 32 + 0x1234567;
+  (sender as unknown as { counter: number }).counter = start;
+  const kid = kidFor(42, CALL_KEY.epoch);
+  const reference = await deriveKeySalt(await sframeBaseKey(CALL_KEY), kid, 'encrypt');
+  const receiver = new FrameCryptor();
+  await receiver.addReceiveKey(CALL_KEY);
+  for (let i = 0; i < 3; i++) {
+    const frame = randomFrame(200);
+    const sealed = await sender.encrypt(frame, VIDEO_DELTA);
+    sameBytes(sealed, await referenceFrame(reference, kid, start + i, frame, VIDEO_DELTA), `CTR 2⁴⁰ + 2³² + … + ${i}`);
+    sameBytes(await receiver.decrypt(sealed, VIDEO_DELTA), frame, `CTR 2⁴⁰ + 2³² + … + ${i} opens`);
+    assert.equal(await receiver.decrypt(sealed, VIDEO_DELTA), undefined, 'and only once');
+  }
+});
+
+test('frames with a counter above 2⁵³ − 1 or a sender index of 2⁴⁸ or more are dropped', async () => {
+  const baseKey = await sframeBaseKey(CALL_KEY);
+  const receiver = new FrameCryptor();
+  await receiver.addReceiveKey(CALL_KEY);
+  const frame = randomFrame(100);
+  const largestCtr = await referenceFrame(await deriveKeySalt(baseKey, kidFor(9, 7), 'encrypt'), kidFor(9, 7), 2 ** 53 - 1, frame, AUDIO);
+  sameBytes(await receiver.decrypt(largestCtr, AUDIO), frame, 'CTR 2⁵³ − 1 opens');
+  // encodeHeader takes any 64-bit CTR and KID: build what FrameCryptor would never send.
+  const header = (kid: bigint, ctr: bigint) => hex(encodeHeader(kid, ctr));
+  const tooBigCtr = unhex(hex(frame.subarray(0, 1)) + header(kidFor(9, 7), 2n ** 53n) + hex(randomFrame(80)));
+  assert.equal(await receiver.decrypt(tooBigCtr, AUDIO), undefined, 'CTR 2⁵³');
+  const bigIndexKid = (2n ** 48n << 8n) | 7n;
+  const k = await deriveKeySalt(baseKey, bigIndexKid, 'encrypt');
+  const sealed = await sframeEncrypt(k, bigIndexKid, 1, frame.subarray(0, 1), frame.subarray(1));
+  const tooBigIndex = new Uint8Array(1 + sealed.length);
+  tooBigIndex.set(frame.subarray(0, 1));
+  tooBigIndex.set(sealed, 1);
+  assert.equal(await receiver.decrypt(tooBigIndex, AUDIO), undefined, 'sender index 2⁴⁸');
+});
+
+test('many frames in flight at once, both ways, all round-trip (frames under one key share scratch buffers)', async () => {
+  const { sender, receiver } = await pair();
+  const metas = [VIDEO_KEY, VIDEO_DELTA, AUDIO];
+  const frames = Array.from({ length: 120 }, (_, i) => randomFrame([20_000, 2_000, 120][i % 3]! + i));
+  const sealed = await Promise.all(frames.map((f, i) => sender.encrypt(f, metas[i % 3]!)));
+  const opened = await Promise.all(sealed.map((f, i) => receiver.decrypt(f, metas[i % 3]!)));
+  opened.forEach((o, i) => sameBytes(o, frames[i]!, `frame ${i}`));
 });

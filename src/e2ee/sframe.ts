@@ -6,9 +6,10 @@
  * for packetizers and the SFU, and are authenticated: AAD = header ‖ clear bytes
  * (RFC 9605 §4.4.3, the clear bytes being the "metadata").
  *
- * KID = sender index (48 bits) ‖ epoch mod 256 (8 bits), the layout of RFC 9605
- * §5.2 with E = 8; per-sender key and salt = derive_key_salt(KID, base_key of the
- * epoch) (§4.4.2), so every sender has its own key from the one call secret.
+ * KID = sender index (below 2⁴⁸: a random 48-bit index or a small one such as an
+ * MLS leaf index) ‖ epoch mod 256 (8 bits), the layout of RFC 9605 §5.2 with E = 8;
+ * per-sender key and salt = derive_key_salt(KID, base_key of the epoch) (§4.4.2),
+ * so every sender has its own key from the one call secret.
  * Overhead: 1 config byte + ≤ 7 KID bytes + 0–3 CTR bytes + 16 tag bytes ≤ 27 bytes
  * for the first 16.7 million frames of a sender.
  */
@@ -30,13 +31,13 @@ export const CIPHER_SUITE = 0x0004;
 const KEY_BYTES = 16; // Nk
 const NONCE_BYTES = 12; // Nn
 export const TAG_BYTES = 16; // Nt
-const EPOCH_BITS = 8n;
 const EPOCH_MASK = 0xff;
-const INDEX_LIMIT = BigInt(SENDER_INDEX_LIMIT);
 /** Counters a receiver remembers per sender key, to refuse replayed frames. */
 const REPLAY_WINDOW = 1024;
-const MAX_CTR = BigInt(Number.MAX_SAFE_INTEGER);
+const MAX_CTR = Number.MAX_SAFE_INTEGER;
 const MAX_HEADER_BYTES = 1 + 8 + 8;
+/** The most clear bytes a frame keeps (VP8 key frame): with the header, the largest AAD. */
+const MAX_CLEAR_BYTES = 10;
 
 export type MediaKind = 'audio' | 'video';
 export interface FrameMeta {
@@ -112,6 +113,78 @@ export function decodeHeader(data: Uint8Array, at = 0): { kid: bigint; ctr: bigi
   return { kid, ctr, length: p - at };
 }
 
+// The per-frame path reads and writes headers with plain numbers: a KID is a sender
+// index below 2⁴⁸ and an epoch byte, a CTR a safe integer, so no BigInt is needed.
+
+/** Bytes of the minimal big-endian form of a safe integer (0 for 0). */
+function bytesOf(value: number): number {
+  let n = 0;
+  for (; value > 0; value = Math.floor(value / 256)) n++;
+  return n;
+}
+
+function writeUint(out: Uint8Array, at: number, value: number, bytes: number): void {
+  for (let i = at + bytes - 1; i >= at; i--) {
+    const low = value % 256;
+    out[i] = low;
+    value = (value - low) / 256;
+  }
+}
+
+/** A big-endian integer: exact below 2⁵³; larger ones come out rounded but never below 2⁵³, and callers refuse those. */
+function readUint(data: Uint8Array, at: number, bytes: number): number {
+  let value = 0;
+  for (let i = at; i < at + bytes; i++) value = value * 256 + data[i]!;
+  return value;
+}
+
+/** encodeHeader(kidFor(senderIndex, epochByte), ctr) written at out[at]; returns its length. */
+function writeHeader(out: Uint8Array, at: number, senderIndex: number, epochByte: number, ctr: number): number {
+  let config: number;
+  let p = at + 1;
+  if (senderIndex === 0 && epochByte < 8) config = epochByte << 4;
+  else {
+    const indexBytes = bytesOf(senderIndex);
+    config = 0x80 | (indexBytes << 4); // KID length − 1 = the index bytes
+    writeUint(out, p, senderIndex, indexBytes);
+    p += indexBytes;
+    out[p++] = epochByte;
+  }
+  if (ctr < 8) config |= ctr;
+  else {
+    const ctrBytes = bytesOf(ctr);
+    config |= 0x08 | (ctrBytes - 1);
+    writeUint(out, p, ctr, ctrBytes);
+    p += ctrBytes;
+  }
+  out[at] = config;
+  return p - at;
+}
+
+/** decodeHeader with the KID split into sender index (kid >> 8) and epoch byte; undefined if truncated. */
+function readHeader(data: Uint8Array, at: number): { senderIndex: number; epochByte: number; ctr: number; length: number } | undefined {
+  if (at >= data.length) return undefined;
+  const config = data[at]!;
+  let p = at + 1;
+  let senderIndex = 0;
+  let epochByte = (config >> 4) & 7;
+  if (config & 0x80) {
+    const kidBytes = epochByte + 1;
+    if (p + kidBytes > data.length) return undefined;
+    senderIndex = readUint(data, p, kidBytes - 1);
+    epochByte = data[p + kidBytes - 1]!;
+    p += kidBytes;
+  }
+  let ctr = config & 7;
+  if (config & 0x08) {
+    const ctrBytes = ctr + 1;
+    if (p + ctrBytes > data.length) return undefined;
+    ctr = readUint(data, p, ctrBytes);
+    p += ctrBytes;
+  }
+  return { senderIndex, epochByte, ctr, length: p - at };
+}
+
 // ------------------------------------------------------------------ keys and AEAD (RFC 9605 §4.4)
 
 export interface SframeKey {
@@ -141,75 +214,92 @@ export async function deriveKeySalt(baseKey: Uint8Array, kid: bigint, usage: 'en
   return { key, salt: new Uint8Array(saltBits) };
 }
 
-function nonceFor(salt: Bytes, ctr: number): Bytes {
-  const nonce = salt.slice();
-  const view = new DataView(nonce.buffer);
-  view.setUint32(4, view.getUint32(4) ^ Math.floor(ctr / 2 ** 32));
-  view.setUint32(8, view.getUint32(8) ^ (ctr >>> 0));
-  return nonce;
+/**
+ * A key and salt with the scratch all frames under it share. WebCrypto copies iv and
+ * additionalData when encrypt or decrypt is called, so the next frame may overwrite
+ * them at once, even while this one is still in the cipher.
+ */
+class FrameKey {
+  readonly key: CryptoKey;
+  readonly salt: Bytes;
+  /** Header ‖ metadata of the frame being started. */
+  readonly aad: Bytes;
+  private readonly nonce: Bytes;
+  private readonly aadViews: Bytes[] = [];
+
+  constructor(k: SframeKey, aadBytes = MAX_HEADER_BYTES + MAX_CLEAR_BYTES) {
+    this.key = k.key;
+    this.salt = k.salt;
+    this.nonce = k.salt.slice();
+    this.aad = new Uint8Array(aadBytes);
+  }
+
+  /** salt XOR CTR (§4.4.3), the CTR as 64 bits big-endian; the salt's first 4 bytes never change. */
+  nonceFor(ctr: number): Bytes {
+    const nonce = this.nonce;
+    const salt = this.salt;
+    const high = Math.floor(ctr / 2 ** 32);
+    const low = ctr >>> 0;
+    nonce[4] = salt[4]! ^ (high >>> 24);
+    nonce[5] = salt[5]! ^ ((high >>> 16) & 0xff);
+    nonce[6] = salt[6]! ^ ((high >>> 8) & 0xff);
+    nonce[7] = salt[7]! ^ (high & 0xff);
+    nonce[8] = salt[8]! ^ (low >>> 24);
+    nonce[9] = salt[9]! ^ ((low >>> 16) & 0xff);
+    nonce[10] = salt[10]! ^ ((low >>> 8) & 0xff);
+    nonce[11] = salt[11]! ^ (low & 0xff);
+    return nonce;
+  }
+
+  /** The first `bytes` of the AAD scratch; views are made once per length. */
+  aadOf(bytes: number): Bytes {
+    return (this.aadViews[bytes] ??= this.aad.subarray(0, bytes));
+  }
 }
 
-function aadFor(header: Uint8Array, metadata: Uint8Array): Bytes {
-  const aad = new Uint8Array(header.length + metadata.length);
-  aad.set(header);
-  aad.set(metadata, header.length);
-  return aad;
+/** Copies source[from..to) to out[at..); a loop, as the ranges here are a few bytes. */
+function copyBytes(out: Uint8Array, at: number, source: Uint8Array, from: number, to: number): void {
+  for (let i = from; i < to; i++) out[at++] = source[i]!;
 }
 
 /** encrypt(CTR, KID, metadata, plaintext) of §4.4.3: header ‖ ciphertext. */
-export function sframeEncrypt(k: SframeKey, kid: bigint, ctr: number, metadata: Uint8Array, plaintext: Uint8Array): Promise<Bytes> {
-  return sealFrame(k, kid, ctr, metadata, plaintext, new Uint8Array(0));
-}
-
-/** decrypt(metadata, sframe_ciphertext) of §4.4.4 for a known key; undefined if it does not authenticate. */
-export function sframeDecrypt(k: SframeKey, metadata: Uint8Array, frame: Uint8Array): Promise<Bytes | undefined> {
-  const header = decodeHeader(frame);
-  if (!header) return Promise.resolve(undefined);
-  return openFrame(k, header, metadata, frame, new Uint8Array(0));
-}
-
-type Header = NonNullable<ReturnType<typeof decodeHeader>>;
-
-/** prefix ‖ header ‖ ciphertext, in one allocation (frames are copied once). */
-async function sealFrame(k: SframeKey, kid: bigint, ctr: number, metadata: Uint8Array, plaintext: Uint8Array, prefix: Uint8Array): Promise<Bytes> {
+export async function sframeEncrypt(k: SframeKey, kid: bigint, ctr: number, metadata: Uint8Array, plaintext: Uint8Array): Promise<Bytes> {
   const header = encodeHeader(kid, BigInt(ctr));
+  const frameKey = new FrameKey(k, header.length + metadata.length);
+  frameKey.aad.set(header);
+  frameKey.aad.set(metadata, header.length);
   const sealed = await subtle.encrypt(
-    { name: 'AES-GCM', iv: nonceFor(k.salt, ctr), additionalData: aadFor(header, metadata) },
+    { name: 'AES-GCM', iv: frameKey.nonceFor(ctr), additionalData: frameKey.aad },
     k.key,
     asBytes(plaintext),
   );
-  const out = new Uint8Array(prefix.length + header.length + sealed.byteLength);
-  out.set(prefix);
-  out.set(header, prefix.length);
-  out.set(new Uint8Array(sealed), prefix.length + header.length);
+  const out = new Uint8Array(header.length + sealed.byteLength);
+  out.set(header);
+  out.set(new Uint8Array(sealed), header.length);
   return out;
 }
 
-/** prefix ‖ plaintext of an SFrame ciphertext whose header is already parsed, or undefined. */
-async function openFrame(k: SframeKey, header: Header, metadata: Uint8Array, frame: Uint8Array, prefix: Uint8Array): Promise<Bytes | undefined> {
-  if (header.ctr > MAX_CTR || frame.length - header.length < TAG_BYTES) return undefined;
-  let plaintext: ArrayBuffer;
+/** decrypt(metadata, sframe_ciphertext) of §4.4.4 for a known key; undefined if it does not authenticate. */
+export async function sframeDecrypt(k: SframeKey, metadata: Uint8Array, frame: Uint8Array): Promise<Bytes | undefined> {
+  const header = decodeHeader(frame);
+  if (!header || header.ctr > BigInt(MAX_CTR) || frame.length - header.length < TAG_BYTES) return undefined;
+  const frameKey = new FrameKey(k, header.length + metadata.length);
+  frameKey.aad.set(frame.subarray(0, header.length));
+  frameKey.aad.set(metadata, header.length);
   try {
-    plaintext = await subtle.decrypt(
-      {
-        name: 'AES-GCM',
-        iv: nonceFor(k.salt, Number(header.ctr)),
-        additionalData: aadFor(frame.subarray(0, header.length), metadata),
-      },
+    const plaintext = await subtle.decrypt(
+      { name: 'AES-GCM', iv: frameKey.nonceFor(Number(header.ctr)), additionalData: frameKey.aad },
       k.key,
       asBytes(frame).subarray(header.length),
     );
+    return new Uint8Array(plaintext);
   } catch {
     return undefined;
   }
-  const out = new Uint8Array(prefix.length + plaintext.byteLength);
-  out.set(prefix);
-  out.set(new Uint8Array(plaintext), prefix.length);
-  return out;
 }
 
 export function kidFor(senderIndex: number, epoch: number): bigint {
-  return (BigInt(senderIndex) << EPOCH_BITS) | BigInt(epoch & EPOCH_MASK);
+  return (BigInt(senderIndex) << 8n) | BigInt(epoch & EPOCH_MASK);
 }
 
 // ------------------------------------------------------------------ frame cryptor
@@ -237,16 +327,20 @@ class ReplayWindow {
   }
 }
 
-interface SenderKeys extends SframeKey {
-  replay: ReplayWindow;
-  /** A frame has authenticated with these keys (unverified KIDs are not kept). */
-  verified: boolean;
+/** A sender's key in one epoch, on the receiving side. */
+class ReceiveKey extends FrameKey {
+  readonly replay = new ReplayWindow();
+  /** A frame has authenticated with this key (unverified KIDs are not kept). */
+  verified = false;
 }
 
 /** The receive keys of one epoch; per-sender keys are derived when a sender's first frame arrives. */
 class EpochKeys {
   expiresAt = Infinity;
-  private readonly senders = new Map<bigint, Promise<SenderKeys>>();
+  /** Derived keys by sender index: the lookup every frame makes. */
+  private readonly senders = new Map<number, ReceiveKey>();
+  /** Derivations under way, shared by the frames that wait for them. */
+  private readonly deriving = new Map<number, Promise<ReceiveKey>>();
 
   private constructor(
     readonly key: CallKey,
@@ -258,18 +352,35 @@ class EpochKeys {
     return new EpochKeys(own, await sframeBaseKey(own));
   }
 
-  sender(kid: bigint): Promise<SenderKeys> {
-    let keys = this.senders.get(kid);
+  sender(senderIndex: number): ReceiveKey | undefined {
+    return this.senders.get(senderIndex);
+  }
+
+  deriveSender(senderIndex: number): Promise<ReceiveKey> {
+    const known = this.senders.get(senderIndex);
+    if (known) return Promise.resolve(known);
+    let keys = this.deriving.get(senderIndex);
     if (!keys) {
-      keys = deriveKeySalt(this.baseKey, kid, 'decrypt').then((k) => ({ ...k, replay: new ReplayWindow(), verified: false }));
-      this.senders.set(kid, keys);
+      keys = deriveKeySalt(this.baseKey, kidFor(senderIndex, this.key.epoch), 'decrypt').then(
+        (k) => {
+          const receiveKey = new ReceiveKey(k);
+          if (this.deriving.get(senderIndex) === keys) this.senders.set(senderIndex, receiveKey);
+          this.deriving.delete(senderIndex);
+          return receiveKey;
+        },
+        (error: unknown) => {
+          this.deriving.delete(senderIndex);
+          throw error;
+        },
+      );
+      this.deriving.set(senderIndex, keys);
     }
     return keys;
   }
 
   /** Forget keys derived for a KID that never authenticated a frame (a forged KID must not cost memory). */
-  forget(kid: bigint, keys: SenderKeys): void {
-    if (!keys.verified) this.senders.delete(kid);
+  forget(senderIndex: number, keys: ReceiveKey): void {
+    if (!keys.verified && this.senders.get(senderIndex) === keys) this.senders.delete(senderIndex);
   }
 }
 
@@ -280,8 +391,38 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0;
 }
 
-interface SendState extends SframeKey {
-  kid: bigint;
+interface SendKey {
+  frameKey: FrameKey;
+  senderIndex: number;
+  epochByte: number;
+}
+
+/** clear bytes ‖ header ‖ ciphertext ‖ tag, allocated once at its final size. */
+async function sealFrame(send: SendKey, ctr: number, data: Bytes, clear: number): Promise<Bytes> {
+  const { frameKey } = send;
+  const aad = frameKey.aad;
+  const headerBytes = writeHeader(aad, 0, send.senderIndex, send.epochByte, ctr);
+  copyBytes(aad, headerBytes, data, 0, clear);
+  const bodyAt = clear + headerBytes;
+  const out = new Uint8Array(bodyAt + data.length - clear + TAG_BYTES);
+  copyBytes(out, 0, data, 0, clear);
+  copyBytes(out, clear, aad, 0, headerBytes);
+  const sealed = await subtle.encrypt(
+    { name: 'AES-GCM', iv: frameKey.nonceFor(ctr), additionalData: frameKey.aadOf(bodyAt) },
+    frameKey.key,
+    clear === 0 ? data : data.subarray(clear),
+  );
+  out.set(new Uint8Array(sealed), bodyAt);
+  return out;
+}
+
+/** clear bytes ‖ plaintext in one allocation (none for frames sent wholly encrypted). */
+function withClearBytes(data: Bytes, clear: number, plaintext: ArrayBuffer): Bytes {
+  if (clear === 0) return new Uint8Array(plaintext);
+  const out = new Uint8Array(clear + plaintext.byteLength);
+  copyBytes(out, 0, data, 0, clear);
+  out.set(new Uint8Array(plaintext), clear);
+  return out;
 }
 
 /**
@@ -292,11 +433,13 @@ interface SendState extends SframeKey {
 export class FrameCryptor {
   private readonly graceMs: number;
   private readonly now: () => number;
-  private send?: SendState;
+  private send?: SendKey;
   private sendKeyCalls = 0;
   private counter = 0;
   /** Receive keys by epoch mod 256 (a newer epoch with the same low byte replaces the older, §5.2). */
   private readonly ring = new Map<number, EpochKeys>();
+  /** The earliest expiresAt in the ring: frames look at the ring's end dates only once it passes. */
+  private nextExpiry = Infinity;
   /** The ratchet of the newest epoch, tried when a frame of the next epoch arrives first. */
   private next?: { from: EpochKeys; keys: Promise<EpochKeys> };
 
@@ -309,9 +452,9 @@ export class FrameCryptor {
     checkCallKey(key);
     checkSenderIndex(senderIndex);
     const call = ++this.sendKeyCalls;
-    const kid = kidFor(senderIndex, key.epoch);
-    const k = await deriveKeySalt(await sframeBaseKey(key), kid, 'encrypt');
-    if (call === this.sendKeyCalls) this.send = { ...k, kid }; // the last call wins, whatever order derivations end in
+    const k = await deriveKeySalt(await sframeBaseKey(key), kidFor(senderIndex, key.epoch), 'encrypt');
+    // The last call wins, whatever order derivations end in.
+    if (call === this.sendKeyCalls) this.send = { frameKey: new FrameKey(k), senderIndex, epochByte: key.epoch & EPOCH_MASK };
   }
 
   /** Previous epochs stay readable for graceMs after a newer one is added. */
@@ -320,68 +463,81 @@ export class FrameCryptor {
     this.install(await EpochKeys.derive(key));
   }
 
-  async encrypt(frame: Uint8Array, meta: FrameMeta): Promise<Uint8Array> {
+  encrypt(frame: Uint8Array, meta: FrameMeta): Promise<Uint8Array> {
     const send = this.send;
-    if (!send) throw new Error('FrameCryptor has no send key');
+    if (!send) return Promise.reject(new Error('FrameCryptor has no send key'));
     const ctr = this.counter++; // taken before any await: concurrent frames never share it
-    const clear = frameClearBytes(frame.length, meta);
-    const data = asBytes(frame);
-    const metadata = data.subarray(0, clear);
-    return sealFrame(send, send.kid, ctr, metadata, data.subarray(clear), metadata);
+    return sealFrame(send, ctr, asBytes(frame), frameClearBytes(frame.length, meta));
   }
 
   /** undefined: the frame cannot be authenticated (unknown or expired key, tampered, replayed) — drop it. */
-  async decrypt(frame: Uint8Array, meta: FrameMeta): Promise<Uint8Array | undefined> {
+  decrypt(frame: Uint8Array, meta: FrameMeta): Promise<Uint8Array | undefined> {
     const clear = clearByteCount(meta);
-    const out = await this.decryptAt(asBytes(frame), clear);
+    const data = asBytes(frame);
     // A frame shorter than its clear bytes was sent wholly encrypted; only a
-    // small frame can be one, so only small frames get this second try.
-    if (out || frame.length > clear - 1 + MAX_HEADER_BYTES + TAG_BYTES) return out;
-    return this.decryptAt(asBytes(frame), 0);
+    // small frame can be one, so only small frames get a second try.
+    if (data.length > clear - 1 + MAX_HEADER_BYTES + TAG_BYTES) return this.openAt(data, clear);
+    return this.openSmall(data, clear);
   }
 
-  private async decryptAt(data: Bytes, clear: number): Promise<Uint8Array | undefined> {
-    try {
-      return await this.tryDecryptAt(data, clear);
-    } catch {
-      return undefined; // a key derivation failed: the frame cannot be read either way
+  private async openSmall(data: Bytes, clear: number): Promise<Uint8Array | undefined> {
+    return (await this.openAt(data, clear)) ?? (await this.openAt(data, 0));
+  }
+
+  /** The frame whose header starts at data[clear]; one await once its sender's key is known. */
+  private async openAt(data: Bytes, clear: number): Promise<Uint8Array | undefined> {
+    const header = readHeader(data, clear);
+    if (!header) return undefined;
+    const { senderIndex, epochByte, ctr } = header;
+    const bodyAt = clear + header.length;
+    if (senderIndex >= SENDER_INDEX_LIMIT || ctr > MAX_CTR || data.length - bodyAt < TAG_BYTES) return undefined;
+    if (this.nextExpiry !== Infinity && this.now() >= this.nextExpiry) this.expire();
+    let epoch = this.ring.get(epochByte);
+    let sender = epoch?.sender(senderIndex);
+    let ratcheted = false;
+    if (!epoch || !sender) {
+      const found = await this.keysFor(senderIndex, epochByte);
+      if (!found) return undefined;
+      ({ epoch, sender, ratcheted } = found);
     }
-  }
-
-  private async tryDecryptAt(data: Bytes, clear: number): Promise<Uint8Array | undefined> {
-    const header = decodeHeader(data, clear);
-    if (!header || header.ctr > MAX_CTR || header.kid >> EPOCH_BITS >= INDEX_LIMIT) return undefined;
-    const ctr = Number(header.ctr);
-    const found = await this.keysFor(header.kid);
-    if (!found) return undefined;
-    const { epoch, sender } = found;
     if (!sender.replay.fresh(ctr)) return undefined;
-    const metadata = data.subarray(0, clear);
-    const out = await openFrame(sender, header, metadata, data.subarray(clear), metadata);
-    if (!out) {
-      epoch.forget(header.kid, sender);
+    const aad = sender.aad;
+    copyBytes(aad, 0, data, clear, bodyAt);
+    copyBytes(aad, header.length, data, 0, clear);
+    let plaintext: ArrayBuffer;
+    try {
+      plaintext = await subtle.decrypt(
+        { name: 'AES-GCM', iv: sender.nonceFor(ctr), additionalData: sender.aadOf(bodyAt) },
+        sender.key,
+        data.subarray(bodyAt),
+      );
+    } catch {
+      epoch.forget(senderIndex, sender);
       return undefined;
     }
     if (!sender.replay.mark(ctr)) return undefined;
     sender.verified = true;
-    if (found.ratcheted) this.install(epoch);
-    return out;
+    if (ratcheted) this.install(epoch);
+    return withClearBytes(data, clear, plaintext);
   }
 
-  private async keysFor(kid: bigint): Promise<{ epoch: EpochKeys; sender: SenderKeys; ratcheted: boolean } | undefined> {
-    this.expire();
-    const epochByte = Number(kid & BigInt(EPOCH_MASK));
-    const known = this.ring.get(epochByte);
-    if (known) return { epoch: known, sender: await known.sender(kid), ratcheted: false };
-    // Joins ratchet everyone: a frame of exactly the next epoch may be read with
-    // our own ratchet, which is kept only once a frame authenticates with it.
-    const newest = this.newest();
-    if (!newest || ((newest.key.epoch + 1) & EPOCH_MASK) !== epochByte) return undefined;
-    if (this.next?.from !== newest) {
-      this.next = { from: newest, keys: ratchet(newest.key).then((k) => EpochKeys.derive(k)) };
+  /** A sender's first frame in an epoch, or a frame of an epoch not yet installed: keys to derive. */
+  private async keysFor(senderIndex: number, epochByte: number): Promise<{ epoch: EpochKeys; sender: ReceiveKey; ratcheted: boolean } | undefined> {
+    try {
+      const known = this.ring.get(epochByte);
+      if (known) return { epoch: known, sender: await known.deriveSender(senderIndex), ratcheted: false };
+      // Joins ratchet everyone: a frame of exactly the next epoch may be read with
+      // our own ratchet, which is kept only once a frame authenticates with it.
+      const newest = this.newest();
+      if (!newest || ((newest.key.epoch + 1) & EPOCH_MASK) !== epochByte) return undefined;
+      if (this.next?.from !== newest) {
+        this.next = { from: newest, keys: ratchet(newest.key).then((k) => EpochKeys.derive(k)) };
+      }
+      const epoch = await this.next.keys;
+      return { epoch, sender: await epoch.deriveSender(senderIndex), ratcheted: true };
+    } catch {
+      return undefined; // a key derivation failed: the frame cannot be read either way
     }
-    const epoch = await this.next.keys;
-    return { epoch, sender: await epoch.sender(kid), ratcheted: true };
   }
 
   private newest(): EpochKeys | undefined {
@@ -393,6 +549,8 @@ export class FrameCryptor {
   private expire(): void {
     const now = this.now();
     for (const [byte, e] of this.ring) if (e.expiresAt <= now) this.ring.delete(byte);
+    this.nextExpiry = Infinity;
+    for (const e of this.ring.values()) this.nextExpiry = Math.min(this.nextExpiry, e.expiresAt);
   }
 
   private install(keys: EpochKeys): void {
@@ -411,6 +569,7 @@ export class FrameCryptor {
       for (const e of this.ring.values()) if (e !== existing) e.expiresAt = Math.min(e.expiresAt, graceEnd);
     }
     this.ring.set(byte, keys);
+    this.nextExpiry = Math.min(this.nextExpiry, graceEnd);
     this.next = undefined;
   }
 }
