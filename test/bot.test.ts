@@ -4,7 +4,7 @@
 // who approves them, and bots.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { deriveLinkKeys, newCallKey, newLinkSecret, openCard, ratchet, toBase64url } from '../src/e2ee/keys.js';
+import { deriveLinkKeys, newCallKey, newGroupId, newLinkSecret, openCard, ratchet, toBase64url } from '../src/e2ee/keys.js';
 import { CallGroup, newMemberKeys, newSigningKey, readKeyPackage } from '../src/e2ee/mls.js';
 import { FrameCryptor } from '../src/e2ee/sframe.js';
 import { Bot, parseJoinLink } from '../src/bot/bot.js';
@@ -213,8 +213,9 @@ describe('bots in a call, through the SFU', { timeout: 150_000 }, () => {
       if (b !== intruder) assert.deepEqual(b.stats().received.filter((s) => s.peerId === knock.id), [], 'no bot got anything of the waiting bot');
     }
 
-    // The server admits it anyway, with a Welcome into a group of the server's own making (the
-    // only kind it can make): the members refuse its commit, and the intruder holds keys no one uses.
+    // The server admits it anyway, with a Welcome into a group of the server's own making, its group id
+    // MACed with the intruder's own (wrong) link keys — the only kind the intruder accepts: the
+    // members refuse its commit, and the intruder holds keys no one uses.
     const wrongKeys = await deriveLinkKeys(wrongSecret);
     const opened = await openCard(wrongKeys, link.id, cards.get(knock.id)!);
     const card = opened && (await readKeyPackage(opened));
@@ -223,6 +224,7 @@ describe('bots in a call, through the SFU', { timeout: 150_000 }, () => {
       hostKeyHash: link.hostKeyHash,
       isGone: () => false,
       now: () => Date.now(),
+      groupIds: { make: () => newGroupId(wrongKeys, link.id), check: async () => true },
     });
     const forged = await forger.add([card.keyPackage]);
     const room = server.app.rooms.get(link.id) as Room;
