@@ -49,7 +49,7 @@ async function run(nodeCount: number): Promise<RunResult> {
     for (let c = 0; c < calls; c++) {
       const link = await createLink(first, cookie, `Bench ${c}`);
       const path = link.url.slice(first.url.length);
-      const host = await Bot.join({ link: nodeUrl() + path, name: `Host ${c}`, cookie, admitAll: true, layers: ['q'], fixtures, linkKeys: link.keys, bindAddress: '127.0.0.1' });
+      const host = await Bot.join({ link: nodeUrl() + path, name: `Host ${c}`, cookie, hostKey: link.hostKey, admitAll: true, layers: ['q'], fixtures, linkKeys: link.keys, bindAddress: '127.0.0.1' });
       bots.push(host);
       await host.inCall();
       for (let g = 1; g < botsPerCall; g++) {

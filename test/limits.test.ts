@@ -311,7 +311,8 @@ describe('when the host is gone', () => {
   it('the call goes on; a knock waits, told so, until a participant admitted long enough lets it in', async () => {
     await withServer({ roomLimits: limits }, async (server) => {
       const cookie = await signUp(server, 'ana');
-      const link = await createLink(server, cookie);
+      // Every member applies the same short approver delay as the server here.
+      const link = { ...(await createLink(server, cookie)), approverDelayMs: limits.approverDelayMs };
       const { host, guest: bob } = await callOfTwo(server, link, cookie);
 
       host.call.leave();

@@ -63,7 +63,7 @@ describe('media workers: calls pinned to worker processes', { timeout: 240_000 }
   /** A call of two bots: the host (signed in, lets everyone in) and a guest; resolves once media flows both ways. */
   async function callOfTwoBots(name: string): Promise<BotCall> {
     const link = await createLink(server!, cookie, name);
-    const host = await Bot.join({ link: link.url, name: 'Host bot', cookie, admitAll: true, bindAddress: '127.0.0.1' });
+    const host = await Bot.join({ link: link.url, name: 'Host bot', cookie, hostKey: link.hostKey, admitAll: true, bindAddress: '127.0.0.1' });
     bots.push(host);
     await host.inCall(20_000);
     // The guest sends three simulcast layers: the worker's SFU tells it which ones are watched.

@@ -60,6 +60,8 @@ export interface LinkTrust {
   hostKeyHash: string;
   /** The host's own signing key (only in the browser that made the link). */
   hostKey?: SigningKey;
+  /** While the host is away, members added this long ago may approve (default 30 s; every member must agree, so only tests change it). */
+  approverDelayMs?: number;
 }
 
 /** How long an admitted participant waits for its Welcome before giving up. */
@@ -141,6 +143,7 @@ export class CallSession {
       hostKeyHash: link.hostKeyHash,
       isGone: (leaf) => this.isGone(leaf),
       now: () => Date.now(),
+      approverDelayMs: link.approverDelayMs,
       groupIds: { make: () => newGroupId(link.keys, link.linkId), check: (id) => checkGroupId(link.keys, link.linkId, id) },
     };
     const s = signaling;

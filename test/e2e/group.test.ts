@@ -164,7 +164,7 @@ describe('a group call: two Chromium pages and eight bots', { timeout: 420_000 }
       }
     }
 
-    // Four bots leave: both grids drop their tiles, and the host rotates the call key.
+    // Four bots leave: both grids drop their tiles, and the host's Remove commits move the group to a new epoch.
     const codeBefore = await host.locator('output[aria-label="Safety code"]').textContent();
     const epochBefore = bots[0]!.stats().epoch!;
     const leaving = bots.slice(4);
@@ -174,7 +174,10 @@ describe('a group call: two Chromium pages and eight bots', { timeout: 420_000 }
       await page.waitForFunction((n) => document.querySelectorAll('video[aria-label^="Video of "]').length === n, 5, { timeout: 30_000 });
       assert.deepEqual(await remoteTiles(page), ['grace', 'Guest', ...names.slice(0, 4)].filter((n) => n !== me).sort());
     }
-    await waitFor('the rotated key at every remaining bot', () => staying.every((b) => (b.stats().epoch ?? 0) >= epochBefore + 4), 30_000);
+    await waitFor('the group of six, under a new epoch, at every remaining bot', () =>
+      staying.every((b) => (b.stats().epoch ?? 0) > epochBefore && b.call.memberCount === 6 && b.call.safetyCode === staying[0]!.call.safetyCode),
+    30_000);
+    await text(host, '6 people');
     const codeAfter = await host.locator('output[aria-label="Safety code"]').textContent();
     assert.notEqual(codeAfter, codeBefore, 'the safety code changed with the key');
     await text(guest, codeAfter!);

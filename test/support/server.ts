@@ -126,7 +126,7 @@ export async function createLink(server: TestServer, cookie: string, name?: stri
  */
 export async function connectClient(
   server: TestServer,
-  link: Pick<TestLink, 'id' | 'keys' | 'hostKeyHash'> & { hostKey?: SigningKey },
+  link: Pick<TestLink, 'id' | 'keys' | 'hostKeyHash'> & { hostKey?: SigningKey; approverDelayMs?: number },
   cookie?: string,
 ): Promise<{ signaling: SignalingClient; call: CallSession; raw: () => WebSocket }> {
   let socket: WebSocket | undefined;
@@ -139,6 +139,7 @@ export async function connectClient(
     keys: link.keys,
     hostKeyHash: link.hostKeyHash,
     hostKey: cookie ? link.hostKey : undefined,
+    approverDelayMs: link.approverDelayMs,
   });
   await signaling.connect();
   return { signaling, call, raw: () => socket! };
@@ -162,7 +163,7 @@ export function until(call: CallSession, predicate: () => boolean, timeoutMs = 1
 }
 
 /** A call of two: the host enters, a guest knocks, the host approves; resolves once both share the call key. */
-export async function callOfTwo(server: TestServer, link: TestLink, hostCookie: string, names = { host: 'Ana', guest: 'Bob' }) {
+export async function callOfTwo(server: TestServer, link: TestLink & { approverDelayMs?: number }, hostCookie: string, names = { host: 'Ana', guest: 'Bob' }) {
   const host = await connectClient(server, link, hostCookie);
   await host.call.join(names.host);
   await until(host.call, () => host.call.phase.kind === 'in-call' && host.call.keys !== undefined);
