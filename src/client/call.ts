@@ -125,6 +125,11 @@ export class CallSession {
   private nextSlot = 0;
   private pending?: { commit: PendingCommit; intent: Intent; settle: () => void; seq?: number };
   private readonly intents: { intent: Intent; settle: () => void }[] = [];
+  /**
+   * Add commits made ahead for waiting knocks (on the current epoch), so Approve only sends: a
+   * commit is made when the knock arrives or the epoch changes, not when the button is pressed.
+   */
+  private readonly ready = new Map<string, Promise<PendingCommit | undefined>>();
   private welcomeTimer?: ReturnType<typeof setTimeout>;
   /** The last viewport sent (normalized JSON), so repeats are not sent again. */
   private lastViewport?: string;
@@ -153,13 +158,19 @@ export class CallSession {
         this.myId = m.you.id;
         this.nextSlot = m.slot;
         this.canApprove = m.canApprove;
+        if (m.welcome) {
+          const start = performance.now();
+          if (!(await this.enter(m.welcome))) return;
+          // The frame key first: media waits for it (CallConnection answers media offers only with a key).
+          await this.rekey();
+          // User Timing (no contents): bench/join reads how long joining the group took.
+          performance.measure?.('linkcall:welcome', { start, end: performance.now() });
+        }
         this.seen.clear();
         for (const p of [m.you, ...m.participants]) this.seen.set(p.id, await this.open(p));
         this.knocks.clear();
         for (const k of m.knocks) await this.addKnock(k);
-        if (m.welcome) {
-          if (!(await this.enter(m.welcome))) return;
-        } else if (!this.group) {
+        if (!this.group) {
           const others = m.participants.length;
           if (others === 0 && this.isPinnedHost()) {
             // The host, first in: it makes the group.
@@ -208,6 +219,7 @@ export class CallSession {
     );
     s.on('knockGone', (m) =>
       this.serially(async () => {
+        this.ready.delete(m.participantId);
         if (this.knocks.delete(m.participantId)) this.emit();
         // Let in, it is the participant the server announces next; else it is gone for good.
         if (!this.seen.has(m.participantId)) setTimeout(() => void this.serially(async () => this.forgetKnock(m.participantId)), 2000);
@@ -276,9 +288,11 @@ export class CallSession {
   async prepare(name: string): Promise<void> {
     const clean = parseDisplayName(name);
     if (!clean) throw new LinkcallError('invalid_name');
-    const { newMemberKeys } = await mls();
+    const { newMemberKeys, warmUp } = await mls();
     this.me = await newMemberKeys(clean, Date.now(), this.link.hostKey);
     this.card = await sealCard(this.link.keys, this.link.linkId, this.me.bytes);
+    // In the background, while the person looks at the preview: the first Welcome then runs warm code.
+    setTimeout(() => void warmUp(), 0);
   }
 
   /** Sends the knock once (later calls do nothing). */
@@ -420,6 +434,9 @@ export class CallSession {
       const card = this.knockCards.get(intent.participantId);
       const knock = this.knocks.get(intent.participantId);
       if (!card || !knock || knock.stale || !group.mayApprove()) return undefined;
+      const early = await this.ready.get(intent.participantId);
+      this.ready.delete(intent.participantId);
+      if (early && early.epoch === group.epoch) return { commit: early, welcomeTo: intent.participantId };
       return { commit: await group.add([card.keyPackage]), welcomeTo: intent.participantId };
     }
     // Tidy: remove members the server reports gone; add a host who re-entered.
@@ -513,12 +530,7 @@ export class CallSession {
         if (p.info.id === this.myId) this.you = m;
         else this.participants.set(m.id, m);
       }
-      if (this.keys?.key.epoch !== group.epoch) {
-        const state = { key: await group.callKey(), senderIndex: group.myLeaf };
-        this.keys = state;
-        this.onKeys?.(state);
-        this.safetyCode = await group.safetyCode();
-      }
+      await this.rekey();
       if (!this.intents.some((i) => i.intent.kind === 'tidy')) this.intents.push({ intent: { kind: 'tidy' }, settle: () => undefined });
       await this.drive();
     } else if (this.myId) {
@@ -526,6 +538,31 @@ export class CallSession {
       if (p) this.you = { id: p.info.id, name: this.me?.credential.name, leaf: -1, isHost: this.isPinnedHost(), role: p.info.role, since: p.info.since, audio: p.info.audio, video: p.info.video, reconnecting: false };
     }
     this.emit();
+  }
+
+  /** Our frame key and safety code follow the group's epoch. */
+  private async rekey(): Promise<void> {
+    const group = this.group;
+    if (!group || this.keys?.key.epoch === group.epoch) return;
+    const state = { key: await group.callKey(), senderIndex: group.myLeaf };
+    this.keys = state;
+    this.onKeys?.(state);
+    this.safetyCode = await group.safetyCode();
+    // Commits made ahead on the old epoch are useless now.
+    this.ready.clear();
+    for (const id of this.knocks.keys()) this.prepareAdd(id);
+  }
+
+  /** Make the Add commit for a waiting knock ahead of the click (when we may approve). */
+  private prepareAdd(participantId: string): void {
+    const group = this.group;
+    const card = this.knockCards.get(participantId);
+    if (!group || !card || this.ready.has(participantId) || !group.mayApprove()) return;
+    // A moment later: the knock is drawn on the approver's screen first.
+    this.ready.set(
+      participantId,
+      new Promise((resolve) => setTimeout(resolve, 30)).then(() => group.add([card.keyPackage])).catch(() => undefined),
+    );
   }
 
   private async open(info: ParticipantInfo): Promise<Seen> {
@@ -555,6 +592,7 @@ export class CallSession {
       if (name && !stale) this.knockCards.set(k.id, card);
     }
     this.knocks.set(k.id, { id: k.id, name, since: k.since, stale });
+    this.prepareAdd(k.id);
   }
 
   // ------------------------------------------------------------------ internals

@@ -26,6 +26,7 @@ import {
   getCiphersuiteImpl,
   joinGroupWithExtensions,
   mlsExporter,
+  nobleCryptoProvider,
   processPrivateMessage,
   type CiphersuiteImpl,
   type ClientState,
@@ -59,7 +60,9 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
 let suite: Promise<CiphersuiteImpl> | undefined;
 export function cipherSuite(): Promise<CiphersuiteImpl> {
-  suite ??= getCiphersuiteImpl(getCiphersuiteFromName(CIPHER_SUITE));
+  // The noble provider hashes and derives synchronously: in a page, a join runs hundreds of HKDF
+  // steps, and each WebCrypto call is a hop to another thread and back.
+  suite ??= getCiphersuiteImpl(getCiphersuiteFromName(CIPHER_SUITE), nobleCryptoProvider);
   return suite;
 }
 
@@ -144,6 +147,31 @@ export async function readKeyPackage(bytes: Uint8Array): Promise<KnockCard | und
   const cs = await cipherSuite();
   if (!(await verifyKeyPackage(keyPackage, cs.signature).catch(() => false))) return undefined;
   return { keyPackage, credential, signatureKeyHash: keyHash(leaf.signaturePublicKey) };
+}
+
+/**
+ * Runs a throwaway join once (make a group, add a member, join from its Welcome, process a
+ * commit), so that the page's first real Welcome runs compiled code: a cold first join took
+ * ~65 ms of the ~100 ms between Approve and the guest's keys. Called while the person still looks
+ * at the preview or waits in the lobby. Nothing of it is kept.
+ */
+let warm: Promise<void> | undefined;
+export function warmUp(): Promise<void> {
+  warm ??= (async () => {
+    const rules: CommitRules = { hostKeyHash: '', isGone: () => true, now: () => Date.now() };
+    const a = await newMemberKeys('a', Date.now());
+    const b = await newMemberKeys('b', Date.now());
+    const group = await CallGroup.create(a, rules);
+    const card = await readKeyPackage(b.bytes);
+    const added = await group.add([card!.keyPackage]);
+    group.applyOwn(added);
+    const joined = await CallGroup.fromWelcome(added.welcome!, b, rules);
+    const removed = await joined.remove([0]);
+    await group.process(removed.commit);
+    await joined.callKey();
+    await joined.safetyCode();
+  })().catch(() => undefined);
+  return warm;
 }
 
 // ------------------------------------------------------------------ the group
@@ -266,19 +294,22 @@ export class CallGroup {
   /** Add these KeyPackages (approve). The Welcome carries the ratchet tree and the add times. */
   async add(keyPackages: KeyPackage[]): Promise<PendingCommit> {
     if (keyPackages.length === 0) throw new TypeError('add() needs at least one KeyPackage');
+    // The state it is made on (the group may move on while this runs; applyOwn then refuses it).
+    const state = this.state;
+    const epoch = this.epoch;
     const now = this.rules.now();
     const addedAt = new Map(this.addedAt);
-    for (const leaf of nextLeaves(this.state, keyPackages.length)) addedAt.set(leaf, now);
+    for (const leaf of nextLeaves(state, keyPackages.length)) addedAt.set(leaf, now);
     const proposals: Proposal[] = keyPackages.map((keyPackage) => ({ proposalType: 'add', add: { keyPackage } }));
     // The add-time table rides in the Welcome's GroupInfo (signed by us): the newcomer needs it.
     const table: Extension = { extensionType: ADDED_AT_EXTENSION, extensionData: utf8.encode(JSON.stringify([...addedAt])) };
     const made = await createCommit(
-      { state: this.state, cipherSuite: this.cs },
+      { state, cipherSuite: this.cs },
       { extraProposals: proposals, authenticatedData: uint64(now), ratchetTreeExtension: true, groupInfoExtensions: [table] },
     );
     if (!made.welcome) throw new Error('an Add commit makes a Welcome');
     return {
-      epoch: this.epoch,
+      epoch,
       commit: bytes(encodeMlsMessage(made.commit)),
       welcome: bytes(encodeMlsMessage({ welcome: made.welcome, wireformat: 'mls_welcome', version: 'mls10' })),
       next: made.newState,
@@ -289,12 +320,14 @@ export class CallGroup {
   /** Remove these leaves (the host removing someone, or anyone for members the server reports gone). */
   async remove(leaves: number[]): Promise<PendingCommit> {
     if (leaves.length === 0) throw new TypeError('remove() needs at least one leaf');
+    const state = this.state;
+    const epoch = this.epoch;
     const now = this.rules.now();
     const proposals: Proposal[] = leaves.map((removed) => ({ proposalType: 'remove', remove: { removed } }));
-    const made = await createCommit({ state: this.state, cipherSuite: this.cs }, { extraProposals: proposals, authenticatedData: uint64(now) });
     const addedAt = new Map(this.addedAt);
     for (const leaf of leaves) addedAt.delete(leaf);
-    return { epoch: this.epoch, commit: bytes(encodeMlsMessage(made.commit)), next: made.newState, addedAt };
+    const made = await createCommit({ state, cipherSuite: this.cs }, { extraProposals: proposals, authenticatedData: uint64(now) });
+    return { epoch, commit: bytes(encodeMlsMessage(made.commit)), next: made.newState, addedAt };
   }
 
   /** The server ordered our commit first for its epoch: move to the next epoch. */
