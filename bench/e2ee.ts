@@ -6,6 +6,9 @@
  * Each frame class is also timed against bare WebCrypto AES-GCM encrypt + decrypt of the same
  * frames, in alternating batches in the same worker, so machine load weighs on both alike;
  * the goal is SFrame ≤ RATIO_GOAL × bare (what SFrame adds must not outweigh the cipher).
+ * Then the MLS side, on the page's main thread (where the app runs it): the Add commit + Welcome
+ * that lets the 33rd person in, the Remove commit in a call of 33, what a member spends on each,
+ * the newcomer's join from the Welcome, and the sizes of knock, commits and Welcome (goal ≤ 50 ms each).
  * Prints medians and writes bench/results/e2ee.json.  Usage: npx tsx bench/e2ee.ts [deltaFrames]
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,7 +30,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 // encryption cost depends on sizes only, and the clear bytes are what VP8 would have.
 const WORKER = `
 import { FrameCryptor } from '../src/e2ee/sframe.js';
-import { newCallKey, newSenderIndex } from '../src/e2ee/keys.js';
+import { newCallKey } from '../src/e2ee/keys.js';
+// An MLS leaf index, as in a call of 33.
+const newSenderIndex = () => Math.floor(Math.random() * 33);
 
 function frame(size, kind, keyFrame) {
   const f = new Uint8Array(size);
@@ -175,7 +180,67 @@ self.onmessage = async ({ data }) => {
 };
 `;
 
+/** Runs on the page's main thread: a call of 33 made by one host, as the app does it. */
+const MLS_SCRIPT = `
+import { CallGroup, keyHash, newMemberKeys, newSigningKey, readKeyPackage, CIPHER_SUITE } from '../src/e2ee/mls.js';
+import { deriveLinkKeys, newLinkSecret, sealCard } from '../src/e2ee/keys.js';
+
+window.runMls = async (runs) => {
+  const hostKey = await newSigningKey();
+  const rules = { hostKeyHash: keyHash(hostKey.publicKey), isGone: () => true, now: () => Date.now() };
+  const linkKeys = await deriveLinkKeys(newLinkSecret());
+  const knockOf = async (name) => {
+    const keys = await newMemberKeys(name, Date.now());
+    return { keys, card: await readKeyPackage(keys.bytes), sealed: await sealCard(linkKeys, 'AAECAwQFBgcICQoLDA0ODw', keys.bytes) };
+  };
+  const host = await CallGroup.create(await newMemberKeys('Host', Date.now(), hostKey), rules);
+  // One member follows every commit, to time what the others spend.
+  const first = await knockOf('Member 1');
+  const p1 = await host.add([first.card.keyPackage]);
+  host.applyOwn(p1);
+  const member = await CallGroup.fromWelcome(p1.welcome, first.keys, rules);
+  for (let i = 2; i < 32; i++) {
+    const k = await knockOf('Member ' + i);
+    const p = await host.add([k.card.keyPackage]);
+    host.applyOwn(p);
+    await member.process(p.commit);
+  }
+  const out = { suite: CIPHER_SUITE, membersBefore: host.members().length, add: [], addProcess: [], join: [], remove: [], removeProcess: [], sizes: {} };
+  for (let r = 0; r < runs; r++) {
+    const k = await knockOf('Guest ' + r);
+    let t = performance.now();
+    const added = await host.add([k.card.keyPackage]);
+    out.add.push(performance.now() - t);
+    host.applyOwn(added);
+    t = performance.now();
+    await member.process(added.commit);
+    out.addProcess.push(performance.now() - t);
+    t = performance.now();
+    const newcomer = await CallGroup.fromWelcome(added.welcome, k.keys, rules);
+    out.join.push(performance.now() - t);
+    const leaf = newcomer.myLeaf;
+    t = performance.now();
+    const removed = await host.remove([leaf]);
+    out.remove.push(performance.now() - t);
+    host.applyOwn(removed);
+    t = performance.now();
+    await member.process(removed.commit);
+    out.removeProcess.push(performance.now() - t);
+    out.sizes = {
+      keyPackageBytes: k.keys.bytes.length,
+      sealedKnockChars: k.sealed.length,
+      addCommitBytes: added.commit.length,
+      welcomeBytes: added.welcome.length,
+      removeCommitBytes: removed.commit.length,
+    };
+  }
+  out.membersAfterAdd = out.membersBefore + 1;
+  return out;
+};
+`;
+
 const PAGE_SCRIPT = `
+import './mls.js';
 const worker = new Worker('worker.js', { type: 'module' });
 window.runBench = (cases) => new Promise((resolve) => {
   worker.onmessage = ({ data }) => resolve(data);
@@ -232,6 +297,14 @@ async function bundle(dir: string): Promise<void> {
     outfile: join(dir, 'worker.js'),
     logLevel: 'error',
   });
+  await build({
+    stdin: { contents: MLS_SCRIPT, resolveDir: here, sourcefile: 'bench-mls.js', loader: 'js' },
+    bundle: true,
+    format: 'esm',
+    target: 'es2022',
+    outfile: join(dir, 'mls.js'),
+    logLevel: 'error',
+  });
   writeFileSync(join(dir, 'main.js'), PAGE_SCRIPT);
   writeFileSync(join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>e2ee bench</title><script type="module" src="main.js"></script>');
 }
@@ -241,7 +314,7 @@ async function serve(dir: string): Promise<{ url: string; close(): void }> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     const name = path === '/' ? 'index.html' : path.slice(1);
-    if (!['index.html', 'main.js', 'worker.js'].includes(name)) {
+    if (!['index.html', 'main.js', 'worker.js', 'mls.js'].includes(name)) {
       res.writeHead(404).end();
       return;
     }
@@ -342,6 +415,42 @@ async function measure(url: string, chromium: Awaited<ReturnType<typeof launchCh
   for (const row of ratioRows) console.log(row);
   console.log(`load average ${loadAverageAtStart} at start, ${result.loadAverage1m} at end; goal ratio ≤ ${RATIO_GOAL}: ${result.meetsGoal.ratio ? 'met' : 'NOT met'}`);
   console.log(`goal ≤ ${GOAL_MS} ms per video frame: ${result.meetsGoal.time ? 'met' : 'NOT met'}; ≤ ${GOAL_BYTES} bytes added: ${result.meetsGoal.bytes ? 'met' : 'NOT met'}`);
+
+  // MLS, on the main thread: 32 members, the 33rd let in and removed again, MLS_RUNS times.
+  const MLS_RUNS = 7;
+  const mls = (await page.evaluate((runs) => (window as unknown as { runMls(r: number): Promise<unknown> }).runMls(runs), MLS_RUNS)) as {
+    suite: string;
+    membersBefore: number;
+    sizes: Record<string, number>;
+  } & Record<'add' | 'addProcess' | 'join' | 'remove' | 'removeProcess', number[]>;
+  const MLS_GOAL_MS = 50;
+  const timing = (values: number[]) => ({ median: median(values), max: Math.max(...values) });
+  const mlsResult = {
+    suite: mls.suite,
+    where: `page main thread, ${MLS_RUNS} runs: a group of ${mls.membersBefore} made by one host; the 33rd added, then removed`,
+    addCommitAndWelcomeMs: timing(mls.add),
+    memberProcessesAddMs: timing(mls.addProcess),
+    newcomerJoinsFromWelcomeMs: timing(mls.join),
+    removeCommitMs: timing(mls.remove),
+    memberProcessesRemoveMs: timing(mls.removeProcess),
+    sizes: mls.sizes,
+    goalMs: MLS_GOAL_MS,
+  };
+  const mlsMet = [mls.add, mls.join, mls.remove, mls.addProcess, mls.removeProcess].every((v) => median(v) <= MLS_GOAL_MS);
+  console.log(`MLS (${mls.suite}) on the page's main thread, ${MLS_RUNS} runs, median / max:`);
+  for (const [what, v] of [
+    ['Add commit + Welcome for the 33rd (host)', mls.add],
+    ['  a member processes that commit', mls.addProcess],
+    ['  the newcomer joins from the Welcome', mls.join],
+    ['Remove commit in a call of 33 (host)', mls.remove],
+    ['  a member processes that commit', mls.removeProcess],
+  ] as const) {
+    console.log(`  ${what.padEnd(44)} ${median(v).toFixed(1)} / ${Math.max(...v).toFixed(1)} ms`);
+  }
+  console.log(`  sizes: ${Object.entries(mls.sizes).map(([k, v]) => `${k} ${v}`).join(', ')}; goal ≤ ${MLS_GOAL_MS} ms (median): ${mlsMet ? 'met' : 'NOT met'}`);
+  Object.assign(result, { mls: mlsResult });
+  Object.assign(result.meetsGoal, { mls: mlsMet });
+
   mkdirSync(join(here, 'results'), { recursive: true });
   writeFileSync(join(here, 'results', 'e2ee.json'), JSON.stringify(result, null, 2) + '\n');
 }
