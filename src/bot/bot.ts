@@ -1,6 +1,6 @@
 /**
  * A headless participant for group, load and soak tests: joins by link like a guest (knock
- * with a name, wait for approval, verify the key grant — CallSession does all of it), then
+ * with a name, wait for approval, join the MLS group from the Welcome — CallSession does all of it), then
  * publishes pre-encoded VP8 + Opus, encrypted per frame, and counts the frames it receives
  * that authenticate. With the link owner's session cookie it enters as the host instead, and
  * can let everyone in.

@@ -146,7 +146,7 @@ export interface ReturningParticipant {
   participantId: string;
   role: Role;
   card: string;
-  /** When it was admitted (orders the key leader succession). */
+  /** When it was admitted (shown only; membership is the MLS group's). */
   since: number;
 }
 
@@ -296,8 +296,8 @@ export class Room {
    * A participant of this call that lived on a node that is gone comes back
    * here (cluster re-homing): same id and role, admitted at once — it was
    * admitted before and proves it with its resume token. It gets `resumed` and
-   * a fresh `joined`; the others see it join as returning, and the key leader
-   * grants it the current key.
+   * a fresh `joined`; the others see it join as returning. It keeps its MLS
+   * state: nobody hands it a key.
    */
   adopt(peer: RoomPeer, resumeToken: string, who: ReturningParticipant, received: number): string {
     this.assertOpen();

@@ -283,7 +283,7 @@ export class CallConnection {
 
   /**
    * Re-key: new frames go out under the new key; older epochs stay readable for a few seconds.
-   * The first key (from a grant that verified, or our own as the first one in) also lets media
+   * The first key (from a Welcome that verified, or our own group as the host first in) also lets media
    * in: before it, offers that carry media are prepared but not answered.
    */
   setKeys(state: CallKeyState): void {
