@@ -287,24 +287,21 @@ function vsBare(r: CaseResult['vsBare']) {
   };
 }
 
-/** The bench worker and a page that starts it, bundled into `dir`. */
+/** The bench worker, the MLS script and a page that starts them, bundled into `dir`. */
 async function bundle(dir: string): Promise<void> {
-  await build({
-    stdin: { contents: WORKER, resolveDir: here, sourcefile: 'bench-worker.js', loader: 'js' },
-    bundle: true,
-    format: 'esm',
-    target: 'es2022',
-    outfile: join(dir, 'worker.js'),
-    logLevel: 'error',
-  });
-  await build({
-    stdin: { contents: MLS_SCRIPT, resolveDir: here, sourcefile: 'bench-mls.js', loader: 'js' },
-    bundle: true,
-    format: 'esm',
-    target: 'es2022',
-    outfile: join(dir, 'mls.js'),
-    logLevel: 'error',
-  });
+  for (const [contents, name] of [
+    [WORKER, 'worker.js'],
+    [MLS_SCRIPT, 'mls.js'],
+  ] as const) {
+    await build({
+      stdin: { contents, resolveDir: here, sourcefile: `bench-${name}`, loader: 'js' },
+      bundle: true,
+      format: 'esm',
+      target: 'es2022',
+      outfile: join(dir, name),
+      logLevel: 'error',
+    });
+  }
   writeFileSync(join(dir, 'main.js'), PAGE_SCRIPT);
   writeFileSync(join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><title>e2ee bench</title><script type="module" src="main.js"></script>');
 }
