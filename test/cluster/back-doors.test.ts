@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { createHash } from 'node:crypto';
+import { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import type { ServerMessage } from '../../src/protocol/messages.js';
 import { startCluster, type TestCluster } from '../support/cluster.js';
@@ -146,7 +148,7 @@ describe('the cluster opens no back doors', { timeout: 240_000 }, () => {
     assert.equal(host.messages.filter((m) => m.type === 'participantJoined').length, 1, 'and no one else: no second host');
   });
 
-  it('a removed participant cannot come back through another node when the call\'s node is gone; the host still can', async () => {
+  it('a removed participant cannot come back through another node when the call\'s node is gone, nor two minutes later; the host still can', async () => {
     const cookie = await signUp('rita');
     const linkId = await createLink(cookie);
     const { host, guest, guestId } = await callOfTwo(cookie, linkId);
@@ -165,6 +167,16 @@ describe('the cluster opens no back doors', { timeout: 240_000 }, () => {
     removed.send({ type: 'resume', token: guestToken, received: guestReceived });
     assert.equal((await removed.next('closed')).code, 'removed', 'told it was removed');
     assert.equal(removed.messages.some((m) => m.type === 'resumed' || m.type === 'joined'), false, 'not let back in');
+
+    // Two minutes later the note of why has expired (its TTL; here deleted, as the TTL would):
+    // the token is simply unknown, and still lets nobody in.
+    const redis = new Redis(cluster.redisUrl);
+    await redis.del(`linkcall:resume:${createHash('sha256').update(guestToken).digest('base64url')}`);
+    redis.disconnect();
+    const later = await Client.open(node('b').url);
+    later.send({ type: 'resume', token: guestToken, received: guestReceived });
+    assert.equal((await later.next('closed')).code, 'resume_failed', 'an unknown token, after the note expired');
+    assert.equal(later.messages.some((m) => m.type === 'resumed' || m.type === 'joined'), false, 'not let back in two minutes later either');
 
     const back = await Client.open(node('a').url, cookie);
     back.send({ type: 'resume', token: hostToken, received: hostReceived });
