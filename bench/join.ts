@@ -212,7 +212,12 @@ for (let i = 0; i < runs; i++) {
   const welcomed = firstAfter(guestLog, '<joined', approveClick);
   const answered = firstAfter(guestLog, '>subscribeAnswer', welcomed);
   approveLegs.push([approveSent - approveClick, welcomed - approveSent, answered - welcomed, frame - answered]);
-  welcomeMs.push(await guest.page.evaluate(() => performance.getEntriesByName('linkcall:welcome').at(-1)?.duration ?? NaN));
+  const welcome = await guest.page.evaluate(() => {
+    const e = performance.getEntriesByName('linkcall:welcome').at(-1);
+    return e ? { start: performance.timeOrigin + e.startTime, duration: e.duration } : undefined;
+  });
+  welcomeMs.push(welcome?.duration ?? NaN);
+  if (process.env.BENCH_DEBUG) console.log(`  joined→welcome start ${(welcome!.start - welcomed).toFixed(1)}, welcome ${welcome!.duration.toFixed(1)}, welcome end→answer ${(answered - welcome!.start - welcome!.duration).toFixed(1)}`);
   firstFrame.push(frame - approveClick);
   firstSized.push(sized - approveClick);
   hostSeesGuest.push(hostFrame - approveClick);
