@@ -203,4 +203,18 @@ describe('only a person’s ✓ lets anyone into the encrypted call', { timeout:
     assert.equal(await opens(host.call, bobKeys), false, 'the old key does not open new frames');
     assert.equal(await opens(host.call, cleo.call.keys), true, 'while those still in the call read each other');
   });
+
+  it('the host who left and comes back (a reload) is added again by a member, from its pinned key alone', async () => {
+    const { link, host, guests } = await call();
+    const bob = guests[0]!;
+    host.call.leave();
+    await until(bob.call, () => bob.call.memberCount === 1 && !bob.call.participants.has(host.call.you!.id));
+    // The host's browser still has the link's signing key: a new page enters as owner, with no Welcome yet.
+    const again = await client(link, true);
+    await again.call.join('Ana');
+    await until(again.call, () => again.call.phase.kind === 'in-call' && again.call.keys !== undefined, 15_000);
+    await until(bob.call, () => bob.call.memberCount === 2 && bob.call.safetyCode === again.call.safetyCode);
+    assert.equal(again.call.you?.isHost, true, 'it holds the host’s leaf');
+    assert.equal([...bob.call.participants.values()][0]?.isHost, true, 'and Bob’s screen shows it as the host');
+  });
 });
