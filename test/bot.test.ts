@@ -4,7 +4,7 @@
 // who approves them, and bots.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { deriveLinkKeys, newCallKey, newGroupId, newLinkSecret, openCard, ratchet, toBase64url } from '../src/e2ee/keys.js';
+import { deriveLinkKeys, newCallKey, newGroupId, newLinkSecret, openCard, toBase64url } from '../src/e2ee/keys.js';
 import { CallGroup, newMemberKeys, newSigningKey, readKeyPackage } from '../src/e2ee/mls.js';
 import { FrameCryptor } from '../src/e2ee/sframe.js';
 import { Bot, parseJoinLink } from '../src/bot/bot.js';
@@ -60,10 +60,13 @@ describe('frame opener (the bots\' fast SFrame decryption)', () => {
       }
     }
     assert.equal(opened, 30);
-    // A sender that ratcheted (someone joined) before we did is readable at once.
-    const next = await ratchet(key);
+    // A sender on the next epoch is readable once that epoch's key is added, not before.
+    const next = newCallKey(6);
     await sender.setSendKey(next, 4);
-    assert.ok(opener.open(await sender.encrypt(new Uint8Array(500), { kind: 'video', keyFrame: false }), { kind: 'video', keyFrame: false }));
+    const delta = { kind: 'video', keyFrame: false } as const;
+    assert.equal(opener.open(await sender.encrypt(new Uint8Array(500), delta), delta), undefined);
+    await opener.addKey(next);
+    assert.ok(opener.open(await sender.encrypt(new Uint8Array(500), delta), delta));
   });
 });
 
@@ -119,7 +122,7 @@ describe('bots in a call, through the SFU', { timeout: 150_000 }, () => {
       }
       const stats = bot.stats();
       assert.equal(stats.negotiationFailures, 0);
-      // Only the few frames sent around a join, before the sender ratcheted, are unreadable to the newcomer.
+      // Only the few frames sent around a join, before a sender applied the commit, are unreadable to the newcomer.
       for (const s of stats.received) {
         assert.ok(s.unauthenticatedFrames <= 0.05 * s.completeFrames, `${s.unauthenticatedFrames} of ${s.completeFrames} frames from ${s.peerId} unreadable`);
       }

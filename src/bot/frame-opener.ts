@@ -10,7 +10,7 @@
  * test/bot.test.ts checks that this opens exactly what FrameCryptor opens and refuses the rest.
  */
 import { createDecipheriv, hkdfSync } from 'node:crypto';
-import { type CallKey, ratchet, SENDER_INDEX_LIMIT, sframeBaseKey } from '../e2ee/keys.js';
+import { type CallKey, SENDER_INDEX_LIMIT, sframeBaseKey } from '../e2ee/keys.js';
 import { CIPHER_SUITE, clearByteCount, decodeHeader, type FrameMeta, TAG_BYTES } from '../e2ee/sframe.js';
 
 const KEY_BYTES = 16;
@@ -59,8 +59,6 @@ function deriveSender(baseKey: Buffer, kid: bigint): SenderKey {
 
 export class FrameOpener {
   private readonly ring = new Map<number, Epoch>();
-  /** The ratchet of the newest epoch, derived ahead: a sender that ratcheted first is readable at once. */
-  private next?: { from: Epoch; epoch?: Epoch };
   private readonly nonce = Buffer.alloc(NONCE_BYTES);
   private readonly aad = Buffer.alloc(MAX_HEADER_BYTES + 10);
   private readonly graceMs: number;
@@ -72,7 +70,6 @@ export class FrameOpener {
   /** Previous epochs stay readable for graceMs after a newer one is added. */
   async addKey(key: CallKey): Promise<void> {
     this.install(await deriveEpoch(key));
-    await this.prepareNext();
   }
 
   /** The frame's plaintext (clear bytes ‖ payload), or undefined if it does not authenticate. */
@@ -104,13 +101,8 @@ export class FrameOpener {
       this.ring.delete(epochByte);
       epoch = undefined;
     }
-    let ratcheted = false;
-    if (!epoch) {
-      const candidate = this.next?.from === this.newest() ? this.next?.epoch : undefined;
-      if (!candidate || (candidate.epoch & EPOCH_MASK) !== epochByte) return undefined;
-      epoch = candidate;
-      ratcheted = true;
-    }
+    // Only epochs we were given: MLS epochs are not a ratchet (see FrameCryptor).
+    if (!epoch) return undefined;
     let sender = epoch.senders.get(header.kid);
     if (!sender) {
       sender = deriveSender(epoch.baseKey, header.kid);
@@ -141,24 +133,7 @@ export class FrameOpener {
     }
     mark(sender, ctr);
     sender.verified = true;
-    if (ratcheted) {
-      this.install(epoch);
-      void this.prepareNext();
-    }
     return plain;
-  }
-
-  /** Joins ratchet everyone: derive the newest epoch's ratchet before its first frame arrives. */
-  private async prepareNext(): Promise<void> {
-    const newest = this.newest();
-    if (!newest || this.next?.from === newest) return;
-    const next: { from: Epoch; epoch?: Epoch } = { from: newest };
-    this.next = next;
-    try {
-      next.epoch = await deriveEpoch(await ratchet({ secret: new Uint8Array(newest.secret), epoch: newest.epoch }));
-    } catch {
-      // Only the shortcut is lost: the session's own ratchet brings the key moments later.
-    }
   }
 
   private newest(): Epoch | undefined {

@@ -36,7 +36,6 @@ const LABEL = {
   linkInfo: 'linkcall v1 link info',
   groupId: 'linkcall v1 group id',
   knock: 'linkcall v1 knock',
-  ratchet: 'linkcall v1 ratchet',
   safetyCode: 'linkcall v1 safety code',
   sframeBase: 'linkcall v1 sframe base key',
 } as const;
@@ -276,7 +275,7 @@ export async function openCard(keys: LinkKeys, linkId: string, sealed: string): 
 
 // ------------------------------------------------------------------ call key
 
-/** The call secret of one epoch. Epochs only grow: +1 on each join (ratchet) and each rotation. */
+/** The frame key of one MLS epoch: its exporter secret (see mls.ts callKey) and the epoch number. */
 export interface CallKey {
   secret: Uint8Array;
   epoch: number;
@@ -294,13 +293,6 @@ export function newCallKey(epoch: number): CallKey {
   const key = { secret: randomBytes(CALL_SECRET_BYTES), epoch };
   checkCallKey(key);
   return key;
-}
-
-/** One-way step to the next epoch: whoever holds epoch n+1 cannot compute epoch n. */
-export async function ratchet(key: CallKey): Promise<CallKey> {
-  checkCallKey(key);
-  const secret = await hkdf(key.secret, fields(LABEL.ratchet, uint64(key.epoch)), CALL_SECRET_BYTES);
-  return { secret, epoch: key.epoch + 1 };
 }
 
 /**

@@ -67,7 +67,7 @@ export class E2eeSession {
     this.attach(receiver, 'decrypt', mediaKind(receiver.track));
   }
 
-  /** Encrypt from now on with this key. Receivers must already have it (or reach it by ratchet). */
+  /** Encrypt from now on with this key. Receivers must already have it (the MLS commit that made it reaches them at the same moment). */
   setSendKey(key: CallKey, senderIndex: number): void {
     checkCallKey(key);
     checkSenderIndex(senderIndex);

@@ -18,7 +18,6 @@ import {
   type CallKey,
   checkCallKey,
   checkSenderIndex,
-  ratchet,
   SENDER_INDEX_LIMIT,
   sframeBaseKey,
 } from './keys.js';
@@ -440,8 +439,6 @@ export class FrameCryptor {
   private readonly ring = new Map<number, EpochKeys>();
   /** The earliest expiresAt in the ring: frames look at the ring's end dates only once it passes. */
   private nextExpiry = Infinity;
-  /** The ratchet of the newest epoch, tried when a frame of the next epoch arrives first. */
-  private next?: { from: EpochKeys; keys: Promise<EpochKeys> };
 
   constructor(opts: { graceMs?: number; now?: () => number } = {}) {
     this.graceMs = opts.graceMs ?? 5000;
@@ -492,14 +489,10 @@ export class FrameCryptor {
     const bodyAt = clear + header.length;
     if (senderIndex >= SENDER_INDEX_LIMIT || ctr > MAX_CTR || data.length - bodyAt < TAG_BYTES) return undefined;
     if (this.nextExpiry !== Infinity && this.now() >= this.nextExpiry) this.expire();
-    let epoch = this.ring.get(epochByte);
-    let sender = epoch?.sender(senderIndex);
-    let ratcheted = false;
-    if (!epoch || !sender) {
-      const found = await this.keysFor(senderIndex, epochByte);
-      if (!found) return undefined;
-      ({ epoch, sender, ratcheted } = found);
-    }
+    const epoch = this.ring.get(epochByte);
+    if (!epoch) return undefined;
+    const sender = epoch.sender(senderIndex) ?? (await this.senderKey(epoch, senderIndex));
+    if (!sender) return undefined;
     if (!sender.replay.fresh(ctr)) return undefined;
     const aad = sender.aad;
     copyBytes(aad, 0, data, clear, bodyAt);
@@ -517,26 +510,18 @@ export class FrameCryptor {
     }
     if (!sender.replay.mark(ctr)) return undefined;
     sender.verified = true;
-    if (ratcheted) this.install(epoch);
     return withClearBytes(data, clear, plaintext);
   }
 
-  /** A sender's first frame in an epoch, or a frame of an epoch not yet installed: keys to derive. */
-  private async keysFor(senderIndex: number, epochByte: number): Promise<{ epoch: EpochKeys; sender: ReceiveKey; ratcheted: boolean } | undefined> {
+  /**
+   * A sender's first frame in an epoch: its key to derive. Only epochs we were given are read — MLS
+   * epochs are not a ratchet, and anything derived from an older key could come from someone removed.
+   */
+  private async senderKey(epoch: EpochKeys, senderIndex: number): Promise<ReceiveKey | undefined> {
     try {
-      const known = this.ring.get(epochByte);
-      if (known) return { epoch: known, sender: await known.deriveSender(senderIndex), ratcheted: false };
-      // Joins ratchet everyone: a frame of exactly the next epoch may be read with
-      // our own ratchet, which is kept only once a frame authenticates with it.
-      const newest = this.newest();
-      if (!newest || ((newest.key.epoch + 1) & EPOCH_MASK) !== epochByte) return undefined;
-      if (this.next?.from !== newest) {
-        this.next = { from: newest, keys: ratchet(newest.key).then((k) => EpochKeys.derive(k)) };
-      }
-      const epoch = await this.next.keys;
-      return { epoch, sender: await epoch.deriveSender(senderIndex), ratcheted: true };
+      return await epoch.deriveSender(senderIndex);
     } catch {
-      return undefined; // a key derivation failed: the frame cannot be read either way
+      return undefined; // a key derivation failed: the frame cannot be read
     }
   }
 
@@ -570,6 +555,5 @@ export class FrameCryptor {
     }
     this.ring.set(byte, keys);
     this.nextExpiry = Math.min(this.nextExpiry, graceEnd);
-    this.next = undefined;
   }
 }
