@@ -9,8 +9,11 @@
 import { checkGroupId, newGroupId, openCard, fromBase64url, toBase64url, type CallKey, type LinkKeys, sealCard } from '../e2ee/keys.js';
 import type { CallGroup, CommitRules, KnockCard, MemberKeys, PendingCommit, SigningKey } from '../e2ee/mls.js';
 import { errorMessage, LinkcallError, type ErrorCode } from '../protocol/errors.js';
-import { parseDisplayName, type ParticipantInfo, type Role, type ViewportTile } from '../protocol/messages.js';
+import { chatText, parseDisplayName, type ParticipantInfo, type Role, type ViewportTile } from '../protocol/messages.js';
 import type { SignalingClient } from './signaling.js';
+
+const utf8 = new TextEncoder();
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
 /** The MLS code is loaded when the person presses Continue, not with the join page. */
 const mls = () => import('../e2ee/mls.js');
@@ -47,6 +50,21 @@ export interface Knock {
   /** The knock was made long ago or seen before: a replay, never shown as a fresh name and never approvable. */
   stale: boolean;
 }
+
+/** A chat message, end-to-end encrypted (an MLS application message): the server never sees its text. */
+export interface ChatMessage {
+  /** Counts up in this page. */
+  id: number;
+  /** The sender's name from its MLS credential (authenticated by the group), never from the server. */
+  name: string | undefined;
+  mine: boolean;
+  text: string;
+  /** When it arrived here (ms since epoch). */
+  at: number;
+}
+
+/** Most chat messages kept on screen; older ones scroll away for good. */
+const MAX_CHAT_KEPT = 500;
 
 export interface CallKeyState {
   key: CallKey;
@@ -107,6 +125,9 @@ export class CallSession {
   onResumed?: () => void;
   /** Commits refused by this client (counts only; tests and bots read it). */
   refusedCommits = 0;
+  /** The chat since we joined (forward secrecy: nothing from before). */
+  readonly chat: ChatMessage[] = [];
+  private chatIds = 0;
 
   private me?: MemberKeys;
   private card?: string;
@@ -192,6 +213,7 @@ export class CallSession {
       }),
     );
     s.on('handshake', (m) => this.serially(() => this.handshake(m.slot, m.from, m.commit)));
+    s.on('appMessage', (m) => this.serially(() => this.receiveApp(m.data)));
     s.on('participantJoined', (m) =>
       this.serially(async () => {
         this.seen.set(m.participant.id, await this.open(m.participant));
@@ -316,6 +338,22 @@ export class CallSession {
     return this.want({ kind: 'approve', participantId });
   }
 
+  /**
+   * Send a chat message to everyone in the call, end-to-end encrypted. Throws LinkcallError
+   * `bad_message` for an empty or over-long text; before we are in the group it is not sent.
+   */
+  async sendChat(text: string): Promise<void> {
+    const clean = chatText.safeParse(text);
+    if (!clean.success) throw new LinkcallError('bad_message');
+    await this.serially(async () => {
+      const group = this.group;
+      if (!group) return;
+      const data = await group.seal(utf8.encode(JSON.stringify({ k: 'chat', t: clean.data })));
+      this.signaling.send({ type: 'appMessage', data: toBase64url(data) });
+      this.addChat({ name: this.you?.name, mine: true, text: clean.data });
+    });
+  }
+
   decline(participantId: string): void {
     this.signaling.send({ type: 'decline', participantId });
   }
@@ -401,6 +439,30 @@ export class CallSession {
       return;
     }
     await this.refresh();
+  }
+
+  /** Another member's application message: shown only if it opens with the group's keys and reads as one of ours. */
+  private async receiveApp(dataText: string): Promise<void> {
+    const data = fromBase64url(dataText);
+    const opened = data && this.group ? await this.group.open(data) : undefined;
+    if (!opened) return;
+    let body: unknown;
+    try {
+      body = JSON.parse(utf8Decoder.decode(opened.payload));
+    } catch {
+      return;
+    }
+    if (typeof body !== 'object' || body === null || (body as { k?: unknown }).k !== 'chat') return;
+    const text = chatText.safeParse((body as { t?: unknown }).t);
+    if (!text.success) return;
+    const member = this.group!.members().find((m) => m.leaf === opened.leaf);
+    this.addChat({ name: member?.name === undefined ? undefined : parseDisplayName(member.name), mine: false, text: text.data });
+  }
+
+  private addChat(m: Omit<ChatMessage, 'id' | 'at'>): void {
+    this.chat.push({ ...m, id: ++this.chatIds, at: Date.now() });
+    if (this.chat.length > MAX_CHAT_KEPT) this.chat.splice(0, this.chat.length - MAX_CHAT_KEPT);
+    this.emit();
   }
 
   /** Queue something to commit; it settles when done or no longer needed. */

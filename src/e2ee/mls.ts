@@ -13,6 +13,7 @@
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import {
+  createApplicationMessage,
   createCommit,
   createGroup,
   decodeMlsMessage,
@@ -36,6 +37,7 @@ import {
   type Proposal,
 } from 'ts-mls';
 import { verifyKeyPackage } from 'ts-mls/keyPackage.js';
+import { unprotectPrivateMessage } from 'ts-mls/messageProtection.js';
 import { type Bytes, type CallKey, fromBase64url, toBase64url, uint64 } from './keys.js';
 
 /**
@@ -383,6 +385,53 @@ export class CallGroup {
     return { ok: true, added, removed };
   }
 
+  /**
+   * An application message for the group (chat and the like): an MLS PrivateMessage, readable by the
+   * members of this epoch only; the server sees its size.
+   */
+  async seal(payload: Uint8Array): Promise<Bytes> {
+    const made = await createApplicationMessage(this.state, payload, this.cs);
+    this.state = made.newState;
+    return bytes(encodeMlsMessage({ privateMessage: made.privateMessage, wireformat: 'mls_private_message', version: 'mls10' }));
+  }
+
+  /**
+   * Another member's application message: its sender's leaf (authenticated by MLS) and payload; undefined
+   * when it is not one of this group's (any other kind, a stranger's, tampered, replayed, or from an
+   * epoch whose keys are gone). Messages of the previous epochs that are still kept are read too.
+   */
+  async open(data: Uint8Array): Promise<{ leaf: number; payload: Bytes } | undefined> {
+    let message;
+    try {
+      message = decodeMlsMessage(data, 0)?.[0];
+    } catch {
+      return undefined;
+    }
+    if (!message || message.wireformat !== 'mls_private_message') return undefined;
+    const pm = message.privateMessage;
+    if (pm.contentType !== 'application' || !sameBytes(pm.groupId, this.state.groupContext.groupId)) return undefined;
+    const state = this.state;
+    const current = pm.epoch === state.groupContext.epoch;
+    const epoch = current ? { ...state.keySchedule, secretTree: state.secretTree, ratchetTree: state.ratchetTree, groupContext: state.groupContext } : state.historicalReceiverData.get(pm.epoch);
+    if (!epoch) return undefined;
+    let result;
+    try {
+      result = await unprotectPrivateMessage(epoch.senderDataSecret, pm, epoch.secretTree, epoch.ratchetTree, epoch.groupContext, state.clientConfig.keyRetentionConfig, this.cs);
+    } catch {
+      return undefined;
+    }
+    const content = result.content.content;
+    if (content.contentType !== 'application' || content.sender.senderType !== 'member') return undefined;
+    // From an earlier epoch, only a sender still in the group: someone removed since must not be heard.
+    if (!current && !sameLeaf(epoch.ratchetTree, state.ratchetTree, content.sender.leafIndex)) return undefined;
+    // Keep the advanced secret tree (a message is read once), unless the group moved on meanwhile.
+    if (this.state === state) {
+      if (current) this.state = { ...state, secretTree: result.tree };
+      else this.state = { ...state, historicalReceiverData: new Map(state.historicalReceiverData).set(pm.epoch, { ...(epoch as EpochData), secretTree: result.tree }) };
+    }
+    return { leaf: content.sender.leafIndex, payload: bytes(content.applicationData) };
+  }
+
   /** This epoch's SFrame base secret (RFC 9605 §5.2) and epoch; the sender index is the leaf index. */
   async callKey(): Promise<CallKey> {
     const secret = await mlsExporter(this.state.keySchedule.exporterSecret, EXPORTER_LABEL, new Uint8Array(0), 32, this.cs);
@@ -452,6 +501,7 @@ export class CallGroup {
 }
 
 type Extension = { extensionType: number; extensionData: Uint8Array };
+type EpochData = ClientState['historicalReceiverData'] extends Map<bigint, infer D> ? D : never;
 
 /** Where Adds land (RFC 9420 §7.7): the leftmost blank leaves, then past the last leaf. */
 function nextLeaves(state: ClientState, count: number): number[] {
@@ -471,6 +521,12 @@ function leafIndexes(state: ClientState): number[] {
 
 function bytes(u: Uint8Array): Bytes {
   return u.buffer instanceof ArrayBuffer && u.byteOffset === 0 && u.byteLength === u.buffer.byteLength ? (u as Bytes) : new Uint8Array(u);
+}
+
+function sameLeaf(then: ClientState['ratchetTree'], now: ClientState['ratchetTree'], leaf: number): boolean {
+  const a = then[leaf * 2];
+  const b = now[leaf * 2];
+  return a?.nodeType === 'leaf' && b?.nodeType === 'leaf' && sameBytes(a.leaf.signaturePublicKey, b.leaf.signaturePublicKey);
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

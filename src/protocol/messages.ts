@@ -45,6 +45,26 @@ const base64url = (max: number) => z.string().min(1).max(max).regex(/^[A-Za-z0-9
  */
 export const sealedCard = base64url(4096);
 
+/** Longest chat message, in characters. */
+export const MAX_CHAT_LENGTH = 2000;
+const CHAT_CONTROL_CHARACTERS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+/**
+ * A chat message's text, checked by the sender before sealing and by every receiver after opening
+ * (the server never sees it): trimmed, 1–2000 characters, line breaks allowed, no other control
+ * characters. Markup is just text.
+ */
+export const chatText = z
+  .string()
+  .max(MAX_CHAT_LENGTH * 4)
+  .transform((s) => s.trim())
+  .pipe(
+    z
+      .string()
+      .min(1)
+      .max(MAX_CHAT_LENGTH)
+      .refine((s) => !CHAT_CONTROL_CHARACTERS.test(s)),
+  );
+
 /** An MLS handshake message (a commit, as a PrivateMessage) or a Welcome: opaque to the server. */
 export const mlsBytes = base64url(60_000);
 /**
@@ -84,6 +104,8 @@ export const clientMessage = z.discriminatedUnion('type', [
    * replays the rest.
    */
   z.strictObject({ type: z.literal('resume'), seq, token: base64url(64), received: z.number().int().nonnegative() }),
+  /** An MLS application message (chat and the like) for everyone else in the call; relayed unread. */
+  z.strictObject({ type: z.literal('appMessage'), seq, data: base64url(24_000) }),
   /** Our media connections failed (e.g. the network changed): give us fresh SFU transports. */
   z.strictObject({ type: z.literal('restartMedia'), seq }),
   /**
@@ -172,6 +194,8 @@ export const serverMessage = z.discriminatedUnion('type', [
   }),
   /** A Welcome for you after you entered (a host who re-entered is added by a member). */
   z.strictObject({ type: z.literal('welcome'), welcome: mlsBytes }),
+  /** Another participant's MLS application message (chat and the like): open it with the group's keys. */
+  z.strictObject({ type: z.literal('appMessage'), from: participantId, data: base64url(24_000) }),
   /** A commit, in the server's order (your own included): apply it if it is valid, else ignore it. */
   z.strictObject({ type: z.literal('handshake'), slot: commitSlot, from: participantId, commit: mlsBytes }),
   /** Someone entered; `returning`: it was in this call before its server node was lost (it keeps its MLS state). */

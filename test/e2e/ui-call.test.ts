@@ -30,6 +30,28 @@ describe('the call page in Chromium', { timeout: 240_000 }, () => {
     await server?.close();
   });
 
+  it('chat: a message sent from the Chat panel reaches the other side with the sender’s name and an unread count, as text', async (t) => {
+    const host = await newPerson(browser, server.url);
+    const guest = await newPerson(browser, server.url);
+    t.after(() => Promise.all([host.context.close(), guest.context.close()]).then(() => {}));
+    const link = await signUpAndCreateLink(host.page, 'chat_host', 'Chatty');
+    await hostEnters(host.page, link);
+    await guestKnocks(guest.page, link, 'Tess');
+    await host.page.getByRole('button', { name: 'Approve Tess' }).click();
+    await waitForPlayingVideo(guest.page, 'video[aria-label="Video of chat_host"]', 40_000);
+
+    await host.page.getByRole('button', { name: 'Chat', exact: true }).click();
+    await host.page.getByRole('textbox', { name: 'Message' }).fill('See <b>https://example.com</b> at 3');
+    await host.page.getByRole('button', { name: 'Send' }).click();
+    await guest.page.getByRole('button', { name: /^Chat/ }).getByLabel('1 unread').waitFor();
+    await guest.page.getByRole('button', { name: /^Chat/ }).click();
+    const panel = guest.page.getByRole('region', { name: 'Chat' });
+    await panel.getByText('chat_host', { exact: true }).waitFor();
+    await panel.getByText('See <b>https://example.com</b> at 3').waitFor();
+    assert.equal(await panel.locator('a, b').count(), 0, 'markup and links stay text');
+    await host.page.getByRole('region', { name: 'Chat' }).getByText('You', { exact: true }).waitFor();
+  });
+
   it('a shared screen plays large on the other side, with the sharer’s camera still there; stopping removes it', async (t) => {
     const host = await newPerson(browser, server.url);
     const guest = await newPerson(browser, server.url);

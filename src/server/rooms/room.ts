@@ -362,6 +362,12 @@ export class Room {
     if (target && welcome) this.deliver(target, { type: 'welcome', welcome });
   }
 
+  /** An application message (chat and the like) to everyone else in the call, relayed unread. */
+  appMessage(actorId: string, data: string): void {
+    const actor = this.requireAdmitted(actorId);
+    this.toAdmitted({ type: 'appMessage', from: actor.id, data }, actor.id);
+  }
+
   decline(actorId: string, targetId: string): void {
     this.requireApprover(actorId);
     this.dismiss(this.lobbyGuest(targetId), 'declined');

@@ -163,6 +163,8 @@ export class Connection implements RoomPeer {
         return room.approve(me, message.participantId, message.slot, message.commit, message.welcome);
       case 'commit':
         return room.commit(me, message.slot, message.commit, message.welcome, message.welcomeTo);
+      case 'appMessage':
+        return room.appMessage(me, message.data);
       case 'decline':
         return room.decline(me, message.participantId);
       case 'remove':

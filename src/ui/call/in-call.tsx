@@ -7,6 +7,7 @@ import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { CallSession } from '../../client/call.js';
 import { DevicePicker, MicLevel } from '../components/devices.js';
 import { applySpeaker, listDevices, openTrack, type DeviceChoice, type DeviceLists } from './devices.js';
+import { ChatButton, ChatPanel } from './chat.js';
 import { MemoCallGrid, type TileModel } from './grid.js';
 import { LevelMeter } from './levels.js';
 import { Lobby, UNREADABLE } from './lobby.js';
@@ -44,6 +45,7 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
   const [screen, setScreen] = useState<MediaStream | undefined>(undefined);
   const [shareError, setShareError] = useState('');
   const [pinned, setPinned] = useState<string | undefined>(undefined);
+  const [chatOpen, setChatOpen] = useState(false);
   const [speaker, setSpeaker] = useState<string | undefined>(undefined);
   const [quality, setQuality] = useState<ReadonlyMap<string, Quality>>(new Map());
   const [speakerId, setSpeakerId] = useState(initialSpeaker);
@@ -281,11 +283,13 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
             {screen ? 'Stop sharing' : 'Share screen'}
           </button>
         )}
+        <ChatButton session={session} open={chatOpen} onToggle={() => setChatOpen(!chatOpen)} />
         <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('devices')}>Devices</button>
         <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('shortcuts')}>Keyboard shortcuts</button>
         <button class="danger" onClick={() => session.leave()}>Leave</button>
         {isHost && <button class="danger" onClick={() => session.end()}>End call</button>}
       </nav>
+      {chatOpen && <ChatPanel session={session} />}
       {dialog === 'devices' && (
         <Dialog title="Devices" onClose={() => setDialog(undefined)}>
           <DeviceSettings local={local} localTracks={localTracks} speakerId={speakerId} audioOn={audioOn} onChoice={(c) => void chooseDevice(c)} />

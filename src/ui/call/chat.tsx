@@ -1,0 +1,88 @@
+/**
+ * The call's chat: end-to-end encrypted (MLS application messages, see CallSession.sendChat).
+ * A "Chat" button with an unread count opens a panel: messages with sender and time (one's own set
+ * apart), a "Message" box and "Send". Everything shows as text; links are never fetched.
+ */
+import { useEffect, useRef, useState } from 'preact/hooks';
+import type { CallSession } from '../../client/call.js';
+import { MAX_CHAT_LENGTH } from '../../protocol/messages.js';
+
+const TIME = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' });
+
+/** The toggle button, for the call controls. */
+export function ChatButton({ session, open, onToggle }: { session: CallSession; open: boolean; onToggle: () => void }) {
+  const unread = useUnread(session, open);
+  return (
+    <button class="secondary" aria-expanded={open} aria-controls="chat-panel" onClick={onToggle}>
+      Chat{unread > 0 && <span class="badge" aria-label={`${unread} unread`}> {unread}</span>}
+    </button>
+  );
+}
+
+/** Messages not seen yet: those that arrived while the panel was closed. */
+function useUnread(session: CallSession, open: boolean): number {
+  const [seen, setSeen] = useState(session.chat.at(-1)?.id ?? 0);
+  const latest = session.chat.at(-1)?.id ?? 0;
+  useEffect(() => {
+    if (open) setSeen(latest);
+  }, [open, latest]);
+  return open ? 0 : session.chat.filter((m) => m.id > seen && !m.mine).length;
+}
+
+export function ChatPanel({ session }: { session: CallSession }) {
+  const [draft, setDraft] = useState('');
+  const [error, setError] = useState('');
+  const list = useRef<HTMLOListElement>(null);
+  const count = session.chat.length;
+  useEffect(() => {
+    list.current?.lastElementChild?.scrollIntoView({ block: 'nearest' });
+  }, [count]);
+
+  async function send(e: Event) {
+    e.preventDefault();
+    const text = draft.trim();
+    if (!text) return;
+    if (text.length > MAX_CHAT_LENGTH) {
+      setError(`Messages can be at most ${MAX_CHAT_LENGTH} characters long.`);
+      return;
+    }
+    try {
+      await session.sendChat(text);
+      setDraft('');
+      setError('');
+    } catch {
+      setError('That message could not be sent. Line breaks are fine; other control characters are not.');
+    }
+  }
+
+  return (
+    <section id="chat-panel" class="chat card" aria-label="Chat">
+      <p class="muted small">End-to-end encrypted: only the people in this call can read it. You see what was said since you joined.</p>
+      <ol ref={list} class="chat-messages" aria-live="polite">
+        {session.chat.map((m) => (
+          <li key={m.id} class={m.mine ? 'chat-message mine' : 'chat-message'}>
+            <span class="chat-meta">
+              <strong>{m.mine ? 'You' : (m.name ?? 'Someone')}</strong> <time dateTime={new Date(m.at).toISOString()}>{TIME.format(m.at)}</time>
+            </span>
+            <span class="chat-text">{m.text}</span>
+          </li>
+        ))}
+      </ol>
+      <form class="row" onSubmit={(e) => void send(e)}>
+        <label class="sr-only" for="chat-message">Message</label>
+        <textarea
+          id="chat-message"
+          rows={2}
+          maxLength={MAX_CHAT_LENGTH}
+          value={draft}
+          onInput={(e) => setDraft((e.target as HTMLTextAreaElement).value)}
+          onKeyDown={(e) => {
+            if (e.key === 'Enter' && !e.shiftKey) void send(e);
+          }}
+        />
+        <button type="submit">Send</button>
+      </form>
+      {error && <p role="alert" class="error">{error}</p>}
+    </section>
+  );
+}

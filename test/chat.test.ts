@@ -1,0 +1,88 @@
+/**
+ * Chat in the call, end-to-end encrypted: messages are MLS application messages, so the server
+ * relays bytes it cannot read, a newcomer sees nothing from before it came, and someone removed
+ * is not heard — even through a server that relays for it. Node clients (the protocol library the
+ * browser uses) against a real server on loopback.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { CallSession } from '../src/client/call.js';
+import { toBase64url } from '../src/e2ee/keys.js';
+import type { CallGroup } from '../src/e2ee/mls.js';
+import { LinkcallError } from '../src/protocol/errors.js';
+import { callOfTwo, connectClient, createLink, signUp, startServer, until, type TestServer } from './support/server.js';
+import { sleep } from './support/wait.js';
+
+const texts = (call: CallSession) => call.chat.map((m) => `${m.mine ? 'me' : m.name}: ${m.text}`);
+
+describe('chat in the call, end-to-end encrypted', { timeout: 60_000 }, () => {
+  let server: TestServer;
+  let cookie: string;
+  /** Every WebSocket frame the server saw or sent, as text. */
+  const wire: string[] = [];
+
+  before(async () => {
+    server = await startServer({ tap: (e) => void ((e.kind === 'ws-in' || e.kind === 'ws-out') && wire.push(e.data.toString())) });
+    cookie = await signUp(server, 'ana');
+  });
+  after(() => server.close());
+
+  it('both see each other’s messages with the sender’s name; the server sees none of the text; markup stays text', async () => {
+    const link = await createLink(server, cookie, 'Chat');
+    const { host, guest } = await callOfTwo(server, link, cookie);
+    await host.call.sendChat('Zanzibar quokka at noon?');
+    await until(guest.call, () => guest.call.chat.length === 1);
+    await guest.call.sendChat('  <b>yes</b>\nsee you  ');
+    await until(host.call, () => host.call.chat.length === 2);
+    assert.deepEqual(texts(guest.call), ['Ana: Zanzibar quokka at noon?', 'me: <b>yes</b>\nsee you']);
+    assert.deepEqual(texts(host.call), ['me: Zanzibar quokka at noon?', 'Bob: <b>yes</b>\nsee you']);
+    assert.ok(wire.some((f) => f.includes('"appMessage"')), 'the messages crossed the server');
+    for (const secret of ['Zanzibar', 'quokka', 'see you', '<b>']) {
+      assert.equal(wire.filter((f) => f.includes(secret)).length, 0, `the server never saw "${secret}"`);
+    }
+    host.signaling.close();
+    guest.signaling.close();
+  });
+
+  it('refuses an empty or over-long message before anything is sent', async () => {
+    const link = await createLink(server, cookie, 'Limits');
+    const { host, guest } = await callOfTwo(server, link, cookie);
+    for (const bad of ['', '   ', 'x'.repeat(2001), 'bell\u0007']) {
+      await assert.rejects(host.call.sendChat(bad), (e: unknown) => e instanceof LinkcallError && e.code === 'bad_message');
+    }
+    await host.call.sendChat('x'.repeat(2000));
+    await until(guest.call, () => guest.call.chat.length === 1);
+    host.signaling.close();
+    guest.signaling.close();
+  });
+
+  it('a newcomer sees nothing said before it came; someone removed is not heard, even relayed by the server', async () => {
+    const link = await createLink(server, cookie, 'History');
+    const { host, guest: bob } = await callOfTwo(server, link, cookie);
+    await host.call.sendChat('before Cleo');
+    await until(bob.call, () => bob.call.chat.length === 1);
+
+    const cleo = await connectClient(server, link);
+    await cleo.call.join('Cleo');
+    await until(host.call, () => [...host.call.knocks.values()].some((k) => k.name === 'Cleo'));
+    await host.call.approve([...host.call.knocks.values()].find((k) => k.name === 'Cleo')!.id);
+    await until(cleo.call, () => cleo.call.phase.kind === 'in-call' && cleo.call.safetyCode === host.call.safetyCode);
+    await host.call.sendChat('after Cleo');
+    await until(cleo.call, () => cleo.call.chat.length === 1);
+    assert.deepEqual(texts(cleo.call), ['Ana: after Cleo']);
+
+    // Bob is removed; a server that still relays for him gets nothing of his onto the screens.
+    const bobGroup = (bob.call as unknown as { group: CallGroup }).group;
+    const room = server.app.rooms.get(link.id) as unknown as { toAdmitted(m: unknown, except?: string): void };
+    const bobId = bob.call.you!.id;
+    host.call.remove(bobId);
+    await until(host.call, () => host.call.memberCount === 2 && cleo.call.safetyCode === host.call.safetyCode);
+    const forged = await bobGroup.seal(new TextEncoder().encode(JSON.stringify({ k: 'chat', t: 'I am still here' })));
+    room.toAdmitted({ type: 'appMessage', from: bobId, data: toBase64url(forged) });
+    await sleep(500);
+    assert.ok(!texts(host.call).some((t) => t.includes('still here')), 'the host does not show it');
+    assert.ok(!texts(cleo.call).some((t) => t.includes('still here')), 'nor does Cleo');
+    host.signaling.close();
+    cleo.signaling.close();
+  });
+});
