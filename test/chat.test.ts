@@ -1,5 +1,5 @@
 /**
- * Chat in the call, end-to-end encrypted: messages are MLS application messages, so the server
+ * Chat, raised hands and reactions in the call, end-to-end encrypted: messages are MLS application messages, so the server
  * relays bytes it cannot read, a newcomer sees nothing from before it came, and someone removed
  * is not heard — even through a server that relays for it. Node clients (the protocol library the
  * browser uses) against a real server on loopback.
@@ -84,5 +84,28 @@ describe('chat in the call, end-to-end encrypted', { timeout: 60_000 }, () => {
     assert.ok(!texts(cleo.call).some((t) => t.includes('still here')), 'nor does Cleo');
     host.signaling.close();
     cleo.signaling.close();
+  });
+
+  it('raised hands and reactions reach everyone; only the host lowers someone else’s hand; the server sees neither', async () => {
+    const link = await createLink(server, cookie, 'Hands');
+    const { host, guest: bob } = await callOfTwo(server, link, cookie);
+    const bobId = bob.call.you!.id;
+    const framesBefore = wire.length;
+    await bob.call.raiseHand(true);
+    await until(host.call, () => host.call.hands.has(bobId));
+    await bob.call.react('🎉');
+    await until(host.call, () => host.call.reactions.get(bobId)?.reaction === '🎉');
+    await assert.rejects(bob.call.react('💩' as never), TypeError, 'only the fixed set');
+
+    // Bob may not lower the host's hand; the host may lower Bob's.
+    await host.call.raiseHand(true);
+    await until(bob.call, () => bob.call.hands.has(host.call.you!.id));
+    await bob.call.lowerHand(host.call.you!.id); // not the host: nothing is sent
+    await host.call.lowerHand(bobId);
+    await until(bob.call, () => !bob.call.hands.has(bobId));
+    assert.equal(host.call.hands.has(host.call.you!.id), true, 'the host’s hand is still up');
+    assert.equal(wire.slice(framesBefore).filter((f) => /"k":|"up":|🎉/.test(f)).length, 0, 'the server saw no hand or reaction in clear');
+    host.signaling.close();
+    bob.signaling.close();
   });
 });

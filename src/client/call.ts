@@ -63,6 +63,10 @@ export interface ChatMessage {
   at: number;
 }
 
+/** The reactions one can send: a small fixed set, so nothing else can be shown over a tile. */
+export const REACTIONS = ['👍', '👏', '😂', '❤️', '🎉', '😮'] as const;
+export type Reaction = (typeof REACTIONS)[number];
+
 /** Most chat messages kept on screen; older ones scroll away for good. */
 const MAX_CHAT_KEPT = 500;
 
@@ -127,6 +131,10 @@ export class CallSession {
   refusedCommits = 0;
   /** The chat since we joined (forward secrecy: nothing from before). */
   readonly chat: ChatMessage[] = [];
+  /** Raised hands by participant id (ours included), with when each went up: the host's list is in that order. */
+  readonly hands = new Map<string, number>();
+  /** The latest reaction of each participant, with when it came (the UI shows it for a few seconds). */
+  readonly reactions = new Map<string, { reaction: Reaction; at: number }>();
   private chatIds = 0;
 
   private me?: MemberKeys;
@@ -345,13 +353,45 @@ export class CallSession {
   async sendChat(text: string): Promise<void> {
     const clean = chatText.safeParse(text);
     if (!clean.success) throw new LinkcallError('bad_message');
-    await this.serially(async () => {
+    if (await this.sendApp({ k: 'chat', t: clean.data })) this.addChat({ name: this.you?.name, mine: true, text: clean.data });
+  }
+
+  /** An application message to the group; false when we are not in the group (yet). */
+  private sendApp(body: Record<string, unknown>): Promise<boolean> {
+    return this.serially(async () => {
       const group = this.group;
-      if (!group) return;
-      const data = await group.seal(utf8.encode(JSON.stringify({ k: 'chat', t: clean.data })));
+      if (!group) return false;
+      const data = await group.seal(utf8.encode(JSON.stringify(body)));
       this.signaling.send({ type: 'appMessage', data: toBase64url(data) });
-      this.addChat({ name: this.you?.name, mine: true, text: clean.data });
+      return true;
     });
+  }
+
+  private setHand(participantId: string | undefined, up: boolean): void {
+    if (!participantId) return;
+    if (up && !this.hands.has(participantId)) this.hands.set(participantId, Date.now());
+    if (!up) this.hands.delete(participantId);
+    this.emit();
+  }
+
+  /** Raise or lower our hand (everyone sees it on our tile; the host sees raised hands in order). */
+  async raiseHand(up: boolean): Promise<void> {
+    if (await this.sendApp({ k: 'hand', up })) this.setHand(this.myId, up);
+  }
+
+  /** The host lowers someone's hand (every member checks that it came from the host's leaf). */
+  async lowerHand(participantId: string): Promise<void> {
+    const leaf = this.participants.get(participantId)?.leaf ?? (participantId === this.myId ? this.you?.leaf : undefined);
+    if (leaf === undefined || !this.you?.isHost) return;
+    if (await this.sendApp({ k: 'lower', leaf })) this.setHand(participantId, false);
+  }
+
+  async react(reaction: Reaction): Promise<void> {
+    if (!REACTIONS.includes(reaction)) throw new TypeError(`not a reaction: ${String(reaction)}`);
+    if (await this.sendApp({ k: 'react', e: reaction }) && this.myId) {
+      this.reactions.set(this.myId, { reaction, at: Date.now() });
+      this.emit();
+    }
   }
 
   decline(participantId: string): void {
@@ -452,11 +492,23 @@ export class CallSession {
     } catch {
       return;
     }
-    if (typeof body !== 'object' || body === null || (body as { k?: unknown }).k !== 'chat') return;
-    const text = chatText.safeParse((body as { t?: unknown }).t);
-    if (!text.success) return;
+    if (typeof body !== 'object' || body === null) return;
+    const b = body as Record<string, unknown>;
     const member = this.group!.members().find((m) => m.leaf === opened.leaf);
-    this.addChat({ name: member?.name === undefined ? undefined : parseDisplayName(member.name), mine: false, text: text.data });
+    // Who sent it, by the leaf MLS authenticated (never the server's `from`).
+    const sender = [...this.participants.values()].find((p) => p.leaf === opened.leaf)?.id;
+    if (b.k === 'chat') {
+      const text = chatText.safeParse(b.t);
+      if (text.success) this.addChat({ name: member?.name === undefined ? undefined : parseDisplayName(member.name), mine: false, text: text.data });
+    } else if (b.k === 'hand' && typeof b.up === 'boolean') {
+      this.setHand(sender, b.up);
+    } else if (b.k === 'lower' && typeof b.leaf === 'number' && member?.isHost) {
+      const target = b.leaf === this.you?.leaf ? this.myId : [...this.participants.values()].find((p) => p.leaf === b.leaf)?.id;
+      this.setHand(target, false);
+    } else if (b.k === 'react' && REACTIONS.includes(b.e as Reaction) && sender) {
+      this.reactions.set(sender, { reaction: b.e as Reaction, at: Date.now() });
+      this.emit();
+    }
   }
 
   private addChat(m: Omit<ChatMessage, 'id' | 'at'>): void {
@@ -593,6 +645,8 @@ export class CallSession {
         else this.participants.set(m.id, m);
       }
       await this.rekey();
+      // Hands and reactions of people who left go with them.
+      for (const map of [this.hands, this.reactions]) for (const id of map.keys()) if (id !== this.myId && !this.participants.has(id)) map.delete(id);
       if (!this.intents.some((i) => i.intent.kind === 'tidy')) this.intents.push({ intent: { kind: 'tidy' }, settle: () => undefined });
       await this.drive();
     } else if (this.myId) {

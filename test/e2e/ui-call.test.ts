@@ -50,6 +50,15 @@ describe('the call page in Chromium', { timeout: 240_000 }, () => {
     await panel.getByText('See <b>https://example.com</b> at 3').waitFor();
     assert.equal(await panel.locator('a, b').count(), 0, 'markup and links stay text');
     await host.page.getByRole('region', { name: 'Chat' }).getByText('You', { exact: true }).waitFor();
+
+    // A raised hand shows on the guest's tile and in the host's list, which can lower it; a reaction shows over the tile.
+    await guest.page.getByRole('button', { name: 'Raise hand' }).click();
+    await host.page.getByRole('img', { name: "Tess's hand is raised" }).waitFor();
+    await guest.page.getByRole('button', { name: 'React 👏' }).click();
+    await host.page.getByRole('img', { name: 'Tess reacted 👏' }).waitFor();
+    await host.page.getByRole('button', { name: "Lower Tess's hand" }).click();
+    await guest.page.getByRole('button', { name: 'Raise hand' }).waitFor();
+    await host.page.getByRole('img', { name: "Tess's hand is raised" }).waitFor({ state: 'detached' });
   });
 
   it('a shared screen plays large on the other side, with the sharer’s camera still there; stopping removes it', async (t) => {

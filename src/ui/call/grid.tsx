@@ -20,6 +20,9 @@ export interface TileModel {
   screen?: MediaStream;
   speaking: boolean;
   quality?: Quality;
+  /** A raised hand, and a reaction sent in the last few seconds. */
+  hand?: boolean;
+  reaction?: string;
   onRemove?: () => void;
 }
 
@@ -99,7 +102,7 @@ function sameTiles(a: readonly TileModel[], b: readonly TileModel[]): boolean {
     return (
       t.id === u.id && t.name === u.name && t.self === u.self && t.audio === u.audio && t.video === u.video &&
       t.reconnecting === u.reconnecting && t.stream === u.stream && t.screen === u.screen && t.speaking === u.speaking &&
-      t.quality === u.quality &&
+      t.quality === u.quality && t.hand === u.hand && t.reaction === u.reaction &&
       // A new closure each time, doing the same (removing this tile's participant): only whether there is one counts.
       !t.onRemove === !u.onRemove
     );
@@ -197,6 +200,8 @@ function Tile({ tile: t, pinned, onPin, onTileSize }: { tile: TileModel; pinned:
         {t.speaking && <span class="sr-only">, speaking</span>}
         {!t.audio && <span class="muted-icon" aria-label={`${t.name} is muted`} role="img">Muted</span>}
         {!t.video && <span class="sr-only">, camera off</span>}
+        {t.hand && <span class="hand" role="img" aria-label={`${t.self ? 'Your' : `${t.name}'s`} hand is raised`}>✋</span>}
+        {t.reaction && <span class="reaction" role="img" aria-label={`${t.self ? 'You' : t.name} reacted ${t.reaction}`}>{t.reaction}</span>}
         {t.quality && <QualityBars quality={t.quality} name={t.self ? 'your' : `${t.name}'s`} />}
         {t.reconnecting ? (
           <span class="small" role="status">Reconnecting…</span>

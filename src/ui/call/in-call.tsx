@@ -4,7 +4,7 @@
  * endings are CallView's (pages/call.tsx).
  */
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import type { CallSession } from '../../client/call.js';
+import { REACTIONS, type CallSession } from '../../client/call.js';
 import { DevicePicker, MicLevel } from '../components/devices.js';
 import { applySpeaker, listDevices, openTrack, type DeviceChoice, type DeviceLists } from './devices.js';
 import { ChatButton, ChatPanel } from './chat.js';
@@ -199,20 +199,34 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
     };
   }, [connection, localMeter, you.id, session]);
 
-  // Screen readers hear who knocks, joins and leaves.
-  const seen = useRef<{ knocks: Set<string>; people: Set<string> } | undefined>(undefined);
+  // Screen readers hear who knocks, joins and leaves, raises a hand or reacts.
+  const seen = useRef<{ knocks: Set<string>; people: Set<string>; hands: Set<string>; reactions: Map<string, number> } | undefined>(undefined);
   useEffect(() => {
     const knocks = new Set(session.knocks.keys());
     const people = new Set(session.participants.keys());
+    const hands = new Set(session.hands.keys());
+    const reactions = new Map([...session.reactions].map(([id, r]) => [id, r.at]));
     const before = seen.current;
-    seen.current = { knocks, people };
+    seen.current = { knocks, people, hands, reactions };
     if (!before) return;
     const said: string[] = [];
+    const nameOf = (id: string) => session.participants.get(id)?.name ?? 'Someone';
     for (const k of session.knocks.values()) if (!before.knocks.has(k.id)) said.push(`${k.name ?? 'Someone'} wants to join.`);
     for (const p of session.participants.values()) if (!before.people.has(p.id)) said.push(`${p.name ?? 'Someone'} joined.`);
     for (const id of before.people) if (!people.has(id)) said.push('Someone left.');
+    for (const id of hands) if (!before.hands.has(id) && id !== you.id) said.push(`${nameOf(id)} raised a hand.`);
+    for (const [id, r] of session.reactions) if (before.reactions.get(id) !== r.at && id !== you.id) said.push(`${nameOf(id)} reacted ${r.reaction}.`);
     if (said.length) setAnnouncement(said.join(' '));
   });
+  // A reaction leaves its tile after a few seconds: draw again then.
+  const [, redraw] = useState(0);
+  const lastReaction = Math.max(0, ...[...session.reactions.values()].map((r) => r.at));
+  useEffect(() => {
+    const left = lastReaction + REACTION_MS - Date.now();
+    if (left <= 0) return;
+    const timer = setTimeout(() => redraw((n) => n + 1), left + 50);
+    return () => clearTimeout(timer);
+  }, [lastReaction]);
 
   const tiles: TileModel[] = [
     {
@@ -225,6 +239,8 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
       screen,
       speaking: speaker === you.id,
       quality: quality.get(you.id),
+      hand: session.hands.has(you.id),
+      reaction: recentReaction(session, you.id),
     },
     ...others.map((p): TileModel => {
       const m = media.get(p.id);
@@ -240,6 +256,8 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
         screen: m?.screen,
         speaking: speaker === p.id,
         quality: quality.get(p.id),
+        hand: session.hands.has(p.id),
+        reaction: recentReaction(session, p.id),
         onRemove: isHost ? () => session.remove(p.id) : undefined,
       };
     }),
@@ -269,6 +287,7 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
       {session.lastError && <p role="alert" class="error">{session.lastError}</p>}
       {session.securityNotice && <p role="alert" class="warning">{session.securityNotice}</p>}
       <Lobby session={session} />
+      {isHost && <RaisedHands session={session} name={name} />}
       <MemoCallGrid tiles={tiles} pinned={pinned} onPin={setPinned} onTileSize={reportTileSize} />
       <RemoteAudio media={media} speakerId={speakerId} />
       <nav class="controls row" aria-label="Call controls">
@@ -284,6 +303,14 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
           </button>
         )}
         <ChatButton session={session} open={chatOpen} onToggle={() => setChatOpen(!chatOpen)} />
+        <button class="secondary" aria-pressed={session.hands.has(you.id)} onClick={() => void session.raiseHand(!session.hands.has(you.id))}>
+          {session.hands.has(you.id) ? 'Lower hand' : 'Raise hand'}
+        </button>
+        <span class="row reactions" role="group" aria-label="Reactions">
+          {REACTIONS.map((r) => (
+            <button key={r} class="icon small" aria-label={`React ${r}`} onClick={() => void session.react(r)}>{r}</button>
+          ))}
+        </span>
         <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('devices')}>Devices</button>
         <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('shortcuts')}>Keyboard shortcuts</button>
         <button class="danger" onClick={() => session.leave()}>Leave</button>
@@ -310,6 +337,34 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
         </Dialog>
       )}
     </main>
+  );
+}
+
+/** How long a reaction stays over its sender's tile. */
+const REACTION_MS = 5000;
+
+function recentReaction(session: CallSession, id: string): string | undefined {
+  const r = session.reactions.get(id);
+  return r && Date.now() - r.at < REACTION_MS ? r.reaction : undefined;
+}
+
+/** For the host: raised hands in the order they went up, each with "Lower hand". */
+function RaisedHands({ session, name }: { session: CallSession; name: string }) {
+  const raised = [...session.hands].sort((a, b) => a[1] - b[1]);
+  if (raised.length === 0) return null;
+  const nameOf = (id: string) => (id === session.you?.id ? name : (session.participants.get(id)?.name ?? UNREADABLE));
+  return (
+    <section class="card hands" aria-labelledby="hands-heading">
+      <h2 id="hands-heading">Raised hands</h2>
+      <ol>
+        {raised.map(([id]) => (
+          <li key={id} class="row spread">
+            <span>{nameOf(id)}</span>
+            <button class="secondary small" aria-label={`Lower ${nameOf(id)}'s hand`} onClick={() => void session.lowerHand(id)}>Lower hand</button>
+          </li>
+        ))}
+      </ol>
+    </section>
   );
 }
 
