@@ -470,4 +470,23 @@ describe('Room: coming back after a lost connection', () => {
       assert.equal(ctx.room.commitSlot, 0, 'a refused commit takes no slot');
     });
   });
+
+  describe('lock', () => {
+    it('a locked call refuses new knocks with a sentence, keeps those already waiting, and reopens when unlocked; only the host may lock', () => {
+      const { room, hostPeer } = setup();
+      const host = room.join(hostPeer, 'hostcard', 'owner');
+      const waitingPeer = new TestPeer();
+      const waiting = room.join(waitingPeer, 'waitingcard', undefined);
+      room.lock(host, true);
+      assert.equal(hostPeer.last('locked')?.locked, true);
+      assert.throws(() => room.join(new TestPeer(), 'latecard', undefined), refusedWith('call_locked'));
+      assert.equal(room.lobbyCount, 1, 'the guest already waiting stays');
+      approve(room, host, waiting);
+      assert.equal(waitingPeer.last('joined')?.locked, true, 'and learns the call is locked once in');
+      assert.throws(() => room.lock(waiting, false), refusedWith('not_allowed'));
+      room.lock(host, false);
+      room.join(new TestPeer(), 'latecard', undefined);
+      assert.equal(room.lobbyCount, 1);
+    });
+  });
 });

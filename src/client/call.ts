@@ -129,6 +129,8 @@ export class CallSession {
   onResumed?: () => void;
   /** Commits refused by this client (counts only; tests and bots read it). */
   refusedCommits = 0;
+  /** Whether the call is locked (no new knocks reach the lobby). */
+  locked = false;
   /** The chat since we joined (forward secrecy: nothing from before). */
   readonly chat: ChatMessage[] = [];
   /** Raised hands by participant id (ours included), with when each went up: the host's list is in that order. */
@@ -186,6 +188,7 @@ export class CallSession {
       this.serially(async () => {
         this.myId = m.you.id;
         this.nextSlot = m.slot;
+        this.locked = m.locked;
         this.canApprove = m.canApprove;
         if (m.welcome) {
           const start = performance.now();
@@ -222,6 +225,10 @@ export class CallSession {
     );
     s.on('handshake', (m) => this.serially(() => this.handshake(m.slot, m.from, m.commit)));
     s.on('appMessage', (m) => this.serially(() => this.receiveApp(m.data)));
+    s.on('locked', (m) => {
+      this.locked = m.locked;
+      this.emit();
+    });
     s.on('participantJoined', (m) =>
       this.serially(async () => {
         this.seen.set(m.participant.id, await this.open(m.participant));
@@ -392,6 +399,11 @@ export class CallSession {
       this.reactions.set(this.myId, { reaction, at: Date.now() });
       this.emit();
     }
+  }
+
+  /** Host only (the server checks): lock the call against new knocks, or unlock it. */
+  setLocked(locked: boolean): void {
+    this.signaling.send({ type: 'lock', locked });
   }
 
   decline(participantId: string): void {

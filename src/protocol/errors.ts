@@ -47,6 +47,10 @@ export const ERRORS = {
     message: 'Too many connections from your network. Close other call tabs, or try again in a moment.',
   },
   lobby_full: { status: 429, message: 'Too many people are waiting to join this call. Try again in a moment.' },
+  call_locked: {
+    status: 423,
+    message: 'This call is locked: the host is not letting anyone else in right now. Ask them to unlock it, then join again.',
+  },
   commit_conflict: {
     status: 409,
     message: 'Someone else changed the call at the same moment. Trying again.',

@@ -104,6 +104,8 @@ export const clientMessage = z.discriminatedUnion('type', [
    * replays the rest.
    */
   z.strictObject({ type: z.literal('resume'), seq, token: base64url(64), received: z.number().int().nonnegative() }),
+  /** Host only: lock the call (no new knocks reach the lobby; those already waiting stay) or unlock it. */
+  z.strictObject({ type: z.literal('lock'), seq, locked: z.boolean() }),
   /** An MLS application message (chat and the like) for everyone else in the call; relayed unread. */
   z.strictObject({ type: z.literal('appMessage'), seq, data: base64url(24_000) }),
   /** Our media connections failed (e.g. the network changed): give us fresh SFU transports. */
@@ -191,9 +193,13 @@ export const serverMessage = z.discriminatedUnion('type', [
     welcome: mlsBytes.optional(),
     /** The slot the next commit takes (see `commitSlot`). */
     slot: commitSlot,
+    /** Whether the call is locked (no new knocks). */
+    locked: z.boolean(),
   }),
   /** A Welcome for you after you entered (a host who re-entered is added by a member). */
   z.strictObject({ type: z.literal('welcome'), welcome: mlsBytes }),
+  /** The call was locked or unlocked (by the host). */
+  z.strictObject({ type: z.literal('locked'), locked: z.boolean() }),
   /** Another participant's MLS application message (chat and the like): open it with the group's keys. */
   z.strictObject({ type: z.literal('appMessage'), from: participantId, data: base64url(24_000) }),
   /** A commit, in the server's order (your own included): apply it if it is valid, else ignore it. */

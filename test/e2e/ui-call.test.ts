@@ -30,7 +30,7 @@ describe('the call page in Chromium', { timeout: 240_000 }, () => {
     await server?.close();
   });
 
-  it('chat: a message sent from the Chat panel reaches the other side with the sender’s name and an unread count, as text', async (t) => {
+  it('chat, a raised hand, a reaction and the lock: each reaches the other side as a person would expect', async (t) => {
     const host = await newPerson(browser, server.url);
     const guest = await newPerson(browser, server.url);
     t.after(() => Promise.all([host.context.close(), guest.context.close()]).then(() => {}));
@@ -59,6 +59,15 @@ describe('the call page in Chromium', { timeout: 240_000 }, () => {
     await host.page.getByRole('button', { name: "Lower Tess's hand" }).click();
     await guest.page.getByRole('button', { name: 'Raise hand' }).waitFor();
     await host.page.getByRole('img', { name: "Tess's hand is raised" }).waitFor({ state: 'detached' });
+
+    // Locked, the call turns new guests away with a sentence.
+    await host.page.getByRole('button', { name: 'Lock call' }).click();
+    await guest.page.getByText('This call is locked: nobody new can ask to join.').waitFor();
+    const late = await newPerson(browser, server.url);
+    t.after(() => late.context.close());
+    await guestKnocks(late.page, link, 'Uma');
+    await text(late.page, 'This call is locked: the host is not letting anyone else in right now.');
+    await host.page.getByRole('button', { name: 'Unlock call' }).click();
   });
 
   it('a shared screen plays large on the other side, with the sharer’s camera still there; stopping removes it', async (t) => {

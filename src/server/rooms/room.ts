@@ -177,6 +177,8 @@ export class Room {
   private slot = 0;
   /** False in a call taken over from a lost node until its first commit: the members know the slot, we don't. */
   private slotKnown = true;
+  /** No new knocks while locked (routing, not a secret: the server enforces it). */
+  private locked = false;
 
   constructor(options: RoomOptions) {
     this.linkId = options.linkId;
@@ -248,6 +250,7 @@ export class Room {
       this.admit(participant);
       return participant.id;
     }
+    if (this.locked) throw new LinkcallError('call_locked');
     if (this.lobbyCount >= this.limits.maxLobby) throw new LinkcallError('lobby_full');
     this.participants.set(participant.id, participant);
     this.tokens.set(tokenKey(participant.resumeToken), participant);
@@ -360,6 +363,15 @@ export class Room {
     }
     this.relayCommit(actor, slot, commit);
     if (target && welcome) this.deliver(target, { type: 'welcome', welcome });
+  }
+
+  /** Host only: lock or unlock the call. Guests already waiting stay in the lobby; new knocks are refused. */
+  lock(actorId: string, locked: boolean): void {
+    const actor = this.requireAdmitted(actorId);
+    if (actor.role !== 'host') throw new LinkcallError('not_allowed');
+    if (this.locked === locked) return;
+    this.locked = locked;
+    this.toAdmitted({ type: 'locked', locked });
   }
 
   /** An application message (chat and the like) to everyone else in the call, relayed unread. */
@@ -531,6 +543,7 @@ export class Room {
       canApprove: participant.canApprove,
       linkName: this.linkName,
       slot: this.slot,
+      locked: this.locked,
       ...(welcome ? { welcome } : {}),
     });
     this.toAdmitted(

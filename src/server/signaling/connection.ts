@@ -52,7 +52,7 @@ const BURST_SECONDS = 3;
 /** Past this many refused messages in a row the connection is closed. */
 const MAX_STRIKES = 200;
 
-const TERMINAL_JOIN_ERRORS = new Set<ErrorCode>(['link_not_found', 'link_deleted', 'call_full', 'lobby_full', 'server_shutdown']);
+const TERMINAL_JOIN_ERRORS = new Set<ErrorCode>(['link_not_found', 'link_deleted', 'call_full', 'lobby_full', 'call_locked', 'server_shutdown']);
 
 export class Connection implements RoomPeer {
   private room?: Room;
@@ -165,6 +165,8 @@ export class Connection implements RoomPeer {
         return room.commit(me, message.slot, message.commit, message.welcome, message.welcomeTo);
       case 'appMessage':
         return room.appMessage(me, message.data);
+      case 'lock':
+        return room.lock(me, message.locked);
       case 'decline':
         return room.decline(me, message.participantId);
       case 'remove':

@@ -286,6 +286,7 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
       {shareError && <p role="alert" class="error">{shareError}</p>}
       {session.lastError && <p role="alert" class="error">{session.lastError}</p>}
       {session.securityNotice && <p role="alert" class="warning">{session.securityNotice}</p>}
+      {session.locked && <p role="status" class="muted">This call is locked: nobody new can ask to join.</p>}
       <Lobby session={session} />
       {isHost && <RaisedHands session={session} name={name} />}
       <MemoCallGrid tiles={tiles} pinned={pinned} onPin={setPinned} onTileSize={reportTileSize} />
@@ -314,6 +315,11 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
         <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('devices')}>Devices</button>
         <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('shortcuts')}>Keyboard shortcuts</button>
         <button class="danger" onClick={() => session.leave()}>Leave</button>
+        {isHost && (
+          <button class="secondary" aria-pressed={session.locked} onClick={() => session.setLocked(!session.locked)}>
+            {session.locked ? 'Unlock call' : 'Lock call'}
+          </button>
+        )}
         {isHost && <button class="danger" onClick={() => session.end()}>End call</button>}
       </nav>
       {chatOpen && <ChatPanel session={session} />}

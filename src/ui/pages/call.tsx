@@ -27,7 +27,7 @@ const ENTER_WAIT_MS = 400;
 /** How long after the knock the media connections are made (see CallView). */
 const CONNECT_AFTER_KNOCK_MS = 150;
 
-const RETRYABLE = new Set(['resume_failed', 'host_absent', 'no_answer', 'disconnected', 'server_shutdown', 'left', 'media_failed', 'rate_limited', 'key_refused']);
+const RETRYABLE = new Set(['resume_failed', 'host_absent', 'no_answer', 'disconnected', 'server_shutdown', 'left', 'media_failed', 'rate_limited', 'key_refused', 'call_locked']);
 
 export function CallView({ prepared, name, hostName, linkName, stream, speakerId }: CallViewProps) {
   const [, rerender] = useReducer((n: number) => n + 1, 0);

@@ -15,7 +15,7 @@ import { sleep } from './support/wait.js';
 
 const texts = (call: CallSession) => call.chat.map((m) => `${m.mine ? 'me' : m.name}: ${m.text}`);
 
-describe('chat in the call, end-to-end encrypted', { timeout: 60_000 }, () => {
+describe('chat, hands, reactions and lock in the call', { timeout: 60_000 }, () => {
   let server: TestServer;
   let cookie: string;
   /** Every WebSocket frame the server saw or sent, as text. */
@@ -107,5 +107,31 @@ describe('chat in the call, end-to-end encrypted', { timeout: 60_000 }, () => {
     assert.equal(wire.slice(framesBefore).filter((f) => /"k":|"up":|🎉/.test(f)).length, 0, 'the server saw no hand or reaction in clear');
     host.signaling.close();
     bob.signaling.close();
+  });
+
+  it('the host locks the call: a guest opening the link is told so in a sentence; unlocked, it can knock again', async () => {
+    const link = await createLink(server, cookie, 'Locked');
+    const { host, guest: bob } = await callOfTwo(server, link, cookie);
+    host.call.setLocked(true);
+    await until(bob.call, () => bob.call.locked);
+    const late = await connectClient(server, link);
+    const closed = late.signaling.next('closed');
+    await late.call.join('Late');
+    const notice = await closed;
+    assert.equal(notice.code, 'call_locked');
+    assert.match(notice.message, /locked/);
+    assert.equal(late.call.phase.kind, 'ended');
+    // A guest cannot unlock it.
+    const refused = bob.signaling.next('error');
+    bob.call.setLocked(false);
+    assert.equal((await refused).code, 'not_allowed');
+    host.call.setLocked(false);
+    await until(bob.call, () => !bob.call.locked);
+    const again = await connectClient(server, link);
+    await again.call.join('Late');
+    await until(host.call, () => [...host.call.knocks.values()].some((k) => k.name === 'Late'));
+    host.signaling.close();
+    bob.signaling.close();
+    again.signaling.close();
   });
 });
