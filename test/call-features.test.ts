@@ -134,4 +134,34 @@ describe('chat, hands, reactions and lock in the call', { timeout: 60_000 }, () 
     bob.signaling.close();
     again.signaling.close();
   });
+
+  it('a chat flood is refused with a sentence and reaches nobody past the limit; the call goes on', async () => {
+    const link = await createLink(server, cookie, 'Flood');
+    const { host, guest: bob } = await callOfTwo(server, link, cookie);
+    const sent = [];
+    for (let i = 0; i < 12; i++) sent.push(bob.call.sendChat(`flood ${i}`).then(() => true, (e: LinkcallError) => e.code));
+    const results = await Promise.all(sent);
+    assert.equal(results.filter((r) => r === true).length, 10, 'ten go out (a burst)');
+    assert.deepEqual(results.filter((r) => r !== true), ['rate_limited', 'rate_limited'], 'the rest are refused at once, with a sentence to show');
+    // A client that skips its own limit meets the server's: 5 a second per person.
+    const group = (bob.call as unknown as { group: CallGroup }).group;
+    const refusals: string[] = [];
+    bob.signaling.on('error', (m) => void refusals.push(m.code));
+    for (let i = 0; i < 30; i++) {
+      const data = await group.seal(new TextEncoder().encode(JSON.stringify({ k: 'chat', t: `raw ${i}` })));
+      bob.signaling.send({ type: 'appMessage', data: toBase64url(data) });
+    }
+    await sleep(500);
+    assert.ok(refusals.filter((c) => c === 'rate_limited').length >= 15, `the server refused the flood (${refusals.length})`);
+    assert.ok(host.call.chat.length <= 25, `the host got ${host.call.chat.length} messages, not 42`);
+    // Nothing else suffers: a new guest is let in as usual.
+    const cleo = await connectClient(server, link);
+    await cleo.call.join('Cleo');
+    await until(host.call, () => [...host.call.knocks.values()].some((k) => k.name === 'Cleo'));
+    await host.call.approve([...host.call.knocks.values()].find((k) => k.name === 'Cleo')!.id);
+    await until(cleo.call, () => cleo.call.phase.kind === 'in-call' && cleo.call.safetyCode === host.call.safetyCode);
+    host.signaling.close();
+    bob.signaling.close();
+    cleo.signaling.close();
+  });
 });

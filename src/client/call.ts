@@ -138,6 +138,7 @@ export class CallSession {
   /** The latest reaction of each participant, with when it came (the UI shows it for a few seconds). */
   readonly reactions = new Map<string, { reaction: Reaction; at: number }>();
   private chatIds = 0;
+  private chatSent: number[] = [];
 
   private me?: MemberKeys;
   private card?: string;
@@ -360,6 +361,11 @@ export class CallSession {
   async sendChat(text: string): Promise<void> {
     const clean = chatText.safeParse(text);
     if (!clean.success) throw new LinkcallError('bad_message');
+    // The server relays at most 5 a second (bursts of 10); past that, say so here rather than lose messages.
+    const now = Date.now();
+    this.chatSent = this.chatSent.filter((t) => now - t < 2000);
+    if (this.chatSent.length >= 10) throw new LinkcallError('rate_limited');
+    this.chatSent.push(now);
     if (await this.sendApp({ k: 'chat', t: clean.data })) this.addChat({ name: this.you?.name, mine: true, text: clean.data });
   }
 

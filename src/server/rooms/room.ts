@@ -82,6 +82,9 @@ export const DEFAULT_ROOM_LIMITS: RoomLimits = {
  * the connection died), everything while away, up to a cap.
  */
 const REPLAY_WINDOW_MS = 10_000;
+/** Chat, hands and reactions per participant: 5 a second, bursts of 10. */
+const APP_MESSAGES_PER_SECOND = 5;
+const APP_MESSAGE_BURST = 10;
 const MAX_REPLAY = 512;
 
 /**
@@ -135,6 +138,8 @@ interface Participant {
   video: boolean;
   canApprove: boolean;
   knockTimer?: NodeJS.Timeout;
+  /** Application messages it may still send now (see appMessage). */
+  appBudget?: { tokens: number; at: number };
   /** In the lobby: holds one of the room's lobby media slots (its transports connect while it waits). */
   preconnected: boolean;
   /** In the lobby without a slot: its publishing offer, answered once it has media (a slot, or admission). */
@@ -374,9 +379,18 @@ export class Room {
     this.toAdmitted({ type: 'locked', locked });
   }
 
-  /** An application message (chat and the like) to everyone else in the call, relayed unread. */
+  /**
+   * An application message (chat and the like) to everyone else in the call, relayed unread: at most
+   * APP_MESSAGES_PER_SECOND per participant (a burst of twice that), so a flood reaches nobody.
+   */
   appMessage(actorId: string, data: string): void {
     const actor = this.requireAdmitted(actorId);
+    const now = this.now();
+    const bucket = (actor.appBudget ??= { tokens: APP_MESSAGE_BURST, at: now });
+    bucket.tokens = Math.min(APP_MESSAGE_BURST, bucket.tokens + ((now - bucket.at) / 1000) * APP_MESSAGES_PER_SECOND);
+    bucket.at = now;
+    if (bucket.tokens < 1) throw new LinkcallError('rate_limited');
+    bucket.tokens -= 1;
     this.toAdmitted({ type: 'appMessage', from: actor.id, data }, actor.id);
   }
 

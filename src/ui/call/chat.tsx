@@ -50,8 +50,12 @@ export function ChatPanel({ session }: { session: CallSession }) {
       await session.sendChat(text);
       setDraft('');
       setError('');
-    } catch {
-      setError('That message could not be sent. Line breaks are fine; other control characters are not.');
+    } catch (err) {
+      setError(
+        (err as { code?: string }).code === 'rate_limited'
+          ? 'You are sending messages very fast. Wait a moment, then send it again.'
+          : 'That message could not be sent. Line breaks are fine; other control characters are not.',
+      );
     }
   }
 
