@@ -70,6 +70,18 @@ describe('accessibility in Chromium', { timeout: 240_000 }, () => {
     await host.page.getByRole('button', { name: 'Approve Lina' }).waitFor();
     await check(host.page, 'call with a knock');
     await check(guest.page, 'call as a guest');
+    // Chat open with messages both ways, a raised hand in the host's list, the call locked.
+    await guest.page.getByRole('button', { name: 'Chat', exact: true }).click();
+    await guest.page.getByRole('textbox', { name: 'Message' }).fill('Can you hear me?');
+    await guest.page.getByRole('button', { name: 'Send' }).click();
+    await host.page.getByRole('button', { name: /^Chat/ }).click();
+    await host.page.getByRole('region', { name: 'Chat' }).getByText('Can you hear me?').waitFor();
+    await guest.page.getByRole('button', { name: 'Raise hand' }).click();
+    await host.page.getByRole('button', { name: 'Lower hand for Axel' }).waitFor();
+    await host.page.getByRole('button', { name: 'Lock call' }).click();
+    await host.page.getByText('This call is locked').waitFor();
+    await check(host.page, 'call with chat, a raised hand and the lock');
+    await check(guest.page, 'chat as a guest');
     await guest.page.getByRole('button', { name: 'Keyboard shortcuts' }).click();
     await guest.page.getByRole('dialog').waitFor();
     await check(guest.page, 'shortcuts dialog');

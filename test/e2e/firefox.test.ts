@@ -375,6 +375,14 @@ describe('Firefox with Chromium', { timeout: 240_000 }, () => {
         { person: guest, name: guestName },
       ]);
       await commonSafetyCode([host, guest]);
+      // Chat and a reaction, end-to-end encrypted, across the two browsers.
+      await guest.click('button', 'Chat');
+      await host.click('button', 'Chat');
+      await host.fill('textbox', 'Message', `Hello from ${hostBrowser}`);
+      await host.click('button', 'Send');
+      await guest.waitForText(`Hello from ${hostBrowser}`);
+      await guest.click('button', 'React 👍');
+      await host.waitFor((label) => document.querySelector(`[aria-label="${label}"]`) !== null, `${guestName} reacted 👍`);
       noPageErrors([host, guest]);
       await closeAll();
     });

@@ -56,7 +56,7 @@ describe('the call page in Chromium', { timeout: 240_000 }, () => {
     await host.page.getByRole('img', { name: "Tess's hand is raised" }).waitFor();
     await guest.page.getByRole('button', { name: 'React 👏' }).click();
     await host.page.getByRole('img', { name: 'Tess reacted 👏' }).waitFor();
-    await host.page.getByRole('button', { name: "Lower Tess's hand" }).click();
+    await host.page.getByRole('button', { name: 'Lower hand for Tess' }).click();
     await guest.page.getByRole('button', { name: 'Raise hand' }).waitFor();
     await host.page.getByRole('img', { name: "Tess's hand is raised" }).waitFor({ state: 'detached' });
 

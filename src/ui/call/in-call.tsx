@@ -366,7 +366,7 @@ function RaisedHands({ session, name }: { session: CallSession; name: string }) 
         {raised.map(([id]) => (
           <li key={id} class="row spread">
             <span>{nameOf(id)}</span>
-            <button class="secondary small" aria-label={`Lower ${nameOf(id)}'s hand`} onClick={() => void session.lowerHand(id)}>Lower hand</button>
+            <button class="secondary small" aria-label={`Lower hand for ${nameOf(id)}`} onClick={() => void session.lowerHand(id)}>Lower hand</button>
           </li>
         ))}
       </ol>
