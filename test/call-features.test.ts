@@ -164,4 +164,26 @@ describe('chat, hands, reactions and lock in the call', { timeout: 60_000 }, () 
     bob.signaling.close();
     cleo.signaling.close();
   });
+
+  it('the host sends a waiting guest a note the server cannot read; only that guest can open it', async () => {
+    const link = await createLink(server, cookie, 'Lobby note');
+    const host = await connectClient(server, link, cookie);
+    await host.call.join('Ana');
+    await until(host.call, () => host.call.phase.kind === 'in-call' && host.call.keys !== undefined);
+    const dee = await connectClient(server, link);
+    await dee.call.join('Dee');
+    await until(host.call, () => [...host.call.knocks.values()].some((k) => k.name === 'Dee'));
+    const id = [...host.call.knocks.values()].find((k) => k.name === 'Dee')!.id;
+    const before = wire.length;
+    await host.call.sendLobbyNote(id, 'Two minutes, finishing another call');
+    await until(dee.call, () => dee.call.lobbyNote === 'Two minutes, finishing another call');
+    assert.equal(wire.slice(before).filter((f) => f.includes('finishing')).length, 0, 'the server never saw the text');
+    await assert.rejects(host.call.sendLobbyNote(id, 'x'.repeat(201)), LinkcallError);
+    // A waiting guest cannot send notes to others.
+    const refused = dee.signaling.next('error');
+    dee.signaling.send({ type: 'lobbyNote', participantId: id, sealed: 'AAAA' });
+    assert.equal((await refused).code, 'not_in_call');
+    host.signaling.close();
+    dee.signaling.close();
+  });
 });

@@ -6,7 +6,7 @@
  * media to members; a participant the group does not hold is not shown and
  * gets no key. No DOM: the UI renders it, bots use it.
  */
-import { checkGroupId, newGroupId, openCard, fromBase64url, toBase64url, type CallKey, type LinkKeys, sealCard } from '../e2ee/keys.js';
+import { checkGroupId, newGroupId, openCard, openLobbyNote, fromBase64url, sealLobbyNote, toBase64url, type CallKey, type LinkKeys, sealCard } from '../e2ee/keys.js';
 import type { CallGroup, CommitRules, KnockCard, MemberKeys, PendingCommit, SigningKey } from '../e2ee/mls.js';
 import { errorMessage, LinkcallError, type ErrorCode } from '../protocol/errors.js';
 import { chatText, parseDisplayName, type ParticipantInfo, type Role, type ViewportTile } from '../protocol/messages.js';
@@ -66,6 +66,9 @@ export interface ChatMessage {
 /** The reactions one can send: a small fixed set, so nothing else can be shown over a tile. */
 export const REACTIONS = ['👍', '👏', '😂', '❤️', '🎉', '😮'] as const;
 export type Reaction = (typeof REACTIONS)[number];
+
+/** Longest note to a waiting guest, in characters. */
+export const MAX_LOBBY_NOTE = 200;
 
 /** Most chat messages kept on screen; older ones scroll away for good. */
 const MAX_CHAT_KEPT = 500;
@@ -129,6 +132,8 @@ export class CallSession {
   onResumed?: () => void;
   /** Commits refused by this client (counts only; tests and bots read it). */
   refusedCommits = 0;
+  /** The latest note for us while we wait (sealed by whoever may let us in), as text. */
+  lobbyNote?: string;
   /** Whether the call is locked (no new knocks reach the lobby). */
   locked = false;
   /** The chat since we joined (forward secrecy: nothing from before). */
@@ -226,6 +231,15 @@ export class CallSession {
     );
     s.on('handshake', (m) => this.serially(() => this.handshake(m.slot, m.from, m.commit)));
     s.on('appMessage', (m) => this.serially(() => this.receiveApp(m.data)));
+    s.on('lobbyNote', (m) =>
+      this.serially(async () => {
+        const text = this.me && (await openLobbyNote(this.link.keys, this.link.linkId, this.me.credential.nonce, m.sealed));
+        const clean = text === undefined ? undefined : chatText.safeParse(text);
+        if (!clean?.success || clean.data.length > MAX_LOBBY_NOTE) return;
+        this.lobbyNote = clean.data;
+        this.emit();
+      }),
+    );
     s.on('locked', (m) => {
       this.locked = m.locked;
       this.emit();
@@ -405,6 +419,15 @@ export class CallSession {
       this.reactions.set(this.myId, { reaction, at: Date.now() });
       this.emit();
     }
+  }
+
+  /** A short note to a waiting guest (at most 200 characters), sealed so the server cannot read it. */
+  async sendLobbyNote(participantId: string, text: string): Promise<void> {
+    const clean = chatText.safeParse(text);
+    if (!clean.success || clean.data.length > MAX_LOBBY_NOTE) throw new LinkcallError('bad_message');
+    const nonce = this.knockCards.get(participantId)?.credential.nonce;
+    if (!nonce) throw new LinkcallError('participant_not_found');
+    this.signaling.send({ type: 'lobbyNote', participantId, sealed: await sealLobbyNote(this.link.keys, this.link.linkId, nonce, clean.data) });
   }
 
   /** Host only (the server checks): lock the call against new knocks, or unlock it. */

@@ -35,6 +35,7 @@ const LABEL = {
   auth: 'linkcall v1 auth key',
   linkInfo: 'linkcall v1 link info',
   groupId: 'linkcall v1 group id',
+  lobbyNote: 'linkcall v1 lobby note',
   knock: 'linkcall v1 knock',
   safetyCode: 'linkcall v1 safety code',
   sframeBase: 'linkcall v1 sframe base key',
@@ -271,6 +272,38 @@ export async function openCard(keys: LinkKeys, linkId: string, sealed: string): 
   const length = new DataView(plaintext.buffer).getUint16(0);
   if (length === 0 || 2 + length > plaintext.length) return undefined;
   return plaintext.slice(2, 2 + length);
+}
+
+// ------------------------------------------------------------------ lobby notes
+
+/**
+ * A short note from the host to one waiting guest ("Two minutes, finishing another call"), sealed
+ * with the lobby key and bound to that guest's knock (the nonce in its KeyPackage credential), so
+ * the server can neither read it nor hand it to another guest.
+ */
+export async function sealLobbyNote(keys: LinkKeys, linkId: string, knockNonce: string, text: string): Promise<string> {
+  const iv = randomBytes(GCM_IV_BYTES);
+  const sealed = await subtle.encrypt(
+    { name: 'AES-GCM', iv, additionalData: fields(LABEL.lobbyNote, linkId, knockNonce) },
+    keys.lobbyKey,
+    utf8.encode(text),
+  );
+  return toBase64url(concat(iv, new Uint8Array(sealed)));
+}
+
+export async function openLobbyNote(keys: LinkKeys, linkId: string, knockNonce: string, sealed: string): Promise<string | undefined> {
+  const raw = typeof sealed === 'string' && sealed.length <= 2048 ? fromBase64url(sealed) : undefined;
+  if (!raw || raw.length < GCM_IV_BYTES + GCM_TAG_BYTES) return undefined;
+  try {
+    const plain = await subtle.decrypt(
+      { name: 'AES-GCM', iv: raw.subarray(0, GCM_IV_BYTES), additionalData: fields(LABEL.lobbyNote, linkId, knockNonce) },
+      keys.lobbyKey,
+      raw.subarray(GCM_IV_BYTES),
+    );
+    return new TextDecoder('utf-8', { fatal: true }).decode(plain);
+  } catch {
+    return undefined;
+  }
 }
 
 // ------------------------------------------------------------------ call key

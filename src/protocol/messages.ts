@@ -104,6 +104,8 @@ export const clientMessage = z.discriminatedUnion('type', [
    * replays the rest.
    */
   z.strictObject({ type: z.literal('resume'), seq, token: base64url(64), received: z.number().int().nonnegative() }),
+  /** A note to a waiting guest, sealed with the lobby key (see keys.ts sealLobbyNote); from those who may answer knocks. */
+  z.strictObject({ type: z.literal('lobbyNote'), seq, participantId, sealed: base64url(2048) }),
   /** Host only: lock the call (no new knocks reach the lobby; those already waiting stay) or unlock it. */
   z.strictObject({ type: z.literal('lock'), seq, locked: z.boolean() }),
   /** An MLS application message (chat and the like) for everyone else in the call; relayed unread. */
@@ -198,6 +200,8 @@ export const serverMessage = z.discriminatedUnion('type', [
   }),
   /** A Welcome for you after you entered (a host who re-entered is added by a member). */
   z.strictObject({ type: z.literal('welcome'), welcome: mlsBytes }),
+  /** A sealed note for you while you wait, from someone who may let you in. */
+  z.strictObject({ type: z.literal('lobbyNote'), sealed: base64url(2048) }),
   /** The call was locked or unlocked (by the host). */
   z.strictObject({ type: z.literal('locked'), locked: z.boolean() }),
   /** Another participant's MLS application message (chat and the like): open it with the group's keys. */

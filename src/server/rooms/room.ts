@@ -370,6 +370,12 @@ export class Room {
     if (target && welcome) this.deliver(target, { type: 'welcome', welcome });
   }
 
+  /** A sealed note from someone who may answer knocks to one waiting guest, relayed unread. */
+  lobbyNote(actorId: string, targetId: string, sealed: string): void {
+    this.requireApprover(actorId);
+    this.deliver(this.lobbyGuest(targetId), { type: 'lobbyNote', sealed });
+  }
+
   /** Host only: lock or unlock the call. Guests already waiting stay in the lobby; new knocks are refused. */
   lock(actorId: string, locked: boolean): void {
     const actor = this.requireAdmitted(actorId);

@@ -167,6 +167,8 @@ export class Connection implements RoomPeer {
         return room.appMessage(me, message.data);
       case 'lock':
         return room.lock(me, message.locked);
+      case 'lobbyNote':
+        return room.lobbyNote(me, message.participantId, message.sealed);
       case 'decline':
         return room.decline(me, message.participantId);
       case 'remove':

@@ -1,6 +1,6 @@
 /** Who is waiting to be let in, for how long, with Approve / Decline each and Admit all. */
 import { useEffect, useState } from 'preact/hooks';
-import type { CallSession, Knock } from '../../client/call.js';
+import { MAX_LOBBY_NOTE, type CallSession, type Knock } from '../../client/call.js';
 import { duration } from '../time.js';
 
 export const UNREADABLE = 'Unknown (name could not be verified)';
@@ -47,6 +47,32 @@ export function Lobby({ session }: { session: CallSession }) {
   );
 }
 
+/** A short note to one waiting guest, sealed so the server cannot read it. */
+function NoteForm({ knock, session }: { knock: Knock; session: CallSession }) {
+  const [text, setText] = useState('');
+  const [state, setState] = useState<'' | 'sent' | 'failed'>('');
+  return (
+    <details class="knock-note">
+      <summary>Message</summary>
+      <form
+        class="row"
+        onSubmit={(e) => {
+          e.preventDefault();
+          session.sendLobbyNote(knock.id, text).then(
+            () => (setText(''), setState('sent')),
+            () => setState('failed'),
+          );
+        }}
+      >
+        <input aria-label={`Message to ${knock.name}`} maxLength={MAX_LOBBY_NOTE} value={text} onInput={(e) => setText((e.target as HTMLInputElement).value)} />
+        <button type="submit">Send</button>
+      </form>
+      {state === 'sent' && <p role="status" class="muted small">Sent.</p>}
+      {state === 'failed' && <p role="alert" class="error">That message could not be sent (at most {MAX_LOBBY_NOTE} characters).</p>}
+    </details>
+  );
+}
+
 function KnockRow({ knock: k, now, session }: { knock: Knock; now: number; session: CallSession }) {
   return (
     <li class="row spread">
@@ -61,6 +87,7 @@ function KnockRow({ knock: k, now, session }: { knock: Knock; now: number; sessi
         )}
         <button class="decline danger" aria-label={`Decline ${k.name ?? 'unknown guest'}`} onClick={() => session.decline(k.id)}>✗</button>
       </span>
+      {k.name !== undefined && !k.stale && <NoteForm knock={k} session={session} />}
     </li>
   );
 }

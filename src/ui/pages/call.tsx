@@ -148,6 +148,11 @@ export function CallView({ prepared, name, hostName, linkName, stream, speakerId
         {session.reconnecting && <p role="status" class="warning">Connection lost. Reconnecting…</p>}
       {session.serverNotice && <p role="status" class="warning">{session.serverNotice}</p>}
         <p role="status" class="lede">Waiting for {hostName} to let you in…</p>
+        {session.lobbyNote && (
+          <p role="status" class="card">
+            <strong>{hostName}:</strong> {session.lobbyNote}
+          </p>
+        )}
         {!phase.hostPresent && (
           <p class="muted">{hostName} hasn't joined yet. You'll get in once they arrive and let you in; we'll wait up to 10 minutes.</p>
         )}
