@@ -109,7 +109,7 @@ interface Run {
   /** Call set up (pages launched → both see the other's video), seconds. */
   setupSeconds: number;
   phases: { name: string; directions: Record<string, Quality & { senderResolution: string; senderLimitation: string }> }[];
-  /** Bandwidth drop only: seconds from the drop until the guest's video was at ≥ 15 fps for 3 s; after the return, until 15 fps and until 480 lines. */
+  /** Bandwidth drop only: seconds from the drop until the guest's video was at ≥ 15 fps for 3 s (counted on into the return); after the return, until 15 fps and until 480 lines. */
   recovery?: { to15fpsAfterDropS: number; to15fpsAfterReturnS: number; toFullResolutionAfterReturnS: number };
   /** The emulator's counters over the measurement, per person's link and direction. */
   links: Record<string, { up: { lost: number; queueDrops: number; out: number }; down: { lost: number; queueDrops: number; out: number } }>;
@@ -163,7 +163,8 @@ async function runOne(lab: NetLab, server: LabServer, scenario: Scenario, system
       const series = frameRateSeries(samples, 'guest');
       const [, low, back] = bounds;
       run.recovery = {
-        to15fpsAfterDropS: secondsUntil(series, low!.from, back!.from, (fps) => fps >= 15),
+        // Counted on past the return of the bandwidth: a system that never recovers while it is low shows when it did.
+        to15fpsAfterDropS: secondsUntil(series, low!.from, back!.to, (fps) => fps >= 15),
         to15fpsAfterReturnS: secondsUntil(series, back!.from, back!.to, (fps) => fps >= 15),
         toFullResolutionAfterReturnS: secondsUntil(series, back!.from, back!.to, (fps, h) => h >= 480 && fps >= 15),
       };

@@ -236,7 +236,8 @@ export function quality(samples: Sample[], receiver: Person, from: number, to: n
     delayP95Ms: percentile(delays, 95),
     framesTimed: delays.length,
     audioConcealedPercent: samplesIn > 0 ? (100 * delta(start, end, 'audio', 'concealed')) / samplesIn : NaN,
-    videoLossPercent: lost + received > 0 ? (100 * lost) / (lost + received) : NaN,
+    // packetsLost is cumulative and falls when late or repaired packets arrive after all: a window can show fewer than none.
+    videoLossPercent: lost + received > 0 ? Math.max(0, (100 * lost) / (lost + received)) : NaN,
     videoKbps: (delta(start, end, 'video', 'bytes') * 8) / seconds / 1000,
     jitterBufferMs: emitted > 0 ? (1000 * delta(start, end, 'video', 'jitterBufferDelay')) / emitted : NaN,
     nacks: delta(start, end, 'video', 'nacks'),
