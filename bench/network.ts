@@ -175,11 +175,14 @@ async function runOne(lab: NetLab, server: LabServer, scenario: Scenario, system
     }
     return run;
   } catch (err) {
-    return { scenario: scenario.name, system, setupSeconds: (Date.now() - t0) / 1000, phases: [], links: {}, error: String((err as Error).message ?? err).split('\n')[0] };
+    return { scenario: scenario.name, system, setupSeconds: (Date.now() - t0) / 1000, phases: [], links: {}, error: redacted(String((err as Error).message ?? err).split('\n')[0]!) };
   } finally {
     await call?.close();
   }
 }
+
+/** A browser error can quote the call link: its fragment (link secret, host key hash) never reaches the output. */
+const redacted = (message: string) => message.replace(/#k=[^\s"']*/g, '#…');
 
 const f0 = (n: number) => (Number.isFinite(n) ? n.toFixed(0) : '-');
 const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '-');
