@@ -1,0 +1,254 @@
+/**
+ * Calls across emulated networks (the lab: test/support/netlab.ts), linkcall against a direct
+ * call, same run, side by side. Each scenario runs a linkcall call (host and guest pages join by
+ * link through the real server, via the UI) and then a direct call (the same two pages'
+ * namespaces connected peer to peer, VP8), both with the synthetic camera that measures
+ * glass-to-glass delay. Per direction: received frame rate and resolution, freezes, glass-to-
+ * glass delay median / p95, audio concealment, video loss; for the bandwidth drop, the same per
+ * phase and the time back to ≥ 15 fps.
+ *
+ * Scenarios (every rate-capped scenario also has 20 ms each way on both people's links):
+ *   clean        20 ms each way on both links
+ *   lossy        40 ms each way, 3 % random loss each way, both links
+ *   bufferbloat  guest's uplink 600 kbit/s behind a 1 s queue
+ *   tight        guest's downlink 400 kbit/s, 200 ms queue
+ *   drop         guest's downlink 4 → 0.3 → 4 Mbit/s (200 ms queue), 20 s each
+ * The server's own link is clean.
+ *
+ * Usage: npx tsx bench/network.ts [--scenario NAME] [--seconds N (default 30; drop: per phase, default 20)]
+ *        [--warmup N (default 8 s)] [--system linkcall|direct]
+ * Writes bench/results/network.json (network-<scenario>.json for one scenario).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { directCall, frameRateSeries, linkcallCall, quality, Recorder, secondsUntil, sender, type LabCall, type Person, type Quality } from '../test/support/lab-call.js';
+import { labUnavailable, NetLab, type Impairment, type LabServer } from '../test/support/netlab.js';
+
+const args = process.argv.slice(2);
+const option = (flag: string) => {
+  const at = args.indexOf(flag);
+  return at >= 0 ? args[at + 1] : undefined;
+};
+const only = option('--scenario');
+const seconds = Number(option('--seconds') ?? 0) || undefined;
+const warmupMs = Number(option('--warmup') ?? 8) * 1000;
+const systems = (option('--system') ? [option('--system')] : ['linkcall', 'direct']) as ('linkcall' | 'direct')[];
+
+interface Phase {
+  name: string;
+  ms: number;
+  /** Applied at the phase's start. */
+  set?: (lab: NetLab) => Promise<void>;
+}
+interface Scenario {
+  name: string;
+  describe: string;
+  links: (lab: NetLab) => Promise<void>;
+  phases: Phase[];
+}
+
+const bothPeople = async (lab: NetLab, impairment: Impairment) => {
+  for (const p of ['host', 'guest']) await lab.impair(p, 'both', impairment);
+};
+const measureMs = (seconds ?? 30) * 1000;
+const phaseMs = (seconds ?? 20) * 1000;
+
+const SCENARIOS: Scenario[] = [
+  { name: 'clean', describe: '20 ms each way on both links', links: (lab) => bothPeople(lab, { delayMs: 20 }), phases: [{ name: 'all', ms: measureMs }] },
+  { name: 'lossy', describe: '40 ms each way, 3 % loss both ways, both links', links: (lab) => bothPeople(lab, { delayMs: 40, lossPercent: 3 }), phases: [{ name: 'all', ms: measureMs }] },
+  {
+    name: 'bufferbloat',
+    describe: "guest's uplink 600 kbit/s behind a 1 s queue",
+    links: async (lab) => {
+      await bothPeople(lab, { delayMs: 20 });
+      await lab.impair('guest', 'up', { rateKbps: 600, queueMs: 1000 });
+    },
+    phases: [{ name: 'all', ms: measureMs }],
+  },
+  {
+    name: 'tight',
+    describe: "guest's downlink 400 kbit/s, 200 ms queue",
+    links: async (lab) => {
+      await bothPeople(lab, { delayMs: 20 });
+      await lab.impair('guest', 'down', { rateKbps: 400, queueMs: 200 });
+    },
+    phases: [{ name: 'all', ms: measureMs }],
+  },
+  {
+    name: 'drop',
+    describe: "guest's downlink 4 → 0.3 → 4 Mbit/s, 200 ms queue, 20 s each",
+    links: async (lab) => {
+      await bothPeople(lab, { delayMs: 20 });
+      await lab.impair('guest', 'down', { rateKbps: 4000, queueMs: 200 });
+    },
+    phases: [
+      { name: 'high', ms: phaseMs },
+      { name: 'low', ms: phaseMs, set: (lab) => lab.impair('guest', 'down', { rateKbps: 300 }) },
+      { name: 'back', ms: phaseMs, set: (lab) => lab.impair('guest', 'down', { rateKbps: 4000 }) },
+    ],
+  },
+];
+
+const chosen = only ? SCENARIOS.filter((s) => s.name === only) : SCENARIOS;
+if (chosen.length === 0) throw new Error(`no scenario ${only}; there are ${SCENARIOS.map((s) => s.name).join(', ')}`);
+const reason = labUnavailable();
+if (reason) {
+  console.error(`bench/network cannot run: ${reason}`);
+  process.exit(1);
+}
+
+const DIRECTIONS: { name: string; receiver: Person }[] = [
+  { name: 'host→guest', receiver: 'guest' },
+  { name: 'guest→host', receiver: 'host' },
+];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Run {
+  scenario: string;
+  system: 'linkcall' | 'direct';
+  /** Call set up (pages launched → both see the other's video), seconds. */
+  setupSeconds: number;
+  phases: { name: string; directions: Record<string, Quality & { senderResolution: string; senderLimitation: string }> }[];
+  /** Bandwidth drop only: seconds from the drop until the guest's video was at ≥ 15 fps for 3 s (counted on into the return); after the return, until 15 fps and until 480 lines. */
+  recovery?: { to15fpsAfterDropS: number; to15fpsAfterReturnS: number; toFullResolutionAfterReturnS: number };
+  /** The emulator's counters over the measurement, per person's link and direction. */
+  links: Record<string, { up: { lost: number; queueDrops: number; out: number }; down: { lost: number; queueDrops: number; out: number } }>;
+  /** Per-second frame rate and height each person got, for the drop's curve. */
+  series?: Record<Person, [number, number, number][]>;
+  error?: string;
+}
+
+async function runOne(lab: NetLab, server: LabServer, scenario: Scenario, system: 'linkcall' | 'direct'): Promise<Run> {
+  await lab.clear();
+  await scenario.links(lab);
+  const t0 = Date.now();
+  let call: LabCall | undefined;
+  try {
+    call = system === 'linkcall' ? await linkcallCall(lab, server) : await directCall(lab, server.url);
+    const setupSeconds = (Date.now() - t0) / 1000;
+    const recorder = new Recorder(call);
+    recorder.start();
+    await sleep(warmupMs);
+    const before = await lab.stats();
+    const bounds: { name: string; from: number; to: number }[] = [];
+    for (const phase of scenario.phases) {
+      await phase.set?.(lab);
+      const from = Date.now();
+      await sleep(phase.ms);
+      bounds.push({ name: phase.name, from, to: Date.now() });
+    }
+    await recorder.stop();
+    const after = await lab.stats();
+    const samples = recorder.samples;
+    const other = (p: Person): Person => (p === 'host' ? 'guest' : 'host');
+    const phases = bounds.map(({ name, from, to }) => ({
+      name,
+      directions: Object.fromEntries(
+        DIRECTIONS.map(({ name: d, receiver }) => {
+          const s = sender(samples, other(receiver), to);
+          return [d, { ...quality(samples, receiver, from, to), senderResolution: s.resolution, senderLimitation: s.limitation }];
+        }),
+      ),
+    }));
+    const links = Object.fromEntries(
+      (['host', 'guest'] as const).map((p) => [
+        p,
+        Object.fromEntries(
+          (['up', 'down'] as const).map((d) => [d, { out: after[p]![d].out - before[p]![d].out, lost: after[p]![d].lost - before[p]![d].lost, queueDrops: after[p]![d].queueDrops - before[p]![d].queueDrops }]),
+        ),
+      ]),
+    ) as Run['links'];
+    const run: Run = { scenario: scenario.name, system, setupSeconds, phases, links };
+    if (scenario.name === 'drop') {
+      const series = frameRateSeries(samples, 'guest');
+      const [, low, back] = bounds;
+      run.recovery = {
+        // Counted on past the return of the bandwidth: a system that never recovers while it is low shows when it did.
+        to15fpsAfterDropS: secondsUntil(series, low!.from, back!.to, (fps) => fps >= 15),
+        to15fpsAfterReturnS: secondsUntil(series, back!.from, back!.to, (fps) => fps >= 15),
+        toFullResolutionAfterReturnS: secondsUntil(series, back!.from, back!.to, (fps, h) => h >= 480 && fps >= 15),
+      };
+      run.series = {
+        guest: series.map(([t, fps, h]) => [Math.round((t - bounds[0]!.from) / 100) / 10, Math.round(fps * 10) / 10, h]),
+        host: frameRateSeries(samples, 'host').map(([t, fps, h]) => [Math.round((t - bounds[0]!.from) / 100) / 10, Math.round(fps * 10) / 10, h]),
+      };
+    }
+    return run;
+  } catch (err) {
+    return { scenario: scenario.name, system, setupSeconds: (Date.now() - t0) / 1000, phases: [], links: {}, error: redacted(String((err as Error).message ?? err).split('\n')[0]!) };
+  } finally {
+    await call?.close();
+  }
+}
+
+/** A browser error can quote the call link: its fragment (link secret, host key hash) never reaches the output. */
+const redacted = (message: string) => message.replace(/#k=[^\s"']*/g, '#…');
+
+const f0 = (n: number) => (Number.isFinite(n) ? n.toFixed(0) : '-');
+const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '-');
+function row(run: Run, phase: Run['phases'][number], direction: string): string {
+  const q = phase.directions[direction]!;
+  return [
+    run.scenario + (phase.name === 'all' ? '' : `/${phase.name}`),
+    direction,
+    run.system,
+    f1(q.fps),
+    q.resolution,
+    `${q.freezeCount} / ${f1(q.freezeSeconds)} s`,
+    `${f0(q.delayMedianMs)} / ${f0(q.delayP95Ms)} ms`,
+    `${f1(q.audioConcealedPercent)} %`,
+    `${f1(q.videoLossPercent)} %`,
+    f0(q.videoKbps),
+  ].join(' | ');
+}
+
+const loadBefore = loadavg();
+const lab = await NetLab.create(['server', 'host', 'guest']);
+const onSignal = () => {
+  lab.closeNow();
+  process.exit(130);
+};
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+const runs: Run[] = [];
+try {
+  const server = await lab.startServer('server');
+  for (const scenario of chosen) {
+    for (const system of systems) {
+      process.stdout.write(`${scenario.name} (${scenario.describe}), ${system}… `);
+      const run = await runOne(lab, server, scenario, system);
+      runs.push(run);
+      console.log(run.error ? `failed: ${run.error}` : `done (call up in ${run.setupSeconds.toFixed(1)} s, load ${loadavg()[0]!.toFixed(1)})`);
+    }
+  }
+  await server.close();
+} finally {
+  await lab.close();
+}
+
+console.log('\nscenario | direction | system | fps | resolution | freezes (count / time) | glass-to-glass median / p95 | audio concealed | video lost | video kbit/s');
+for (const run of runs) {
+  if (run.error) {
+    console.log(`${run.scenario} | - | ${run.system} | failed: ${run.error}`);
+    continue;
+  }
+  for (const phase of run.phases) for (const { name } of DIRECTIONS) console.log(row(run, phase, name));
+  if (run.recovery) {
+    const r = run.recovery;
+    console.log(`${run.scenario} | host→guest | ${run.system} | ≥ 15 fps ${f1(r.to15fpsAfterDropS)} s after the drop; after the return: ≥ 15 fps in ${f1(r.to15fpsAfterReturnS)} s, 480 lines in ${f1(r.toFullResolutionAfterReturnS)} s`);
+  }
+}
+
+const result = {
+  scenarios: Object.fromEntries(chosen.map((s) => [s.name, s.describe])),
+  note: "Rate-capped scenarios also have 20 ms each way on both people's links; the server's link is clean. Measured after a warm-up, per direction, from the receiver's getStats and the synthetic camera's read-back.",
+  warmupSeconds: warmupMs / 1000,
+  runs,
+  loadAverage: { before: loadBefore, after: loadavg() },
+  browser: 'chromium (Debian), headless, one per namespace',
+  date: new Date().toISOString(),
+};
+mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+const file = new URL(`./results/${only ? `network-${only}` : 'network'}.json`, import.meta.url);
+writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+console.log(`\nload average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; written ${file.pathname}`);

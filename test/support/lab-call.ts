@@ -1,0 +1,274 @@
+/**
+ * Two people in a call across the network lab, and what each of them sees of the other.
+ *
+ * `linkcallCall`: host and guest pages in their own namespaces join by link through the real
+ * server, via the product's UI. `directCall`: the same two namespaces, the same synthetic
+ * camera, connected peer to peer (one RTCPeerConnection each, VP8, offer and answer carried
+ * by the test) — the anchor a call through the SFU is compared with. Both record every page's
+ * WebRTC stats once a second (`Recorder`); `quality()` turns a window of those into what a
+ * person notices, per direction.
+ */
+import type { Browser, Page } from 'playwright-core';
+import { newPerson, waitForPlayingVideo } from './browser.js';
+import { CLOCK_CAMERA, LAB_STATS, type InboundStats, type LabStats, type OutboundStats } from './clock-camera.js';
+import { guestKnocks, hostEnters, signUpAndCreateLink } from './flow.js';
+import type { LabServer, NetLab } from './netlab.js';
+
+export type Person = 'host' | 'guest';
+export const PEOPLE: Person[] = ['host', 'guest'];
+
+export interface LabCall {
+  system: 'linkcall' | 'direct';
+  pages: Record<Person, Page>;
+  close(): Promise<void>;
+}
+
+const REMOTE_VIDEO = 'video[aria-label^="Video of "]';
+
+async function browsers(lab: NetLab, origin: string): Promise<Record<Person, Browser>> {
+  const [host, guest] = await Promise.all(PEOPLE.map((p) => lab.launchChromium(p, origin)));
+  return { host: host!, guest: guest! };
+}
+
+let accounts = 0;
+
+/** Host and guest (lab hosts 'host' and 'guest') in a linkcall call through `server`; resolves once each sees the other's video playing. */
+export async function linkcallCall(lab: NetLab, server: LabServer, timeoutMs = 60_000): Promise<LabCall> {
+  const b = await browsers(lab, server.url);
+  const close = async () => void (await Promise.all(PEOPLE.map((p) => b[p].close().catch(() => {}))));
+  try {
+    const host = await newPerson(b.host, server.url);
+    const guest = await newPerson(b.guest, server.url);
+    await host.context.addInitScript({ content: CLOCK_CAMERA });
+    await guest.context.addInitScript({ content: CLOCK_CAMERA });
+    host.page.setDefaultTimeout(timeoutMs);
+    guest.page.setDefaultTimeout(timeoutMs);
+    const link = await signUpAndCreateLink(host.page, `labhost${process.pid}x${++accounts}`, 'Lab');
+    await hostEnters(host.page, link);
+    await guestKnocks(guest.page, link, 'Guest');
+    await host.page.getByRole('button', { name: 'Approve Guest' }).click();
+    await Promise.all([waitForPlayingVideo(host.page, REMOTE_VIDEO, timeoutMs), waitForPlayingVideo(guest.page, REMOTE_VIDEO, timeoutMs)]);
+    return { system: 'linkcall', pages: { host: host.page, guest: guest.page }, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/**
+ * The page side of a direct call: camera and microphone on one sendrecv connection, VP8 only,
+ * remote media in a <video>. The offerer adds its tracks; the answerer puts its own on the
+ * transceivers the offer made (`ANSWER`).
+ */
+const DIRECT_SETUP = (offerer: boolean) => `(async () => {
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  window.__direct = pc;
+  const stream = await navigator.mediaDevices.getUserMedia({
+    audio: { echoCancellation: true, noiseSuppression: true },
+    video: { width: { ideal: 640 }, height: { ideal: 480 } },
+  });
+  window.__stream = stream;
+  if (${offerer}) for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: 'sendrecv', streams: [stream] });
+  const codecs = RTCRtpReceiver.getCapabilities('video').codecs;
+  const vp8 = codecs.filter((c) => c.mimeType === 'video/VP8');
+  const rtx = codecs.filter((c) => c.mimeType === 'video/rtx');
+  for (const t of pc.getTransceivers()) if (t.sender.track && t.sender.track.kind === 'video') t.setCodecPreferences([...vp8, ...rtx]);
+  const video = document.createElement('video');
+  video.autoplay = true; video.playsInline = true;
+  video.setAttribute('aria-label', 'Video of the other person');
+  document.body.append(video);
+  const remote = new MediaStream();
+  pc.ontrack = (e) => { remote.addTrack(e.track); video.srcObject = remote; video.play().catch(() => {}); };
+})()`;
+
+const ANSWER = (offer: unknown) => `(async () => {
+  const pc = window.__direct;
+  await pc.setRemoteDescription(${JSON.stringify(offer)});
+  for (const t of pc.getTransceivers()) {
+    const track = window.__stream.getTracks().find((x) => x.kind === t.receiver.track.kind);
+    await t.sender.replaceTrack(track);
+    t.sender.setStreams(window.__stream);
+    t.direction = 'sendrecv';
+  }
+  await pc.setLocalDescription();
+})()`;
+
+/** Local description once ICE gathering is complete (no trickling: the test carries it). */
+const GATHERED = `new Promise((resolve) => {
+  const pc = window.__direct;
+  const done = () => resolve({ type: pc.localDescription.type, sdp: pc.localDescription.sdp });
+  if (pc.iceGatheringState === 'complete') return done();
+  pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && done());
+})`;
+
+/** Host and guest connected peer to peer through the same lab links, no server in the media path. */
+export async function directCall(lab: NetLab, origin: string, timeoutMs = 60_000): Promise<LabCall> {
+  const b = await browsers(lab, origin);
+  const close = async () => void (await Promise.all(PEOPLE.map((p) => b[p].close().catch(() => {}))));
+  try {
+    const pages = {} as Record<Person, Page>;
+    for (const p of PEOPLE) {
+      const { page } = await newPerson(b[p], origin);
+      await page.addInitScript({ content: CLOCK_CAMERA });
+      // A blank page at the lab origin (treated as secure) without asking the server for it.
+      await page.route('**/direct-call', (route) => route.fulfill({ contentType: 'text/html', body: '<!doctype html><title>Direct call</title><body></body>' }));
+      await page.goto('/direct-call');
+      await page.evaluate(DIRECT_SETUP(p === 'host'));
+      pages[p] = page;
+    }
+    await pages.host.evaluate('window.__direct.setLocalDescription()');
+    const offer = await pages.host.evaluate(GATHERED);
+    await pages.guest.evaluate(ANSWER(offer));
+    const answer = await pages.guest.evaluate(GATHERED);
+    await pages.host.evaluate(`window.__direct.setRemoteDescription(${JSON.stringify(answer)})`);
+    await Promise.all(PEOPLE.map((p) => waitForPlayingVideo(pages[p], REMOTE_VIDEO, timeoutMs)));
+    return { system: 'direct', pages, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+export interface Sample {
+  /** Epoch ms when the stats were read. */
+  t: number;
+  person: Person;
+  stats: LabStats;
+}
+
+/** Reads every page's stats and presented frames once a second until stopped. */
+export class Recorder {
+  readonly samples: Sample[] = [];
+  #timer?: NodeJS.Timeout;
+  #running?: Promise<void>;
+
+  constructor(private readonly call: LabCall) {}
+
+  start(): void {
+    const tick = async () => {
+      await Promise.all(
+        PEOPLE.map(async (person) => {
+          const stats = (await this.call.pages[person].evaluate(LAB_STATS).catch(() => undefined)) as LabStats | undefined;
+          if (stats) this.samples.push({ t: Date.now(), person, stats });
+        }),
+      );
+    };
+    void (this.#running = tick());
+    this.#timer = setInterval(() => void (this.#running = tick()), 1000);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#running;
+  }
+}
+
+export interface Quality {
+  /** Frames decoded per second of the other person's video. */
+  fps: number;
+  /** The resolution most frames came in at, e.g. "640x480". */
+  resolution: string;
+  freezeCount: number;
+  freezeSeconds: number;
+  /** Glass-to-glass delay over the window's frames, ms (NaN when none could be read). */
+  delayMedianMs: number;
+  delayP95Ms: number;
+  /** Frames whose sent time was read back (out of those presented). */
+  framesTimed: number;
+  /** Concealed audio samples as a percentage of received samples. */
+  audioConcealedPercent: number;
+  videoLossPercent: number;
+  /** The other person's video arriving, kbit/s. */
+  videoKbps: number;
+  /** The video jitter buffer's mean delay, ms. */
+  jitterBufferMs: number;
+  nacks: number;
+  plis: number;
+}
+
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+type Inbound = InboundStats;
+const inbound = (s: Sample, kind: 'audio' | 'video') => s.stats.stats.filter((x): x is Inbound => x.type === 'in' && x.kind === kind);
+
+/** Sum over a sample's inbound streams of `kind` of end − start (streams new since `start` count from 0). */
+function delta(start: Sample | undefined, end: Sample, kind: 'audio' | 'video', field: keyof Inbound): number {
+  const before = new Map(start ? inbound(start, kind).map((x) => [x.id, x]) : []);
+  return inbound(end, kind).reduce((sum, x) => sum + ((x[field] as number) - ((before.get(x.id)?.[field] as number | undefined) ?? 0)), 0);
+}
+
+/** What `receiver` saw of the other person between `from` and `to` (epoch ms). */
+export function quality(samples: Sample[], receiver: Person, from: number, to: number): Quality {
+  const mine = samples.filter((s) => s.person === receiver);
+  const inWindow = mine.filter((s) => s.t >= from && s.t <= to);
+  const start = [...mine].reverse().find((s) => s.t <= from) ?? inWindow[0];
+  const end = inWindow.at(-1);
+  const empty: Quality = { fps: 0, resolution: '-', freezeCount: 0, freezeSeconds: 0, delayMedianMs: NaN, delayP95Ms: NaN, framesTimed: 0, audioConcealedPercent: NaN, videoLossPercent: NaN, videoKbps: 0, jitterBufferMs: NaN, nacks: 0, plis: 0 };
+  if (!start || !end || end.t <= start.t) return empty;
+  const seconds = (end.t - start.t) / 1000;
+  const frames = delta(start, end, 'video', 'framesDecoded');
+  // Resolution, weighted by frames decoded per second at it.
+  const byResolution = new Map<string, number>();
+  const series = mine.filter((s) => s.t >= start.t && s.t <= end.t);
+  for (let i = 1; i < series.length; i++) {
+    const streams = inbound(series[i]!, 'video');
+    const prev = new Map(inbound(series[i - 1]!, 'video').map((x) => [x.id, x.framesDecoded]));
+    for (const x of streams) {
+      const n = x.framesDecoded - (prev.get(x.id) ?? 0);
+      if (n > 0 && x.width) byResolution.set(`${x.width}x${x.height}`, (byResolution.get(`${x.width}x${x.height}`) ?? 0) + n);
+    }
+  }
+  const delays = series.slice(1).flatMap((s) => s.stats.g2g.map(([sent, shown]) => shown - sent));
+  const lost = delta(start, end, 'video', 'packetsLost');
+  const received = delta(start, end, 'video', 'packetsReceived');
+  const samplesIn = delta(start, end, 'audio', 'samples');
+  const emitted = delta(start, end, 'video', 'jitterBufferEmitted');
+  return {
+    fps: frames / seconds,
+    resolution: [...byResolution.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? '-',
+    freezeCount: delta(start, end, 'video', 'freezeCount'),
+    freezeSeconds: delta(start, end, 'video', 'freezeSeconds'),
+    delayMedianMs: percentile(delays, 50),
+    delayP95Ms: percentile(delays, 95),
+    framesTimed: delays.length,
+    audioConcealedPercent: samplesIn > 0 ? (100 * delta(start, end, 'audio', 'concealed')) / samplesIn : NaN,
+    // packetsLost is cumulative and falls when late or repaired packets arrive after all: a window can show fewer than none.
+    videoLossPercent: lost + received > 0 ? Math.max(0, (100 * lost) / (lost + received)) : NaN,
+    videoKbps: (delta(start, end, 'video', 'bytes') * 8) / seconds / 1000,
+    jitterBufferMs: emitted > 0 ? (1000 * delta(start, end, 'video', 'jitterBufferDelay')) / emitted : NaN,
+    nacks: delta(start, end, 'video', 'nacks'),
+    plis: delta(start, end, 'video', 'plis'),
+  };
+}
+
+/** Per-second frame rate and height `receiver` got, as [epoch ms, fps, height]. */
+export function frameRateSeries(samples: Sample[], receiver: Person): [number, number, number][] {
+  const mine = samples.filter((s) => s.person === receiver);
+  const out: [number, number, number][] = [];
+  for (let i = 1; i < mine.length; i++) {
+    const frames = delta(mine[i - 1], mine[i]!, 'video', 'framesDecoded');
+    const top = inbound(mine[i]!, 'video').sort((a, b) => b.framesDecoded - a.framesDecoded)[0];
+    out.push([mine[i]!.t, (frames * 1000) / (mine[i]!.t - mine[i - 1]!.t), top?.height ?? 0]);
+  }
+  return out;
+}
+
+/** Seconds from `from` until `ok` held for three samples in a row (NaN if never before `to`). */
+export function secondsUntil(series: [number, number, number][], from: number, to: number, ok: (fps: number, height: number) => boolean): number {
+  const after = series.filter(([t]) => t > from && t <= to);
+  for (let i = 0; i + 2 < after.length; i++) {
+    if (after.slice(i, i + 3).every(([, fps, h]) => ok(fps, h))) return Math.max(0, (after[i]![0] - 1000 - from) / 1000);
+  }
+  return NaN;
+}
+
+/** What the sending side's encoder reported last in the window (resolution and what limits it). */
+export function sender(samples: Sample[], person: Person, at: number): { resolution: string; limitation: string } {
+  const s = [...samples].reverse().find((x) => x.person === person && x.t <= at);
+  const out = s?.stats.stats.filter((x): x is OutboundStats => x.type === 'out').sort((a, b) => b.bytes - a.bytes)[0];
+  return { resolution: out ? `${out.width}x${out.height}` : '-', limitation: out?.limitation ?? '-' };
+}
