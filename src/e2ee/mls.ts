@@ -38,7 +38,7 @@ import {
 } from 'ts-mls';
 import { verifyKeyPackage } from 'ts-mls/keyPackage.js';
 import { unprotectPrivateMessage } from 'ts-mls/messageProtection.js';
-import { type Bytes, type CallKey, fromBase64url, toBase64url, uint64 } from './keys.js';
+import { type Bytes, type CallKey, toBase64url, uint64 } from './keys.js';
 
 /**
  * X25519 + AES-128-GCM + Ed25519: RFC 9420's mandatory suite. The X-Wing (post-quantum
@@ -133,12 +133,7 @@ function readCredential(identity: Uint8Array): Credential | undefined {
 
 /** Reads an encoded KeyPackage; undefined when it is not one, or its signature does not verify. */
 export async function readKeyPackage(bytes: Uint8Array): Promise<KnockCard | undefined> {
-  let decoded;
-  try {
-    decoded = decodeMlsMessage(bytes, 0)?.[0];
-  } catch {
-    return undefined;
-  }
+  const decoded = decode(bytes);
   if (!decoded || decoded.wireformat !== 'mls_key_package') return undefined;
   const keyPackage = decoded.keyPackage;
   if (keyPackage.cipherSuite !== CIPHER_SUITE) return undefined;
@@ -345,12 +340,7 @@ export class CallGroup {
    * it; otherwise refused, and the group stays exactly as it was.
    */
   async process(commitBytes: Uint8Array): Promise<ProcessResult> {
-    let message;
-    try {
-      message = decodeMlsMessage(commitBytes, 0)?.[0];
-    } catch {
-      return { ok: false, reason: 'malformed' };
-    }
+    const message = decode(commitBytes);
     if (!message || message.wireformat !== 'mls_private_message') return { ok: false, reason: 'malformed' };
     const pm = message.privateMessage;
     // Not this call's group at all (a Welcome into a group of someone else's making comes with such commits).
@@ -401,12 +391,7 @@ export class CallGroup {
    * epoch whose keys are gone). Messages of the previous epochs that are still kept are read too.
    */
   async open(data: Uint8Array): Promise<{ leaf: number; payload: Bytes } | undefined> {
-    let message;
-    try {
-      message = decodeMlsMessage(data, 0)?.[0];
-    } catch {
-      return undefined;
-    }
+    const message = decode(data);
     if (!message || message.wireformat !== 'mls_private_message') return undefined;
     const pm = message.privateMessage;
     if (pm.contentType !== 'application' || !sameBytes(pm.groupId, this.state.groupContext.groupId)) return undefined;
@@ -523,6 +508,15 @@ function bytes(u: Uint8Array): Bytes {
   return u.buffer instanceof ArrayBuffer && u.byteOffset === 0 && u.byteLength === u.buffer.byteLength ? (u as Bytes) : new Uint8Array(u);
 }
 
+/** An MLSMessage, or undefined for bytes that are not one (the decoder may throw on garbage). */
+function decode(bytes: Uint8Array) {
+  try {
+    return decodeMlsMessage(bytes, 0)?.[0];
+  } catch {
+    return undefined;
+  }
+}
+
 function sameLeaf(then: ClientState['ratchetTree'], now: ClientState['ratchetTree'], leaf: number): boolean {
   const a = then[leaf * 2];
   const b = now[leaf * 2];
@@ -544,4 +538,3 @@ function readUint64(b: Uint8Array): number | undefined {
   return high * 2 ** 32 + view.getUint32(4);
 }
 
-export { fromBase64url, toBase64url };

@@ -15,18 +15,23 @@ export const MAX_SDP_LENGTH = 60_000;
 // disguise a name on someone else's screen.
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 
+/** A string trimmed, then 1–`max` characters long and free of `forbidden`; anything much longer is refused before trimming. */
+function trimmedText(max: number, forbidden: RegExp) {
+  return z
+    .string()
+    .max(max * 4)
+    .transform((s) => s.trim())
+    .pipe(
+      z
+        .string()
+        .min(1)
+        .max(max)
+        .refine((s) => !forbidden.test(s)),
+    );
+}
+
 /** A display name: trimmed, 1–64 characters, no control characters. Markup is just text. */
-export const displayName = z
-  .string()
-  .max(256)
-  .transform((s) => s.trim())
-  .pipe(
-    z
-      .string()
-      .min(1)
-      .max(MAX_NAME_LENGTH)
-      .refine((s) => !CONTROL_CHARACTERS.test(s)),
-  );
+export const displayName = trimmedText(MAX_NAME_LENGTH, CONTROL_CHARACTERS);
 
 export function parseDisplayName(raw: unknown): string | undefined {
   const result = displayName.safeParse(raw);
@@ -53,17 +58,7 @@ const CHAT_CONTROL_CHARACTERS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\
  * (the server never sees it): trimmed, 1–2000 characters, line breaks allowed, no other control
  * characters. Markup is just text.
  */
-export const chatText = z
-  .string()
-  .max(MAX_CHAT_LENGTH * 4)
-  .transform((s) => s.trim())
-  .pipe(
-    z
-      .string()
-      .min(1)
-      .max(MAX_CHAT_LENGTH)
-      .refine((s) => !CHAT_CONTROL_CHARACTERS.test(s)),
-  );
+export const chatText = trimmedText(MAX_CHAT_LENGTH, CHAT_CONTROL_CHARACTERS);
 
 /** An MLS handshake message (a commit, as a PrivateMessage) or a Welcome: opaque to the server. */
 export const mlsBytes = base64url(60_000);
