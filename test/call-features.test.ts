@@ -186,4 +186,33 @@ describe('chat, hands, reactions and lock in the call', { timeout: 60_000 }, () 
     host.signaling.close();
     dee.signaling.close();
   });
+
+  it('a co-host approves a knock while the host is present; the grant is the host’s alone, checked by the server and by every member', async () => {
+    const link = await createLink(server, cookie, 'Co-host');
+    const { host, guest: bob } = await callOfTwo(server, link, cookie);
+    const bobId = bob.call.you!.id;
+    // Bob cannot make himself a co-host: the server refuses, and his MLS claim is ignored by the others.
+    const refused = bob.signaling.next('error');
+    bob.signaling.send({ type: 'coHost', participantId: bobId, coHost: true });
+    assert.equal((await refused).code, 'not_allowed');
+    const bobGroup = (bob.call as unknown as { group: CallGroup }).group;
+    const bobKey = bobGroup.members().find((m) => m.isMe)!.signatureKeyHash;
+    const claim = await bobGroup.seal(new TextEncoder().encode(JSON.stringify({ k: 'cohost', key: bobKey, on: true })));
+    bob.signaling.send({ type: 'appMessage', data: toBase64url(claim) });
+    await sleep(300);
+    assert.equal(host.call.isCoHost(bobId), false, 'a guest’s own claim changes nothing');
+
+    await host.call.setCoHost(bobId, true);
+    await until(bob.call, () => bob.call.canApprove && bob.call.isCoHost(bobId));
+    const cleo = await connectClient(server, link);
+    await cleo.call.join('Cleo');
+    await until(bob.call, () => [...bob.call.knocks.values()].some((k) => k.name === 'Cleo'));
+    await bob.call.approve([...bob.call.knocks.values()].find((k) => k.name === 'Cleo')!.id);
+    await until(cleo.call, () => cleo.call.phase.kind === 'in-call' && cleo.call.safetyCode === host.call.safetyCode);
+    assert.equal(host.call.memberCount, 3, 'the host accepted the co-host’s commit');
+    assert.equal(host.call.refusedCommits, 0);
+    host.signaling.close();
+    bob.signaling.close();
+    cleo.signaling.close();
+  });
 });

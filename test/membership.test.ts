@@ -134,7 +134,7 @@ describe('only a person’s ✓ lets anyone into the encrypted call', { timeout:
     const bob = guests[0]!;
     const bobCard = internals(room).participants.get(bob.call.you!.id)!.card;
     const hostPeer = internals(room).participants.get(host.call.you!.id)!.peer;
-    const ghost = { id: 'ghost-1', card: bobCard, role: 'guest' as const, since: Date.now(), audio: true, video: true, reconnecting: false };
+    const ghost = { id: 'ghost-1', card: bobCard, role: 'guest' as const, since: Date.now(), audio: true, video: true, reconnecting: false, coHost: false };
     hostPeer.send({ type: 'participantJoined', participant: ghost } satisfies ServerMessage);
     // And a ghost whose card opens with nothing.
     hostPeer.send({ type: 'participantJoined', participant: { ...ghost, id: 'ghost-2', card: 'A'.repeat(64) } } satisfies ServerMessage);

@@ -144,6 +144,8 @@ export class CallSession {
   readonly reactions = new Map<string, { reaction: Reaction; at: number }>();
   private chatIds = 0;
   private chatSent: number[] = [];
+  /** Signature key hashes of the members the host made co-hosts (from the host's leaf only). */
+  private readonly coHostKeys = new Set<string>();
 
   private me?: MemberKeys;
   private card?: string;
@@ -186,6 +188,7 @@ export class CallSession {
       isGone: (leaf) => this.isGone(leaf),
       now: () => Date.now(),
       approverDelayMs: link.approverDelayMs,
+      isCoHost: (keyHash) => this.coHostKeys.has(keyHash),
       groupIds: { make: () => newGroupId(link.keys, link.linkId), check: (id) => checkGroupId(link.keys, link.linkId, id) },
     };
     const s = signaling;
@@ -401,6 +404,27 @@ export class CallSession {
     this.emit();
   }
 
+  /**
+   * Host only: make someone a co-host (or not). The server lets them approve, remove and lock; the
+   * MLS message from our leaf tells every member to accept their commits as the host's.
+   */
+  async setCoHost(participantId: string, coHost: boolean): Promise<void> {
+    const member = this.participants.get(participantId);
+    const keyHash = member && this.seen.get(participantId)?.keyHash;
+    if (!member || !keyHash || !this.you?.isHost) return;
+    if (!(await this.sendApp({ k: 'cohost', key: keyHash, on: coHost }))) return;
+    if (coHost) this.coHostKeys.add(keyHash);
+    else this.coHostKeys.delete(keyHash);
+    this.signaling.send({ type: 'coHost', participantId, coHost });
+    this.emit();
+  }
+
+  /** Whether the host made this participant a co-host (as the group knows it). */
+  isCoHost(participantId: string): boolean {
+    const keyHash = this.seen.get(participantId)?.keyHash;
+    return keyHash !== undefined && this.coHostKeys.has(keyHash);
+  }
+
   /** Raise or lower our hand (everyone sees it on our tile; the host sees raised hands in order). */
   async raiseHand(up: boolean): Promise<void> {
     if (await this.sendApp({ k: 'hand', up })) this.setHand(this.myId, up);
@@ -546,6 +570,10 @@ export class CallSession {
     } else if (b.k === 'lower' && typeof b.leaf === 'number' && member?.isHost) {
       const target = b.leaf === this.you?.leaf ? this.myId : [...this.participants.values()].find((p) => p.leaf === b.leaf)?.id;
       this.setHand(target, false);
+    } else if (b.k === 'cohost' && typeof b.key === 'string' && typeof b.on === 'boolean' && member?.isHost) {
+      if (b.on) this.coHostKeys.add(b.key);
+      else this.coHostKeys.delete(b.key);
+      this.emit();
     } else if (b.k === 'react' && REACTIONS.includes(b.e as Reaction) && sender) {
       this.reactions.set(sender, { reaction: b.e as Reaction, at: Date.now() });
       this.emit();

@@ -190,6 +190,8 @@ export type CommitRefusal = 'not_allowed' | 'malformed' | 'wrong_epoch' | 'inval
 export interface CommitRules {
   /** The link's pinned host signing key (the `h=` of the link). */
   hostKeyHash: string;
+  /** Whether the member with this signature key was made a co-host by the host (an MLS message from the host's leaf). */
+  isCoHost?(signatureKeyHash: string): boolean;
   /** Whether the server reports this leaf's participant gone (anyone may then commit its removal). */
   isGone(leaf: number): boolean;
   now(): number;
@@ -453,11 +455,13 @@ export class CallGroup {
   }
 
   /**
-   * The host may add; while the host's leaf is absent, so may a member added ≥ 30 s before the
-   * commit. Anyone may add the host itself (its KeyPackage is signed with the pinned key).
+   * The host and its co-hosts may add; while the host's leaf is absent, so may a member added ≥ 30 s
+   * before the commit. Anyone may add the host itself (its KeyPackage is signed with the pinned key).
    */
   private allowedAdd(sender: number, at: number, adds: KeyPackage[]): boolean {
     if (this.isHostLeaf(sender)) return true;
+    const senderKey = this.leaves().find((l) => l.leaf === sender)?.signatureKeyHash;
+    if (senderKey !== undefined && this.rules.isCoHost?.(senderKey)) return true;
     if (adds.length > 0 && adds.every((kp) => keyHash(kp.leafNode.signaturePublicKey) === this.rules.hostKeyHash)) return true;
     if (this.hostPresent) return false;
     const addedAt = this.addedAt.get(sender);

@@ -101,6 +101,8 @@ export const clientMessage = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('resume'), seq, token: base64url(64), received: z.number().int().nonnegative() }),
   /** A note to a waiting guest, sealed with the lobby key (see keys.ts sealLobbyNote); from those who may answer knocks. */
   z.strictObject({ type: z.literal('lobbyNote'), seq, participantId, sealed: base64url(2048) }),
+  /** Host only: make an admitted guest a co-host (or not). Members learn it from the host's MLS message too. */
+  z.strictObject({ type: z.literal('coHost'), seq, participantId, coHost: z.boolean() }),
   /** Host only: lock the call (no new knocks reach the lobby; those already waiting stay) or unlock it. */
   z.strictObject({ type: z.literal('lock'), seq, locked: z.boolean() }),
   /** An MLS application message (chat and the like) for everyone else in the call; relayed unread. */
@@ -157,6 +159,8 @@ export const participantInfo = z.strictObject({
   video: z.boolean(),
   /** The participant's connection dropped; the server holds its place while it comes back. */
   reconnecting: z.boolean(),
+  /** The host made it a co-host: it may approve, decline, remove and lock (the server's side of it; members check commits themselves). */
+  coHost: z.boolean(),
 });
 export type ParticipantInfo = z.infer<typeof participantInfo>;
 

@@ -68,6 +68,15 @@ describe('the call page in Chromium', { timeout: 240_000 }, () => {
     await guestKnocks(late.page, link, 'Uma');
     await text(late.page, 'This call is locked: the host is not letting anyone else in right now.');
     await host.page.getByRole('button', { name: 'Unlock call' }).click();
+
+    // The host makes Tess a co-host; she lets the next guest in while the host is there.
+    await host.page.getByRole('button', { name: 'Make co-host Tess' }).click();
+    const next = await newPerson(browser, server.url);
+    t.after(() => next.context.close());
+    await guestKnocks(next.page, link, 'Vera');
+    await guest.page.getByRole('button', { name: 'Approve Vera' }).click();
+    await waitForPlayingVideo(next.page, 'video[aria-label="Video of chat_host"]', 40_000);
+    await host.page.getByText('(3 people)').waitFor();
   });
 
   it('a shared screen plays large on the other side, with the sharer’s camera still there; stopping removes it', async (t) => {

@@ -138,6 +138,8 @@ interface Participant {
   video: boolean;
   canApprove: boolean;
   knockTimer?: NodeJS.Timeout;
+  /** Made a co-host by the host: may approve, decline, remove and lock. */
+  coHost?: boolean;
   /** Application messages it may still send now (see appMessage). */
   appBudget?: { tokens: number; at: number };
   /** In the lobby: holds one of the room's lobby media slots (its transports connect while it waits). */
@@ -376,10 +378,22 @@ export class Room {
     this.deliver(this.lobbyGuest(targetId), { type: 'lobbyNote', sealed });
   }
 
-  /** Host only: lock or unlock the call. Guests already waiting stay in the lobby; new knocks are refused. */
-  lock(actorId: string, locked: boolean): void {
+  /** Host only: make an admitted guest a co-host, or not. */
+  setCoHost(actorId: string, targetId: string, coHost: boolean): void {
     const actor = this.requireAdmitted(actorId);
     if (actor.role !== 'host') throw new LinkcallError('not_allowed');
+    const target = this.participants.get(targetId);
+    if (!target || target.status !== 'admitted' || target.role === 'host') throw new LinkcallError('participant_not_found');
+    if ((target.coHost === true) === coHost) return;
+    target.coHost = coHost;
+    this.toAdmitted({ type: 'participantUpdated', participant: participantInfo(target) });
+    this.refreshApprovers();
+  }
+
+  /** Host or co-host: lock or unlock the call. Guests already waiting stay in the lobby; new knocks are refused. */
+  lock(actorId: string, locked: boolean): void {
+    const actor = this.requireAdmitted(actorId);
+    if (actor.role !== 'host' && !actor.coHost) throw new LinkcallError('not_allowed');
     if (this.locked === locked) return;
     this.locked = locked;
     this.toAdmitted({ type: 'locked', locked });
@@ -405,10 +419,10 @@ export class Room {
     this.dismiss(this.lobbyGuest(targetId), 'declined');
   }
 
-  /** Host only: take someone out of the call (or the lobby). */
+  /** Host or co-host: take someone out of the call (or the lobby); nobody removes the host. */
   remove(actorId: string, targetId: string): void {
     const actor = this.requireAdmitted(actorId);
-    if (actor.role !== 'host') throw new LinkcallError('not_allowed');
+    if (actor.role !== 'host' && !actor.coHost) throw new LinkcallError('not_allowed');
     const target = this.participants.get(targetId);
     if (!target || target.id === actor.id) throw new LinkcallError('participant_not_found');
     if (target.role === 'host') throw new LinkcallError('not_allowed');
@@ -518,7 +532,7 @@ export class Room {
   mayApprove(participantId: string): boolean {
     const p = this.participants.get(participantId);
     if (!p || p.status !== 'admitted') return false;
-    if (p.role === 'host') return true;
+    if (p.role === 'host' || p.coHost) return true;
     return !this.hostPresent && this.now() - p.admittedAt >= this.limits.approverDelayMs;
   }
 
@@ -739,6 +753,7 @@ function participantInfo(p: Participant): ParticipantInfo {
     audio: p.audio,
     video: p.video,
     reconnecting: p.awayTimer !== undefined,
+    coHost: p.coHost === true,
   };
 }
 

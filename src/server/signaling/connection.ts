@@ -167,6 +167,8 @@ export class Connection implements RoomPeer {
         return room.appMessage(me, message.data);
       case 'lock':
         return room.lock(me, message.locked);
+      case 'coHost':
+        return room.setCoHost(me, message.participantId, message.coHost);
       case 'lobbyNote':
         return room.lobbyNote(me, message.participantId, message.sealed);
       case 'decline':

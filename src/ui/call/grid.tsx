@@ -23,7 +23,10 @@ export interface TileModel {
   /** A raised hand, and a reaction sent in the last few seconds. */
   hand?: boolean;
   reaction?: string;
+  coHost?: boolean;
   onRemove?: () => void;
+  /** For the host: make this participant a co-host, or not. */
+  onCoHost?: () => void;
 }
 
 interface GridProps {
@@ -102,7 +105,7 @@ function sameTiles(a: readonly TileModel[], b: readonly TileModel[]): boolean {
     return (
       t.id === u.id && t.name === u.name && t.self === u.self && t.audio === u.audio && t.video === u.video &&
       t.reconnecting === u.reconnecting && t.stream === u.stream && t.screen === u.screen && t.speaking === u.speaking &&
-      t.quality === u.quality && t.hand === u.hand && t.reaction === u.reaction &&
+      t.quality === u.quality && t.hand === u.hand && t.reaction === u.reaction && t.coHost === u.coHost && !t.onCoHost === !u.onCoHost &&
       // A new closure each time, doing the same (removing this tile's participant): only whether there is one counts.
       !t.onRemove === !u.onRemove
     );
@@ -197,6 +200,7 @@ function Tile({ tile: t, pinned, onPin, onTileSize }: { tile: TileModel; pinned:
       )}
       <figcaption class="tile-bar">
         <span class="tile-name">{label}</span>
+        {t.coHost && <span class="small"> (co-host)</span>}
         {t.speaking && <span class="sr-only">, speaking</span>}
         {!t.audio && <span class="muted-icon" aria-label={`${t.name} is muted`} role="img">Muted</span>}
         {!t.video && <span class="sr-only">, camera off</span>}
@@ -212,6 +216,11 @@ function Tile({ tile: t, pinned, onPin, onTileSize }: { tile: TileModel; pinned:
           <button class="icon small" aria-pressed={pinned} aria-label={pinned ? `Unpin ${t.name}` : `Pin ${t.name}`} onClick={() => onPin(pinned ? undefined : t.id)}>
             {pinned ? 'Unpin' : 'Pin'}
           </button>
+          {t.onCoHost && (
+            <button class="secondary small" aria-label={t.coHost ? `Remove co-host ${t.name}` : `Make co-host ${t.name}`} onClick={t.onCoHost}>
+              {t.coHost ? 'Remove co-host' : 'Make co-host'}
+            </button>
+          )}
           {t.onRemove && <button class="danger small" aria-label={`Remove ${t.name}`} onClick={t.onRemove}>Remove</button>}
         </span>
       </figcaption>

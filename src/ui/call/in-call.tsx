@@ -258,7 +258,9 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
         quality: quality.get(p.id),
         hand: session.hands.has(p.id),
         reaction: recentReaction(session, p.id),
-        onRemove: isHost ? () => session.remove(p.id) : undefined,
+        coHost: session.isCoHost(p.id),
+        onCoHost: isHost ? () => void session.setCoHost(p.id, !session.isCoHost(p.id)) : undefined,
+        onRemove: isHost || (session.isCoHost(you.id) && p.role !== 'host') ? () => session.remove(p.id) : undefined,
       };
     }),
   ];
@@ -315,7 +317,7 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
         <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('devices')}>Devices</button>
         <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('shortcuts')}>Keyboard shortcuts</button>
         <button class="danger" onClick={() => session.leave()}>Leave</button>
-        {isHost && (
+        {(isHost || session.isCoHost(you.id)) && (
           <button class="secondary" aria-pressed={session.locked} onClick={() => session.setLocked(!session.locked)}>
             {session.locked ? 'Unlock call' : 'Lock call'}
           </button>
