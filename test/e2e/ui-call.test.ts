@@ -77,6 +77,10 @@ describe('the call page in Chromium', { timeout: 240_000 }, () => {
     await guest.page.getByRole('button', { name: 'Approve Vera' }).click();
     await waitForPlayingVideo(next.page, 'video[aria-label="Video of chat_host"]', 40_000);
     await host.page.getByText('(3 people)').waitFor();
+
+    // Picture in picture: the other person's video in its own window (Chromium).
+    await guest.page.getByRole('button', { name: 'Picture in picture' }).click();
+    await guest.page.waitForFunction(() => document.pictureInPictureElement?.getAttribute('aria-label')?.startsWith('Video of '), undefined, { timeout: 10_000 });
   });
 
   it('a shared screen plays large on the other side, with the sharer’s camera still there; stopping removes it', async (t) => {

@@ -314,6 +314,11 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
             <button key={r} class="icon small" aria-label={`React ${r}`} onClick={() => void session.react(r)}>{r}</button>
           ))}
         </span>
+        {typeof document !== 'undefined' && document.pictureInPictureEnabled && (
+          <button class="secondary" onClick={() => void pictureInPicture(speaker, session).catch(() => setShareError('Picture-in-picture could not be opened.'))}>
+            Picture in picture
+          </button>
+        )}
         <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('devices')}>Devices</button>
         <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('shortcuts')}>Keyboard shortcuts</button>
         <button class="danger" onClick={() => session.leave()}>Leave</button>
@@ -346,6 +351,16 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
       )}
     </main>
   );
+}
+
+/** The active speaker's video (else the first other person's) in a picture-in-picture window. */
+async function pictureInPicture(speaker: string | undefined, session: CallSession): Promise<void> {
+  const others = [...session.participants.values()];
+  const who = others.find((p) => p.id === speaker) ?? others[0];
+  const video = who && document.querySelector<HTMLVideoElement>(`figure[data-participant="${CSS.escape(who.id)}"] video`);
+  if (!video) throw new Error('nobody to show');
+  if (document.pictureInPictureElement === video) return document.exitPictureInPicture();
+  await video.requestPictureInPicture();
 }
 
 /** How long a reaction stays over its sender's tile. */
