@@ -185,6 +185,22 @@ describe('bots in a call, through the SFU', { timeout: 150_000 }, () => {
     await waitFor('A sends its small layer only again', () => a.stats().sent.layers.join() === 'q', 10_000);
   });
 
+  it('the host mutes a bot: the SFU stops forwarding its audio at once, its page is told who did it; unmuting itself brings it back', async () => {
+    const [a, b] = bots as [Bot, Bot];
+    const audioFrom = async () => (await frameRates([b], 1500)).at(0)!.get(`${a.id}/audio`) ?? 0;
+    assert.ok((await audioFrom()) >= 20, 'B hears A before the mute');
+    host.call.mute(a.id!);
+    await waitFor('A is told who muted it', () => a.call.mutedBy === 'Botmaster', 5000);
+    await sleep(300);
+    assert.equal(await audioFrom(), 0, 'no audio of A reaches B while A is muted (A keeps sending)');
+    const refused = b.signaling.next('error');
+    b.call.mute(a.id!);
+    assert.equal((await refused).code, 'not_allowed', 'a guest cannot mute anyone');
+    a.call.setMediaState(true, true);
+    await sleep(500);
+    assert.ok((await audioFrom()) >= 20, 'A unmuted itself: B hears it again');
+  });
+
   it('a bot without the link secret, let in by a tampering server, receives every frame but authenticates none', async () => {
     const wrongSecret = newLinkSecret();
     const wrong = parseJoinLink(link.url);

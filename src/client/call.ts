@@ -134,6 +134,12 @@ export class CallSession {
   refusedCommits = 0;
   /** The latest note for us while we wait (sealed by whoever may let us in), as text. */
   lobbyNote?: string;
+  /** Who muted our microphone (a name from the group), until we unmute; the media layer turns the microphone off. */
+  mutedBy?: string;
+  /** Called when someone muted us: the page turns its microphone off. */
+  onMutedByOther?: () => void;
+  /** Who asked us to unmute (a name), until we do or dismiss it. */
+  unmuteRequest?: string;
   /** Whether the call is locked (no new knocks reach the lobby). */
   locked = false;
   /** The chat since we joined (forward secrecy: nothing from before). */
@@ -243,6 +249,15 @@ export class CallSession {
         this.emit();
       }),
     );
+    s.on('mutedBy', (m) => {
+      this.mutedBy = this.nameOf(m.by);
+      this.onMutedByOther?.();
+      this.emit();
+    });
+    s.on('unmuteRequest', (m) => {
+      this.unmuteRequest = this.nameOf(m.from);
+      this.emit();
+    });
     s.on('locked', (m) => {
       this.locked = m.locked;
       this.emit();
@@ -473,7 +488,28 @@ export class CallSession {
     this.signaling.send({ type: 'leave' });
   }
   setMediaState(audio: boolean, video: boolean): void {
+    if (audio) this.mutedBy = this.unmuteRequest = undefined;
     this.signaling.send({ type: 'mediaState', audio, video });
+  }
+
+  /** Host or co-host (the server checks): mute someone, or everyone else. Nobody can unmute another. */
+  mute(participantId: string): void {
+    this.signaling.send({ type: 'mute', participantId });
+  }
+  muteEveryone(): void {
+    this.signaling.send({ type: 'mute', everyone: true });
+  }
+  askToUnmute(participantId: string): void {
+    this.signaling.send({ type: 'askUnmute', participantId });
+  }
+  dismissUnmuteRequest(): void {
+    this.unmuteRequest = undefined;
+    this.emit();
+  }
+
+  /** A participant's name as the group knows it. */
+  private nameOf(participantId: string): string {
+    return this.participants.get(participantId)?.name ?? 'Someone';
   }
 
   /**

@@ -101,6 +101,10 @@ export const clientMessage = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('resume'), seq, token: base64url(64), received: z.number().int().nonnegative() }),
   /** A note to a waiting guest, sealed with the lobby key (see keys.ts sealLobbyNote); from those who may answer knocks. */
   z.strictObject({ type: z.literal('lobbyNote'), seq, participantId, sealed: base64url(2048) }),
+  /** Host or co-host: mute someone's microphone (the SFU stops forwarding it at once), or everyone's but our own. */
+  z.strictObject({ type: z.literal('mute'), seq, participantId: participantId.optional(), everyone: z.boolean().optional() }),
+  /** Host or co-host: ask someone to unmute (only they can). */
+  z.strictObject({ type: z.literal('askUnmute'), seq, participantId }),
   /** Host only: make an admitted guest a co-host (or not). Members learn it from the host's MLS message too. */
   z.strictObject({ type: z.literal('coHost'), seq, participantId, coHost: z.boolean() }),
   /** Host only: lock the call (no new knocks reach the lobby; those already waiting stay) or unlock it. */
@@ -201,6 +205,10 @@ export const serverMessage = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('welcome'), welcome: mlsBytes }),
   /** A sealed note for you while you wait, from someone who may let you in. */
   z.strictObject({ type: z.literal('lobbyNote'), sealed: base64url(2048) }),
+  /** `by` muted your microphone: the others no longer hear you until you unmute. */
+  z.strictObject({ type: z.literal('mutedBy'), by: participantId }),
+  /** `from` asks you to unmute. */
+  z.strictObject({ type: z.literal('unmuteRequest'), from: participantId }),
   /** The call was locked or unlocked (by the host). */
   z.strictObject({ type: z.literal('locked'), locked: z.boolean() }),
   /** Another participant's MLS application message (chat and the like): open it with the group's keys. */

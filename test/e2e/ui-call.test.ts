@@ -78,6 +78,15 @@ describe('the call page in Chromium', { timeout: 240_000 }, () => {
     await waitForPlayingVideo(next.page, 'video[aria-label="Video of chat_host"]', 40_000);
     await host.page.getByText('(3 people)').waitFor();
 
+    // The host mutes Tess: her page says who did, and the host can only ask her to unmute.
+    await host.page.getByRole('button', { name: 'Mute Tess' }).click();
+    await guest.page.getByText('chat_host muted you.').waitFor();
+    await guest.page.getByRole('button', { name: 'Unmute', exact: true }).first().waitFor();
+    await host.page.getByRole('button', { name: 'Ask Tess to unmute' }).click();
+    await guest.page.getByText('chat_host asks you to unmute.').waitFor();
+    await guest.page.getByRole('alert').getByRole('button', { name: 'Unmute' }).click();
+    await host.page.getByRole('button', { name: 'Mute Tess' }).waitFor();
+
     // Picture in picture: the other person's video in its own window (Chromium).
     await guest.page.getByRole('button', { name: 'Picture in picture' }).click();
     await guest.page.waitForFunction(() => document.pictureInPictureElement?.getAttribute('aria-label')?.startsWith('Video of '), undefined, { timeout: 10_000 });

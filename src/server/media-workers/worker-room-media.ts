@@ -73,6 +73,10 @@ export class WorkerRoomMedia implements RoomMedia {
     this.worker.send({ type: 'viewport', roomId: this.roomId, participantId, tiles: [...tiles] });
   }
 
+  silence(participantId: string, on: boolean): void {
+    this.worker.send({ type: 'silence', roomId: this.roomId, participantId, on });
+  }
+
   drop(participantId: string): void {
     this.layerRoutes.delete(participantId);
     if (!this.routes.delete(participantId) || this.closed || this.failed) return;

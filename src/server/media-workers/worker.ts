@@ -97,6 +97,9 @@ function handle(message: ToWorker): void {
     case 'answer':
       void reply(message.id, () => call(message.roomId).answer(message.participantId, message.sdp));
       return;
+    case 'silence':
+      call(message.roomId).silence(message.participantId, message.on);
+      return;
     case 'viewport':
       call(message.roomId).viewport(message.participantId, message.tiles);
       return;

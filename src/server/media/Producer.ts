@@ -294,6 +294,9 @@ export class Producer extends EventEmitter<ProducerEvents> {
     return this.#forwarding;
   }
 
+  /** Muted by the host (audio): nothing of it is forwarded, whatever the speaker selection says. */
+  silenced = false;
+
   /**
    * @internal Hot path: one call per incoming RTP packet of this producer (the transport has
    * already matched its SSRC to `layer`). Parses the header once, in place; each consumer then
@@ -351,7 +354,7 @@ export class Producer extends EventEmitter<ProducerEvents> {
       this.#onFirstPacket = undefined;
       cb();
     }
-    if (!this.#forwarding) return;
+    if (!this.#forwarding || this.silenced) return;
     const consumers = this.#consumers;
     for (let i = 0; i < consumers.length; i++) consumers[i]!.forward(buf, p, nowMs, vp8OffsetsOf(this.kind, this.#vp8));
   }

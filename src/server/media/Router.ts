@@ -127,6 +127,16 @@ export class Router extends EventEmitter<RouterEvents> {
     return { ...this.#ctx.counters };
   }
 
+  /** Peers whose microphone the host muted: their audio is not forwarded, now or after they publish again. */
+  readonly #silenced = new Set<string>();
+
+  /** Stop (or resume) forwarding a peer's audio at once; no key is needed to drop packets. */
+  silence(peerId: string, on: boolean): void {
+    if (on) this.#silenced.add(peerId);
+    else this.#silenced.delete(peerId);
+    for (const p of this.#producers.values()) if (p.peerId === peerId && p.kind === 'audio') p.silenced = on;
+  }
+
   /** Only for participants the room has admitted: whatever they send is forwarded. */
   createPublishTransport(peerId: string): PublishTransport {
     assertNotClosed(this.#closed, 'Router');
@@ -137,6 +147,7 @@ export class Router extends EventEmitter<RouterEvents> {
       this.#producers.set(producer.id, producer);
       // A new microphone starts silent: it is forwarded once it is among the loudest.
       if (producer.audioLevel) producer.setForwarding(false);
+      if (producer.kind === 'audio' && this.#silenced.has(peerId)) producer.silenced = true;
       producer.once('close', () => this.#producers.delete(producer.id));
       this.emit('producer', producer);
     });

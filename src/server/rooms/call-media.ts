@@ -104,6 +104,10 @@ export class CallMedia implements RoomMedia {
     if (!peer.subscriber.closed) peer.subscriber.setViewport(tiles);
   }
 
+  silence(participantId: string, on: boolean): void {
+    this.router.silence(participantId, on);
+  }
+
   drop(participantId: string): void {
     const peer = this.peers.get(participantId);
     if (!peer) return;

@@ -41,6 +41,8 @@ export interface RoomMedia {
   answer(participantId: string, answerSdp: string): Promise<void>;
   /** How big the participant shows each other participant's video (picks simulcast layers). */
   viewport?(participantId: string, tiles: readonly ViewportTile[]): void;
+  /** Stop (or resume) forwarding a participant's audio (the host muted it; it unmuted itself). */
+  silence?(participantId: string, on: boolean): void;
   drop(participantId: string): void;
   close(): void;
   /**
@@ -378,6 +380,33 @@ export class Room {
     this.deliver(this.lobbyGuest(targetId), { type: 'lobbyNote', sealed });
   }
 
+  /**
+   * Host or co-host: mute someone (or everyone else): the SFU stops forwarding their audio at once,
+   * their page mutes its microphone and says who did. Only they can unmute (setMediaState).
+   */
+  mute(actorId: string, targetId: string | undefined, everyone = false): void {
+    const actor = this.requireModerator(actorId);
+    const targets = everyone
+      ? this.list('admitted').filter((p) => p !== actor && p.role !== 'host')
+      : [this.participants.get(targetId ?? '')].filter((p): p is Participant => p?.status === 'admitted' && p !== actor);
+    if (!everyone && targets.length === 0) throw new LinkcallError('participant_not_found');
+    for (const target of targets) {
+      if (target.role === 'host') throw new LinkcallError('not_allowed');
+      this.media.silence?.(target.id, true);
+      target.audio = false;
+      this.deliver(target, { type: 'mutedBy', by: actor.id });
+      this.toAdmitted({ type: 'participantUpdated', participant: participantInfo(target) }, target.id);
+    }
+  }
+
+  /** Host or co-host: ask someone to unmute; only they can. */
+  askUnmute(actorId: string, targetId: string): void {
+    const actor = this.requireModerator(actorId);
+    const target = this.participants.get(targetId);
+    if (!target || target.status !== 'admitted' || target === actor) throw new LinkcallError('participant_not_found');
+    this.deliver(target, { type: 'unmuteRequest', from: actor.id });
+  }
+
   /** Host only: make an admitted guest a co-host, or not. */
   setCoHost(actorId: string, targetId: string, coHost: boolean): void {
     const actor = this.requireAdmitted(actorId);
@@ -475,6 +504,8 @@ export class Room {
 
   setMediaState(actorId: string, audio: boolean, video: boolean): void {
     const actor = this.requireAdmitted(actorId);
+    // Unmuting oneself lifts a mute by the host: the SFU forwards the microphone again.
+    if (audio && !actor.audio) this.media.silence?.(actor.id, false);
     actor.audio = audio;
     actor.video = video;
     this.toAdmitted({ type: 'participantUpdated', participant: participantInfo(actor) }, actor.id);
@@ -712,6 +743,13 @@ export class Room {
   private requireAdmitted(actorId: string): Participant {
     const actor = this.participants.get(actorId);
     if (!actor || actor.status !== 'admitted') throw new LinkcallError('not_in_call');
+    return actor;
+  }
+
+  /** The host or a co-host. */
+  private requireModerator(actorId: string): Participant {
+    const actor = this.requireAdmitted(actorId);
+    if (actor.role !== 'host' && !actor.coHost) throw new LinkcallError('not_allowed');
     return actor;
   }
 

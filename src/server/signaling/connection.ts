@@ -167,6 +167,10 @@ export class Connection implements RoomPeer {
         return room.appMessage(me, message.data);
       case 'lock':
         return room.lock(me, message.locked);
+      case 'mute':
+        return room.mute(me, message.participantId, message.everyone);
+      case 'askUnmute':
+        return room.askUnmute(me, message.participantId);
       case 'coHost':
         return room.setCoHost(me, message.participantId, message.coHost);
       case 'lobbyNote':

@@ -25,6 +25,8 @@ export interface TileModel {
   reaction?: string;
   coHost?: boolean;
   onRemove?: () => void;
+  /** For the host and co-hosts: mute this participant (or, when muted, ask them to unmute). */
+  onMute?: () => void;
   /** For the host: make this participant a co-host, or not. */
   onCoHost?: () => void;
 }
@@ -105,7 +107,7 @@ function sameTiles(a: readonly TileModel[], b: readonly TileModel[]): boolean {
     return (
       t.id === u.id && t.name === u.name && t.self === u.self && t.audio === u.audio && t.video === u.video &&
       t.reconnecting === u.reconnecting && t.stream === u.stream && t.screen === u.screen && t.speaking === u.speaking &&
-      t.quality === u.quality && t.hand === u.hand && t.reaction === u.reaction && t.coHost === u.coHost && !t.onCoHost === !u.onCoHost &&
+      t.quality === u.quality && t.hand === u.hand && t.reaction === u.reaction && t.coHost === u.coHost && !t.onCoHost === !u.onCoHost && !t.onMute === !u.onMute &&
       // A new closure each time, doing the same (removing this tile's participant): only whether there is one counts.
       !t.onRemove === !u.onRemove
     );
@@ -216,6 +218,11 @@ function Tile({ tile: t, pinned, onPin, onTileSize }: { tile: TileModel; pinned:
           <button class="icon small" aria-pressed={pinned} aria-label={pinned ? `Unpin ${t.name}` : `Pin ${t.name}`} onClick={() => onPin(pinned ? undefined : t.id)}>
             {pinned ? 'Unpin' : 'Pin'}
           </button>
+          {t.onMute && (
+            <button class="secondary small" onClick={t.onMute}>
+              {t.audio ? `Mute ${t.name}` : `Ask ${t.name} to unmute`}
+            </button>
+          )}
           {t.onCoHost && (
             <button class="secondary small" aria-label={t.coHost ? `Remove co-host ${t.name}` : `Make co-host ${t.name}`} onClick={t.onCoHost}>
               {t.coHost ? 'Remove co-host' : 'Make co-host'}

@@ -67,6 +67,18 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
     setAudioOn(on);
     session.setMediaState(on, videoOn);
   };
+  // Muted by the host or a co-host: the microphone goes off here too (the SFU already stopped forwarding it).
+  session.onMutedByOther = () => {
+    local.getAudioTracks().forEach((t) => (t.enabled = false));
+    setAudioOn(false);
+  };
+  const unmuteNow = () => {
+    if (!hasAudio) return;
+    local.getAudioTracks().forEach((t) => (t.enabled = true));
+    setAudioOn(true);
+    session.setMediaState(true, videoOn);
+  };
+  const moderator = isHostOrCoHost(session, you.id);
   const toggleVideo = () => {
     const on = !videoOn && hasVideo;
     local.getVideoTracks().forEach((t) => (t.enabled = on));
@@ -261,6 +273,7 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
         coHost: session.isCoHost(p.id),
         onCoHost: isHost ? () => void session.setCoHost(p.id, !session.isCoHost(p.id)) : undefined,
         onRemove: isHost || (session.isCoHost(you.id) && p.role !== 'host') ? () => session.remove(p.id) : undefined,
+        onMute: moderator && p.role !== 'host' ? () => (p.audio ? session.mute(p.id) : session.askToUnmute(p.id)) : undefined,
       };
     }),
   ];
@@ -289,6 +302,14 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
       {session.lastError && <p role="alert" class="error">{session.lastError}</p>}
       {session.securityNotice && <p role="alert" class="warning">{session.securityNotice}</p>}
       {session.locked && <p role="status" class="muted">This call is locked: nobody new can ask to join.</p>}
+      {session.mutedBy && !audioOn && <p role="status" class="warning">{session.mutedBy} muted you. Unmute when you want to speak.</p>}
+      {session.unmuteRequest && !audioOn && (
+        <p role="alert" class="warning row">
+          {session.unmuteRequest} asks you to unmute.{' '}
+          <button onClick={unmuteNow}>Unmute</button>{' '}
+          <button class="secondary" onClick={() => session.dismissUnmuteRequest()}>Not now</button>
+        </p>
+      )}
       <Lobby session={session} />
       {isHost && <RaisedHands session={session} name={name} />}
       <MemoCallGrid tiles={tiles} pinned={pinned} onPin={setPinned} onTileSize={reportTileSize} />
@@ -322,6 +343,9 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
         <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('devices')}>Devices</button>
         <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('shortcuts')}>Keyboard shortcuts</button>
         <button class="danger" onClick={() => session.leave()}>Leave</button>
+        {moderator && others.length > 0 && (
+          <button class="secondary" onClick={() => session.muteEveryone()}>Mute everyone</button>
+        )}
         {(isHost || session.isCoHost(you.id)) && (
           <button class="secondary" aria-pressed={session.locked} onClick={() => session.setLocked(!session.locked)}>
             {session.locked ? 'Unlock call' : 'Lock call'}
@@ -361,6 +385,10 @@ async function pictureInPicture(speaker: string | undefined, session: CallSessio
   if (!video) throw new Error('nobody to show');
   if (document.pictureInPictureElement === video) return document.exitPictureInPicture();
   await video.requestPictureInPicture();
+}
+
+function isHostOrCoHost(session: CallSession, id: string): boolean {
+  return session.you?.role === 'host' || session.isCoHost(id);
 }
 
 /** How long a reaction stays over its sender's tile. */
