@@ -569,8 +569,10 @@ describe('what the server cannot do, in Chromium', { timeout: 175_000 }, () => {
     control.signaling.close();
   });
 
-  it('the server never sees the link secret or a guest name: not in requests, frames, logs or its database', async (t) => {
+  it('the server never sees the link secret, a guest name or a chat message: not in requests, frames, logs or its database', async (t) => {
     const GUEST = 'Zebulon Quartermaine';
+    const CHAT_FROM_GUEST = 'Xylophone marmalade at dawn';
+    const CHAT_FROM_HOST = 'Quokka umbrella confirmed';
     const events: TapEvent[] = [];
     const logs: string[] = [];
     const server = await startServer({ tap: (e) => events.push(e), logs, logLevel: 'trace' });
@@ -586,6 +588,15 @@ describe('what the server cannot do, in Chromium', { timeout: 175_000 }, () => {
     await host.page.getByRole('button', { name: `Approve ${GUEST}` }).click();
     await waitForPlayingVideo(host.page, `video[aria-label="Video of ${GUEST}"]`, 40_000);
     await waitForPlayingVideo(guest.page, 'video[aria-label="Video of quincy"]', 40_000);
+    // Chat both ways: the other page shows each text; the server must hold neither.
+    await guest.page.getByRole('button', { name: 'Chat', exact: true }).click();
+    await host.page.getByRole('button', { name: 'Chat', exact: true }).click();
+    await guest.page.getByRole('textbox', { name: 'Message' }).fill(CHAT_FROM_GUEST);
+    await guest.page.getByRole('button', { name: 'Send' }).click();
+    await host.page.getByRole('region', { name: 'Chat' }).getByText(CHAT_FROM_GUEST).waitFor();
+    await host.page.getByRole('textbox', { name: 'Message' }).fill(CHAT_FROM_HOST);
+    await host.page.getByRole('button', { name: 'Send' }).click();
+    await guest.page.getByRole('region', { name: 'Chat' }).getByText(CHAT_FROM_HOST).waitFor();
     await guest.page.getByRole('button', { name: 'Leave' }).click();
     await text(guest.page, 'You left the call.');
     await host.page.locator(`video[aria-label="Video of ${GUEST}"]`).waitFor({ state: 'detached', timeout: 30_000 });
@@ -647,6 +658,11 @@ describe('what the server cannot do, in Chromium', { timeout: 175_000 }, () => {
       { what: 'the guest name in UTF-16', bytes: Buffer.from(GUEST, 'utf16le') },
       { what: 'the guest name URL-encoded', bytes: Buffer.from('Zebulon%20Quartermaine'), caseless: true },
       ...encodings(Buffer.from(GUEST)).map((bytes) => ({ what: 'the guest name, encoded', bytes })),
+      ...[CHAT_FROM_GUEST, CHAT_FROM_HOST].flatMap((chat) => [
+        { what: 'a chat message', bytes: Buffer.from(chat), caseless: true },
+        { what: 'a word of a chat message', bytes: Buffer.from(chat.split(' ')[0]!), caseless: true },
+        ...encodings(Buffer.from(chat)).map((bytes) => ({ what: 'a chat message, encoded', bytes })),
+      ]),
     ];
     // The search finds these values in every form it looks for (checked on planted samples).
     const planted = (value: Buffer) => [

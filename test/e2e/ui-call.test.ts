@@ -74,6 +74,11 @@ describe('the call page in Chromium', { timeout: 240_000 }, () => {
     const next = await newPerson(browser, server.url);
     t.after(() => next.context.close());
     await guestKnocks(next.page, link, 'Vera');
+    // A note to the waiting guest, sealed so the server cannot read it.
+    await host.page.locator('summary', { hasText: 'Message' }).click();
+    await host.page.getByRole('textbox', { name: 'Message to Vera' }).fill('One moment, please');
+    await host.page.getByRole('textbox', { name: 'Message to Vera' }).press('Enter');
+    await next.page.getByText('One moment, please').waitFor();
     await guest.page.getByRole('button', { name: 'Approve Vera' }).click();
     await waitForPlayingVideo(next.page, 'video[aria-label="Video of chat_host"]', 40_000);
     await host.page.getByText('(3 people)').waitFor();
@@ -86,6 +91,16 @@ describe('the call page in Chromium', { timeout: 240_000 }, () => {
     await guest.page.getByText('chat_host asks you to unmute.').waitFor();
     await guest.page.getByRole('alert').getByRole('button', { name: 'Unmute' }).click();
     await host.page.getByRole('button', { name: 'Mute Tess' }).waitFor();
+
+    // A flood of chat from Tess is refused with a sentence on her page; the call keeps playing.
+    const box = guest.page.getByRole('textbox', { name: 'Message' });
+    for (let i = 0; i < 14; i++) {
+      await box.fill(`flood ${i}`);
+      await box.press('Enter');
+    }
+    await guest.page.getByText('You are sending messages very fast.').waitFor();
+    await waitForPlayingVideo(host.page, 'video[aria-label="Video of Tess"]', 10_000);
+    await waitForPlayingVideo(guest.page, 'video[aria-label="Video of chat_host"]', 10_000);
 
     // Picture in picture: the other person's video in its own window (Chromium).
     await guest.page.getByRole('button', { name: 'Picture in picture' }).click();
