@@ -121,6 +121,16 @@ describe('accessibility in Chromium', { timeout: 240_000 }, () => {
     await page.keyboard.press('Space');
     await page.getByRole('button', { name: 'Unmute' }).waitFor();
     assert.equal(await focusedName(page), 'Unmute', 'focus stays on the toggled button');
+    // Chat with the keyboard alone: open the panel, type, Enter sends; the host hears it announced.
+    await tabTo(page, 'Chat');
+    await page.keyboard.press('Enter');
+    await tabTo(page, 'Message', 60);
+    await page.keyboard.type('Typed without a mouse');
+    await page.keyboard.press('Enter');
+    await host.page.getByRole('button', { name: /^Chat/ }).getByLabel('1 unread').waitFor();
+    await tabTo(host.page, /^Chat/);
+    await host.page.keyboard.press('Enter');
+    await host.page.getByRole('region', { name: 'Chat' }).locator('[aria-live="polite"]', { hasText: 'Typed without a mouse' }).waitFor();
     await tabTo(page, 'Leave');
     await page.keyboard.press('Enter');
     await text(page, 'You left the call.');
