@@ -149,7 +149,7 @@ export class CallSession {
   /** The latest reaction of each participant, with when it came (the UI shows it for a few seconds). */
   readonly reactions = new Map<string, { reaction: Reaction; at: number }>();
   private chatIds = 0;
-  private chatSent: number[] = [];
+  private readonly chatBudget = { tokens: 10, at: Date.now() };
   /** Signature key hashes of the members the host made co-hosts (from the host's leaf only). */
   private readonly coHostKeys = new Set<string>();
 
@@ -393,11 +393,14 @@ export class CallSession {
   async sendChat(text: string): Promise<void> {
     const clean = chatText.safeParse(text);
     if (!clean.success) throw new LinkcallError('bad_message');
-    // The server relays at most 5 a second (bursts of 10); past that, say so here rather than lose messages.
+    // The server relays at most 5 a second (bursts of 10): the same budget here, so a message over it
+    // is refused with a sentence instead of being lost.
     const now = Date.now();
-    this.chatSent = this.chatSent.filter((t) => now - t < 2000);
-    if (this.chatSent.length >= 10) throw new LinkcallError('rate_limited');
-    this.chatSent.push(now);
+    const budget = this.chatBudget;
+    budget.tokens = Math.min(10, budget.tokens + ((now - budget.at) / 1000) * 5);
+    budget.at = now;
+    if (budget.tokens < 1) throw new LinkcallError('rate_limited');
+    budget.tokens -= 1;
     if (await this.sendApp({ k: 'chat', t: clean.data })) this.addChat({ name: this.you?.name, mine: true, text: clean.data });
   }
 

@@ -6,6 +6,37 @@ import { launchChromium, newPerson, waitForPlayingVideo } from '../support/brows
 import { guestKnocks, hostEnters, signUpAndCreateLink, text } from '../support/flow.js';
 import { startServer, type TestServer } from '../support/server.js';
 
+const RECORD_PEER_CONNECTIONS = `
+  const Native = window.RTCPeerConnection;
+  window.__pcs = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(config) {
+      super(config);
+      window.__pcs.push(this);
+    }
+  };
+`;
+
+/** Audio packets the page received from `name` (their tile's audio track) over `ms`. */
+async function audioPacketsFrom(page: import('playwright-core').Page, name: string, ms: number): Promise<number> {
+  const count = () =>
+    page.evaluate(async (who) => {
+      const video = document.querySelector<HTMLVideoElement>(`video[aria-label="Video of ${who}"]`);
+      const trackId = (video?.srcObject as MediaStream | null)?.getAudioTracks()[0]?.id;
+      let packets = 0;
+      for (const pc of (window as unknown as { __pcs: RTCPeerConnection[] }).__pcs) {
+        if (pc.connectionState === 'closed') continue;
+        (await pc.getStats()).forEach((r: { type: string; kind?: string; trackIdentifier?: string; packetsReceived?: number }) => {
+          if (r.type === 'inbound-rtp' && r.kind === 'audio' && r.trackIdentifier === trackId) packets += r.packetsReceived ?? 0;
+        });
+      }
+      return packets;
+    }, name);
+  const before = await count();
+  await page.waitForTimeout(ms);
+  return (await count()) - before;
+}
+
 describe('the call page in Chromium', { timeout: 240_000 }, () => {
   let server: TestServer;
   let chromium: Awaited<ReturnType<typeof launchChromium>>;
@@ -32,6 +63,8 @@ describe('the call page in Chromium', { timeout: 240_000 }, () => {
 
   it('chat, a raised hand, a reaction and the lock: each reaches the other side as a person would expect', async (t) => {
     const host = await newPerson(browser, server.url);
+    // Every RTCPeerConnection the page makes, so the test can read what it receives.
+    await host.context.addInitScript(RECORD_PEER_CONNECTIONS);
     const guest = await newPerson(browser, server.url);
     t.after(() => Promise.all([host.context.close(), guest.context.close()]).then(() => {}));
     const link = await signUpAndCreateLink(host.page, 'chat_host', 'Chatty');
@@ -84,8 +117,10 @@ describe('the call page in Chromium', { timeout: 240_000 }, () => {
     await host.page.getByText('(3 people)').waitFor();
 
     // The host mutes Tess: her page says who did, and the host can only ask her to unmute.
+    assert.ok((await audioPacketsFrom(host.page, 'Tess', 1500)) > 20, 'the host hears Tess before the mute');
     await host.page.getByRole('button', { name: 'Mute Tess' }).click();
     await guest.page.getByText('chat_host muted you.').waitFor();
+    assert.equal(await audioPacketsFrom(host.page, 'Tess', 1500), 0, 'nothing of Tess’s microphone reaches the host while she is muted');
     await guest.page.getByRole('button', { name: 'Unmute', exact: true }).first().waitFor();
     await host.page.getByRole('button', { name: 'Ask Tess to unmute' }).click();
     await guest.page.getByText('chat_host asks you to unmute.').waitFor();
@@ -93,11 +128,11 @@ describe('the call page in Chromium', { timeout: 240_000 }, () => {
     await host.page.getByRole('button', { name: 'Mute Tess' }).waitFor();
 
     // A flood of chat from Tess is refused with a sentence on her page; the call keeps playing.
-    const box = guest.page.getByRole('textbox', { name: 'Message' });
-    for (let i = 0; i < 14; i++) {
-      await box.fill(`flood ${i}`);
-      await box.press('Enter');
-    }
+    await guest.page.getByRole('textbox', { name: 'Message' }).fill('flood');
+    await guest.page.evaluate(() => {
+      const send = [...document.querySelectorAll('button')].find((b) => b.textContent === 'Send')!;
+      for (let i = 0; i < 14; i++) send.click();
+    });
     await guest.page.getByText('You are sending messages very fast.').waitFor();
     await waitForPlayingVideo(host.page, 'video[aria-label="Video of Tess"]', 10_000);
     await waitForPlayingVideo(guest.page, 'video[aria-label="Video of chat_host"]', 10_000);

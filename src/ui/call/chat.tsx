@@ -46,10 +46,10 @@ export function ChatPanel({ session }: { session: CallSession }) {
       setError(`Messages can be at most ${MAX_CHAT_LENGTH} characters long.`);
       return;
     }
+    setError('');
     try {
       await session.sendChat(text);
       setDraft('');
-      setError('');
     } catch (err) {
       setError(
         (err as { code?: string }).code === 'rate_limited'
