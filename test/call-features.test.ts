@@ -215,4 +215,29 @@ describe('chat, hands, reactions and lock in the call', { timeout: 60_000 }, () 
     bob.signaling.close();
     cleo.signaling.close();
   });
+
+  it('Mute everyone mutes everyone but the host, each told who did it; a guest cannot', async () => {
+    const link = await createLink(server, cookie, 'Mute all');
+    const { host, guest: bob } = await callOfTwo(server, link, cookie);
+    const cleo = await connectClient(server, link);
+    await cleo.call.join('Cleo');
+    await until(host.call, () => [...host.call.knocks.values()].some((k) => k.name === 'Cleo'));
+    await host.call.approve([...host.call.knocks.values()].find((k) => k.name === 'Cleo')!.id);
+    await until(cleo.call, () => cleo.call.phase.kind === 'in-call' && cleo.call.safetyCode === host.call.safetyCode);
+    const refused = bob.signaling.next('error');
+    bob.call.muteEveryone();
+    assert.equal((await refused).code, 'not_allowed');
+    host.call.muteEveryone();
+    await until(bob.call, () => bob.call.mutedBy === 'Ana');
+    await until(cleo.call, () => cleo.call.mutedBy === 'Ana');
+    await until(host.call, () => [...host.call.participants.values()].every((p) => !p.audio));
+    assert.equal(host.call.mutedBy, undefined, 'the host is not muted');
+    host.call.askToUnmute(bob.call.you!.id);
+    await until(bob.call, () => bob.call.unmuteRequest === 'Ana');
+    bob.call.setMediaState(true, true);
+    await until(host.call, () => host.call.participants.get(bob.call.you!.id)?.audio === true);
+    host.signaling.close();
+    bob.signaling.close();
+    cleo.signaling.close();
+  });
 });

@@ -138,8 +138,16 @@ describe('the call page in Chromium', { timeout: 240_000 }, () => {
     await waitForPlayingVideo(guest.page, 'video[aria-label="Video of chat_host"]', 10_000);
 
     // Picture in picture: the other person's video in its own window (Chromium).
+    // Picture in picture shows the active speaker (the tile marked speaking), else the first other person.
+    const expected = await guest.page.evaluate(() => {
+      const tiles = [...document.querySelectorAll('figure[data-participant]')].filter((f) => !f.querySelector('video[aria-label="Your video"]'));
+      const tile = tiles.find((f) => f.classList.contains('speaking')) ?? tiles[0];
+      return tile?.querySelector('video')?.getAttribute('aria-label');
+    });
     await guest.page.getByRole('button', { name: 'Picture in picture' }).click();
     await guest.page.waitForFunction(() => document.pictureInPictureElement?.getAttribute('aria-label')?.startsWith('Video of '), undefined, { timeout: 10_000 });
+    const shown = await guest.page.evaluate(() => document.pictureInPictureElement?.getAttribute('aria-label'));
+    assert.ok(shown === expected || expected === undefined, `picture in picture shows ${shown}, the speaker's tile is ${expected}`);
   });
 
   it('a shared screen plays large on the other side, with the sharer’s camera still there; stopping removes it', async (t) => {
