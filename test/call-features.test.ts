@@ -13,6 +13,8 @@ import { LinkcallError } from '../src/protocol/errors.js';
 import { callOfTwo, connectClient, createLink, signUp, startServer, until, type TestServer } from './support/server.js';
 import { sleep } from './support/wait.js';
 
+type Client = Awaited<ReturnType<typeof connectClient>>;
+
 const texts = (call: CallSession) => call.chat.map((m) => `${m.mine ? 'me' : m.name}: ${m.text}`);
 
 describe('chat, hands, reactions and lock in the call', { timeout: 60_000 }, () => {
@@ -26,6 +28,16 @@ describe('chat, hands, reactions and lock in the call', { timeout: 60_000 }, () 
     cookie = await signUp(server, 'ana');
   });
   after(() => server.close());
+
+  /** `name` knocks and `approver` lets it in; resolves once it shares `reference`'s safety code. */
+  async function letIn(link: Parameters<typeof connectClient>[1], approver: Client, name: string, reference: Client): Promise<Client> {
+    const guest = await connectClient(server, link);
+    await guest.call.join(name);
+    await until(approver.call, () => [...approver.call.knocks.values()].some((k) => k.name === name));
+    await approver.call.approve([...approver.call.knocks.values()].find((k) => k.name === name)!.id);
+    await until(guest.call, () => guest.call.phase.kind === 'in-call' && guest.call.safetyCode === reference.call.safetyCode);
+    return guest;
+  }
 
   it('both see each other’s messages with the sender’s name; the server sees none of the text; markup stays text', async () => {
     const link = await createLink(server, cookie, 'Chat');
@@ -62,11 +74,7 @@ describe('chat, hands, reactions and lock in the call', { timeout: 60_000 }, () 
     await host.call.sendChat('before Cleo');
     await until(bob.call, () => bob.call.chat.length === 1);
 
-    const cleo = await connectClient(server, link);
-    await cleo.call.join('Cleo');
-    await until(host.call, () => [...host.call.knocks.values()].some((k) => k.name === 'Cleo'));
-    await host.call.approve([...host.call.knocks.values()].find((k) => k.name === 'Cleo')!.id);
-    await until(cleo.call, () => cleo.call.phase.kind === 'in-call' && cleo.call.safetyCode === host.call.safetyCode);
+    const cleo = await letIn(link, host, 'Cleo', host);
     await host.call.sendChat('after Cleo');
     await until(cleo.call, () => cleo.call.chat.length === 1);
     assert.deepEqual(texts(cleo.call), ['Ana: after Cleo']);
@@ -155,11 +163,7 @@ describe('chat, hands, reactions and lock in the call', { timeout: 60_000 }, () 
     assert.ok(refusals.filter((c) => c === 'rate_limited').length >= 15, `the server refused the flood (${refusals.length})`);
     assert.ok(host.call.chat.length <= 25, `the host got ${host.call.chat.length} messages, not 42`);
     // Nothing else suffers: a new guest is let in as usual.
-    const cleo = await connectClient(server, link);
-    await cleo.call.join('Cleo');
-    await until(host.call, () => [...host.call.knocks.values()].some((k) => k.name === 'Cleo'));
-    await host.call.approve([...host.call.knocks.values()].find((k) => k.name === 'Cleo')!.id);
-    await until(cleo.call, () => cleo.call.phase.kind === 'in-call' && cleo.call.safetyCode === host.call.safetyCode);
+    const cleo = await letIn(link, host, 'Cleo', host);
     host.signaling.close();
     bob.signaling.close();
     cleo.signaling.close();
@@ -204,11 +208,7 @@ describe('chat, hands, reactions and lock in the call', { timeout: 60_000 }, () 
 
     await host.call.setCoHost(bobId, true);
     await until(bob.call, () => bob.call.canApprove && bob.call.isCoHost(bobId));
-    const cleo = await connectClient(server, link);
-    await cleo.call.join('Cleo');
-    await until(bob.call, () => [...bob.call.knocks.values()].some((k) => k.name === 'Cleo'));
-    await bob.call.approve([...bob.call.knocks.values()].find((k) => k.name === 'Cleo')!.id);
-    await until(cleo.call, () => cleo.call.phase.kind === 'in-call' && cleo.call.safetyCode === host.call.safetyCode);
+    const cleo = await letIn(link, bob, 'Cleo', host);
     assert.equal(host.call.memberCount, 3, 'the host accepted the co-host’s commit');
     assert.equal(host.call.refusedCommits, 0);
     host.signaling.close();
@@ -219,11 +219,7 @@ describe('chat, hands, reactions and lock in the call', { timeout: 60_000 }, () 
   it('Mute everyone mutes everyone but the host, each told who did it; a guest cannot', async () => {
     const link = await createLink(server, cookie, 'Mute all');
     const { host, guest: bob } = await callOfTwo(server, link, cookie);
-    const cleo = await connectClient(server, link);
-    await cleo.call.join('Cleo');
-    await until(host.call, () => [...host.call.knocks.values()].some((k) => k.name === 'Cleo'));
-    await host.call.approve([...host.call.knocks.values()].find((k) => k.name === 'Cleo')!.id);
-    await until(cleo.call, () => cleo.call.phase.kind === 'in-call' && cleo.call.safetyCode === host.call.safetyCode);
+    const cleo = await letIn(link, host, 'Cleo', host);
     const refused = bob.signaling.next('error');
     bob.call.muteEveryone();
     assert.equal((await refused).code, 'not_allowed');
