@@ -131,6 +131,10 @@ describe('accessibility in Chromium', { timeout: 240_000 }, () => {
     await tabTo(host.page, /^Chat/);
     await host.page.keyboard.press('Enter');
     await host.page.getByRole('region', { name: 'Chat' }).locator('[aria-live="polite"]', { hasText: 'Typed without a mouse' }).waitFor();
+    // A raised hand, by keyboard, is announced on the host's page.
+    await tabTo(page, 'Raise hand');
+    await page.keyboard.press('Enter');
+    await host.page.locator('[aria-live="polite"]', { hasText: 'Kim raised a hand.' }).waitFor();
     await tabTo(page, 'Leave');
     await page.keyboard.press('Enter');
     await text(page, 'You left the call.');
