@@ -61,17 +61,17 @@ const VECTORS = {
   // HMAC-SHA-256 with auth key = HKDF-SHA-256(SECRET, salt "", info "linkcall v1 auth key"), over
   // "linkcall v1 link info" ‖ (u32 length ‖ UTF-8) of linkId, name, hostName.
   linkInfoMac: 'eDnIJ2vNn4UMOTwmSceTCoDA9-Zr22kz76PcdrTobKo',
-  // FrameCryptor with CALL_KEY, SENDER: clear bytes ‖ header (KID = SENDER ‖ 07) ‖ ciphertext ‖ tag
+  // FrameCryptor with CALL_KEY, SENDER: clear bytes ‖ header (KID = SENDER ‖ 07) ‖ ciphertext of the whole frame ‖ tag.
+  // Remade when the ciphertext came to cover the clear bytes too (the receiver no longer assembles frames).
   videoKeyFrameCtr0:
-    '00010203040506070809' + 'e0123456789abc07' + '6245969b7ebfd111ff69ff9a40b8bb0312d07469e449a4ce4581208c0d52',
-  audioFrameCtr1: '00' + 'e1123456789abc07' + '8113fb39cc9acc5dfd64440715df14deade7cbb431a5b61308b53e2f631b715dc2a0aba5e17c97',
-  // Made by the FrameCryptor of before the numeric header code, CALL_KEY's secret, FRAME.
-  // Sender index 0, epoch 3: the KID (3) fits in the config byte.
-  smallIndexAudioCtr0: '00' + '30' + 'f6b4f5f5930523c166cdf916ed53744ca2114cb09b91bc30560091624e08cb5cdee2fbc4e0d2ca',
-  smallIndexAudioCtr9: '00' + '3809' + 'bde61b9aa1a5b75ad23520716e0de69ade53f6255fb67cefd31219734e4619f6f312f8bd715b49',
+    '00010203040506070809' + 'e0123456789abc07' + '684f989574b5c707e573e1845aa2108660cbab443e8031d90c271f3de81a5e1ada92a9ad7ec4dc9d',
+  audioFrameCtr1: '00' + 'e1123456789abc07' + '8010fa3ecd99cd52fc67450014dc15c1ace4cab330a6b7b666fc0fd55f005b0e7b062c9c8dd51912',
+  // CALL_KEY's secret, FRAME. Sender index 0, epoch 3: the KID (3) fits in the config byte.
+  smallIndexAudioCtr0: '00' + '30' + 'f7b7f4f2920622ce67cef811ec507553a3124db79a92bda9f0af6f6cbcc64ea54e4f7e10bfae2b34',
+  smallIndexAudioCtr9: '00' + '3809' + 'bce51a9da0a6b655d33621766f0ee785df50f7225eb57d9039dd1ad7d21078e511cd8466e70bfaf0',
   // Sender index 1000 (an MLS leaf index, say), epoch 7: KID 0x03e807.
-  leafIndexDeltaCtr0: '000102' + 'a003e807' + '00231b4d2f9271f2a75c9b037fd9bc6c28b3048da81497d3ccdf098665b35cf202479131b7',
-  leafIndexDeltaCtr300: '000102' + 'a903e807012c' + 'eeb956b9cf89a6d5d9e782990e6f44bf76b70af71a9ce42fb6162b49e895f57e65ad16d1be',
+  leafIndexDeltaCtr0: '000102' + 'a003e807' + '03261c482c9f7effa4599c067cc4a3712bb60388ab2e72a1b8e0ca88fb6cf7d7c28fa8cddb4df5dc',
+  leafIndexDeltaCtr300: '000102' + 'a903e807012c' + 'edbc51bccc84a9d8dae2859c0d725ba275b20df2192064c790fe2fd48248eabfd5b20c676f41a65d',
 };
 
 /** Replace one character in the middle of a base64url string by another valid one. */
@@ -313,21 +313,38 @@ test('a frame of the next epoch under a fresh secret does not move a receiver fo
   assert.ok(await receiver.decrypt(await sender.encrypt(randomFrame(400), VIDEO_DELTA), VIDEO_DELTA), 'epoch 1 still current');
 });
 
-test('each frame grows by at most 30 bytes', async () => {
-  const { sender } = await pair(newCallKey(200));
-  for (const [meta, size] of [[VIDEO_KEY, 25_000], [VIDEO_DELTA, 1_500], [AUDIO, 100]] as const) {
+test('each frame grows by its clear bytes, the header and the tag: at most 30 bytes but for key frames', async () => {
+  const { sender } = await pair(newCallKey(200)); // a 48-bit sender index: the longest KID
+  for (const [meta, size, most] of [[VIDEO_KEY, 25_000, 40], [VIDEO_DELTA, 1_500, 30], [AUDIO, 100, 30]] as const) {
     const added = (await sender.encrypt(randomFrame(size), meta)).length - size;
-    assert.ok(added <= 30, `added ${added} bytes`);
+    assert.ok(added <= most, `added ${added} bytes`);
   }
-  // Worst case up to 2³² frames from one sender (a year at 140 frames/s): 1 + 7 + 4 + 16.
+  // With an MLS leaf index (one byte), a key frame grows by 10 + 1 + 2 + ≤ 3 + 16 ≤ 32 bytes: 0.1 % of 25 KB.
+  const leaf = new FrameCryptor();
+  await leaf.setSendKey(newCallKey(200), 12);
+  assert.ok((await leaf.encrypt(randomFrame(25_000), VIDEO_KEY)).length - 25_000 <= 32);
+  assert.ok((await leaf.encrypt(randomFrame(100), AUDIO)).length - 100 <= 23);
+  // Worst header + tag up to 2³² frames from one sender (a year at 140 frames/s): 1 + 7 + 4 + 16.
   const worst = encodeHeader(kidFor(2 ** 48 - 1, 255), 2n ** 32n - 1n).length + TAG_BYTES;
   assert.equal(worst, 28);
 });
 
-/** What RFC 9605's encrypt() makes of a FrameCryptor frame: clear bytes ‖ header ‖ ciphertext ‖ tag. */
+test('a frame whose clear bytes were changed on the way does not open', async () => {
+  const { sender, receiver } = await pair();
+  for (const meta of [VIDEO_KEY, VIDEO_DELTA, AUDIO]) {
+    const frame = randomFrame(1000);
+    const sealed = await sender.encrypt(frame, meta);
+    const changed = sealed.slice();
+    changed[0]! ^= 0x01;
+    assert.equal(await receiver.decrypt(changed, meta), undefined, 'clear byte changed');
+    sameBytes(await receiver.decrypt(sealed, meta), frame, 'untouched');
+  }
+});
+
+/** What RFC 9605's encrypt() makes of a FrameCryptor frame: clear bytes ‖ header ‖ ciphertext of the whole frame ‖ tag. */
 async function referenceFrame(k: SframeKey, kid: bigint, ctr: number, frame: Uint8Array, meta: FrameMeta): Promise<Uint8Array> {
   const clear = frame.length >= clearByteCount(meta) ? clearByteCount(meta) : 0;
-  const sealed = await sframeEncrypt(k, kid, ctr, frame.subarray(0, clear), frame.subarray(clear));
+  const sealed = await sframeEncrypt(k, kid, ctr, frame.subarray(0, clear), frame);
   const out = new Uint8Array(clear + sealed.length);
   out.set(frame.subarray(0, clear));
   out.set(sealed, clear);

@@ -75,20 +75,20 @@ export class FrameOpener {
   /** The frame's plaintext (clear bytes ‖ payload), or undefined if it does not authenticate. */
   open(frame: Uint8Array, meta: FrameMeta): Buffer | undefined {
     const clear = clearByteCount(meta);
-    const out = this.openAt(frame, clear, true);
+    const out = this.openAt(frame, clear);
     // Frames shorter than their clear bytes are encrypted whole (as FrameCryptor does).
     if (out || frame.length > clear - 1 + MAX_HEADER_BYTES + TAG_BYTES) return out;
-    return this.openAt(frame, 0, true);
+    return this.openAt(frame, 0);
   }
 
-  /** Whether the frame authenticates (and is not a replay), without assembling its plaintext. */
+  /** Whether the frame authenticates (and is not a replay). */
   authenticate(frame: Uint8Array, meta: FrameMeta): boolean {
     const clear = clearByteCount(meta);
-    if (this.openAt(frame, clear, false)) return true;
-    return frame.length <= clear - 1 + MAX_HEADER_BYTES + TAG_BYTES && this.openAt(frame, 0, false) !== undefined;
+    if (this.openAt(frame, clear)) return true;
+    return frame.length <= clear - 1 + MAX_HEADER_BYTES + TAG_BYTES && this.openAt(frame, 0) !== undefined;
   }
 
-  private openAt(frame: Uint8Array, clear: number, wantPlaintext: boolean): Buffer | undefined {
+  private openAt(frame: Uint8Array, clear: number): Buffer | undefined {
     const header = decodeHeader(frame, clear);
     if (!header || header.kid >> 8n >= BigInt(SENDER_INDEX_LIMIT) || header.ctr > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
     const ctr = Number(header.ctr);
@@ -125,7 +125,8 @@ export class FrameOpener {
       decipher.setAuthTag(data.subarray(frame.length - TAG_BYTES));
       const body = decipher.update(data.subarray(bodyAt, frame.length - TAG_BYTES));
       decipher.final();
-      plain = !wantPlaintext || clear === 0 ? body : Buffer.concat([data.subarray(0, clear), body]);
+      plain = body; // the whole frame: the ciphertext covers the clear bytes too
+      if (body.length < clear || !body.subarray(0, clear).equals(data.subarray(0, clear))) throw new Error('clear bytes differ');
     } catch {
       // A KID that never authenticated must not cost memory (forged KIDs).
       if (!sender.verified) epoch.senders.delete(header.kid);

@@ -4,7 +4,10 @@
  * Output frame: clear codec bytes ‖ SFrame header ‖ ciphertext ‖ 16-byte tag.
  * The clear bytes (VP8: 10 on key frames, 3 otherwise; Opus: 1) stay readable
  * for packetizers and the SFU, and are authenticated: AAD = header ‖ clear bytes
- * (RFC 9605 §4.4.3, the clear bytes being the "metadata").
+ * (RFC 9605 §4.4.3, the clear bytes being the "metadata"). The ciphertext covers
+ * the whole frame, clear bytes included, so decryption yields the frame as it is
+ * played, with no buffer to assemble; the receiver also checks that the clear
+ * copy equals the encrypted one. That costs the clear bytes once more per frame.
  *
  * KID = sender index (below 2⁴⁸: a random 48-bit index or a small one such as an
  * MLS leaf index) ‖ epoch mod 256 (8 bits), the layout of RFC 9605 §5.2 with E = 8;
@@ -24,6 +27,7 @@ import {
 
 const subtle = globalThis.crypto.subtle;
 const utf8 = new TextEncoder();
+const NOTHING: Promise<undefined> = Promise.resolve(undefined);
 
 /** AES_128_GCM_SHA256_128 in the IANA SFrame cipher suite registry. */
 export const CIPHER_SUITE = 0x0004;
@@ -160,16 +164,23 @@ function writeHeader(out: Uint8Array, at: number, senderIndex: number, epochByte
   return p - at;
 }
 
-/** decodeHeader with the KID split into sender index (kid >> 8) and epoch byte; undefined if truncated. */
-function readHeader(data: Uint8Array, at: number): { senderIndex: number; epochByte: number; ctr: number; length: number } | undefined {
-  if (at >= data.length) return undefined;
+interface HeaderFields {
+  senderIndex: number;
+  epochByte: number;
+  ctr: number;
+  length: number;
+}
+
+/** decodeHeader with the KID split into sender index (kid >> 8) and epoch byte, written into `out`; false if truncated. */
+function readHeader(data: Uint8Array, at: number, out: HeaderFields): boolean {
+  if (at >= data.length) return false;
   const config = data[at]!;
   let p = at + 1;
   let senderIndex = 0;
   let epochByte = (config >> 4) & 7;
   if (config & 0x80) {
     const kidBytes = epochByte + 1;
-    if (p + kidBytes > data.length) return undefined;
+    if (p + kidBytes > data.length) return false;
     senderIndex = readUint(data, p, kidBytes - 1);
     epochByte = data[p + kidBytes - 1]!;
     p += kidBytes;
@@ -177,11 +188,15 @@ function readHeader(data: Uint8Array, at: number): { senderIndex: number; epochB
   let ctr = config & 7;
   if (config & 0x08) {
     const ctrBytes = ctr + 1;
-    if (p + ctrBytes > data.length) return undefined;
+    if (p + ctrBytes > data.length) return false;
     ctr = readUint(data, p, ctrBytes);
     p += ctrBytes;
   }
-  return { senderIndex, epochByte, ctr, length: p - at };
+  out.senderIndex = senderIndex;
+  out.epochByte = epochByte;
+  out.ctr = ctr;
+  out.length = p - at;
+  return true;
 }
 
 // ------------------------------------------------------------------ keys and AEAD (RFC 9605 §4.4)
@@ -396,32 +411,30 @@ interface SendKey {
   epochByte: number;
 }
 
-/** clear bytes ‖ header ‖ ciphertext ‖ tag, allocated once at its final size. */
-async function sealFrame(send: SendKey, ctr: number, data: Bytes, clear: number): Promise<Bytes> {
+/** clear bytes ‖ header ‖ E(whole frame) ‖ tag, allocated once at its final size. */
+function sealFrame(send: SendKey, ctr: number, data: Bytes, clear: number): Promise<Bytes> {
   const { frameKey } = send;
   const aad = frameKey.aad;
   const headerBytes = writeHeader(aad, 0, send.senderIndex, send.epochByte, ctr);
   copyBytes(aad, headerBytes, data, 0, clear);
   const bodyAt = clear + headerBytes;
-  const out = new Uint8Array(bodyAt + data.length - clear + TAG_BYTES);
+  // Filled before the await: the next frame may reuse the scratch meanwhile.
+  const out = new Uint8Array(bodyAt + data.length + TAG_BYTES);
   copyBytes(out, 0, data, 0, clear);
   copyBytes(out, clear, aad, 0, headerBytes);
-  const sealed = await subtle.encrypt(
-    { name: 'AES-GCM', iv: frameKey.nonceFor(ctr), additionalData: frameKey.aadOf(bodyAt) },
-    frameKey.key,
-    clear === 0 ? data : data.subarray(clear),
-  );
-  out.set(new Uint8Array(sealed), bodyAt);
-  return out;
+  return subtle
+    .encrypt({ name: 'AES-GCM', iv: frameKey.nonceFor(ctr), additionalData: frameKey.aadOf(bodyAt) }, frameKey.key, data)
+    .then((sealed) => {
+      out.set(new Uint8Array(sealed), bodyAt);
+      return out;
+    });
 }
 
-/** clear bytes ‖ plaintext in one allocation (none for frames sent wholly encrypted). */
-function withClearBytes(data: Bytes, clear: number, plaintext: ArrayBuffer): Bytes {
-  if (clear === 0) return new Uint8Array(plaintext);
-  const out = new Uint8Array(clear + plaintext.byteLength);
-  copyBytes(out, 0, data, 0, clear);
-  out.set(new Uint8Array(plaintext), clear);
-  return out;
+/** Whether the decrypted frame starts with the clear bytes the frame carried. */
+function clearBytesMatch(data: Bytes, clear: number, plaintext: Uint8Array): boolean {
+  if (plaintext.length < clear) return false;
+  for (let i = 0; i < clear; i++) if (plaintext[i] !== data[i]) return false;
+  return true;
 }
 
 /**
@@ -439,6 +452,8 @@ export class FrameCryptor {
   private readonly ring = new Map<number, EpochKeys>();
   /** The earliest expiresAt in the ring: frames look at the ring's end dates only once it passes. */
   private nextExpiry = Infinity;
+  /** Scratch for the header of the frame being opened. */
+  private readonly header: HeaderFields = { senderIndex: 0, epochByte: 0, ctr: 0, length: 0 };
 
   constructor(opts: { graceMs?: number; now?: () => number } = {}) {
     this.graceMs = opts.graceMs ?? 5000;
@@ -482,35 +497,53 @@ export class FrameCryptor {
   }
 
   /** The frame whose header starts at data[clear]; one await once its sender's key is known. */
-  private async openAt(data: Bytes, clear: number): Promise<Uint8Array | undefined> {
-    const header = readHeader(data, clear);
-    if (!header) return undefined;
-    const { senderIndex, epochByte, ctr } = header;
-    const bodyAt = clear + header.length;
-    if (senderIndex >= SENDER_INDEX_LIMIT || ctr > MAX_CTR || data.length - bodyAt < TAG_BYTES) return undefined;
+  private openAt(data: Bytes, clear: number): Promise<Uint8Array | undefined> {
+    const header = this.header; // read synchronously, before any other frame can reuse it
+    if (!readHeader(data, clear, header)) return NOTHING;
+    const { senderIndex, epochByte, ctr, length: headerBytes } = header;
+    const bodyAt = clear + headerBytes;
+    if (senderIndex >= SENDER_INDEX_LIMIT || ctr > MAX_CTR || data.length - bodyAt < TAG_BYTES) return NOTHING;
     if (this.nextExpiry !== Infinity && this.now() >= this.nextExpiry) this.expire();
     const epoch = this.ring.get(epochByte);
-    if (!epoch) return undefined;
-    const sender = epoch.sender(senderIndex) ?? (await this.senderKey(epoch, senderIndex));
-    if (!sender) return undefined;
-    if (!sender.replay.fresh(ctr)) return undefined;
+    if (!epoch) return NOTHING;
+    const sender = epoch.sender(senderIndex);
+    // Known senders take one promise per frame; a sender's first frame waits for its key.
+    if (sender) return this.openWith(epoch, sender, senderIndex, data, clear, headerBytes, ctr);
+    return this.senderKey(epoch, senderIndex).then((k) =>
+      k ? this.openWith(epoch, k, senderIndex, data, clear, headerBytes, ctr) : undefined,
+    );
+  }
+
+  private openWith(
+    epoch: EpochKeys,
+    sender: ReceiveKey,
+    senderIndex: number,
+    data: Bytes,
+    clear: number,
+    headerBytes: number,
+    ctr: number,
+  ): Promise<Uint8Array | undefined> {
+    if (!sender.replay.fresh(ctr)) return NOTHING;
+    const bodyAt = clear + headerBytes;
     const aad = sender.aad;
     copyBytes(aad, 0, data, clear, bodyAt);
-    copyBytes(aad, header.length, data, 0, clear);
-    let plaintext: ArrayBuffer;
-    try {
-      plaintext = await subtle.decrypt(
-        { name: 'AES-GCM', iv: sender.nonceFor(ctr), additionalData: sender.aadOf(bodyAt) },
-        sender.key,
-        data.subarray(bodyAt),
+    copyBytes(aad, headerBytes, data, 0, clear);
+    return subtle
+      .decrypt({ name: 'AES-GCM', iv: sender.nonceFor(ctr), additionalData: sender.aadOf(bodyAt) }, sender.key, data.subarray(bodyAt))
+      .then(
+        (plaintext) => {
+          const frame = new Uint8Array(plaintext);
+          // The SFU could alter the clear copy; what authenticated is the encrypted one.
+          if (!clearBytesMatch(data, clear, frame)) return undefined;
+          if (!sender.replay.mark(ctr)) return undefined;
+          sender.verified = true;
+          return frame;
+        },
+        () => {
+          epoch.forget(senderIndex, sender);
+          return undefined;
+        },
       );
-    } catch {
-      epoch.forget(senderIndex, sender);
-      return undefined;
-    }
-    if (!sender.replay.mark(ctr)) return undefined;
-    sender.verified = true;
-    return withClearBytes(data, clear, plaintext);
   }
 
   /**
