@@ -24,6 +24,8 @@ export interface TileModel {
   hand?: boolean;
   reaction?: string;
   coHost?: boolean;
+  /** Over this page's video budget (budget.ts): the name and initial show, the SFU sends nothing. */
+  paused?: boolean;
   onRemove?: () => void;
   /** For the host and co-hosts: mute this participant (or, when muted, ask them to unmute). */
   onMute?: () => void;
@@ -107,7 +109,7 @@ function sameTiles(a: readonly TileModel[], b: readonly TileModel[]): boolean {
     return (
       t.id === u.id && t.name === u.name && t.self === u.self && t.audio === u.audio && t.video === u.video &&
       t.reconnecting === u.reconnecting && t.stream === u.stream && t.screen === u.screen && t.speaking === u.speaking &&
-      t.quality === u.quality && t.hand === u.hand && t.reaction === u.reaction && t.coHost === u.coHost && !t.onCoHost === !u.onCoHost && !t.onMute === !u.onMute &&
+      t.quality === u.quality && t.hand === u.hand && t.reaction === u.reaction && t.coHost === u.coHost && t.paused === u.paused && !t.onCoHost === !u.onCoHost && !t.onMute === !u.onMute &&
       // A new closure each time, doing the same (removing this tile's participant): only whether there is one counts.
       !t.onRemove === !u.onRemove
     );
@@ -179,10 +181,12 @@ function useTileSize(ref: { current: HTMLElement | null }, key: string, id: stri
 
 function Tile({ tile: t, pinned, onPin, onTileSize }: { tile: TileModel; pinned: boolean; onPin: (id: string | undefined) => void; onTileSize?: GridProps['onTileSize'] }) {
   const video = useRef<HTMLVideoElement>(null);
+  const stream = t.paused ? undefined : t.stream;
   useEffect(() => {
-    if (video.current && video.current.srcObject !== (t.stream ?? null)) video.current.srcObject = t.stream ?? null;
-  }, [t.stream]);
-  useTileSize(video, `camera:${t.id}`, t.id, t.self ? undefined : onTileSize);
+    if (video.current && video.current.srcObject !== (stream ?? null)) video.current.srcObject = stream ?? null;
+  }, [stream]);
+  // A paused tile reports no size: the SFU stops forwarding its video.
+  useTileSize(video, `camera:${t.id}`, t.id, t.self || t.paused ? undefined : onTileSize);
   const label = t.self ? `${t.name} (you)` : t.name;
   return (
     <figure class={`tile${t.speaking ? ' speaking' : ''}`} data-participant={t.id} aria-label={label}>
@@ -195,7 +199,7 @@ function Tile({ tile: t, pinned, onPin, onTileSize }: { tile: TileModel; pinned:
         class={t.self ? 'mirror' : ''}
         aria-label={t.self ? 'Your video' : `Video of ${t.name}`}
       />
-      {(!t.video || !t.stream) && (
+      {(!t.video || !t.stream || t.paused) && (
         <div class="camera-off" aria-hidden="true">
           <span class="avatar">{t.name.slice(0, 1).toUpperCase()}</span>
         </div>
@@ -206,6 +210,7 @@ function Tile({ tile: t, pinned, onPin, onTileSize }: { tile: TileModel; pinned:
         {t.speaking && <span class="sr-only">, speaking</span>}
         {!t.audio && <span class="muted-icon" aria-label={`${t.name} is muted`} role="img">Muted</span>}
         {!t.video && <span class="sr-only">, camera off</span>}
+        {t.paused && <span class="sr-only">, video paused</span>}
         {t.hand && <span class="hand" role="img" aria-label={`${t.self ? 'Your' : `${t.name}'s`} hand is raised`}>✋</span>}
         {t.reaction && <span class="reaction" role="img" aria-label={`${t.self ? 'You' : t.name} reacted ${t.reaction}`}>{t.reaction}</span>}
         {t.quality && <QualityBars quality={t.quality} name={t.self ? 'your' : `${t.name}'s`} />}

@@ -7,6 +7,7 @@ import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { REACTIONS, type CallSession } from '../../client/call.js';
 import { DevicePicker, MicLevel } from '../components/devices.js';
 import { applySpeaker, listDevices, openTrack, type DeviceChoice, type DeviceLists } from './devices.js';
+import { chooseVideoTiles, VideoBudget, type LoadSample } from './budget.js';
 import { ChatButton, ChatPanel } from './chat.js';
 import { MemoCallGrid, type TileModel } from './grid.js';
 import { LevelMeter } from './levels.js';
@@ -54,6 +55,15 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
   const remote = useMemo(() => new RemoteMedia((t) => connection.videoOrder(t)), [connection]);
   const media = useMemo(() => remote.update(remoteStreams), [remoteStreams, remote]);
   const reportTileSize = useMemo(() => tileSizeReporter(session), [session]);
+  // How many remote videos this page plays (budget.ts), and who plays them.
+  const budget = useMemo(
+    () => new VideoBudget({ cores: navigator.hardwareConcurrency || 2, small: globalThis.matchMedia?.('(max-width: 600px)').matches ?? false }),
+    [],
+  );
+  const [videoLimit, setVideoLimit] = useState(budget.limit);
+  const spokeAt = useRef(new Map<string, number>());
+  const playingRef = useRef<ReadonlySet<string>>(new Set());
+  const wantedRef = useRef(0);
 
   const you = session.you!;
   const isHost = you.role === 'host';
@@ -176,6 +186,21 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
   useEffect(() => {
     const reader = new StatsReader();
     let stopped = false;
+    // Long main-thread tasks since the last reading (Chromium; elsewhere only decoding counts).
+    const tasks = { ms: 0, frozen: false };
+    let longTasks: PerformanceObserver | undefined;
+    try {
+      longTasks = new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) {
+          tasks.ms += e.duration;
+          if (e.duration >= 200) tasks.frozen = true;
+        }
+      });
+      longTasks.observe({ type: 'longtask', buffered: false });
+    } catch {
+      longTasks = undefined;
+    }
+    let lastPoll = performance.now();
     const poll = async () => {
       try {
         const [received, sent] = await Promise.all([connection.receiveStats(), connection.sendStats()]);
@@ -199,7 +224,17 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
           if (!muted && level > loudest) [next, loudest] = [id, level];
         }
         setSpeaker(next);
+        if (next) spokeAt.current.set(next, Date.now());
         setQuality((before) => (sameEntries(before, nextQuality) ? before : nextQuality));
+        // The video budget, from what the videos playing now cost.
+        const now = performance.now();
+        const videos: LoadSample['videos'][number][] = [];
+        for (const [track, l] of sample.load) if (playingRef.current.has(byTrack.get(track) ?? '')) videos.push(l);
+        const load: LoadSample = { intervalMs: now - lastPoll, videos, longTaskMs: tasks.ms, frozen: tasks.frozen };
+        lastPoll = now;
+        tasks.ms = 0;
+        tasks.frozen = false;
+        setVideoLimit(budget.update(load, wantedRef.current, now));
       } catch {
         // Statistics are a nicety; a closed connection simply has none.
       }
@@ -208,8 +243,9 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
     return () => {
       stopped = true;
       clearInterval(timer);
+      longTasks?.disconnect();
     };
-  }, [connection, localMeter, you.id, session]);
+  }, [connection, localMeter, you.id, session, budget]);
 
   // Screen readers hear who knocks, joins and leaves, raises a hand or reacts.
   const seen = useRef<{ knocks: Set<string>; people: Set<string>; hands: Set<string>; reactions: Map<string, number> } | undefined>(undefined);
@@ -280,6 +316,18 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
   // Your own screen shows small (no hall of mirrors) unless nobody else shares.
   const remoteSharer = tiles.some((t) => !t.self && t.screen);
   if (remoteSharer) tiles[0] = { ...tiles[0]!, screen: undefined };
+  // Over the video budget, the least important remote videos pause (a shared screen always plays).
+  const wanted = tiles.filter((t) => !t.self && t.video && t.stream);
+  const playing = chooseVideoTiles(
+    wanted.map((t) => ({ id: t.id, screen: !!t.screen, pinned: t.id === pinned, spokeAt: spokeAt.current.get(t.id) ?? -Infinity })),
+    videoLimit,
+  );
+  wantedRef.current = wanted.length;
+  playingRef.current = playing;
+  for (const [i, t] of tiles.entries()) if (!t.self && t.video && t.stream && !playing.has(t.id)) tiles[i] = { ...t, paused: true };
+  const step = Math.max(1, Math.ceil(playing.size / 4));
+  const showMore = () => setVideoLimit(budget.adjust(step, performance.now(), wanted.length));
+  const showFewer = () => setVideoLimit(budget.adjust(-step, performance.now(), wanted.length));
 
   const canShareScreen = typeof navigator.mediaDevices?.getDisplayMedia === 'function';
   return (
@@ -312,6 +360,16 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
       )}
       <Lobby session={session} />
       {isHost && <RaisedHands session={session} name={name} />}
+      {(wanted.length > playing.size || wanted.length >= 4) && (
+        <p class="row video-budget small">
+          <span role="status">
+            Showing video for {Math.min(playing.size, wanted.length)} of {wanted.length}
+            {wanted.length > playing.size && budget.reason ? ' to keep the call smooth on this device' : ''}
+          </span>{' '}
+          <button class="secondary small" disabled={playing.size >= wanted.length} onClick={showMore}>Show more</button>{' '}
+          <button class="secondary small" disabled={playing.size <= 1} onClick={showFewer}>Show fewer</button>
+        </p>
+      )}
       <MemoCallGrid tiles={tiles} pinned={pinned} onPin={setPinned} onTileSize={reportTileSize} />
       <RemoteAudio media={media} speakerId={speakerId} />
       <nav class="controls row" aria-label="Call controls">

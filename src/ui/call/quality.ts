@@ -9,6 +9,9 @@ interface Counters {
   packetsReceived: number;
   packetsLost: number;
   framesDecoded: number;
+  framesDropped: number;
+  /** Seconds spent decoding so far. */
+  totalDecodeTime: number;
   at: number;
 }
 
@@ -17,6 +20,14 @@ export interface ReceivedSample {
   levels: Map<string, number>;
   /** Quality per received video track id. */
   quality: Map<string, Quality>;
+  /** What each received video costs the page, per video track id (see budget.ts). */
+  load: Map<string, VideoLoad>;
+}
+
+export interface VideoLoad {
+  fps: number;
+  droppedPerSecond: number;
+  decodeMsPerSecond: number;
 }
 
 export class StatsReader {
@@ -26,6 +37,7 @@ export class StatsReader {
   received(report: RTCStatsReport): ReceivedSample {
     const levels = new Map<string, number>();
     const quality = new Map<string, Quality>();
+    const load = new Map<string, VideoLoad>();
     report.forEach((s: Record<string, unknown>) => {
       if (s.type !== 'inbound-rtp') return;
       const track = s.trackIdentifier as string | undefined;
@@ -38,6 +50,8 @@ export class StatsReader {
         packetsReceived: Number(s.packetsReceived ?? 0),
         packetsLost: Math.max(0, Number(s.packetsLost ?? 0)),
         framesDecoded: Number(s.framesDecoded ?? 0),
+        framesDropped: Number(s.framesDropped ?? 0),
+        totalDecodeTime: Number(s.totalDecodeTime ?? 0),
         at: Number(s.timestamp ?? performance.now()),
       };
       const before = this.previous.get(track);
@@ -47,10 +61,15 @@ export class StatsReader {
       const lost = now.packetsLost - before.packetsLost;
       const seconds = Math.max(0.001, (now.at - before.at) / 1000);
       const fps = (now.framesDecoded - before.framesDecoded) / seconds;
+      load.set(track, {
+        fps,
+        droppedPerSecond: Math.max(0, now.framesDropped - before.framesDropped) / seconds,
+        decodeMsPerSecond: (Math.max(0, now.totalDecodeTime - before.totalDecodeTime) * 1000) / seconds,
+      });
       if (received + lost === 0) return; // camera off or nothing sent: no verdict
       quality.set(track, rate(lost / (received + lost), fps));
     });
-    return { levels, quality };
+    return { levels, quality, load };
   }
 }
 

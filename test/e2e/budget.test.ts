@@ -1,0 +1,130 @@
+// The video budget (issue "A 33-person call that stays smooth"): a page that cannot keep up
+// plays fewer remote videos — the least important ones fall back to the person's initial and
+// name, and the SFU stops sending them — and brings them back once it can. Slow decoding is
+// simulated by throttling the page's CPU through the DevTools protocol.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { Bot } from '../../src/bot/bot.js';
+import { loadFixtures } from '../../src/bot/fixtures.js';
+import type { CallMedia } from '../../src/server/rooms/call-media.js';
+import { shutdownMediaEngine } from '../../src/server/media/Router.js';
+import { CHROMIUM_ARGS, CHROMIUM_PATH, waitForPlayingVideo } from '../support/browser.js';
+import { hostEnters, signUpAndCreateLink } from '../support/flow.js';
+import { startServer, type TestServer } from '../support/server.js';
+import { sleep } from '../support/wait.js';
+
+const BOTS = 5;
+
+/** How many remote videos the SFU forwards to the host's page now (the one subscriber that is no bot). */
+function forwardedToHost(server: TestServer, bots: readonly Bot[]): number {
+  const router = [...server.app.rooms.values()].map((r) => (r.media as CallMedia).router).find((r) => r && !r.closed)!;
+  const botIds = new Set(bots.map((b) => b.call.you?.id));
+  const transport = [...router.subscribeTransports].find((t) => !botIds.has(t.peerId) && !t.closed)!;
+  return [...transport.consumers.values()].filter((c) => c.kind === 'video' && c.layers.current >= 0).length;
+}
+
+/** The page's "Showing video for N of M" line, as numbers. */
+async function showing(page: Page): Promise<{ shown: number; of: number }> {
+  const line = await page.getByRole('status').filter({ hasText: /^Showing video for/ }).first().innerText({ timeout: 30_000 });
+  const [, shown, of] = /Showing video for (\d+) of (\d+)/.exec(line)!;
+  return { shown: Number(shown), of: Number(of) };
+}
+
+/** Remote tiles whose <video> plays a stream now, by name. */
+async function playingTiles(page: Page): Promise<string[]> {
+  return page.locator('video[aria-label^="Video of "]').evaluateAll((vs) =>
+    (vs as HTMLVideoElement[]).filter((v) => v.srcObject).map((v) => v.getAttribute('aria-label')!.slice('Video of '.length)).sort(),
+  );
+}
+
+describe('the video budget', { timeout: 300_000 }, () => {
+  let browser: Browser;
+  let server: TestServer;
+  const bots: Bot[] = [];
+
+  before(async () => {
+    loadFixtures();
+    server = await startServer();
+    browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS });
+  });
+  after(async () => {
+    await browser?.close();
+    await Promise.all(bots.map((b) => b.leave(2000)));
+    await Promise.race([server?.close(), sleep(10_000)]);
+    shutdownMediaEngine();
+    setTimeout(() => process.exit(), 10_000).unref();
+  });
+
+  it('a page too slow for its videos pauses the least important ones (the SFU stops sending them) and brings them back when it recovers', async () => {
+    const context = await browser.newContext({ baseURL: server.url, permissions: ['camera', 'microphone'], viewport: { width: 1000, height: 700 } });
+    const host = await context.newPage();
+    const link = await signUpAndCreateLink(host, 'grace', 'Budget');
+    await hostEnters(host, link);
+    const names = Array.from({ length: BOTS }, (_, i) => `Bot ${i + 1}`);
+    for (const name of names) {
+      bots.push(await Bot.join({ link, name, bindAddress: '127.0.0.1', layers: ['q', 'h'], watch: () => false }));
+      for (let attempt = 0; attempt < 5 && bots.at(-1)!.call.phase.kind !== 'in-call'; attempt++) {
+        await host.getByRole('button', { name: `Approve ${name}` }).click({ timeout: 30_000 }).catch(() => {});
+        await bots.at(-1)!.inCall(5_000).catch(() => {});
+      }
+    }
+    await Promise.all(bots.map((b) => b.inCall(30_000)));
+    for (const name of names) await waitForPlayingVideo(host, `video[aria-label="Video of ${name}"]`, 60_000);
+    assert.deepEqual(await showing(host), { shown: BOTS, of: BOTS }, 'a 2-core page starts with nine: all five play');
+    assert.equal(forwardedToHost(server, bots), BOTS);
+
+    // Bot 5 is pinned: it keeps its video whatever happens.
+    await host.getByRole('button', { name: 'Pin Bot 5' }).click();
+    // A slow device: the CPU throttled, and the main thread busy most of each second (as a page
+    // starved by its decoders is), so the throttle does not depend on how much work the page has.
+    const cdp = await context.newCDPSession(host);
+    await cdp.send('Emulation.setCPUThrottlingRate', { rate: 20 });
+    await host.evaluate(() => {
+      (globalThis as { busy?: ReturnType<typeof setInterval> }).busy = setInterval(() => {
+        const end = performance.now() + 120;
+        while (performance.now() < end);
+      }, 250);
+    });
+    let low = { shown: BOTS, of: BOTS };
+    const until = Date.now() + 90_000;
+    while (Date.now() < until && low.shown > 2) {
+      await sleep(2000);
+      low = await showing(host).catch(() => low);
+    }
+    await cdp.send('Emulation.setCPUThrottlingRate', { rate: 1 });
+    await host.evaluate(() => clearInterval((globalThis as { busy?: ReturnType<typeof setInterval> }).busy));
+    assert.ok(low.shown < BOTS, `the slowed page plays fewer videos (${low.shown} of ${low.of})`);
+    const playing = await playingTiles(host);
+    assert.ok(playing.includes('Bot 5'), `the pinned person keeps playing: ${playing.join(', ')}`);
+    // The SFU forwards only what plays (the tiles' sizes reach it debounced, and settle).
+    const sfuUntil = Date.now() + 15_000;
+    let forwarded = forwardedToHost(server, bots);
+    while (Date.now() < sfuUntil && forwarded > (await playingTiles(host)).length) {
+      await sleep(500);
+      forwarded = forwardedToHost(server, bots);
+    }
+    assert.ok(forwarded < BOTS, `the SFU stopped sending paused videos: it forwards ${forwarded} of ${BOTS}`);
+
+    // Recovered: videos come back, one at a time, until all play again.
+    await host.waitForFunction(
+      (n) => [...document.querySelectorAll('[role="status"]')].some((e) => e.textContent?.startsWith(`Showing video for ${n} of ${n}`)),
+      BOTS,
+      { timeout: 120_000, polling: 1000 },
+    );
+    for (const name of names) await waitForPlayingVideo(host, `video[aria-label="Video of ${name}"]`, 30_000);
+    const back = Date.now() + 15_000;
+    while (Date.now() < back && forwardedToHost(server, bots) < BOTS) await sleep(500);
+    assert.equal(forwardedToHost(server, bots), BOTS, 'the SFU sends them all again');
+  });
+
+  it('the person can ask for fewer videos and more again', async () => {
+    const host = browser.contexts()[0]!.pages()[0]!;
+    await host.getByRole('button', { name: 'Show fewer' }).click();
+    const fewer = await showing(host);
+    assert.ok(fewer.shown < BOTS, `Show fewer: ${fewer.shown} of ${fewer.of}`);
+    await host.getByRole('button', { name: 'Show more' }).click();
+    await host.getByRole('button', { name: 'Show more' }).click().catch(() => {});
+    assert.equal((await showing(host)).shown, BOTS);
+  });
+});
