@@ -8,7 +8,8 @@
  * Options: --layers q,h,f (what bots send) --speakers 3 (bots sending a tone; the rest send
  * silence) --warmup 15 (seconds after everyone is in, not measured) --bot-procs K (default: one
  * per 16 bots) --media-workers N|auto (the server's MEDIA_WORKERS; default 0, the SFU in the
- * server process). The first bot is the host (signed in) and lets everyone in.
+ * server process), --out room.json (the file in bench/results), --profile (the first page's
+ * main-thread CPU profile over the measured time: its 15 costliest functions are printed). The first bot is the host (signed in) and lets everyone in.
  *
  * Reports per subscriber (every bot and page) and sender: complete authenticated frames per
  * second (bots) or frames drawn per second (pages), packet loss (bots), freezes (gaps > 500 ms
@@ -41,6 +42,8 @@ const { values } = parseArgs({
     speakers: { type: 'string', default: '3' },
     'bot-procs': { type: 'string' },
     'media-workers': { type: 'string', default: '0' },
+    out: { type: 'string', default: 'room.json' },
+    profile: { type: 'boolean', default: false },
   },
 });
 const BOTS = Number(values.bots);
@@ -140,9 +143,24 @@ function startBots(link: string, cookie: string, hostKey: string): void {
 
 // ------------------------------------------------------------------ pages
 
-/** Counts frames drawn per remote <video> (requestVideoFrameCallback) and gaps > 500 ms. Plain JS for the page. */
+/**
+ * Counts frames drawn per remote <video> (requestVideoFrameCallback) and gaps > 500 ms, the
+ * longest main-thread task, and keeps the page's RTCPeerConnections (for audio statistics).
+ * Plain JS for the page.
+ */
 const PAGE_METER = `
   window.__meter = {};
+  window.__longest = { ms: 0 };
+  try {
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.__longest.ms = Math.max(window.__longest.ms, e.duration);
+    }).observe({ type: 'longtask' });
+  } catch {}
+  window.__pcs = [];
+  const NativePC = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends NativePC {
+    constructor(config) { super(config); window.__pcs.push(this); }
+  };
   setInterval(() => {
     for (const v of document.querySelectorAll('video[aria-label^="Video of "]')) {
       if (v.__metered) continue;
@@ -165,7 +183,51 @@ interface Meter {
   last: number;
   width: number;
 }
+/** Per received audio track: samples played, concealed, packets (cumulative). */
+interface AudioCounts {
+  [trackId: string]: { samples: number; concealed: number; packets: number };
+}
+const readAudio = (page: Page) =>
+  page.evaluate(async () => {
+    const out: Record<string, { samples: number; concealed: number; packets: number }> = {};
+    for (const pc of (window as unknown as { __pcs: RTCPeerConnection[] }).__pcs) {
+      if (pc.connectionState === 'closed') continue;
+      (await pc.getStats()).forEach((r: { type: string; kind?: string; trackIdentifier?: string; totalSamplesReceived?: number; concealedSamples?: number; packetsReceived?: number }) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'audio' && r.trackIdentifier) {
+          out[r.trackIdentifier] = { samples: r.totalSamplesReceived ?? 0, concealed: r.concealedSamples ?? 0, packets: r.packetsReceived ?? 0 };
+        }
+      });
+    }
+    return out;
+  }) as Promise<AudioCounts>;
+/** The page's "Showing video for N of M" line and the names whose <video> plays now. */
+const readBudget = (page: Page) =>
+  page.evaluate(() => ({
+    line: [...document.querySelectorAll('[role="status"]')].map((e) => e.textContent ?? '').find((t) => t.startsWith('Showing video for')) ?? '',
+    playing: [...document.querySelectorAll<HTMLVideoElement>('video[aria-label^="Video of "]')].filter((v) => v.srcObject).map((v) => v.getAttribute('aria-label')!.slice(9)),
+  }));
 const readMeter = (page: Page) => page.evaluate(() => JSON.parse(JSON.stringify((window as unknown as { __meter: Record<string, Meter> }).__meter)) as Record<string, Meter>);
+
+interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+  samples: number[];
+  timeDeltas: number[];
+}
+/** The costliest functions of a page's main thread, by self time. */
+function printProfile(profile: CpuProfile): void {
+  const self = new Map<number, number>();
+  profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  const byName = new Map<string, number>();
+  let total = 0;
+  for (const n of profile.nodes) {
+    const us = self.get(n.id) ?? 0;
+    total += us;
+    const where = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.split('/').pop()}:${n.callFrame.lineNumber + 1}`;
+    byName.set(where, (byName.get(where) ?? 0) + us);
+  }
+  log(`Page 1 main thread, self time of ${(total / 1e6).toFixed(1)} s sampled:`);
+  for (const [where, us] of [...byName].sort((a, b) => b[1] - a[1]).slice(0, 15)) log(`  ${(us / 1e3).toFixed(0).padStart(7)} ms  ${where}`);
+}
 
 // ------------------------------------------------------------------ the run
 
@@ -225,12 +287,21 @@ async function main(): Promise<void> {
   for (const [i, s] of botStats) if (s.id) names.set(s.id, `Bot ${i}`);
   const botsBefore = new Map([...botStats].map(([i, s]) => [i, structuredClone(s)]));
   const pagesBefore = await Promise.all(pages.map(readMeter));
+  const audioBefore = await Promise.all(pages.map(readAudio));
+  const budgetBefore = await Promise.all(pages.map(readBudget));
+  // The longest main-thread task counts from here: the call has settled.
+  await Promise.all(pages.map((p) => p.evaluate(() => ((window as unknown as { __longest: { ms: number } }).__longest.ms = 0))));
   // The server and its media workers (a worker replaced during the run is said, its CPU before that lost).
   const pids0 = serverPids(server.proc.pid!);
   const cpu0ByPid = new Map(pids0.map((pid) => [pid, processCpuSeconds(pid)]));
   const botCpu0 = children.slice(1).map((c) => (c.exitCode === null ? processCpuSeconds(c.pid!) : 0));
   const cores0 = coreTimes();
   const rss: number[] = [];
+  const profiler = values.profile && pages[0] ? await pages[0].context().newCDPSession(pages[0]) : undefined;
+  if (profiler) {
+    await profiler.send('Profiler.enable');
+    await profiler.send('Profiler.start');
+  }
   const start = performance.now();
   const end = start + SECONDS * 1000;
   let lastReport = start;
@@ -243,6 +314,7 @@ async function main(): Promise<void> {
     }
   }
   const elapsed = (performance.now() - start) / 1000;
+  if (profiler) printProfile((await profiler.send('Profiler.stop')).profile as unknown as CpuProfile);
   const pids1 = serverPids(server.proc.pid!);
   if (pids1.join() !== pids0.join()) log(`the server's media workers changed during the run: ${pids0.length - 1} → ${pids1.length - 1}`);
   const cpuByPid = pids1.map((pid) => processCpuSeconds(pid) - (cpu0ByPid.get(pid) ?? 0));
@@ -251,6 +323,41 @@ async function main(): Promise<void> {
   const cores1 = coreTimes();
   const serverThreads = sum(pids1, threadCount);
   const pagesAfter = await Promise.all(pages.map(readMeter));
+  const audioAfter = await Promise.all(pages.map(readAudio));
+  const budgetAfter = await Promise.all(pages.map(readBudget));
+  const longestTask = await Promise.all(pages.map((p) => p.evaluate(() => (window as unknown as { __longest: { ms: number } }).__longest.ms)));
+  // Per page: the budget it chose, how its budgeted tiles played, its longest task, and audio
+  // concealment on the tracks that carried a speaker (≥ 40 packets/s: the loudest, forwarded).
+  const pageResults = pages.map((_, p) => {
+    const budgeted = budgetBefore[p]!.playing.filter((n) => budgetAfter[p]!.playing.includes(n));
+    const fpsOf = (n: string) => ((pagesAfter[p]![n]?.frames ?? 0) - (pagesBefore[p]![n]?.frames ?? 0)) / elapsed;
+    const budgetedFps = budgeted.map(fpsOf).sort((a, b) => a - b);
+    let samples = 0;
+    let concealed = 0;
+    let speakerTracks = 0;
+    const audioPacketRates: number[] = [];
+    for (const [track, a] of Object.entries(audioAfter[p]!)) {
+      const b = audioBefore[p]![track] ?? { samples: 0, concealed: 0, packets: 0 };
+      audioPacketRates.push(Math.round((a.packets - b.packets) / elapsed));
+      if ((a.packets - b.packets) / elapsed < 40) continue;
+      speakerTracks++;
+      samples += a.samples - b.samples;
+      concealed += a.concealed - b.concealed;
+    }
+    return {
+      page: `Page ${p + 1}`,
+      budgetLine: budgetAfter[p]!.line,
+      budgetAtStart: budgetBefore[p]!.playing.length,
+      budgetAtEnd: budgetAfter[p]!.playing.length,
+      budgetedTiles: budgeted.length,
+      budgetedFpsMedian: Number((budgetedFps[budgetedFps.length >> 1] ?? 0).toFixed(1)),
+      budgetedFpsMin: Number((budgetedFps[0] ?? 0).toFixed(1)),
+      longestTaskMs: Math.round(longestTask[p]!),
+      speakerAudioTracks: speakerTracks,
+      audioPacketsPerSecondByTrack: audioPacketRates.sort((x, y) => y - x),
+      concealedPercent: samples > 0 ? Number(((100 * concealed) / samples).toFixed(2)) : undefined,
+    };
+  });
 
   const streams: StreamResult[] = [];
   for (const [i, after] of botStats) {
@@ -327,9 +434,10 @@ async function main(): Promise<void> {
       freezeSeconds: Number((streams.reduce((a, s) => a + s.freezeMs, 0) / 1000).toFixed(1)),
     },
     subscribers,
+    pages: pageResults,
   };
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-  writeFileSync(join(ROOT, 'bench/results/room.json'), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(join(ROOT, 'bench/results', values.out!), `${JSON.stringify(result, null, 2)}\n`);
 
   const f1 = (x: number) => x.toFixed(1);
   log('');
@@ -342,7 +450,10 @@ async function main(): Promise<void> {
   for (const s of subscribers) {
     log(`  ${s.subscriber.padEnd(7)} ${String(s.streams).padStart(2)} streams  fps min ${f1(s.fpsMin).padStart(4)} median ${f1(s.fpsMedian).padStart(4)}  freezes ${s.freezes}  widths ${s.widths.join('/')}`);
   }
-  log('written to bench/results/room.json');
+  for (const p of pageResults) {
+    log(`  ${p.page}: "${p.budgetLine}" — budgeted tiles (${p.budgetedTiles}) median ${f1(p.budgetedFpsMedian)} fps (min ${f1(p.budgetedFpsMin)}); longest main-thread task ${p.longestTaskMs} ms; speaker audio concealed ${p.concealedPercent ?? '?'} % over ${p.speakerAudioTracks} track(s)`);
+  }
+  log(`written to bench/results/${values.out}`);
 
   await browser?.close();
   stopping = true;

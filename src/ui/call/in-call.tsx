@@ -13,7 +13,7 @@ import { MemoCallGrid, type TileModel } from './grid.js';
 import { LevelMeter } from './levels.js';
 import { Lobby, UNREADABLE } from './lobby.js';
 import type { CallConnection } from './media.js';
-import { StatsReader, sentQuality, type Quality } from './quality.js';
+import { StatsReader, sendingStarved, sentQuality, type Quality } from './quality.js';
 import { RemoteMedia } from './remote-media.js';
 import { tileSizeReporter } from './viewport.js';
 
@@ -230,7 +230,7 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
         const now = performance.now();
         const videos: LoadSample['videos'][number][] = [];
         for (const [track, l] of sample.load) if (playingRef.current.has(byTrack.get(track) ?? '')) videos.push(l);
-        const load: LoadSample = { intervalMs: now - lastPoll, videos, longTaskMs: tasks.ms, frozen: tasks.frozen };
+        const load: LoadSample = { intervalMs: now - lastPoll, videos, longTaskMs: tasks.ms, frozen: tasks.frozen, sendingStarved: sendingStarved(sent) };
         lastPoll = now;
         tasks.ms = 0;
         tasks.frozen = false;
