@@ -92,3 +92,15 @@ test('our own starving video drops the budget, then waits for the encoder to rec
   b.update({ ...starved, videos: smooth(7).videos }, 9, (now += 1000));
   assert.equal(b.update({ ...starved, videos: smooth(7).videos }, 9, (now += 1000)), 6, 'still starving after 5 s: one step more');
 });
+
+test('a busy main thread while every video plays smoothly drops the budget only if it lasts', () => {
+  const b = new VideoBudget({ cores: 2, small: false });
+  let now = 0;
+  const janky = { ...smooth(9), frozen: true };
+  for (let i = 0; i < 4; i++) assert.equal(b.update(janky, 9, (now += 1000)), 9, 'a few slow tasks: the videos play on');
+  assert.equal(b.update(janky, 9, (now += 1000)), 7, 'five seconds of it: fewer videos');
+  const c = new VideoBudget({ cores: 2, small: false });
+  const jankyAndStarving = { ...starving(9), longTaskMs: 0, frozen: true };
+  c.update(jankyAndStarving, 9, 1000);
+  assert.equal(c.update(jankyAndStarving, 9, 2000), 7, 'with videos starving, two seconds are enough');
+});

@@ -55,10 +55,17 @@ export function initialBudget({ cores, small }: BudgetOptions): number {
   return 16;
 }
 
+const FROZEN = 'a main-thread task of 200 ms or more';
+const LONG_TASKS = 'long main-thread tasks';
+/** Smooth enough that a busy main thread alone is no reason to stop anyone's video: it plays. */
+const SMOOTH_FPS = 20;
+/** A busy main thread with every video smooth drops the budget only after this many intervals in a row. */
+const MAIN_ONLY_TO_DROP = 5;
+
 /** Whether an interval shows a page that cannot keep up, and why (for the diagnostics line). */
 export function overloaded(sample: LoadSample, cores: number): string | undefined {
-  if (sample.frozen) return 'a main-thread task of 200 ms or more';
-  if (sample.longTaskMs > sample.intervalMs * BUSY_SHARE) return 'long main-thread tasks';
+  if (sample.frozen) return FROZEN;
+  if (sample.longTaskMs > sample.intervalMs * BUSY_SHARE) return LONG_TASKS;
   // Decoding others must not starve the encoder of our own video: drop only while we decode some.
   if (sample.sendingStarved && sample.videos.length > 0) return SENDING_STARVED;
   const decodeMs = sample.videos.reduce((sum, v) => sum + v.decodeMsPerSecond, 0);
@@ -100,9 +107,12 @@ export class VideoBudget {
       this.good = 0;
       return this.limit;
     }
+    // Video is composited off the main thread: while every video plays smoothly, a busy main
+    // thread (a commit being made, a garbage collection, another tab) counts only if it lasts.
+    const mainOnly = (why === FROZEN || why === LONG_TASKS) && sample.videos.every((v) => v.fps >= SMOOTH_FPS && v.droppedPerSecond <= 1);
     if (why) {
       this.good = 0;
-      if (++this.bad >= BAD_TO_DROP && this.limit > 1) {
+      if (++this.bad >= (mainOnly ? MAIN_ONLY_TO_DROP : BAD_TO_DROP) && this.limit > 1) {
         // Down by a quarter (at least one): from 32 starving videos to a few smooth ones in seconds.
         this.limit = Math.max(1, Math.min(this.limit, Math.max(1, sample.videos.length)) - Math.max(1, Math.floor(this.limit / 4)));
         this.reason = why;

@@ -361,7 +361,7 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
       <Lobby session={session} />
       {isHost && <RaisedHands session={session} name={name} />}
       {(wanted.length > playing.size || wanted.length >= 4) && (
-        <p class="row video-budget small">
+        <p class="row video-budget small" data-reason={budget.reason}>
           <span role="status">
             Showing video for {Math.min(playing.size, wanted.length)} of {wanted.length}
             {wanted.length > playing.size && budget.reason ? ' to keep the call smooth on this device' : ''}
