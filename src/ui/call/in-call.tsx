@@ -424,9 +424,9 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
       {dialog === 'shortcuts' && (
         <Dialog title={t('call.shortcuts')} onClose={() => setDialog(undefined)}>
           <dl class="shortcuts" dir="ltr">
-            <dt><kbd>{isMacKeys ? '⌘' : t('call.keyCtrl')}</kbd> + <kbd>D</kbd></dt>
+            <dt><kbd>{isMacKeys ? '⌘' : t('call.keyCtrl')}</kbd> + <kbd translate={false}>D</kbd></dt>
             <dd dir="auto">{t('call.shortcutMic')}</dd>
-            <dt><kbd>{isMacKeys ? '⌘' : t('call.keyCtrl')}</kbd> + <kbd>E</kbd></dt>
+            <dt><kbd>{isMacKeys ? '⌘' : t('call.keyCtrl')}</kbd> + <kbd translate={false}>E</kbd></dt>
             <dd dir="auto">{t('call.shortcutCamera')}</dd>
             <dt><kbd>{t('call.keyTab')}</kbd> / <kbd>{t('call.keyShift')}</kbd> + <kbd>{t('call.keyTab')}</kbd></dt>
             <dd dir="auto">{tx('call.shortcutMove', { enter: <kbd>{t('call.keyEnter')}</kbd>, space: <kbd>{t('call.keySpace')}</kbd> })}</dd>

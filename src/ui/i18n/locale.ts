@@ -16,7 +16,7 @@ export const LANGUAGES = [
   { code: 'ar', name: 'العربية' },
 ] as const;
 export type Language = (typeof LANGUAGES)[number]['code'];
-/** Every catalog string wrapped in ⟦…⟧, so a test can spot text that bypassed the catalogs. Only by `?lang=en-XA`. */
+/** Every catalog string wrapped in ⟦…⟧, so a test can spot text that bypassed the catalogs. Only by `?lang=en-XA` or a test's stored setting. */
 export const PSEUDO = 'en-XA';
 type Active = Language | typeof PSEUDO;
 
@@ -58,9 +58,8 @@ function stored(): string | null {
 
 /** The language to start in: the query's debug setting, else the person's choice, else the browser's. */
 export function initialLanguage(): Active {
-  const asked = new URLSearchParams(location.search).get('lang');
-  if (asked === PSEUDO) return PSEUDO;
-  const chosen = asked ?? stored();
+  const chosen = new URLSearchParams(location.search).get('lang') ?? stored();
+  if (chosen === PSEUDO) return PSEUDO;
   if (chosen) return matchLanguage([chosen]);
   return matchLanguage(navigator.languages?.length ? navigator.languages : [navigator.language]);
 }
