@@ -35,12 +35,11 @@ export function rememberChoice(choice: DeviceChoice): void {
   }
 }
 
-/** `strict`: exactly this device or fail; otherwise preferred (a remembered device may be unplugged). */
-function constraints(choice: DeviceChoice, strict = true): { video: MediaTrackConstraints; audio: MediaTrackConstraints } {
+function constraints(choice: DeviceChoice): { video: MediaTrackConstraints; audio: MediaTrackConstraints } {
   const video: MediaTrackConstraints = { width: { ideal: 640 }, height: { ideal: 480 } };
-  if (choice.cameraId) video.deviceId = strict ? { exact: choice.cameraId } : { ideal: choice.cameraId };
+  if (choice.cameraId) video.deviceId = { exact: choice.cameraId };
   const audio: MediaTrackConstraints = { echoCancellation: true, noiseSuppression: true };
-  if (choice.microphoneId) audio.deviceId = strict ? { exact: choice.microphoneId } : { ideal: choice.microphoneId };
+  if (choice.microphoneId) audio.deviceId = { exact: choice.microphoneId };
   return { video, audio };
 }
 
@@ -59,25 +58,32 @@ export async function openTrack(kind: 'audio' | 'video', choice: DeviceChoice): 
  * Camera and microphone if possible; otherwise whichever works, with a
  * sentence saying what is missing. Joining works in every case.
  */
-export async function openWhatWorks(choice: DeviceChoice = {}): Promise<LocalMedia> {
-  const c = constraints(choice, false);
+export async function openWhatWorks(choice: DeviceChoice = {}, remembered = false): Promise<LocalMedia> {
+  const c = constraints(choice);
   try {
     return { stream: await navigator.mediaDevices.getUserMedia(c) };
-  } catch (both) {
-    const [audio, video] = await Promise.allSettled([
-      navigator.mediaDevices.getUserMedia({ audio: c.audio }),
-      navigator.mediaDevices.getUserMedia({ video: c.video }),
-    ]);
-    const tracks = [audio, video].flatMap((r) => (r.status === 'fulfilled' ? r.value.getTracks() : []));
-    if (audio.status === 'fulfilled' && video.status === 'rejected') {
-      return { stream: new MediaStream(tracks), problem: describeMissing('camera', video.reason) };
-    }
-    if (video.status === 'fulfilled' && audio.status === 'rejected') {
-      return { stream: new MediaStream(tracks), problem: describeMissing('microphone', audio.reason) };
-    }
-    if (tracks.length > 0) return { stream: new MediaStream(tracks) };
-    return { problem: describeMediaError(both) };
+  } catch (err) {
+    // A device remembered from last time may be unplugged now: then whatever the browser offers.
+    if (!remembered || !(choice.cameraId || choice.microphoneId)) return openAny(c, err);
+    return openWhatWorks({});
   }
+}
+
+/** Whichever of camera and microphone opens, with a sentence saying what is missing. */
+async function openAny(c: { video: MediaTrackConstraints; audio: MediaTrackConstraints }, both: unknown): Promise<LocalMedia> {
+  const [audio, video] = await Promise.allSettled([
+    navigator.mediaDevices.getUserMedia({ audio: c.audio }),
+    navigator.mediaDevices.getUserMedia({ video: c.video }),
+  ]);
+  const tracks = [audio, video].flatMap((r) => (r.status === 'fulfilled' ? r.value.getTracks() : []));
+  if (audio.status === 'fulfilled' && video.status === 'rejected') {
+    return { stream: new MediaStream(tracks), problem: describeMissing('camera', video.reason) };
+  }
+  if (video.status === 'fulfilled' && audio.status === 'rejected') {
+    return { stream: new MediaStream(tracks), problem: describeMissing('microphone', audio.reason) };
+  }
+  if (tracks.length > 0) return { stream: new MediaStream(tracks) };
+  return { problem: describeMediaError(both) };
 }
 
 function describeMissing(device: 'camera' | 'microphone', err: unknown): Said {

@@ -7,7 +7,7 @@ export type Message = string | Plural;
 
 export const en = {
   'app.title': 'linkcall',
-  'app.knockTitle': { one: '({count}) Someone wants to join · linkcall', other: '({count}) People want to join · linkcall' },
+  'app.knockTitle': { one: '({count}) Someone wants to join · linkcall', other: '({count}) Someone wants to join · linkcall' },
   'app.language': 'Language',
   'app.notFound': 'Page not found',
   'app.notFoundText': 'There is nothing at this address.',

@@ -36,7 +36,9 @@ export function JoinPage({ linkId }: { linkId: string }) {
   const [mediaProblem, setMediaProblem] = useState<Said | undefined>(undefined);
   const [mediaSettled, setMediaSettled] = useState(false);
   const [devices, setDevices] = useState<DeviceLists>({ cameras: [], microphones: [], speakers: [] });
-  const [choice, setChoice] = useState<DeviceChoice>(rememberedChoice);
+  /** Last visit's devices: preferred, not insisted on (one may be unplugged now). */
+  const remembered = useRef(rememberedChoice());
+  const [choice, setChoice] = useState<DeviceChoice>(remembered.current);
   const [devicesOpen, setDevicesOpen] = useState(() => readFlag(DEVICES_OPEN_KEY));
   const [startMuted, setStartMuted] = useState(false);
   const [startCameraOff, setStartCameraOff] = useState(false);
@@ -109,7 +111,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
     if (!info || step === 'call') return;
     let cancelled = false;
     let opened: MediaStream | undefined;
-    openWhatWorks(choice).then(async ({ stream: s, problem }) => {
+    openWhatWorks(choice, choice === remembered.current).then(async ({ stream: s, problem }) => {
       if (cancelled) return s?.getTracks().forEach((t) => t.stop());
       opened = s;
       s?.getAudioTracks().forEach((t) => (t.enabled = !startMuted));
