@@ -7,9 +7,12 @@ import { describe, it } from 'node:test';
 import { ERROR_CODES } from '../src/protocol/errors.js';
 import { en, type Message } from '../src/ui/i18n/en.js';
 import ar from '../src/ui/i18n/ar.js';
+import de from '../src/ui/i18n/de.js';
 import es from '../src/ui/i18n/es.js';
+import fr from '../src/ui/i18n/fr.js';
+import ptBR from '../src/ui/i18n/pt-BR.js';
 
-const CATALOGS: Record<string, Record<string, Message>> = { es, ar };
+const CATALOGS: Record<string, Record<string, Message>> = { es, fr, de, 'pt-BR': ptBR, ar };
 const PLURAL_CATEGORIES = new Set(['zero', 'one', 'two', 'few', 'many', 'other']);
 
 const placeholders = (s: string) => [...s.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!).sort();

@@ -13,6 +13,9 @@ export type { MessageKey } from './en.js';
 export const LANGUAGES = [
   { code: 'en', name: 'English' },
   { code: 'es', name: 'Español' },
+  { code: 'fr', name: 'Français' },
+  { code: 'de', name: 'Deutsch' },
+  { code: 'pt-BR', name: 'Português (Brasil)' },
   { code: 'ar', name: 'العربية' },
 ] as const;
 export type Language = (typeof LANGUAGES)[number]['code'];
@@ -25,6 +28,9 @@ const STORAGE_KEY = 'linkcall.language';
 
 const loaders: Record<Exclude<Language, 'en'>, () => Promise<{ default: Catalog }>> = {
   es: () => import('./es.js'),
+  fr: () => import('./fr.js'),
+  de: () => import('./de.js'),
+  'pt-BR': () => import('./pt-BR.js'),
   ar: () => import('./ar.js'),
 };
 
