@@ -1,7 +1,7 @@
 /**
  * The app in the person's language, in Chromium: in the pseudo-locale every visible word on every
  * page comes from a catalog; the whole guest flow works in Spanish and in Arabic (right to left)
- * by role and accessible name; axe finds nothing serious in Arabic; at 360×740 Name and Continue
+ * by role and accessible name; French, German and Brazilian Portuguese follow the browser and the picker; axe finds nothing serious in Arabic; at 360×740 Name and Continue
  * are on the first screen in English and Arabic; and no request leaves for another origin.
  */
 import assert from 'node:assert/strict';
@@ -155,6 +155,30 @@ describe('languages in Chromium', { timeout: 300_000 }, () => {
     assert.deepEqual(violations, []);
     assert.deepEqual(foreign.flat(), []);
     for (const p of [host, guest]) await p.context.close();
+  });
+
+  it('French, German and Brazilian Portuguese follow the browser, and the picker switches and remembers, with no request elsewhere', async () => {
+    for (const [locale, lang, signIn] of [['fr-CA', 'fr', 'Se connecter'], ['de-AT', 'de', 'Anmelden'], ['pt-PT', 'pt-BR', 'Entrar']] as const) {
+      const person = await newPerson(env.browser, env.server.url, { locale });
+      const foreign = foreignRequests(person.context, env.server.url);
+      await person.page.goto('/');
+      await person.page.getByRole('button', { name: signIn, exact: true }).waitFor();
+      assert.equal(await person.page.getAttribute('html', 'lang'), lang);
+      assert.deepEqual(foreign, []);
+      await person.context.close();
+    }
+    const person = await newPerson(env.browser, env.server.url, { locale: 'en-US' });
+    await person.page.goto('/');
+    const picker = person.page.getByRole('combobox', { name: 'Language' });
+    await picker.waitFor();
+    const offered = await picker.locator('option').allTextContents();
+    assert.deepEqual(offered, ['English', 'Español', 'Français', 'Deutsch', 'Português (Brasil)', 'العربية']);
+    await picker.selectOption('de');
+    await person.page.getByRole('button', { name: 'Anmelden', exact: true }).waitFor();
+    await person.page.reload();
+    await person.page.getByRole('button', { name: 'Anmelden', exact: true }).waitFor();
+    assert.equal(await person.page.getAttribute('html', 'lang'), 'de');
+    await person.context.close();
   });
 
   it('at 360×740 the Name box and Continue are on the first screen, in English and in Arabic', async () => {
