@@ -9,7 +9,9 @@
  * silence) --warmup 15 (seconds after everyone is in, not measured) --bot-procs K (default: one
  * per 16 bots) --media-workers N|auto (the server's MEDIA_WORKERS; default 0, the SFU in the
  * server process), --out room.json (the file in bench/results), --profile (the first page's
- * main-thread CPU profile over the measured time: its 15 costliest functions are printed). The first bot is the host (signed in) and lets everyone in.
+ * main-thread CPU profile over the measured time: its 15 costliest functions are printed),
+ * --bots-watch all|pages (bots receive everyone's video, or only the pages': on one machine the
+ * bots' decrypting of 31 × 32 streams takes CPU that 31 other devices would spend on their own). The first bot is the host (signed in) and lets everyone in.
  *
  * Reports per subscriber (every bot and page) and sender: complete authenticated frames per
  * second (bots) or frames drawn per second (pages), packet loss (bots), freezes (gaps > 500 ms
@@ -44,6 +46,7 @@ const { values } = parseArgs({
     'media-workers': { type: 'string', default: '0' },
     out: { type: 'string', default: 'room.json' },
     profile: { type: 'boolean', default: false },
+    'bots-watch': { type: 'string', default: 'all' },
   },
 });
 const BOTS = Number(values.bots);
@@ -54,6 +57,7 @@ const BOT_PROCS = Number(values['bot-procs'] ?? Math.max(1, Math.ceil(BOTS / 16)
 const MEDIA_WORKERS = values['media-workers']!;
 if (!(BOTS >= 1) || !(PAGES >= 0 && PAGES <= 2) || !(SECONDS > 0)) throw new Error('--bots ≥ 1, --pages 0–2, --seconds > 0');
 if (!/^(\d+|auto)$/.test(MEDIA_WORKERS)) throw new Error('--media-workers: a number or auto');
+if (!['all', 'pages'].includes(values['bots-watch']!)) throw new Error('--bots-watch: all or pages');
 const ROOT = new URL('..', import.meta.url).pathname;
 const TSX = ['--import', 'tsx'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -129,6 +133,7 @@ function startBots(link: string, cookie: string, hostKey: string): void {
     const args = ['src/bot/cli.ts', '--url', link, '--count', String(count), '--first', String(first), '--name', 'Bot', '--bind', '127.0.0.1'];
     args.push('--layers', values.layers!, '--speakers', String(Math.max(0, Number(values.speakers) - (first - 1))), '--json', '--every', '1');
     if (p === 0) args.push('--cookie', cookie, '--admit', '--host-key', hostKey);
+    if (values['bots-watch'] === 'pages') args.push('--watch', 'Page ');
     const proc = child(args);
     createInterface({ input: proc.stdout! }).on('line', (line) => {
       try {
@@ -411,7 +416,7 @@ async function main(): Promise<void> {
   });
   const result = {
     at: new Date().toISOString(),
-    config: { bots: BOTS, pages: PAGES, seconds: SECONDS, warmup: WARMUP, layers: values.layers, speakers: Number(values.speakers), botProcesses: BOT_PROCS, mediaWorkers: MEDIA_WORKERS },
+    config: { bots: BOTS, pages: PAGES, botsWatch: values['bots-watch'], seconds: SECONDS, warmup: WARMUP, layers: values.layers, speakers: Number(values.speakers), botProcesses: BOT_PROCS, mediaWorkers: MEDIA_WORKERS },
     machine: { cores: perCore.length, busyPerCore: perCore.map((x) => Number(x.toFixed(3))) },
     server: {
       /** The server process and its media workers together. */
