@@ -20,7 +20,7 @@
  * Writes bench/results/room.json and prints a summary.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -78,6 +78,39 @@ function threadCount(pid: number): number {
   const m = /Threads:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : 0;
 }
+/** This bench's Chromium processes (its descendants) by kind (browser, renderer, gpu-process, utility). */
+function chromiumProcesses(): Map<string, number[]> {
+  const parent = new Map<number, number>();
+  const commands = new Map<number, string>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      parent.set(Number(entry), Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]));
+      commands.set(Number(entry), readFileSync(`/proc/${entry}/cmdline`, 'utf8'));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const ours = (pid: number) => {
+    for (let p = parent.get(pid); p && p > 1; p = parent.get(p)) if (p === process.pid) return true;
+    return false;
+  };
+  const byKind = new Map<string, number[]>();
+  for (const [pid, cmd] of commands) {
+    if (!cmd.includes('chromium') || !ours(pid)) continue;
+    const kind = /--type=([a-z-]+)/.exec(cmd)?.[1] ?? 'browser';
+    byKind.set(kind, [...(byKind.get(kind) ?? []), pid]);
+  }
+  return byKind;
+}
+const safeCpu = (pid: number) => {
+  try {
+    return processCpuSeconds(pid);
+  } catch {
+    return 0;
+  }
+};
+
 /** The server and its media worker processes (MEDIA_WORKERS; none by default). */
 const serverPids = (pid: number): number[] => [pid, ...mediaWorkersOf(pid)];
 const sum = (pids: number[], of: (pid: number) => number) => pids.reduce((n, pid) => n + of(pid), 0);
@@ -301,6 +334,7 @@ async function main(): Promise<void> {
   const cpu0ByPid = new Map(pids0.map((pid) => [pid, processCpuSeconds(pid)]));
   const botCpu0 = children.slice(1).map((c) => (c.exitCode === null ? processCpuSeconds(c.pid!) : 0));
   const cores0 = coreTimes();
+  const chromium0 = new Map([...chromiumProcesses().values()].flat().map((pid) => [pid, safeCpu(pid)]));
   const rss: number[] = [];
   const profiler = values.profile && pages[0] ? await pages[0].context().newCDPSession(pages[0]) : undefined;
   if (profiler) {
@@ -326,6 +360,12 @@ async function main(): Promise<void> {
   const cpu = cpuByPid.reduce((a, b) => a + b, 0);
   const botCpu = children.slice(1).map((c, i) => (c.exitCode === null ? processCpuSeconds(c.pid!) - botCpu0[i]! : 0));
   const cores1 = coreTimes();
+  // Chromium's CPU by kind of process over the run (both pages share one browser).
+  const chromiumCores: Record<string, number> = {};
+  for (const [kind, pids] of chromiumProcesses()) {
+    const used = pids.reduce((n, pid) => n + safeCpu(pid) - (chromium0.get(pid) ?? safeCpu(pid)), 0);
+    chromiumCores[kind] = Number((used / elapsed).toFixed(3));
+  }
   const serverThreads = sum(pids1, threadCount);
   const pagesAfter = await Promise.all(pages.map(readMeter));
   const audioAfter = await Promise.all(pages.map(readAudio));
@@ -429,6 +469,7 @@ async function main(): Promise<void> {
       rssMb: { mean: Number((rss.reduce((a, b) => a + b, 0) / rss.length).toFixed(1)), max: Number(Math.max(...rss).toFixed(1)) },
     },
     bots: { cpuCoresPerProcess: botCpu.map((c) => Number((c / elapsed).toFixed(3))) },
+    chromiumCoresByProcessKind: chromiumCores,
     streams: {
       count: streams.length,
       fps: { min: q(0), p5: q(0.05), median: q(0.5), max: q(1) },
@@ -450,6 +491,7 @@ async function main(): Promise<void> {
   const split = pids1.length > 1 ? ` = ${result.server.cpuCoresPerProcess.map((c) => `${f1(c * 100)} %`).join(' + ')} (server + workers)` : '';
   log(`server: ${f1(result.server.cpuPercentOfOneCore)} % of one core${split} (${serverThreads} threads), RSS mean ${f1(result.server.rssMb.mean)} MB, max ${f1(result.server.rssMb.max)} MB`);
   log(`bots: ${result.bots.cpuCoresPerProcess.map((c) => `${f1(c * 100)} %`).join(' + ')} of one core; machine cores busy: ${perCore.map((c) => `${f1(c * 100)} %`).join(', ')}`);
+  if (PAGES > 0) log(`Chromium (${PAGES} pages): ${Object.entries(chromiumCores).map(([k, c]) => `${k} ${f1(c * 100)} %`).join(', ')} of one core`);
   log(`video streams: ${streams.length}; frames/s min ${f1(q(0))}, p5 ${f1(q(0.05))}, median ${f1(q(0.5))}; below 20 fps: ${result.streams.below20fps}`);
   log(`loss: mean ${((result.streams.lossMean ?? 0) * 100).toFixed(2)} %, max ${((result.streams.lossMax ?? 0) * 100).toFixed(2)} %; freezes (> 500 ms): ${result.streams.freezes} (${result.streams.freezeSeconds} s in all)`);
   for (const s of subscribers) {
