@@ -155,8 +155,6 @@ export class BandwidthEstimator {
   #lossCount = 0;
   #lastUpdate: number | undefined;
   #congestedSince: number | undefined;
-  /** Loss over the last few seconds (undefined before the first update). */
-  #smoothedLoss: number | undefined;
 
   constructor(opts: Partial<BandwidthEstimatorOptions> = {}) {
     this.#opts = { ...DEFAULT_BANDWIDTH, ...opts };
@@ -189,10 +187,7 @@ export class BandwidthEstimator {
    * Apply the loss reports since the last update (call about once a second). `sendingRate`: what
    * the SFU sent this subscriber lately (bit/s); under heavy loss the estimate drops at once to
    * what got through, rather than by half the loss per second (which took ~6 s from 4 Mbit/s
-   * down to a 400 kbit/s link, all the while overfilling it). Otherwise GCC's rule applies to the
-   * loss of the last few seconds: one second's average of a handful of report blocks is noisy
-   * (0–13 % under 3 % random loss), and single seconds over 10 % kept pulling the estimate below
-   * the full layer, which then flapped.
+   * down to a 400 kbit/s link, all the while overfilling it).
    */
   update(now: number, sendingRate = 0): void {
     const elapsed = this.#lastUpdate === undefined ? 1000 : now - this.#lastUpdate;
@@ -200,13 +195,11 @@ export class BandwidthEstimator {
     const loss = this.#lossCount === 0 ? 0 : this.#lossSum / this.#lossCount;
     this.#lossSum = 0;
     this.#lossCount = 0;
-    this.#smoothedLoss = this.#smoothedLoss === undefined ? loss : this.#smoothedLoss + LOSS_SMOOTHING * (loss - this.#smoothedLoss);
-    if (loss > HEAVY_LOSS) {
+    if (loss > 0.1) {
       this.#estimate *= 1 - 0.5 * loss;
       if (sendingRate > 0) this.#estimate = Math.min(this.#estimate, sendingRate * (1 - loss));
-      this.#smoothedLoss = 0; // counted now: the next seconds start afresh
-    } else if (this.#smoothedLoss > 0.1) this.#estimate *= 1 - 0.5 * this.#smoothedLoss;
-    else if (this.#smoothedLoss < 0.02) this.#estimate *= 1.08 ** Math.min(elapsed / 1000, 2);
+    }
+    else if (loss < 0.02) this.#estimate *= 1.08 ** Math.min(elapsed / 1000, 2);
     this.#estimate = clamp(this.#estimate, this.#opts.min, this.#opts.max);
   }
 
@@ -215,11 +208,6 @@ export class BandwidthEstimator {
     return this.#estimate;
   }
 }
-
-/** One second's loss above this cuts the estimate at once (a link far too small: congestion, not noise). */
-export const HEAVY_LOSS = 0.2;
-/** Weight of each second's loss in the smoothed loss (about 3 s of memory). */
-const LOSS_SMOOTHING = 0.3;
 
 /** A REMB below this share of what we send means congestion… */
 export const CONGESTED_REMB_RATIO = 0.7;
