@@ -113,7 +113,7 @@ function fakeSubscriberBrowser(): { answer(offer: string): string; close(): void
 const mLines = (sdp: string): string[] => sdp.split('\r\n').filter((l) => l.startsWith('m='));
 const turn = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
 
-test('publish answer: VP8 + opus only, no transport-cc, no RTX, unsupported m-line inactive', async () => {
+test('publish answer: VP8 + opus only, transport-cc kept, no RTX, unsupported m-line inactive', async () => {
   const router = new Router({ bindAddress: '127.0.0.1' });
   try {
     const pub = router.createPublishTransport('alice');
@@ -126,8 +126,11 @@ test('publish answer: VP8 + opus only, no transport-cc, no RTX, unsupported m-li
     assert.match(m[2]!, /^m=video [1-9]\d* /);
     const sections = answer.split(/(?=m=)/).slice(1);
     for (const section of sections) {
-      assert.doesNotMatch(section, /transport-cc|transport-wide-cc|a=rtpmap:\d+ (?:rtx|red)\//i);
+      assert.doesNotMatch(section, /a=rtpmap:\d+ (?:rtx|red)\//i);
     }
+    // We send transport-cc feedback, so the browser's delay-based controller works upstream.
+    assert.match(sections[1]!, /a=rtcp-fb:96 transport-cc/);
+    assert.match(sections[1]!, /a=extmap:\d+ http:\/\/www\.ietf\.org\/id\/draft-holmer-rmcat-transport-wide-cc-extensions-01/);
     assert.doesNotMatch(sections[1]!, /H264/);
     assert.match(sections[1]!, /a=rtcp-fb:96 goog-remb/);
     assert.match(sections[0]!, /a=recvonly/, 'we never send to a publisher');
@@ -281,12 +284,18 @@ test('packet path: PT/SSRC rewrite, RTX dropped, PLI rate limit, NACK, sender re
   const pli = parseRtcpCompound(upstream.sent[0]!)[0]!;
   assert.deepEqual([pli.type, pli.count, upstream.sent[0]!.readUInt32BE(8)], [206, 1, 2001]);
 
-  producer.handleRtp(rtp(10, 96, 2001, true, true), layer, 0);
-  producer.handleRtp(rtp(10, 97, 2002), layer, 1); // RTX
+  producer.handleRtp(rtp(10, 96, 2001, true, true), layer, performance.now());
+  producer.handleRtp(rtp(10, 97, 2002), layer, performance.now()); // RTX
   assert.equal(downstream.sent.length, 1);
   const out = downstream.sent[0]!;
   assert.deepEqual([rtpPayloadType(out), rtpSsrc(out), rtpSequenceNumber(out), out[1]! >> 7], [100, 777, 10, 1]);
   assert.equal(ctx.counters.rtpDropped, 1);
+
+  downstream.onMessageCb!(nack(777, 10, 0));
+  assert.equal(downstream.sent.length, 2);
+  assert.deepEqual([rtpSsrc(downstream.sent[1]!), rtpSequenceNumber(downstream.sent[1]!)], [777, 10]);
+  downstream.onMessageCb!(nack(777, 10, 0));
+  assert.equal(downstream.sent.length, 2, 'the same packet is not resent again within one round trip');
 
   // A flood of PLIs from the subscriber becomes one more PLI, at the end of the 500 ms window.
   for (let i = 0; i < 10; i++) downstream.onMessageCb!(buildPli(1, 777));
@@ -298,9 +307,6 @@ test('packet path: PT/SSRC rewrite, RTX dropped, PLI rate limit, NACK, sender re
   await new Promise((r) => setTimeout(r, 600));
   assert.equal(upstream.sent.length, 2, 'coalesced into exactly one request');
 
-  downstream.onMessageCb!(nack(777, 10, 0));
-  assert.equal(downstream.sent.length, 2);
-  assert.deepEqual([rtpSsrc(downstream.sent[1]!), rtpSequenceNumber(downstream.sent[1]!)], [777, 10]);
 
   producer.handleSenderReport({ ssrc: 2001, ntpSeconds: 1, ntpFraction: 2, rtpTimestamp: 3 }, layer, 5);
   const sr = downstream.sent[2]!;

@@ -14,6 +14,7 @@ import {
   rtpPayloadOffset,
   type SenderReport,
 } from './rtp.js';
+import { ResendHistory } from './retransmission.js';
 import { LayerSwitch, type SourcePacket } from './switcher.js';
 
 export interface ConsumerEvents {
@@ -26,6 +27,8 @@ export interface ConsumerFeedback {
   onLoss(fractionLost: number): void;
   /** The consumer became able to send: choose its layer now rather than at the next tick. */
   onReady(consumer: Consumer): void;
+  /** Whether a resend of `bytes` fits the subscriber's retransmission budget now (and takes it). */
+  mayRetransmit(bytes: number, nowMs: number): boolean;
 }
 
 /** @internal */
@@ -66,6 +69,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
   #ssrcBytes = Buffer.alloc(4);
   #retransmission: SourcePacket = { seq: 0, timestamp: 0, keyFrameStart: false, pictureId: -1, pictureIdBits: 0, tl0: -1 };
   #retransmissionVp8 = newVp8Info();
+  #resends = new ResendHistory();
   #packets = 0;
   #octets = 0;
   #closed = false;
@@ -186,6 +190,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     const sw = this.#switch;
     if (p.layer !== sw.current && p.layer !== sw.target) return;
     if (!sw.accept(p.layer, p, nowMs)) return;
+    this.#resends.onSent(sw.outSeq, nowMs);
     this.#send(buf, sw, vp8);
   }
 
@@ -233,18 +238,22 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     }
   }
 
-  #retransmit(outSeq: number): boolean {
+  /** A NACKed packet, resent at most once per RESEND_INTERVAL_MS and within the subscriber's budget. */
+  #retransmit(outSeq: number, nowMs: number): boolean {
+    if (!this.#resends.shouldResend(outSeq, nowMs)) return false;
     const sw = this.#switch;
     const srcSeq = sw.sourceSeq(outSeq);
     if (srcSeq < 0) return false;
     const r = this.#retransmission;
     const pkt = this.#producer.packetForRetransmission(sw.current, srcSeq, r);
     if (!pkt) return false;
+    if (this.#feedback && !this.#feedback.mayRetransmit(pkt.length, nowMs)) return false;
     const vp8 = this.#retransmissionVp8;
     parseVp8(pkt, rtpPayloadOffset(pkt), vp8);
     r.pictureIdBits = vp8.pictureIdBits;
-    if (!sw.accept(sw.current, r, performance.now())) return false;
+    if (!sw.accept(sw.current, r, nowMs)) return false;
     this.#send(pkt, sw, vp8);
+    this.#resends.onResent(outSeq, nowMs);
     return true;
   }
 
@@ -274,7 +283,8 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
           const layer = sw.switching ? sw.target : sw.current;
           if (!this.#producer.closed && layer >= 0) this.#producer.requestKeyFrame(layer);
         } else if (fb.kind === 'nack' && fb.mediaSsrc === this.ssrc) {
-          for (const seq of fb.seqs) if (this.#retransmit(seq)) counters.nackRetransmits++;
+          const now = performance.now();
+          for (const seq of fb.seqs) if (this.#retransmit(seq, now)) counters.nackRetransmits++;
         }
       }
     } catch {

@@ -4,6 +4,7 @@ import type { Track } from 'node-datachannel';
 import { assertNotClosed, type MediaContext, type MediaKind } from './common.js';
 import type { Consumer } from './Consumer.js';
 import { KeyFrameRequestLimiter } from './keyframes.js';
+import { MissingPackets } from './retransmission.js';
 import { LayerDemand, type LayerState } from './layers.js';
 import {
   buildNack,
@@ -91,6 +92,9 @@ export class ProducerLayer {
   lostCounted = 0;
   /** Highest sequence number seen (for upstream NACKs), -1 before the first packet. */
   maxSeq = -1;
+  /** Gaps NACKed and not filled yet, to NACK again (video only). */
+  readonly missing = new MissingPackets();
+  nextNackRetryAt = 0;
   historySeqs: Int32Array | undefined;
   historyTimestamps: Uint32Array | undefined;
   historyPictureIds: Int32Array | undefined;
@@ -148,6 +152,7 @@ export class Producer extends EventEmitter<ProducerEvents> {
     tl0: -1,
   };
   #vp8 = newVp8Info();
+  #nackSeqs: number[] = [];
   #packets = 0;
   #bytes = 0;
   #keyFrameRequests = 0;
@@ -320,7 +325,7 @@ export class Producer extends EventEmitter<ProducerEvents> {
     layer.lastPacketAt = nowMs;
     if (!layer.state.active) layer.state.active = true;
     layer.recv.onRtp(seq, timestamp, nowMs);
-    this.#checkGap(layer, seq);
+    this.#checkGap(layer, seq, nowMs);
     const p = this.#packet;
     p.layer = layer.index;
     p.seq = seq;
@@ -359,21 +364,41 @@ export class Producer extends EventEmitter<ProducerEvents> {
     for (let i = 0; i < consumers.length; i++) consumers[i]!.forward(buf, p, nowMs, vp8OffsetsOf(this.kind, this.#vp8));
   }
 
-  /** Sequence gaps from the publisher are NACKed once (retransmissions come on the same SSRC: no RTX upstream). */
-  #checkGap(layer: ProducerLayer, seq: number): void {
+  /**
+   * Sequence gaps from the publisher are NACKed at once and again with backoff until the packet
+   * arrives (retransmissions come on the same SSRC: no RTX upstream): a hole left unrepaired
+   * costs every subscriber a key frame.
+   */
+  #checkGap(layer: ProducerLayer, seq: number, nowMs: number): void {
     if (layer.maxSeq < 0) {
       layer.maxSeq = seq;
       return;
     }
     const delta = (seq - layer.maxSeq) & 0xffff;
-    if (delta === 0 || delta >= 0x8000) return; // duplicate or late (maybe our NACK's answer)
+    if (delta === 0 || delta >= 0x8000) {
+      // Duplicate or late (maybe our NACK's answer).
+      layer.missing.arrived(seq);
+      return;
+    }
     const prev = layer.maxSeq;
     layer.maxSeq = seq;
-    if (delta === 1 || delta > MAX_NACK_GAP || this.kind !== 'video' || layer.ssrc === undefined) return;
+    if (this.kind !== 'video' || layer.ssrc === undefined) return;
+    const missing = this.#nackSeqs;
+    missing.length = 0;
+    if (delta > 1 && delta <= MAX_NACK_GAP) {
+      for (let s = 1; s < delta; s++) {
+        const lost = (prev + s) & 0xffff;
+        missing.push(lost);
+        layer.missing.add(lost, nowMs);
+      }
+    }
+    if (layer.missing.size > 0 && nowMs >= layer.nextNackRetryAt) {
+      layer.nextNackRetryAt = nowMs + 20;
+      layer.missing.due(nowMs, missing);
+    }
+    if (missing.length === 0) return;
     const track = this.#track;
     if (!track?.isOpen()) return;
-    const missing: number[] = [];
-    for (let s = 1; s < delta; s++) missing.push((prev + s) & 0xffff);
     try {
       track.sendMessageBinary(buildNack(this.#rtcpSsrc, layer.ssrc, missing));
       this.#ctx.counters.nacksSent++;

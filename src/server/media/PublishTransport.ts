@@ -14,6 +14,7 @@ import {
 } from './rtp.js';
 import { waitForGathering } from './gathering.js';
 import { prepareRemoteOffer, type OfferedMedia } from './sdp.js';
+import { TRANSPORT_CC_INTERVAL_MS, TransportFeedbackRecorder } from './transport-cc.js';
 
 /** Where packets of one SSRC go. */
 interface Route {
@@ -54,6 +55,10 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
   /** Our RTCP sender SSRC towards this publisher. */
   #rtcpSsrc = randomSsrc();
   #reportTimer: NodeJS.Timeout | undefined;
+  /** Transport-wide sequence number extension id (0: not negotiated), its arrivals, their feedback. */
+  #transportCcId = 0;
+  #arrivals = new TransportFeedbackRecorder();
+  #feedbackTimer: NodeJS.Timeout | undefined;
   #answering = false;
   #closed = false;
 
@@ -111,6 +116,7 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
       if (!engineAnswer) throw new Error('media engine produced no answer');
       this.#engineMid = prepared.engineMid;
       this.#media = prepared.media;
+      this.#transportCcId = prepared.media.find((m) => m.transportCcExtensionId > 0)?.transportCcExtensionId ?? 0;
       this.#reconcileProducers(prepared.media);
       return prepared.completeAnswer(engineAnswer);
     } finally {
@@ -122,6 +128,7 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#reportTimer);
+    clearInterval(this.#feedbackTimer);
     for (const producer of [...this.#producers.values()]) producer.close();
     for (const track of this.#tracksByMid.values()) {
       try {
@@ -189,6 +196,7 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
     for (const producer of this.#producers.values()) producer.attachTrack(track);
     track.onOpen(() => {
       this.#reportTimer ??= setInterval(() => this.#sendReports(), REPORT_INTERVAL_MS).unref();
+      this.#feedbackTimer ??= setInterval(() => this.#sendTransportFeedback(), TRANSPORT_CC_INTERVAL_MS).unref();
     });
     track.onMessage((buf) => this.#onPacket(buf));
   }
@@ -218,6 +226,10 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
     if (!isValidRtp(buf)) {
       this.#ctx.counters.rtpDropped++;
       return;
+    }
+    if (this.#transportCcId > 0) {
+      const at = findHeaderExtension(buf, this.#transportCcId, this.#extLength);
+      if (at >= 0 && this.#extLength[0] === 2) this.#arrivals.onPacket((buf[at]! << 8) | buf[at + 1]!, now);
     }
     const ssrc = buf.readUInt32BE(8);
     let route: Route | null | undefined;
@@ -291,10 +303,26 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
     return undefined;
   }
 
+  /** When each transport-wide sequence number arrived, for the browser's delay-based controller. */
+  #sendTransportFeedback(): void {
+    if (this.#closed || this.#transportCcId === 0) return;
+    const track = this.#engineTrack();
+    if (!track?.isOpen()) return;
+    let mediaSsrc = 0;
+    for (const p of this.#producers.values()) mediaSsrc ||= p.layers[0]?.ssrc ?? 0;
+    const packet = this.#arrivals.build(this.#rtcpSsrc, mediaSsrc);
+    if (!packet) return;
+    try {
+      track.sendMessageBinary(packet);
+    } catch {
+      this.#ctx.counters.sendErrors++;
+    }
+  }
+
   /**
-   * Receiver reports + REMB, because transport-cc is stripped from the negotiation: without any
-   * feedback Chromium's bandwidth estimate stays at its start value or collapses. A REMB within
-   * the first seconds lifts the estimate straight to our cap; RRs feed loss and RTT.
+   * Receiver reports + REMB. With transport-cc negotiated the browser's delay-based controller
+   * sets the rate (see #sendTransportFeedback) and the REMB is only its upper limit (our cap);
+   * a browser without transport-cc falls back to REMB + loss. RRs feed loss and RTT.
    */
   #sendReports(): void {
     if (this.#closed) return;

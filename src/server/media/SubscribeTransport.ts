@@ -5,6 +5,7 @@ import { Consumer, type ConsumerFeedback } from './Consumer.js';
 import { waitForGathering } from './gathering.js';
 import { allocateLayers, BandwidthEstimator, tileDemand, type LayerState, type Tile } from './layers.js';
 import type { Producer } from './Producer.js';
+import { RetransmissionBudget } from './retransmission.js';
 import { answeredPayloadType, DOWNSTREAM, parseAnswer } from './sdp.js';
 
 /** Consumer mids are "0", "1", …; this one can never collide with them. */
@@ -71,7 +72,9 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
     onRemb: (bitrate) => this.#bandwidth.onRemb(bitrate, this.#sendingRate, performance.now()),
     onLoss: (fraction) => this.#bandwidth.onLoss(fraction),
     onReady: () => this.allocate(),
+    mayRetransmit: (bytes, nowMs) => this.#retransmissions.take(bytes, this.#bandwidth.estimate, nowMs),
   };
+  #retransmissions = new RetransmissionBudget();
 
   /** @internal Use Router.createSubscribeTransport(). */
   constructor(
@@ -175,7 +178,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
     if (nowMs > this.#tickAt) this.#sendingRate = (Math.max(0, octets - this.#octetsAtTick) * 8000) / (nowMs - this.#tickAt);
     this.#octetsAtTick = octets;
     this.#tickAt = nowMs;
-    if (updateBandwidth) this.#bandwidth.update(nowMs);
+    if (updateBandwidth) this.#bandwidth.update(nowMs, this.#sendingRate);
     this.allocate();
     for (const c of this.#consumers.values()) c.requestKeyFrameIfSwitching();
   }

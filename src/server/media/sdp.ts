@@ -1,6 +1,7 @@
 // SDP munging for the two directions. Line-based on purpose: we only touch the attributes we
 // must, and leave ICE/DTLS lines exactly as the browser wrote them.
 import type { MediaKind } from './common.js';
+import { TRANSPORT_CC_EXTENSION } from './transport-cc.js';
 
 export interface CodecInfo {
   /** As in a=rtpmap, e.g. "VP8", "opus". */
@@ -114,6 +115,7 @@ export interface OfferedMedia {
   midExtensionId: number;
   ridExtensionId: number;
   audioLevelExtensionId: number;
+  transportCcExtensionId: number;
 }
 
 export interface PreparedOffer {
@@ -133,9 +135,8 @@ export interface PreparedOffer {
 /**
  * Rewrites a publisher's offer before libdatachannel answers it (its answer mirrors the offer):
  * - one codec per m-line (VP8 / opus) and no RTX: the SFU has no use for either;
- * - no transport-cc: libdatachannel echoes it but never sends the feedback, and Chromium's
- *   send rate then collapses to ~30 kbit/s. Without it Chromium falls back to REMB + receiver
- *   reports, which the PublishTransport sends;
+ * - transport-cc kept: libdatachannel echoes it without sending feedback; the PublishTransport
+ *   sends it (transport-cc.ts), so the browser's delay-based controller works upstream;
  * - simulcast (rid or SIM-group) is kept track of here and answered "recv" in completeAnswer
  *   (libdatachannel would answer "send", and Chromium would then send nothing);
  * - direction sendonly, so the answer is recvonly (we never send to a publisher), and no
@@ -180,8 +181,7 @@ export function prepareRemoteOffer(offerSdp: string, previousEngineMid?: string)
     const keep = (line: string): boolean => {
       const fmtLine = /^a=(?:rtpmap|fmtp|rtcp-fb):(\d+|\*)\s/.exec(line);
       if (fmtLine && fmtLine[1] !== String(pt) && fmtLine[1] !== '*') return false;
-      if (/^a=rtcp-fb:\S+ transport-cc/.test(line)) return false;
-      if (line.startsWith('a=extmap:') && (line.includes('transport-wide-cc') || line.includes('repaired-rtp-stream-id'))) return false;
+      if (line.startsWith('a=extmap:') && line.includes('repaired-rtp-stream-id')) return false;
       if (line.startsWith('a=rid:') || line.startsWith('a=simulcast:')) return false;
       if (line.startsWith('a=ssrc-group:') || line.startsWith('a=msid:')) return false;
       if ((DIRECTIONS as readonly string[]).includes(line.slice(2))) return false;
@@ -205,6 +205,7 @@ export function prepareRemoteOffer(offerSdp: string, previousEngineMid?: string)
       midExtensionId: extId(MID_EXTENSION),
       ridExtensionId: extId(RID_EXTENSION),
       audioLevelExtensionId: kind === 'audio' ? extId(AUDIO_LEVEL_EXTENSION) : 0,
+      transportCcExtensionId: extId(TRANSPORT_CC_EXTENSION),
     };
     media.push(offered);
     kept.push({ section, media: offered, port: m.port });

@@ -63,16 +63,29 @@ function gathered(pc: RTCPeerConnection): Promise<void> {
   });
 }
 
+/** 320×240 (or so) at 30 fps: enough for a small tile, and leaves the rest to the top layer. */
+const SMALL_LAYER_MAX_BITRATE = 150_000;
+/** 640×360 (or so), the middle of three layers. */
+const MIDDLE_LAYER_MAX_BITRATE = 500_000;
+
 /**
  * Simulcast layers, smallest first (the SFU forwards each viewer the one its tile and bandwidth
  * call for; docs/MEDIA.md). Chromium sends at most two layers below 960 px of camera width and
  * one below 480 px, whatever is configured, dropping the largest: so configure only what it sends.
+ *
+ * The smaller layers are capped: on a narrow uplink Chromium gives each lower layer its target
+ * first (~200 kbit/s for 320×240) and the top layer only what is left, so behind a 600 kbit/s
+ * uplink the 640×480 layer flapped on and off at 12–14 fps (docs/MEDIA.md, congestion control).
  */
 function simulcastEncodings(cameraWidth: number): RTCRtpEncodingParameters[] | undefined {
   if (cameraWidth >= 960) {
-    return [{ rid: 'q', scaleResolutionDownBy: 4 }, { rid: 'h', scaleResolutionDownBy: 2 }, { rid: 'f', scaleResolutionDownBy: 1 }];
+    return [
+      { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: SMALL_LAYER_MAX_BITRATE },
+      { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: MIDDLE_LAYER_MAX_BITRATE },
+      { rid: 'f', scaleResolutionDownBy: 1 },
+    ];
   }
-  if (cameraWidth >= 480) return [{ rid: 'h', scaleResolutionDownBy: 2 }, { rid: 'f', scaleResolutionDownBy: 1 }];
+  if (cameraWidth >= 480) return [{ rid: 'h', scaleResolutionDownBy: 2, maxBitrate: SMALL_LAYER_MAX_BITRATE }, { rid: 'f', scaleResolutionDownBy: 1 }];
   return undefined;
 }
 

@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { MAX_RESEND_AGE_MS, MissingPackets, NACK_RETRY_MS, RESEND_INTERVAL_MS, ResendHistory, RetransmissionBudget } from '../src/server/media/retransmission.js';
+import { TransportFeedbackRecorder } from '../src/server/media/transport-cc.js';
+
+/** Reads a transport-cc feedback packet the way a browser does: [seq, arrival ms | undefined]. */
+function decodeFeedback(b: Buffer): { base: number; count: number; fbCount: number; arrivals: (number | undefined)[] } {
+  assert.equal(b[0]! & 0x1f, 15);
+  assert.equal(b[1], 205);
+  assert.equal((b.readUInt16BE(2) + 1) * 4, b.length);
+  assert.equal(b.length % 4, 0);
+  const end = b[0]! & 0x20 ? b.length - b[b.length - 1]! : b.length;
+  const base = b.readUInt16BE(12);
+  const count = b.readUInt16BE(14);
+  const reference = b.readIntBE(16, 3);
+  const fbCount = b[19]!;
+  const symbols: number[] = [];
+  let at = 20;
+  while (symbols.length < count) {
+    const chunk = b.readUInt16BE(at);
+    at += 2;
+    if (chunk & 0x8000) {
+      const twoBit = (chunk & 0x4000) !== 0;
+      const n = twoBit ? 7 : 14;
+      for (let k = 0; k < n && symbols.length < count; k++) {
+        symbols.push(twoBit ? (chunk >> (12 - 2 * k)) & 3 : (chunk >> (13 - k)) & 1);
+      }
+    } else {
+      const symbol = (chunk >> 13) & 3;
+      for (let k = 0; k < (chunk & 0x1fff) && symbols.length < count; k++) symbols.push(symbol);
+    }
+  }
+  let ticks = reference * 256;
+  const arrivals = symbols.map((s) => {
+    if (s === 0) return undefined;
+    const d = s === 1 ? b[at++]! : b.readInt16BE((at += 2) - 2);
+    ticks += d;
+    return ticks / 4;
+  });
+  assert.ok(at <= end, 'deltas fit the packet');
+  return { base, count, fbCount, arrivals };
+}
+
+test('transport-cc feedback reports each arrival to 250 µs, losses as not received, and the next one starts where it ended', () => {
+  const r = new TransportFeedbackRecorder();
+  assert.equal(r.build(1, 2), undefined, 'nothing arrived: no feedback');
+  r.onPacket(65534, 10_000.1);
+  r.onPacket(65535, 10_001);
+  // 0 lost
+  r.onPacket(1, 10_090.25); // a long gap: two-byte delta
+  r.onPacket(3, 10_089); // arrived before 1 was: negative delta
+  const fb = decodeFeedback(r.build(0x11223344, 0x55667788)!);
+  assert.equal(fb.base, 65534);
+  assert.equal(fb.count, 6);
+  assert.equal(fb.fbCount, 0);
+  const expected = [10_000.1, 10_001, undefined, 10_090.25, undefined, 10_089];
+  fb.arrivals.forEach((a, i) => {
+    if (expected[i] === undefined) assert.equal(a, undefined, `seq ${i} lost`);
+    else assert.ok(Math.abs(a! - expected[i]!) <= 0.25, `seq ${i}: ${a} vs ${expected[i]}`);
+  });
+  r.onPacket(2, 10_120); // reported lost already: too late for feedback
+  r.onPacket(4, 10_130);
+  const next = decodeFeedback(r.build(1, 2)!);
+  assert.deepEqual([next.base, next.count, next.fbCount], [4, 1, 1]);
+  assert.ok(Math.abs(next.arrivals[0]! - 10_130) <= 0.25);
+  assert.equal(r.build(1, 2), undefined);
+});
+
+test('a NACKed packet is resent once per round trip, not when too old, and resends stay within the budget', () => {
+  const h = new ResendHistory();
+  h.onSent(100, 0);
+  assert.equal(h.shouldResend(100, 50), true);
+  h.onResent(100, 50);
+  assert.equal(h.shouldResend(100, 60), false, 'already resent just now');
+  assert.equal(h.shouldResend(100, 50 + RESEND_INTERVAL_MS), true);
+  assert.equal(h.shouldResend(101, 60), false, 'never sent');
+  assert.equal(h.shouldResend(100, MAX_RESEND_AGE_MS + 1), false, 'too old to be of use');
+
+  const budget = new RetransmissionBudget();
+  // 400 kbit/s subscriber: 20 % is 10 bytes/ms.
+  let sent = 0;
+  for (let t = 0; t < 1000; t++) if (budget.take(1200, 400_000, t)) sent += 1200;
+  assert.ok(sent >= 8000 && sent <= 13_000, `${sent} bytes resent in 1 s`);
+});
+
+test('an upstream gap is NACKed again with backoff until the packet arrives', () => {
+  const m = new MissingPackets();
+  m.add(7, 0);
+  m.add(8, 0);
+  const out: number[] = [];
+  m.due(NACK_RETRY_MS[0]! - 1, out);
+  assert.deepEqual(out, []);
+  m.due(NACK_RETRY_MS[0]!, out);
+  assert.deepEqual(out, [7, 8]);
+  m.arrived(7);
+  out.length = 0;
+  m.due(NACK_RETRY_MS[0]! + NACK_RETRY_MS[1]!, out);
+  assert.deepEqual(out, [8]);
+  out.length = 0;
+  m.due(10_000, out);
+  assert.deepEqual(out, [8], 'the last try');
+  assert.equal(m.size, 0, 'then given up');
+});
