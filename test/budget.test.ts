@@ -99,6 +99,10 @@ test('a busy main thread while every video plays smoothly drops the budget only 
   const janky = { ...smooth(9), frozen: true };
   for (let i = 0; i < 4; i++) assert.equal(b.update(janky, 9, (now += 1000)), 9, 'a few slow tasks: the videos play on');
   assert.equal(b.update(janky, 9, (now += 1000)), 7, 'five seconds of it: fewer videos');
+  const heavy = new VideoBudget({ cores: 2, small: false });
+  const decodeHeavy = { ...smooth(9), videos: smooth(9).videos.map((v) => ({ ...v, decodeMsPerSecond: 150 })) };
+  for (let i = 1; i <= 4; i++) assert.equal(heavy.update(decodeHeavy, 9, i * 1000), 9, 'smooth videos that cost much: not at once');
+  assert.equal(heavy.update(decodeHeavy, 9, 5000), 7);
   const c = new VideoBudget({ cores: 2, small: false });
   const jankyAndStarving = { ...starving(9), longTaskMs: 0, frozen: true };
   c.update(jankyAndStarving, 9, 1000);

@@ -57,8 +57,7 @@ export function initialBudget({ cores, small }: BudgetOptions): number {
 
 const FROZEN = 'a main-thread task of 200 ms or more';
 const LONG_TASKS = 'long main-thread tasks';
-/** Smooth enough that a busy main thread alone is no reason to stop anyone's video: it plays. */
-const SMOOTH_FPS = 20;
+const DECODE_HEAVY = 'decoding takes more than half the device';
 /** A busy main thread with every video smooth drops the budget only after this many intervals in a row. */
 const MAIN_ONLY_TO_DROP = 5;
 
@@ -69,7 +68,7 @@ export function overloaded(sample: LoadSample, cores: number): string | undefine
   // Decoding others must not starve the encoder of our own video: drop only while we decode some.
   if (sample.sendingStarved && sample.videos.length > 0) return SENDING_STARVED;
   const decodeMs = sample.videos.reduce((sum, v) => sum + v.decodeMsPerSecond, 0);
-  if (decodeMs > 1000 * Math.max(1, cores) * DECODE_SHARE) return 'decoding takes more than half the device';
+  if (decodeMs > 1000 * Math.max(1, cores) * DECODE_SHARE) return DECODE_HEAVY;
   const playing = sample.videos.filter((v) => v.fps > 0 || v.droppedPerSecond > 0);
   if (playing.length >= 2) {
     const starving = playing.filter((v) => v.fps < STARVING_FPS && v.droppedPerSecond > 1).length;
@@ -108,8 +107,9 @@ export class VideoBudget {
       return this.limit;
     }
     // Video is composited off the main thread: while every video plays smoothly, a busy main
-    // thread (a commit being made, a garbage collection, another tab) counts only if it lasts.
-    const mainOnly = (why === FROZEN || why === LONG_TASKS) && sample.videos.every((v) => v.fps >= SMOOTH_FPS && v.droppedPerSecond <= 1);
+    // thread (a commit being made, a garbage collection, another tab) counts only if it lasts, and
+    // so does decoding that takes much of the device (decode times stretch on a busy machine).
+    const mainOnly = (why === FROZEN || why === LONG_TASKS || why === DECODE_HEAVY) && sample.videos.every((v) => v.fps >= STARVING_FPS && v.droppedPerSecond <= 1);
     if (why) {
       this.good = 0;
       if (++this.bad >= (mainOnly ? MAIN_ONLY_TO_DROP : BAD_TO_DROP) && this.limit > 1) {
