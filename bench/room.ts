@@ -314,10 +314,17 @@ async function main(): Promise<void> {
   for (let i = 0; ; i++) {
     const inCall = [...botStats.values()].filter((s) => s.phase === 'in-call').length;
     if (inCall === BOTS) break;
+    // A busy machine may leave a bot or two out (each gives up after a few tries): measure the
+    // call as it is, and say so.
+    if (i > 600 && inCall >= BOTS - Math.max(1, Math.floor(BOTS / 10))) {
+      log(`only ${inCall} of ${BOTS} bots got in: measuring the call without the others`);
+      break;
+    }
     if (i > 600) throw new Error(`only ${inCall} of ${BOTS} bots got in`);
     await sleep(500);
   }
-  log(`all ${everyone} in the call after ${((performance.now() - t0) / 1000).toFixed(1)} s; warming up ${WARMUP} s`);
+  const inCallBots = [...botStats.values()].filter((s) => s.phase === 'in-call').length;
+  log(`${inCallBots + PAGES} of ${everyone} in the call after ${((performance.now() - t0) / 1000).toFixed(1)} s; warming up ${WARMUP} s`);
   await sleep(WARMUP * 1000);
 
   // Measure.
@@ -456,6 +463,7 @@ async function main(): Promise<void> {
   });
   const result = {
     at: new Date().toISOString(),
+    botsInCall: inCallBots,
     config: { bots: BOTS, pages: PAGES, botsWatch: values['bots-watch'], seconds: SECONDS, warmup: WARMUP, layers: values.layers, speakers: Number(values.speakers), botProcesses: BOT_PROCS, mediaWorkers: MEDIA_WORKERS },
     machine: { cores: perCore.length, busyPerCore: perCore.map((x) => Number(x.toFixed(3))) },
     server: {
