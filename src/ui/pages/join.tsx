@@ -9,6 +9,8 @@ import { api, ApiError, type LinkPublicInfo } from '../api.js';
 import { listDevices, openWhatWorks, type DeviceChoice, type DeviceLists } from '../call/devices.js';
 import { DevicePicker, MicLevel } from '../components/devices.js';
 import { prepareCall, type PreparedCall } from '../call/prepare.js';
+import { useLocalEffects } from '../effects/local-effects.js';
+import { EffectSwitches } from '../effects/effect-switches.js';
 import { linkSecrets } from '../secrets.js';
 import type { CallViewProps } from './call.js';
 
@@ -38,6 +40,9 @@ export function JoinPage({ linkId }: { linkId: string }) {
   const [startMuted, setStartMuted] = useState(false);
   const [startCameraOff, setStartCameraOff] = useState(false);
   const preview = useRef<HTMLVideoElement>(null);
+  // What the preview shows and the call sends: the devices after blur and noise suppression.
+  const effects = useLocalEffects(stream);
+  const sent = effects.sent;
   const [prepared, setPrepared] = useState<Promise<PreparedCall> | undefined>(undefined);
   /** The prepared call once ready: Join sends the knock from the click itself, before any drawing. */
   const preparedNow = useRef<PreparedCall | undefined>(undefined);
@@ -109,8 +114,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
     openWhatWorks(choice).then(async ({ stream: s, problem }) => {
       if (cancelled) return s?.getTracks().forEach((t) => t.stop());
       opened = s;
-      s?.getAudioTracks().forEach((t) => (t.enabled = !startMuted));
-      s?.getVideoTracks().forEach((t) => (t.enabled = !startCameraOff));
+      // Start muted / camera off apply to the tracks sent (after effects), below: the devices keep running.
       setStream(s);
       setMediaProblem(problem);
       setMediaSettled(true);
@@ -124,11 +128,11 @@ export function JoinPage({ linkId }: { linkId: string }) {
   }, [info, choice.cameraId, choice.microphoneId]);
 
   useEffect(() => {
-    if (preview.current && preview.current.srcObject !== (stream ?? null)) preview.current.srcObject = stream ?? null;
-  }, [stream, step, startCameraOff]);
+    if (preview.current && preview.current.srcObject !== (sent ?? null)) preview.current.srcObject = sent ?? null;
+  }, [sent, step, startCameraOff]);
 
-  useEffect(() => stream?.getAudioTracks().forEach((t) => (t.enabled = !startMuted)), [stream, startMuted]);
-  useEffect(() => stream?.getVideoTracks().forEach((t) => (t.enabled = !startCameraOff)), [stream, startCameraOff]);
+  useEffect(() => sent?.getAudioTracks().forEach((t) => (t.enabled = !startMuted)), [sent, startMuted]);
+  useEffect(() => sent?.getVideoTracks().forEach((t) => (t.enabled = !startCameraOff)), [sent, startCameraOff]);
 
   if (linkError) {
     return (
@@ -141,7 +145,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
   }
   if (!info || !linkKeys) return <main class="page narrow"><OriginBanner /><p role="status">Checking the link…</p></main>;
   if (step === 'call' && prepared && CallView) {
-    return <CallView prepared={prepared} name={name} hostName={info.hostName} linkName={info.name} stream={stream} speakerId={choice.speakerId} />;
+    return <CallView prepared={prepared} name={name} hostName={info.hostName} linkName={info.name} stream={sent} speakerId={choice.speakerId} />;
   }
 
   function next(e: Event) {
@@ -189,6 +193,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
             Start with camera off
           </label>
         </div>
+        <EffectSwitches effects={effects} camera={!!camera} microphone={!!microphone} />
         <DevicePicker devices={devices} stream={stream} choice={choice} onChoice={setChoice} />
       </section>
       {step === 'name' ? (
@@ -210,7 +215,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
             {!stream && ' — listening only'}
           </p>
           <div class="row">
-            <button onClick={() => { preparedNow.current?.call.sendJoin(); setStep('call'); }} disabled={!mediaSettled || !prepared || !CallView}>Join</button>
+            <button onClick={() => { preparedNow.current?.call.sendJoin(); setStep('call'); }} disabled={!mediaSettled || effects.busy || !prepared || !CallView}>Join</button>
             {!info.isOwner && <button class="secondary" onClick={changeName}>Change name</button>}
           </div>
         </div>

@@ -1,0 +1,29 @@
+/** The two switches, on the join page under the preview and in the call's device settings. */
+import { blurSupported, noiseSuppressionSupported, type LocalEffects } from './local-effects.js';
+
+export function EffectSwitches({ effects, camera, microphone }: { effects: LocalEffects; camera: boolean; microphone: boolean }) {
+  const canBlur = blurSupported();
+  const canDenoise = noiseSuppressionSupported();
+  return (
+    <div class="stack">
+      <div class="row">
+        {canBlur && (
+          <label class="check">
+            <input type="checkbox" role="switch" checked={effects.blur} disabled={!camera} onChange={(e) => effects.setBlur(e.currentTarget.checked)} />
+            Blur my background
+          </label>
+        )}
+        {canDenoise && (
+          <label class="check">
+            <input type="checkbox" role="switch" checked={effects.denoise} disabled={!microphone} onChange={(e) => effects.setDenoise(e.currentTarget.checked)} />
+            Reduce background noise
+          </label>
+        )}
+      </div>
+      {effects.busy && <p role="status" class="muted small">Starting your effects…</p>}
+      {effects.notice && <p role="status" class="notice">{effects.notice}</p>}
+      {!canBlur && camera && <p class="muted small">This browser cannot blur your background (it lacks WebGL 2 or canvas capture).</p>}
+      {!canDenoise && microphone && <p class="muted small">This browser cannot reduce background noise (it lacks AudioWorklet).</p>}
+    </div>
+  );
+}

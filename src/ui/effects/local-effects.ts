@@ -1,0 +1,155 @@
+/**
+ * Background blur and noise suppression on the person's own camera and microphone. This file
+ * is in the join page's bundle and stays small: the models and their code are imported only
+ * once a switch is on.
+ */
+import { useEffect, useMemo, useState } from 'preact/hooks';
+
+const BLUR_KEY = 'linkcall.blur';
+const DENOISE_KEY = 'linkcall.denoise';
+
+/** For bench/effects.ts and anyone curious in the console: the running blur's numbers. */
+const diagnostics = globalThis as unknown as { linkcallBlurStats?: () => unknown };
+
+export const TOO_SLOW = 'Background blur was turned off: this device cannot blur at 15 frames a second.';
+
+/** Blur needs WebGL 2 (the model) and a way to make a video track from pictures. */
+export function blurSupported(): boolean {
+  return typeof WebGL2RenderingContext !== 'undefined' && typeof HTMLCanvasElement.prototype.captureStream === 'function';
+}
+
+export function noiseSuppressionSupported(): boolean {
+  return typeof AudioWorkletNode !== 'undefined';
+}
+
+/** On by default where the device can afford it: a worklet and more than one core (RNNoise costs a few % of one). */
+function noiseSuppressionDefault(): boolean {
+  return noiseSuppressionSupported() && (navigator.hardwareConcurrency ?? 1) >= 2;
+}
+
+function remembered(key: string, fallback: boolean): boolean {
+  try {
+    const v = localStorage.getItem(key);
+    return v === null ? fallback : v === '1';
+  } catch {
+    return fallback;
+  }
+}
+function remember(key: string, on: boolean): void {
+  try {
+    localStorage.setItem(key, on ? '1' : '0');
+  } catch {
+    // Private windows may refuse storage; the switch still works for this call.
+  }
+}
+
+export interface LocalEffects {
+  /** What the preview shows and the call sends: the camera and microphone after the effects. */
+  sent?: MediaStream;
+  blur: boolean;
+  setBlur(on: boolean): void;
+  denoise: boolean;
+  setDenoise(on: boolean): void;
+  /** An effect is still loading: sending now would send the unprocessed picture or sound. */
+  busy: boolean;
+  /** Why an effect is off although switched on, as a sentence; empty when all is well. */
+  notice: string;
+}
+
+/**
+ * The effects for one opened camera/microphone stream. A processed track keeps its own
+ * lifetime: stopping it (as the call does when it ends) also stops the device behind it.
+ */
+export function useLocalEffects(stream: MediaStream | undefined): LocalEffects {
+  const [blur, setBlurState] = useState(() => blurSupported() && remembered(BLUR_KEY, false));
+  const [denoise, setDenoiseState] = useState(() => noiseSuppressionSupported() && remembered(DENOISE_KEY, noiseSuppressionDefault()));
+  const [notice, setNotice] = useState('');
+  const camera = stream?.getVideoTracks()[0];
+  const microphone = stream?.getAudioTracks()[0];
+  const [video, setVideo] = useState<{ from?: MediaStreamTrack; track?: MediaStreamTrack }>({});
+  const [audio, setAudio] = useState<{ from?: MediaStreamTrack; track?: MediaStreamTrack }>({});
+
+  useEffect(() => {
+    if (!camera || !blur) return setVideo({ from: camera, track: camera });
+    let cancelled = false;
+    let stop = () => {};
+    setNotice('');
+    import('./blur.js')
+      .then(({ startBlur }) => startBlur(camera, () => setNotice(TOO_SLOW)))
+      .then((b) => {
+        if (cancelled) return b.stop();
+        stop = () => b.stop();
+        diagnostics.linkcallBlurStats = () => b.stats();
+        chainStop(b.track, camera);
+        b.track.enabled = camera.enabled;
+        setVideo({ from: camera, track: b.track });
+      })
+      .catch(() => {
+        if (cancelled) return;
+        setNotice('Background blur could not be started in this browser.');
+        setVideo({ from: camera, track: camera });
+      });
+    return () => {
+      cancelled = true;
+      stop();
+    };
+  }, [camera, blur]);
+
+  useEffect(() => {
+    if (!microphone || !denoise) return setAudio({ from: microphone, track: microphone });
+    let cancelled = false;
+    let stop = () => {};
+    import('./noise.js')
+      .then(({ startNoiseSuppression }) => startNoiseSuppression(microphone))
+      .then((n) => {
+        if (cancelled) return n.stop();
+        stop = () => n.stop();
+        chainStop(n.track, microphone);
+        n.track.enabled = microphone.enabled;
+        setAudio({ from: microphone, track: n.track });
+      })
+      .catch(() => {
+        if (cancelled) return;
+        setNotice('Background noise could not be reduced in this browser.');
+        setAudio({ from: microphone, track: microphone });
+      });
+    return () => {
+      cancelled = true;
+      stop();
+    };
+  }, [microphone, denoise]);
+
+  const videoReady = video.from === camera;
+  const audioReady = audio.from === microphone;
+  const sent = useMemo(() => {
+    // While an effect loads the preview shows the camera as it is (Join waits for `busy`).
+    if (!stream || !videoReady || !audioReady) return stream;
+    return new MediaStream([audio.track, video.track].filter((t): t is MediaStreamTrack => !!t));
+  }, [stream, videoReady, audioReady, audio.track, video.track]);
+
+  return {
+    sent,
+    blur,
+    setBlur(on) {
+      remember(BLUR_KEY, on);
+      setNotice('');
+      setBlurState(on);
+    },
+    denoise,
+    setDenoise(on) {
+      remember(DENOISE_KEY, on);
+      setDenoiseState(on);
+    },
+    busy: !!stream && (!videoReady || !audioReady),
+    notice,
+  };
+}
+
+/** Stopping the processed track stops the device too (the call stops what it sent when it ends). */
+function chainStop(processed: MediaStreamTrack, device: MediaStreamTrack): void {
+  const stop = processed.stop.bind(processed);
+  processed.stop = () => {
+    stop();
+    device.stop();
+  };
+}
