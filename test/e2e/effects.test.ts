@@ -22,7 +22,7 @@ const PERSON = [
   { x: 180, y: 330, w: 80, h: 60 },
 ];
 const BACKGROUND = [
-  { x: 82, y: 10, w: 70, h: 230 },
+  { x: 82, y: 10, w: 70, h: 110 },
   { x: 420, y: 20, w: 90, h: 200 },
 ];
 
@@ -56,6 +56,8 @@ describe('effects in Chromium, as the other side receives them', { timeout: 240_
 
   async function guestJoins(link: string, name: string, switches: { blur: boolean; denoise: boolean }) {
     const guest = await newPerson(guests!, env.server.url);
+    // For comparing models (docs/EFFECTS.md): NOISE_MODEL=gtcrn|speex.
+    if (process.env.NOISE_MODEL) await guest.context.addInitScript(`localStorage.setItem('linkcall.noiseModel', '${process.env.NOISE_MODEL}')`);
     const origins = watchOrigins(guest.page);
     await guest.page.goto(link);
     const blur = guest.page.getByRole('switch', { name: 'Blur my background' });

@@ -27,6 +27,16 @@ function noiseSuppressionDefault(): boolean {
   return noiseSuppressionSupported() && (navigator.hardwareConcurrency ?? 1) >= 2;
 }
 
+/** Which model (see docs/EFFECTS.md); another can be picked for measuring with localStorage `linkcall.noiseModel`. */
+function noiseModel(): 'rnnoise' | 'speex' | 'gtcrn' {
+  try {
+    const m = localStorage.getItem('linkcall.noiseModel');
+    return m === 'speex' || m === 'gtcrn' ? m : 'rnnoise';
+  } catch {
+    return 'rnnoise';
+  }
+}
+
 function remembered(key: string, fallback: boolean): boolean {
   try {
     const v = localStorage.getItem(key);
@@ -100,7 +110,7 @@ export function useLocalEffects(stream: MediaStream | undefined): LocalEffects {
     let cancelled = false;
     let stop = () => {};
     import('./noise.js')
-      .then(({ startNoiseSuppression }) => startNoiseSuppression(microphone))
+      .then(({ startNoiseSuppression }) => startNoiseSuppression(microphone, noiseModel()))
       .then((n) => {
         if (cancelled) return n.stop();
         stop = () => n.stop();

@@ -56,7 +56,7 @@ export async function createSegmenter(): Promise<Segmenter> {
     },
   });
   // The landscape model (144×256) is cheaper per frame than the square one and fits a 4:3 or 16:9 camera.
-  model.setOptions({ modelSelection: 1, selfieMode: false, useCpuInference: true } as Parameters<typeof model.setOptions>[0]);
+  model.setOptions({ modelSelection: 0, selfieMode: false, useCpuInference: true } as Parameters<typeof model.setOptions>[0]);
   let pending: ((r: Results) => void) | undefined;
   model.onResults((r) => {
     pending?.(r);
