@@ -30,15 +30,26 @@ export async function startNoiseSuppression(microphone: MediaStreamTrack, model:
     const node = await makeNode(context, model);
     const source = context.createMediaStreamSource(new MediaStream([microphone]));
     const destination = context.createMediaStreamDestination();
+    // One channel all the way: the source gives a mono microphone as two equal channels, and the
+    // model (maxChannels 1) cleans only the first, leaving the second silent, so the sent sound
+    // lost 6 dB (half) when mixed down on the other side. Downmixed to mono before the model,
+    // sent as mono.
+    for (const n of [node, destination]) {
+      n.channelCount = 1;
+      n.channelCountMode = 'explicit';
+      n.channelInterpretation = 'speakers';
+    }
     source.connect(node).connect(destination);
     // Not started by a click on every page (autoplay rules): resume as soon as we may.
     if (context.state === 'suspended') void context.resume().catch(() => {});
     const track = destination.stream.getAudioTracks()[0]!;
+    // Taken now: the caller may make the track's own stop() stop the microphone too (local-effects.ts).
+    const stopTrack = track.stop.bind(track);
     return {
       track,
       context,
       stop() {
-        track.stop();
+        stopTrack();
         source.disconnect();
         (node as AudioWorkletNode & { destroy?: () => void }).destroy?.();
         void context.close().catch(() => {});
