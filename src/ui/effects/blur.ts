@@ -4,7 +4,8 @@
  * call sends (before encryption). Loaded only when someone switches blur on.
  *
  * Chromium reads frames with MediaStreamTrackProcessor and writes them with
- * MediaStreamTrackGenerator: neither is throttled in a background tab. Elsewhere (Firefox) a
+ * MediaStreamTrackGenerator, as I420 frames like the camera's: neither is throttled in a
+ * background tab. Elsewhere (Firefox) a
  * <video> is drawn into a canvas on a timer and sent with canvas.captureStream().
  */
 import { createSegmenter, type Segmenter } from './segmenter.js';
@@ -15,6 +16,12 @@ const WINDOW_MS = 3000;
 /** Startup (model warm-up, first frames) is not held against the device. */
 const GRACE_MS = 2500;
 const BLUR_PX = 14;
+/**
+ * The model runs at most this often, and never more than half the time: on a 2-core machine it
+ * took ~30 ms a mask, and running it back to back left the drawing no time to keep the camera's
+ * rate. A mask 66 ms old still fits a person moving at a talking pace.
+ */
+const SEGMENT_EVERY_MS = 66;
 
 export interface BlurStats {
   frames: number;
@@ -24,6 +31,10 @@ export interface BlurStats {
   fps: number;
   /** Masks made so far (the model runs at its own pace, beside the drawing). */
   segmentations: number;
+  /** Mean time the model took per mask, in milliseconds. */
+  msPerMask: number;
+  /** Whether blur gave up (too slow) and frames now pass through as they are. */
+  passThrough: boolean;
 }
 
 export interface BackgroundBlur {
@@ -35,8 +46,8 @@ export interface BackgroundBlur {
 }
 
 type Processor = { readable: ReadableStream<VideoFrame> };
-type Generator = MediaStreamTrack & { writable: WritableStream<VideoFrame> };
 type ProcessorCtor = new (init: { track: MediaStreamTrack }) => Processor;
+type Generator = MediaStreamTrack & { writable: WritableStream<VideoFrame> };
 type GeneratorCtor = new (init: { kind: 'video' }) => Generator;
 
 export async function startBlur(camera: MediaStreamTrack, onTooSlow: () => void): Promise<BackgroundBlur> {
@@ -56,6 +67,8 @@ export async function startBlur(camera: MediaStreamTrack, onTooSlow: () => void)
     const reader = new g.MediaStreamTrackProcessor({ track: camera }).readable.getReader();
     const generator = new g.MediaStreamTrackGenerator({ kind: 'video' });
     const writer = generator.writable.getWriter();
+    // Taken now: the caller may make the track's own stop() stop the camera too (local-effects.ts).
+    const stopTrack = generator.stop.bind(generator);
     void (async () => {
       while (!stopped) {
         const { value: frame, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
@@ -64,7 +77,7 @@ export async function startBlur(camera: MediaStreamTrack, onTooSlow: () => void)
           const started = performance.now();
           const out = passThrough
             ? frame.clone()
-            : new VideoFrame(await compositor.draw(frame, frame.displayWidth, frame.displayHeight), { timestamp: frame.timestamp });
+            : compositor.videoFrame(await compositor.draw(frame, frame.displayWidth, frame.displayHeight), frame.timestamp);
           meter.frame(performance.now() - started);
           await writer.write(out).catch(() => {
             out.close();
@@ -81,11 +94,11 @@ export async function startBlur(camera: MediaStreamTrack, onTooSlow: () => void)
     })();
     return {
       track: generator,
-      stats: () => ({ ...meter.stats(), segmentations: compositor.segmentations }),
+      stats: () => ({ ...meter.stats(), ...compositor.stats(), passThrough }),
       stop() {
         stopped = true;
         meter.stop();
-        generator.stop();
+        stopTrack();
       },
     };
   }
@@ -98,6 +111,7 @@ export async function startBlur(camera: MediaStreamTrack, onTooSlow: () => void)
   await video.play().catch(() => {});
   const output = compositor.canvas as HTMLCanvasElement;
   const track = output.captureStream(settings.frameRate ?? 30).getVideoTracks()[0]!;
+  const stopTrack = track.stop.bind(track);
   const interval = 1000 / Math.min(settings.frameRate ?? 30, 30);
   void (async () => {
     while (!stopped) {
@@ -118,11 +132,11 @@ export async function startBlur(camera: MediaStreamTrack, onTooSlow: () => void)
   })();
   return {
     track,
-    stats: () => ({ ...meter.stats(), segmentations: compositor.segmentations }),
+    stats: () => ({ ...meter.stats(), ...compositor.stats(), passThrough }),
     stop() {
       stopped = true;
       meter.stop();
-      track.stop();
+      stopTrack();
     },
   };
 }
@@ -135,8 +149,6 @@ export async function startBlur(camera: MediaStreamTrack, onTooSlow: () => void)
 class Compositor {
   readonly canvas: HTMLCanvasElement;
   private readonly ctx: CanvasRenderingContext2D;
-  private readonly input: HTMLCanvasElement;
-  private readonly inputCtx: CanvasRenderingContext2D;
   /** What the model sees: the frame at its own size (the landscape model is 256×144). */
   private readonly small = Object.assign(document.createElement('canvas'), { width: 256, height: 144 });
   private readonly smallCtx = this.small.getContext('2d')!;
@@ -148,13 +160,45 @@ class Compositor {
   private readonly blurredCtx = this.blurred.getContext('2d')!;
   private hasMask = false;
   private segmenting = false;
+  /** When the model may run next (see SEGMENT_EVERY_MS). */
+  private nextSegment = 0;
   segmentations = 0;
+  /** Time the model took, all masks together (ms). */
+  segmentMs = 0;
 
   constructor(width: number, height: number, private readonly segmenter: Segmenter) {
     this.canvas = Object.assign(document.createElement('canvas'), { width, height });
-    this.ctx = this.canvas.getContext('2d')!;
-    this.input = Object.assign(document.createElement('canvas'), { width, height });
-    this.inputCtx = this.input.getContext('2d')!;
+    // Read back every frame (videoFrame below): kept in memory, not on the GPU.
+    this.ctx = this.canvas.getContext('2d', { willReadFrequently: true })!;
+  }
+
+  private yuv = new Uint8Array(0);
+
+  /**
+   * The drawn picture as a video frame in the camera's own format: I420, BT.601, limited range.
+   * Not `new VideoFrame(canvas)`: Chromium encodes such RGB frames as full-range video, which
+   * receivers show as limited range, so the picture arrived with a sixth more contrast (blacks
+   * crushed, the person measured a third "sharper" on the receiving page than on the preview).
+   */
+  videoFrame(canvas: HTMLCanvasElement, timestamp: number): VideoFrame {
+    const { width: w, height: h } = canvas;
+    const rgba = this.ctx.getImageData(0, 0, w, h).data;
+    const cw = (w + 1) >> 1;
+    const ch = (h + 1) >> 1;
+    const size = w * h + 2 * cw * ch;
+    if (this.yuv.length !== size) this.yuv = new Uint8Array(size);
+    rgbaToI420(rgba, w, h, this.yuv);
+    return new VideoFrame(this.yuv, {
+      format: 'I420',
+      codedWidth: w,
+      codedHeight: h,
+      timestamp,
+      colorSpace: { primaries: 'smpte170m', transfer: 'smpte170m', matrix: 'smpte170m', fullRange: false },
+    });
+  }
+
+  stats(): Pick<BlurStats, 'segmentations' | 'msPerMask'> {
+    return { segmentations: this.segmentations, msPerMask: this.segmentations ? this.segmentMs / this.segmentations : 0 };
   }
 
   copy(source: CanvasImageSource, width: number, height: number): void {
@@ -163,50 +207,84 @@ class Compositor {
   }
 
   private resize(width: number, height: number): void {
-    for (const c of [this.canvas, this.input]) {
-      if (c.width !== width || c.height !== height) Object.assign(c, { width, height });
-    }
+    if (this.canvas.width !== width || this.canvas.height !== height) Object.assign(this.canvas, { width, height });
   }
 
   /** Starts the model on this frame unless it is still busy with an earlier one. */
-  private segment(): void {
-    if (this.segmenting) return;
+  private segment(source: CanvasImageSource): void {
+    const started = performance.now();
+    if (this.segmenting || started < this.nextSegment) return;
     this.segmenting = true;
-    this.smallCtx.drawImage(this.input, 0, 0, this.small.width, this.small.height);
+    this.smallCtx.drawImage(source, 0, 0, this.small.width, this.small.height);
+    const done = () => {
+      const took = performance.now() - started;
+      this.segmentMs += took;
+      this.nextSegment = started + Math.max(SEGMENT_EVERY_MS, 2 * took);
+      this.segmenting = false;
+    };
     this.segmenter.segment(this.small).then(
       (mask) => {
         this.maskCtx.clearRect(0, 0, this.mask.width, this.mask.height);
         this.maskCtx.drawImage(mask, 0, 0, this.mask.width, this.mask.height);
         this.hasMask = true;
         this.segmentations++;
-        this.segmenting = false;
+        done();
       },
-      () => (this.segmenting = false),
+      done,
     );
   }
 
   async draw(source: CanvasImageSource, width: number, height: number): Promise<HTMLCanvasElement> {
     this.resize(width, height);
-    this.inputCtx.drawImage(source, 0, 0, width, height);
-    this.segment();
+    this.segment(source);
     // Until the first mask, nothing is sent unblurred: wait for it (once, at start).
     while (!this.hasMask) await new Promise((r) => setTimeout(r, 10));
     const ctx = this.ctx;
     const b = this.blurredCtx;
     b.filter = `blur(${BLUR_PX / 4}px)`;
-    b.drawImage(this.input, 0, 0, this.blurred.width, this.blurred.height);
+    b.drawImage(source, 0, 0, this.blurred.width, this.blurred.height);
     ctx.save();
     ctx.clearRect(0, 0, width, height);
     // The person: the mask's alpha keeps only their pixels of the sharp frame.
     ctx.drawImage(this.mask, 0, 0, width, height);
     ctx.globalCompositeOperation = 'source-in';
-    ctx.drawImage(this.input, 0, 0);
+    ctx.drawImage(source, 0, 0, width, height);
     // Behind them, the frame blurred (at a quarter size, scaled back up smoothly).
     ctx.globalCompositeOperation = 'destination-over';
     ctx.imageSmoothingQuality = 'high';
     ctx.drawImage(this.blurred, 0, 0, width, height);
     ctx.restore();
     return this.canvas;
+  }
+}
+
+/** RGBA (full range) to I420 (BT.601, limited range: Y 16–235, U and V 16–240), chroma averaged over 2×2. */
+export function rgbaToI420(rgba: Uint8ClampedArray, w: number, h: number, out: Uint8Array): void {
+  const cw = (w + 1) >> 1;
+  const ch = (h + 1) >> 1;
+  const uAt = w * h;
+  const vAt = uAt + cw * ch;
+  for (let y = 0; y < h; y++) {
+    let i = y * w * 4;
+    let o = y * w;
+    for (let x = 0; x < w; x++, i += 4) out[o++] = ((66 * rgba[i]! + 129 * rgba[i + 1]! + 25 * rgba[i + 2]! + 128) >> 8) + 16;
+  }
+  for (let cy = 0; cy < ch; cy++) {
+    const y0 = cy * 2;
+    const y1 = Math.min(y0 + 1, h - 1);
+    for (let cx = 0; cx < cw; cx++) {
+      const x0 = cx * 2;
+      const x1 = Math.min(x0 + 1, w - 1);
+      const a = (y0 * w + x0) * 4;
+      const b = (y0 * w + x1) * 4;
+      const c = (y1 * w + x0) * 4;
+      const d = (y1 * w + x1) * 4;
+      const r = (rgba[a]! + rgba[b]! + rgba[c]! + rgba[d]! + 2) >> 2;
+      const g = (rgba[a + 1]! + rgba[b + 1]! + rgba[c + 1]! + rgba[d + 1]! + 2) >> 2;
+      const bl = (rgba[a + 2]! + rgba[b + 2]! + rgba[c + 2]! + rgba[d + 2]! + 2) >> 2;
+      out[uAt + cy * cw + cx] = ((-38 * r - 74 * g + 112 * bl + 128) >> 8) + 128;
+      out[vAt + cy * cw + cx] = ((112 * r - 94 * g - 18 * bl + 128) >> 8) + 128;
+    }
   }
 }
 
@@ -241,7 +319,7 @@ class RateMeter {
     this.totalMs += ms;
   }
 
-  stats(): Omit<BlurStats, 'segmentations'> {
+  stats(): Pick<BlurStats, 'frames' | 'msPerFrame' | 'fps'> {
     return { frames: this.frames, msPerFrame: this.frames ? this.totalMs / this.frames : 0, fps: this.lastFps };
   }
 
