@@ -1,7 +1,8 @@
 /** The two switches, on the join page under the preview and in the call's device settings. */
 import { blurSupported, noiseSuppressionSupported, type LocalEffects } from './local-effects.js';
 
-export function EffectSwitches({ effects, camera, microphone }: { effects: LocalEffects; camera: boolean; microphone: boolean }) {
+/** `notices={false}` where the page shows the effects' notice elsewhere (the call shows it above the grid). */
+export function EffectSwitches({ effects, camera, microphone, notices = true }: { effects: LocalEffects; camera: boolean; microphone: boolean; notices?: boolean }) {
   const canBlur = blurSupported();
   const canDenoise = noiseSuppressionSupported();
   return (
@@ -21,7 +22,7 @@ export function EffectSwitches({ effects, camera, microphone }: { effects: Local
         )}
       </div>
       {effects.busy && <p role="status" class="muted small">Starting your effects…</p>}
-      {effects.notice && <p role="status" class="notice">{effects.notice}</p>}
+      {notices && effects.notice && <p role="status" class="notice">{effects.notice}</p>}
       {!canBlur && camera && <p class="muted small">This browser cannot blur your background (it lacks WebGL 2 or canvas capture).</p>}
       {!canDenoise && microphone && <p class="muted small">This browser cannot reduce background noise (it lacks AudioWorklet).</p>}
     </div>

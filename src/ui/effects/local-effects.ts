@@ -64,6 +64,14 @@ export interface LocalEffects {
   busy: boolean;
   /** Why an effect is off although switched on, as a sentence; empty when all is well. */
   notice: string;
+  /** The devices behind `sent` (a processed track has no device id of its own). */
+  camera?: MediaStreamTrack;
+  microphone?: MediaStreamTrack;
+  /**
+   * A device chosen in the call: the effects move to it and `sent` changes (the caller swaps the
+   * new track into the call). The device it replaces is stopped.
+   */
+  replaceDevice(track: MediaStreamTrack): void;
 }
 
 /**
@@ -74,8 +82,11 @@ export function useLocalEffects(stream: MediaStream | undefined): LocalEffects {
   const [blur, setBlurState] = useState(() => blurSupported() && remembered(BLUR_KEY, false));
   const [denoise, setDenoiseState] = useState(() => noiseSuppressionSupported() && remembered(DENOISE_KEY, noiseSuppressionDefault()));
   const [notice, setNotice] = useState('');
-  const camera = stream?.getVideoTracks()[0];
-  const microphone = stream?.getAudioTracks()[0];
+  // Devices chosen in the call replace the opened stream's (only for that stream).
+  const [swapped, setSwapped] = useState<{ of?: MediaStream; audio?: MediaStreamTrack; video?: MediaStreamTrack }>({});
+  const own = swapped.of === stream ? swapped : {};
+  const camera = own.video ?? stream?.getVideoTracks()[0];
+  const microphone = own.audio ?? stream?.getAudioTracks()[0];
   const [video, setVideo] = useState<{ from?: MediaStreamTrack; track?: MediaStreamTrack }>({});
   const [audio, setAudio] = useState<{ from?: MediaStreamTrack; track?: MediaStreamTrack }>({});
 
@@ -85,7 +96,13 @@ export function useLocalEffects(stream: MediaStream | undefined): LocalEffects {
     let stop = () => {};
     setNotice('');
     import('./blur.js')
-      .then(({ startBlur }) => startBlur(camera, () => setNotice(TOO_SLOW)))
+      .then(({ startBlur }) =>
+        startBlur(camera, () => {
+          // Off, and said so; not remembered: another time (a quieter machine) it may keep up.
+          setNotice(TOO_SLOW);
+          setBlurState(false);
+        }),
+      )
       .then((b) => {
         if (cancelled) return b.stop();
         stop = () => b.stop();
@@ -152,6 +169,13 @@ export function useLocalEffects(stream: MediaStream | undefined): LocalEffects {
     },
     busy: !!stream && (!videoReady || !audioReady),
     notice,
+    camera,
+    microphone,
+    replaceDevice(track) {
+      const old = track.kind === 'audio' ? microphone : camera;
+      setSwapped({ ...own, of: stream, [track.kind]: track });
+      old?.stop();
+    },
   };
 }
 

@@ -43,6 +43,8 @@ export function JoinPage({ linkId }: { linkId: string }) {
   // What the preview shows and the call sends: the devices after blur and noise suppression.
   const effects = useLocalEffects(stream);
   const sent = effects.sent;
+  /** What the call was started with: fixed from Join on (the call swaps later effect changes into it itself). */
+  const callStream = useRef<MediaStream | undefined>(undefined);
   const [prepared, setPrepared] = useState<Promise<PreparedCall> | undefined>(undefined);
   /** The prepared call once ready: Join sends the knock from the click itself, before any drawing. */
   const preparedNow = useRef<PreparedCall | undefined>(undefined);
@@ -131,8 +133,9 @@ export function JoinPage({ linkId }: { linkId: string }) {
     if (preview.current && preview.current.srcObject !== (sent ?? null)) preview.current.srcObject = sent ?? null;
   }, [sent, step, startCameraOff]);
 
-  useEffect(() => sent?.getAudioTracks().forEach((t) => (t.enabled = !startMuted)), [sent, startMuted]);
-  useEffect(() => sent?.getVideoTracks().forEach((t) => (t.enabled = !startCameraOff)), [sent, startCameraOff]);
+  // Before the call only: in the call, its own mute buttons decide.
+  useEffect(() => void (step !== 'call' && sent?.getAudioTracks().forEach((t) => (t.enabled = !startMuted))), [sent, startMuted]);
+  useEffect(() => void (step !== 'call' && sent?.getVideoTracks().forEach((t) => (t.enabled = !startCameraOff))), [sent, startCameraOff]);
 
   if (linkError) {
     return (
@@ -145,7 +148,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
   }
   if (!info || !linkKeys) return <main class="page narrow"><OriginBanner /><p role="status">Checking the link…</p></main>;
   if (step === 'call' && prepared && CallView) {
-    return <CallView prepared={prepared} name={name} hostName={info.hostName} linkName={info.name} stream={sent} speakerId={choice.speakerId} />;
+    return <CallView prepared={prepared} name={name} hostName={info.hostName} linkName={info.name} stream={callStream.current} effects={effects} speakerId={choice.speakerId} />;
   }
 
   function next(e: Event) {
@@ -215,7 +218,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
             {!stream && ' — listening only'}
           </p>
           <div class="row">
-            <button onClick={() => { preparedNow.current?.call.sendJoin(); setStep('call'); }} disabled={!mediaSettled || effects.busy || !prepared || !CallView}>Join</button>
+            <button onClick={() => { preparedNow.current?.call.sendJoin(); callStream.current = sent; setStep('call'); }} disabled={!mediaSettled || effects.busy || !prepared || !CallView}>Join</button>
             {!info.isOwner && <button class="secondary" onClick={changeName}>Change name</button>}
           </div>
         </div>
