@@ -75,22 +75,48 @@ describe('effects in Chromium, as the other side receives them', { timeout: 240_
     const hostOrigins = watchOrigins(host.page);
     const link = await signUpAndCreateLink(host.page, 'bea', 'Blur');
     await hostEnters(host.page, link);
-    const plain = await guestJoins(link, 'Plain', { blur: false, denoise: false });
-    await host.page.getByRole('button', { name: 'Approve Plain' }).click();
-    const blurred = await guestJoins(link, 'Blurred', { blur: true, denoise: false });
-    await host.page.getByRole('button', { name: 'Approve Blurred' }).click();
-
     await host.page.evaluate(KEEP_NAMES);
-    const sharpness = async (who: string) => {
+    const regions = { person: PERSON, background: BACKGROUND };
+    /**
+     * Detail as the host receives it, once the picture is steady: full resolution (a low layer
+     * early in the call would blur everything alike), then measured every 2 s until it moves by
+     * less than 5 %: while the sender's bitrate still ramps up, coarse quantization adds block
+     * edges that count as detail (a new stream measured 30 % "sharper" than what was sent).
+     */
+    const received = async (who: string) => {
       const sel = `video[aria-label="Video of ${who}"]`;
       await waitForPlayingVideo(host.page, sel, 30_000);
-      // Full resolution first: a low layer early in the call would blur everything alike.
       await host.page.waitForFunction((s) => document.querySelector<HTMLVideoElement>(s)?.videoWidth === 640, sel, { timeout: 30_000 });
-      return host.page.evaluate(detailIn, { sel, regions: { person: PERSON, background: BACKGROUND } });
+      let last = await host.page.evaluate(detailIn, { sel, regions });
+      for (let i = 0; i < 10; i++) {
+        await new Promise((r) => setTimeout(r, 2000));
+        const now = await host.page.evaluate(detailIn, { sel, regions });
+        const steady = Math.abs(now.person - last.person) <= 0.05 * last.person && Math.abs(now.background - last.background) <= 0.1 * last.background;
+        last = now;
+        if (steady) break;
+      }
+      return last;
     };
-    const before = await sharpness('Plain');
-    const after = await sharpness('Blurred');
-    console.log('high-frequency energy', { plain: before, blurred: after });
+    /** What a guest sends, on its own preview (before encoding), for the record. */
+    const sent = async (page: Page) => {
+      await page.evaluate(KEEP_NAMES);
+      return page.evaluate(detailIn, { sel: 'video[aria-label="Your video"]', regions });
+    };
+
+    // One guest at a time, each on the same call and machine: two senders and three browsers at
+    // once on 2 cores starve the encoders (both pictures lose most of their detail alike).
+    const plain = await guestJoins(link, 'Plain', { blur: false, denoise: false });
+    await host.page.getByRole('button', { name: 'Approve Plain' }).click();
+    const before = await received('Plain');
+    const sentPlain = await sent(plain.page);
+    await plain.context.close();
+
+    const blurred = await guestJoins(link, 'Blurred', { blur: true, denoise: false });
+    await host.page.getByRole('button', { name: 'Approve Blurred' }).click();
+    const after = await received('Blurred');
+    const sentBlurred = await sent(blurred.page);
+    console.log('high-frequency energy', { plain: before, blurred: after, sentPlain, sentBlurred });
+    console.log('blur', await blurred.page.evaluate(() => (globalThis as unknown as { linkcallBlurStats?: () => unknown }).linkcallBlurStats?.()));
     assert.ok(after.background <= before.background * 0.5, `background detail ${after.background.toFixed(1)} vs ${before.background.toFixed(1)} without blur`);
     assert.ok(Math.abs(after.person - before.person) <= before.person * 0.2, `person detail ${after.person.toFixed(1)} vs ${before.person.toFixed(1)} without blur`);
 
@@ -105,7 +131,7 @@ describe('effects in Chromium, as the other side receives them', { timeout: 240_
     assert.equal(await blurred.page.getByText('Background blur was turned off').count(), 0, 'blur stayed on');
 
     for (const origins of [hostOrigins, plain.origins, blurred.origins]) assert.deepEqual([...origins], [env.server.url]);
-    for (const p of [host, plain, blurred]) await p.context.close();
+    for (const p of [host, blurred]) await p.context.close();
   });
 
   it('with noise reduction on, the noise between sentences drops by ≥ 10 dB and speech stays within 3 dB', async () => {
@@ -120,7 +146,9 @@ describe('effects in Chromium, as the other side receives them', { timeout: 240_
 
     await host.page.evaluate(KEEP_NAMES);
     const levels = async (who: string) => {
-      const sel = `video[aria-label="Video of ${who}"]`;
+      // The sound itself, not the tile: the video budget may pause a tile on a busy machine.
+      const id = await host.page.locator(`figure[aria-label="${who}"]`).getAttribute('data-participant', { timeout: 30_000 });
+      const sel = `audio[data-participant-audio="${id}"]`;
       assert.ok(await waitForLiveAudio(host.page, sel, 30_000), `host hears ${who}`);
       return host.page.evaluate(framesInDb, { sel, ms: 15_000 });
     };
@@ -173,7 +201,7 @@ async function detailIn({ sel, regions }: { sel: string; regions: Record<'person
  * between sentences), `speech` the 90th (inside sentences). Runs in the page.
  */
 async function framesInDb({ sel, ms }: { sel: string; ms: number }) {
-  const v = document.querySelector<HTMLVideoElement>(sel)!;
+  const v = document.querySelector<HTMLMediaElement>(sel)!;
   const track = (v.srcObject as MediaStream).getAudioTracks()[0]!;
   const ctx = new AudioContext({ sampleRate: 48000 });
   await ctx.resume();
