@@ -108,7 +108,10 @@ export function useLocalEffects(stream: MediaStream | undefined): LocalEffects {
         stop = () => b.stop();
         diagnostics.linkcallBlurStats = () => b.stats();
         chainStop(b.track, camera);
+        // Camera off / muted is the sent track's to say: the device behind an effect keeps
+        // running (a disabled camera would feed the blur black frames for good).
         b.track.enabled = camera.enabled;
+        camera.enabled = true;
         setVideo({ from: camera, track: b.track });
       })
       .catch(() => {
@@ -133,6 +136,7 @@ export function useLocalEffects(stream: MediaStream | undefined): LocalEffects {
         stop = () => n.stop();
         chainStop(n.track, microphone);
         n.track.enabled = microphone.enabled;
+        microphone.enabled = true;
         setAudio({ from: microphone, track: n.track });
       })
       .catch(() => {
