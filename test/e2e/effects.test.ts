@@ -76,6 +76,7 @@ describe('effects in Chromium, as the other side receives them', { timeout: 240_
     const link = await signUpAndCreateLink(host.page, 'bea', 'Blur');
     await hostEnters(host.page, link);
     await host.page.evaluate(KEEP_NAMES);
+    await host.page.evaluate(`globalThis.detailIn = ${detailIn.toString()}`);
     const regions = { person: PERSON, background: BACKGROUND };
     /**
      * Detail as the host receives it, once the picture is steady: full resolution (a low layer
@@ -129,6 +130,15 @@ describe('effects in Chromium, as the other side receives them', { timeout: 240_
     });
     console.log('blurred preview fps', fps);
     assert.equal(await blurred.page.getByText('Background blur was turned off').count(), 0, 'blur stayed on');
+
+    // In the call, Devices switches blur off again, and the others see the background at once.
+    await blurred.page.getByRole('button', { name: 'Devices' }).click();
+    await blurred.page.getByRole('switch', { name: 'Blur my background' }).setChecked(false);
+    await host.page.waitForFunction(
+      async ({ sel, regions, least }) => (await (globalThis as unknown as { detailIn: typeof detailIn }).detailIn({ sel, regions })).background >= least,
+      { sel: 'video[aria-label="Video of Blurred"]', regions, least: before.background * 0.5 },
+      { timeout: 20_000, polling: 1000 },
+    );
 
     for (const origins of [hostOrigins, plain.origins, blurred.origins]) assert.deepEqual([...origins], [env.server.url]);
     for (const p of [host, blurred]) await p.context.close();
