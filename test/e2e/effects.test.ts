@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { CHROMIUM_ARGS, CHROMIUM_PATH, newPerson, serverAndChromium, waitForLiveAudio, waitForPlayingVideo } from '../support/browser.js';
 import { hostEnters, signUpAndCreateLink } from '../support/flow.js';
+import { TOO_SLOW } from '../../src/ui/effects/local-effects.js';
 
 /** tsx keeps function names with a helper the page lacks; the measuring functions below need it there. */
 const KEEP_NAMES = 'globalThis.__name ??= (f) => f';
@@ -170,6 +171,24 @@ describe('effects in Chromium, as the other side receives them', { timeout: 240_
 
     for (const origins of [hostOrigins, plain.origins, quiet.origins]) assert.deepEqual([...origins], [env.server.url]);
     for (const p of [host, plain, quiet]) await p.context.close();
+  });
+
+  it('on a device too slow for 15 fps, blur turns itself off and says so', async () => {
+    const host = await newPerson(env.browser, env.server.url);
+    const link = await signUpAndCreateLink(host.page, 'sam', 'Slow');
+    await host.context.close();
+    const guest = await newPerson(guests!, env.server.url);
+    await guest.page.goto(link);
+    const blur = guest.page.getByRole('switch', { name: 'Blur my background' });
+    await blur.setChecked(true);
+    await guest.page.waitForFunction(() => !!(globalThis as unknown as { linkcallBlurStats?: unknown }).linkcallBlurStats, undefined, { timeout: 30_000 });
+    // A page 20 times slower than this machine: the model and the drawing cannot keep 15 fps.
+    const cdp = await guest.context.newCDPSession(guest.page);
+    await cdp.send('Emulation.setCPUThrottlingRate', { rate: 20 });
+    await guest.page.getByText(TOO_SLOW).waitFor({ timeout: 30_000 });
+    await cdp.send('Emulation.setCPUThrottlingRate', { rate: 1 });
+    assert.equal(await blur.isChecked(), false, 'the switch shows blur off');
+    await guest.context.close();
   });
 });
 
