@@ -149,7 +149,7 @@ export async function startBlur(camera: MediaStreamTrack, onTooSlow: () => void)
 class Compositor {
   readonly canvas: HTMLCanvasElement;
   private readonly ctx: CanvasRenderingContext2D;
-  /** What the model sees: the frame at its own size (the landscape model is 256×144). */
+  /** What the model is given: a small copy of the frame (it scales it to its own input itself). */
   private readonly small = Object.assign(document.createElement('canvas'), { width: 256, height: 144 });
   private readonly smallCtx = this.small.getContext('2d')!;
   /** The newest mask, kept in our canvas (the model's own is overwritten by the next run). */

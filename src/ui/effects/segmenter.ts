@@ -55,7 +55,8 @@ export async function createSegmenter(): Promise<Segmenter> {
       return url;
     },
   });
-  // The landscape model (144×256) is cheaper per frame than the square one and fits a 4:3 or 16:9 camera.
+  // The general model (modelSelection 0, 256×256 input), on the CPU (WASM): the landscape one is
+  // cheaper but cut the person less cleanly here; the graph asks for both files, so both are served.
   model.setOptions({ modelSelection: 0, selfieMode: false, useCpuInference: true } as Parameters<typeof model.setOptions>[0]);
   let pending: ((r: Results) => void) | undefined;
   model.onResults((r) => {
