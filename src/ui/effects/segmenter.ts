@@ -55,8 +55,8 @@ export async function createSegmenter(): Promise<Segmenter> {
       return url;
     },
   });
-  // The general model (modelSelection 0, 256×256 input), on the CPU (WASM): the landscape one is
-  // cheaper but cut the person less cleanly here; the graph asks for both files, so both are served.
+  // The general model (modelSelection 0, 256×256 input), on the CPU (WASM); the landscape model
+  // (1) was not measured against it here. Both files are served: the package may ask for either.
   model.setOptions({ modelSelection: 0, selfieMode: false, useCpuInference: true } as Parameters<typeof model.setOptions>[0]);
   let pending: ((r: Results) => void) | undefined;
   model.onResults((r) => {
