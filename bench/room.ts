@@ -8,7 +8,10 @@
  * Options: --layers q,h,f (what bots send) --speakers 3 (bots sending a tone; the rest send
  * silence) --warmup 15 (seconds after everyone is in, not measured) --bot-procs K (default: one
  * per 16 bots) --media-workers N|auto (the server's MEDIA_WORKERS; default 0, the SFU in the
- * server process). The first bot is the host (signed in) and lets everyone in.
+ * server process), --out room.json (the file in bench/results), --profile (the first page's
+ * main-thread CPU profile over the measured time: its 15 costliest functions are printed),
+ * --bots-watch all|pages (bots receive everyone's video, or only the pages': on one machine the
+ * bots' decrypting of 31 × 32 streams takes CPU that 31 other devices would spend on their own). The first bot is the host (signed in) and lets everyone in.
  *
  * Reports per subscriber (every bot and page) and sender: complete authenticated frames per
  * second (bots) or frames drawn per second (pages), packet loss (bots), freezes (gaps > 500 ms
@@ -17,7 +20,7 @@
  * Writes bench/results/room.json and prints a summary.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -41,6 +44,9 @@ const { values } = parseArgs({
     speakers: { type: 'string', default: '3' },
     'bot-procs': { type: 'string' },
     'media-workers': { type: 'string', default: '0' },
+    out: { type: 'string', default: 'room.json' },
+    profile: { type: 'boolean', default: false },
+    'bots-watch': { type: 'string', default: 'all' },
   },
 });
 const BOTS = Number(values.bots);
@@ -51,6 +57,7 @@ const BOT_PROCS = Number(values['bot-procs'] ?? Math.max(1, Math.ceil(BOTS / 16)
 const MEDIA_WORKERS = values['media-workers']!;
 if (!(BOTS >= 1) || !(PAGES >= 0 && PAGES <= 2) || !(SECONDS > 0)) throw new Error('--bots ≥ 1, --pages 0–2, --seconds > 0');
 if (!/^(\d+|auto)$/.test(MEDIA_WORKERS)) throw new Error('--media-workers: a number or auto');
+if (!['all', 'pages'].includes(values['bots-watch']!)) throw new Error('--bots-watch: all or pages');
 const ROOT = new URL('..', import.meta.url).pathname;
 const TSX = ['--import', 'tsx'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -71,6 +78,39 @@ function threadCount(pid: number): number {
   const m = /Threads:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : 0;
 }
+/** This bench's Chromium processes (its descendants) by kind (browser, renderer, gpu-process, utility). */
+function chromiumProcesses(): Map<string, number[]> {
+  const parent = new Map<number, number>();
+  const commands = new Map<number, string>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      parent.set(Number(entry), Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]));
+      commands.set(Number(entry), readFileSync(`/proc/${entry}/cmdline`, 'utf8'));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const ours = (pid: number) => {
+    for (let p = parent.get(pid); p && p > 1; p = parent.get(p)) if (p === process.pid) return true;
+    return false;
+  };
+  const byKind = new Map<string, number[]>();
+  for (const [pid, cmd] of commands) {
+    if (!cmd.includes('chromium') || !ours(pid)) continue;
+    const kind = /--type=([a-z-]+)/.exec(cmd)?.[1] ?? 'browser';
+    byKind.set(kind, [...(byKind.get(kind) ?? []), pid]);
+  }
+  return byKind;
+}
+const safeCpu = (pid: number) => {
+  try {
+    return processCpuSeconds(pid);
+  } catch {
+    return 0;
+  }
+};
+
 /** The server and its media worker processes (MEDIA_WORKERS; none by default). */
 const serverPids = (pid: number): number[] => [pid, ...mediaWorkersOf(pid)];
 const sum = (pids: number[], of: (pid: number) => number) => pids.reduce((n, pid) => n + of(pid), 0);
@@ -126,6 +166,7 @@ function startBots(link: string, cookie: string, hostKey: string): void {
     const args = ['src/bot/cli.ts', '--url', link, '--count', String(count), '--first', String(first), '--name', 'Bot', '--bind', '127.0.0.1'];
     args.push('--layers', values.layers!, '--speakers', String(Math.max(0, Number(values.speakers) - (first - 1))), '--json', '--every', '1');
     if (p === 0) args.push('--cookie', cookie, '--admit', '--host-key', hostKey);
+    if (values['bots-watch'] === 'pages') args.push('--watch', 'Page ');
     const proc = child(args);
     createInterface({ input: proc.stdout! }).on('line', (line) => {
       try {
@@ -140,9 +181,24 @@ function startBots(link: string, cookie: string, hostKey: string): void {
 
 // ------------------------------------------------------------------ pages
 
-/** Counts frames drawn per remote <video> (requestVideoFrameCallback) and gaps > 500 ms. Plain JS for the page. */
+/**
+ * Counts frames drawn per remote <video> (requestVideoFrameCallback) and gaps > 500 ms, the
+ * longest main-thread task, and keeps the page's RTCPeerConnections (for audio statistics).
+ * Plain JS for the page.
+ */
 const PAGE_METER = `
   window.__meter = {};
+  window.__longest = { ms: 0 };
+  try {
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.__longest.ms = Math.max(window.__longest.ms, e.duration);
+    }).observe({ type: 'longtask' });
+  } catch {}
+  window.__pcs = [];
+  const NativePC = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends NativePC {
+    constructor(config) { super(config); window.__pcs.push(this); }
+  };
   setInterval(() => {
     for (const v of document.querySelectorAll('video[aria-label^="Video of "]')) {
       if (v.__metered) continue;
@@ -165,7 +221,51 @@ interface Meter {
   last: number;
   width: number;
 }
+/** Per received audio track: samples played, concealed, packets (cumulative). */
+interface AudioCounts {
+  [trackId: string]: { samples: number; concealed: number; packets: number };
+}
+const readAudio = (page: Page) =>
+  page.evaluate(async () => {
+    const out: Record<string, { samples: number; concealed: number; packets: number }> = {};
+    for (const pc of (window as unknown as { __pcs: RTCPeerConnection[] }).__pcs) {
+      if (pc.connectionState === 'closed') continue;
+      (await pc.getStats()).forEach((r: { type: string; kind?: string; trackIdentifier?: string; totalSamplesReceived?: number; concealedSamples?: number; packetsReceived?: number }) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'audio' && r.trackIdentifier) {
+          out[r.trackIdentifier] = { samples: r.totalSamplesReceived ?? 0, concealed: r.concealedSamples ?? 0, packets: r.packetsReceived ?? 0 };
+        }
+      });
+    }
+    return out;
+  }) as Promise<AudioCounts>;
+/** The page's "Showing video for N of M" line and the names whose <video> plays now. */
+const readBudget = (page: Page) =>
+  page.evaluate(() => ({
+    line: [...document.querySelectorAll('[role="status"]')].map((e) => e.textContent ?? '').find((t) => t.startsWith('Showing video for')) ?? '',
+    playing: [...document.querySelectorAll<HTMLVideoElement>('video[aria-label^="Video of "]')].filter((v) => v.srcObject).map((v) => v.getAttribute('aria-label')!.slice(9)),
+  }));
 const readMeter = (page: Page) => page.evaluate(() => JSON.parse(JSON.stringify((window as unknown as { __meter: Record<string, Meter> }).__meter)) as Record<string, Meter>);
+
+interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+  samples: number[];
+  timeDeltas: number[];
+}
+/** The costliest functions of a page's main thread, by self time. */
+function printProfile(profile: CpuProfile): void {
+  const self = new Map<number, number>();
+  profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  const byName = new Map<string, number>();
+  let total = 0;
+  for (const n of profile.nodes) {
+    const us = self.get(n.id) ?? 0;
+    total += us;
+    const where = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.split('/').pop()}:${n.callFrame.lineNumber + 1}`;
+    byName.set(where, (byName.get(where) ?? 0) + us);
+  }
+  log(`Page 1 main thread, self time of ${(total / 1e6).toFixed(1)} s sampled:`);
+  for (const [where, us] of [...byName].sort((a, b) => b[1] - a[1]).slice(0, 15)) log(`  ${(us / 1e3).toFixed(0).padStart(7)} ms  ${where}`);
+}
 
 // ------------------------------------------------------------------ the run
 
@@ -225,12 +325,22 @@ async function main(): Promise<void> {
   for (const [i, s] of botStats) if (s.id) names.set(s.id, `Bot ${i}`);
   const botsBefore = new Map([...botStats].map(([i, s]) => [i, structuredClone(s)]));
   const pagesBefore = await Promise.all(pages.map(readMeter));
+  const audioBefore = await Promise.all(pages.map(readAudio));
+  const budgetBefore = await Promise.all(pages.map(readBudget));
+  // The longest main-thread task counts from here: the call has settled.
+  await Promise.all(pages.map((p) => p.evaluate(() => ((window as unknown as { __longest: { ms: number } }).__longest.ms = 0))));
   // The server and its media workers (a worker replaced during the run is said, its CPU before that lost).
   const pids0 = serverPids(server.proc.pid!);
   const cpu0ByPid = new Map(pids0.map((pid) => [pid, processCpuSeconds(pid)]));
   const botCpu0 = children.slice(1).map((c) => (c.exitCode === null ? processCpuSeconds(c.pid!) : 0));
   const cores0 = coreTimes();
+  const chromium0 = new Map([...chromiumProcesses().values()].flat().map((pid) => [pid, safeCpu(pid)]));
   const rss: number[] = [];
+  const profiler = values.profile && pages[0] ? await pages[0].context().newCDPSession(pages[0]) : undefined;
+  if (profiler) {
+    await profiler.send('Profiler.enable');
+    await profiler.send('Profiler.start');
+  }
   const start = performance.now();
   const end = start + SECONDS * 1000;
   let lastReport = start;
@@ -243,14 +353,56 @@ async function main(): Promise<void> {
     }
   }
   const elapsed = (performance.now() - start) / 1000;
+  if (profiler) printProfile((await profiler.send('Profiler.stop')).profile as unknown as CpuProfile);
   const pids1 = serverPids(server.proc.pid!);
   if (pids1.join() !== pids0.join()) log(`the server's media workers changed during the run: ${pids0.length - 1} → ${pids1.length - 1}`);
   const cpuByPid = pids1.map((pid) => processCpuSeconds(pid) - (cpu0ByPid.get(pid) ?? 0));
   const cpu = cpuByPid.reduce((a, b) => a + b, 0);
   const botCpu = children.slice(1).map((c, i) => (c.exitCode === null ? processCpuSeconds(c.pid!) - botCpu0[i]! : 0));
   const cores1 = coreTimes();
+  // Chromium's CPU by kind of process over the run (both pages share one browser).
+  const chromiumCores: Record<string, number> = {};
+  for (const [kind, pids] of chromiumProcesses()) {
+    const used = pids.reduce((n, pid) => n + safeCpu(pid) - (chromium0.get(pid) ?? safeCpu(pid)), 0);
+    chromiumCores[kind] = Number((used / elapsed).toFixed(3));
+  }
   const serverThreads = sum(pids1, threadCount);
   const pagesAfter = await Promise.all(pages.map(readMeter));
+  const audioAfter = await Promise.all(pages.map(readAudio));
+  const budgetAfter = await Promise.all(pages.map(readBudget));
+  const longestTask = await Promise.all(pages.map((p) => p.evaluate(() => (window as unknown as { __longest: { ms: number } }).__longest.ms)));
+  // Per page: the budget it chose, how its budgeted tiles played, its longest task, and audio
+  // concealment on the tracks that carried a speaker (≥ 40 packets/s: the loudest, forwarded).
+  const pageResults = pages.map((_, p) => {
+    const budgeted = budgetBefore[p]!.playing.filter((n) => budgetAfter[p]!.playing.includes(n));
+    const fpsOf = (n: string) => ((pagesAfter[p]![n]?.frames ?? 0) - (pagesBefore[p]![n]?.frames ?? 0)) / elapsed;
+    const budgetedFps = budgeted.map(fpsOf).sort((a, b) => a - b);
+    let samples = 0;
+    let concealed = 0;
+    let speakerTracks = 0;
+    const audioPacketRates: number[] = [];
+    for (const [track, a] of Object.entries(audioAfter[p]!)) {
+      const b = audioBefore[p]![track] ?? { samples: 0, concealed: 0, packets: 0 };
+      audioPacketRates.push(Math.round((a.packets - b.packets) / elapsed));
+      if ((a.packets - b.packets) / elapsed < 40) continue;
+      speakerTracks++;
+      samples += a.samples - b.samples;
+      concealed += a.concealed - b.concealed;
+    }
+    return {
+      page: `Page ${p + 1}`,
+      budgetLine: budgetAfter[p]!.line,
+      budgetAtStart: budgetBefore[p]!.playing.length,
+      budgetAtEnd: budgetAfter[p]!.playing.length,
+      budgetedTiles: budgeted.length,
+      budgetedFpsMedian: Number((budgetedFps[budgetedFps.length >> 1] ?? 0).toFixed(1)),
+      budgetedFpsMin: Number((budgetedFps[0] ?? 0).toFixed(1)),
+      longestTaskMs: Math.round(longestTask[p]!),
+      speakerAudioTracks: speakerTracks,
+      audioPacketsPerSecondByTrack: audioPacketRates.sort((x, y) => y - x),
+      concealedPercent: samples > 0 ? Number(((100 * concealed) / samples).toFixed(2)) : undefined,
+    };
+  });
 
   const streams: StreamResult[] = [];
   for (const [i, after] of botStats) {
@@ -304,7 +456,7 @@ async function main(): Promise<void> {
   });
   const result = {
     at: new Date().toISOString(),
-    config: { bots: BOTS, pages: PAGES, seconds: SECONDS, warmup: WARMUP, layers: values.layers, speakers: Number(values.speakers), botProcesses: BOT_PROCS, mediaWorkers: MEDIA_WORKERS },
+    config: { bots: BOTS, pages: PAGES, botsWatch: values['bots-watch'], seconds: SECONDS, warmup: WARMUP, layers: values.layers, speakers: Number(values.speakers), botProcesses: BOT_PROCS, mediaWorkers: MEDIA_WORKERS },
     machine: { cores: perCore.length, busyPerCore: perCore.map((x) => Number(x.toFixed(3))) },
     server: {
       /** The server process and its media workers together. */
@@ -317,6 +469,7 @@ async function main(): Promise<void> {
       rssMb: { mean: Number((rss.reduce((a, b) => a + b, 0) / rss.length).toFixed(1)), max: Number(Math.max(...rss).toFixed(1)) },
     },
     bots: { cpuCoresPerProcess: botCpu.map((c) => Number((c / elapsed).toFixed(3))) },
+    chromiumCoresByProcessKind: chromiumCores,
     streams: {
       count: streams.length,
       fps: { min: q(0), p5: q(0.05), median: q(0.5), max: q(1) },
@@ -327,9 +480,10 @@ async function main(): Promise<void> {
       freezeSeconds: Number((streams.reduce((a, s) => a + s.freezeMs, 0) / 1000).toFixed(1)),
     },
     subscribers,
+    pages: pageResults,
   };
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-  writeFileSync(join(ROOT, 'bench/results/room.json'), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(join(ROOT, 'bench/results', values.out!), `${JSON.stringify(result, null, 2)}\n`);
 
   const f1 = (x: number) => x.toFixed(1);
   log('');
@@ -337,12 +491,16 @@ async function main(): Promise<void> {
   const split = pids1.length > 1 ? ` = ${result.server.cpuCoresPerProcess.map((c) => `${f1(c * 100)} %`).join(' + ')} (server + workers)` : '';
   log(`server: ${f1(result.server.cpuPercentOfOneCore)} % of one core${split} (${serverThreads} threads), RSS mean ${f1(result.server.rssMb.mean)} MB, max ${f1(result.server.rssMb.max)} MB`);
   log(`bots: ${result.bots.cpuCoresPerProcess.map((c) => `${f1(c * 100)} %`).join(' + ')} of one core; machine cores busy: ${perCore.map((c) => `${f1(c * 100)} %`).join(', ')}`);
+  if (PAGES > 0) log(`Chromium (${PAGES} pages): ${Object.entries(chromiumCores).map(([k, c]) => `${k} ${f1(c * 100)} %`).join(', ')} of one core`);
   log(`video streams: ${streams.length}; frames/s min ${f1(q(0))}, p5 ${f1(q(0.05))}, median ${f1(q(0.5))}; below 20 fps: ${result.streams.below20fps}`);
   log(`loss: mean ${((result.streams.lossMean ?? 0) * 100).toFixed(2)} %, max ${((result.streams.lossMax ?? 0) * 100).toFixed(2)} %; freezes (> 500 ms): ${result.streams.freezes} (${result.streams.freezeSeconds} s in all)`);
   for (const s of subscribers) {
     log(`  ${s.subscriber.padEnd(7)} ${String(s.streams).padStart(2)} streams  fps min ${f1(s.fpsMin).padStart(4)} median ${f1(s.fpsMedian).padStart(4)}  freezes ${s.freezes}  widths ${s.widths.join('/')}`);
   }
-  log('written to bench/results/room.json');
+  for (const p of pageResults) {
+    log(`  ${p.page}: "${p.budgetLine}" — budgeted tiles (${p.budgetedTiles}) median ${f1(p.budgetedFpsMedian)} fps (min ${f1(p.budgetedFpsMin)}); longest main-thread task ${p.longestTaskMs} ms; speaker audio concealed ${p.concealedPercent ?? '?'} % over ${p.speakerAudioTracks} track(s)`);
+  }
+  log(`written to bench/results/${values.out}`);
 
   await browser?.close();
   stopping = true;

@@ -28,6 +28,8 @@ test('what counts as a page that cannot keep up', () => {
   assert.ok(overloaded({ ...smooth(3), longTaskMs: 300 }, 2));
   assert.ok(overloaded({ ...smooth(3), videos: smooth(3).videos.map((v) => ({ ...v, decodeMsPerSecond: 400 })) }, 2), 'decoding 1.2 s per second on 2 cores');
   assert.ok(overloaded({ ...starving(4), longTaskMs: 0 }, 2), 'most videos drop frames');
+  assert.ok(overloaded({ ...smooth(3), sendingStarved: true }, 2), 'our own video lacks the CPU');
+  assert.equal(overloaded({ ...smooth(0), sendingStarved: true }, 2), undefined, 'nothing to stop decoding');
   // A camera that is off sends no frames: not starving.
   assert.equal(overloaded({ ...smooth(2), videos: [{ fps: 0, droppedPerSecond: 0, decodeMsPerSecond: 0 }, ...smooth(2).videos] }, 2), undefined);
 });
@@ -78,4 +80,27 @@ test('who plays video: a shared screen, the pinned person, recent speakers, then
   assert.deepEqual([...chooseVideoTiles(tiles, 4)], ['e', 'c', 'd', 'b']);
   assert.deepEqual([...chooseVideoTiles(tiles, 6)].sort(), ['a', 'b', 'c', 'd', 'e', 'f']);
   assert.deepEqual([...chooseVideoTiles(tiles, 5)].at(-1), 'a', 'then the first in grid order');
+});
+
+test('our own starving video drops the budget, then waits for the encoder to recover before dropping again', () => {
+  const b = new VideoBudget({ cores: 2, small: false });
+  const starved = { ...smooth(9), sendingStarved: true };
+  let now = 0;
+  b.update(starved, 9, (now += 1000));
+  assert.equal(b.update(starved, 9, (now += 1000)), 7);
+  for (let i = 0; i < 4; i++) assert.equal(b.update({ ...starved, videos: smooth(7).videos }, 9, (now += 1000)), 7, 'the encoder is given time');
+  b.update({ ...starved, videos: smooth(7).videos }, 9, (now += 1000));
+  assert.equal(b.update({ ...starved, videos: smooth(7).videos }, 9, (now += 1000)), 6, 'still starving after 5 s: one step more');
+});
+
+test('a busy main thread while every video plays smoothly drops the budget only if it lasts', () => {
+  const b = new VideoBudget({ cores: 2, small: false });
+  let now = 0;
+  const janky = { ...smooth(9), frozen: true };
+  for (let i = 0; i < 4; i++) assert.equal(b.update(janky, 9, (now += 1000)), 9, 'a few slow tasks: the videos play on');
+  assert.equal(b.update(janky, 9, (now += 1000)), 7, 'five seconds of it: fewer videos');
+  const c = new VideoBudget({ cores: 2, small: false });
+  const jankyAndStarving = { ...starving(9), longTaskMs: 0, frozen: true };
+  c.update(jankyAndStarving, 9, 1000);
+  assert.equal(c.update(jankyAndStarving, 9, 2000), 7, 'with videos starving, two seconds are enough');
 });

@@ -11,6 +11,7 @@
  *                      environment variable when not given): with it the first bot is the host in the encrypted call
  *   --bind 127.0.0.1   address ICE binds to      --stagger 200   ms between two bots' knocks
  *   --tile 320x180     how large the bot shows everyone's video (the SFU picks layers to fit); 'full': any size
+ *   --watch PREFIX     show only the people whose name starts with PREFIX (the SFU sends the others' video to nobody here)
  *   --seconds N        leave after N seconds (default: until Ctrl-C)
  *   --every N          print a summary every N seconds (default 5)
  *   --json             print one JSON line of counts per interval instead (for bench/room.ts)
@@ -40,6 +41,7 @@ const { values } = parseArgs({
     every: { type: 'string', default: '5' },
     json: { type: 'boolean', default: false },
     tile: { type: 'string', default: '320x180' },
+    watch: { type: 'string' },
   },
 });
 
@@ -126,6 +128,7 @@ for (let i = 0; i < count; i++) {
       audio: audio === 'tone' && !speaking ? 'silence' : audio,
       bindAddress: values.bind,
       tile,
+      watch: values.watch === undefined ? undefined : (p) => (p.name ?? '').startsWith(values.watch!),
     });
   // A busy machine may miss a connection's deadline: a few more tries, a second apart.
   let bot: Bot | undefined;

@@ -22,7 +22,8 @@ export type CallPhase =
   | { kind: 'connecting' }
   | { kind: 'waiting'; hostPresent: boolean }
   | { kind: 'in-call' }
-  | { kind: 'ended'; code: ErrorCode | 'disconnected'; message: string };
+  /** `restoreFailed`: disconnected, and the attempts to come back ran out of time. */
+  | { kind: 'ended'; code: ErrorCode | 'disconnected'; message: string; restoreFailed?: boolean };
 
 /** Someone in the encrypted call: a participant the server lists whose key the MLS group holds. */
 export interface Member {
@@ -116,6 +117,8 @@ export class CallSession {
   readonly knocks = new Map<string, Knock>();
   /** The last refusal of something we asked for, as a sentence. */
   lastError?: string;
+  /** The registry code of lastError: pages show their own sentence for it, in the person's language. */
+  lastErrorCode?: ErrorCode;
   /** A change to the call that this client refused (someone not allowed tried to let someone in), as a sentence. */
   securityNotice?: string;
   /** The current frame key (undefined until we are in the group), the code everyone compares, and how many it covers. */
@@ -314,6 +317,7 @@ export class CallSession {
         void this.serially(() => this.drive());
       }
       this.lastError = m.message;
+      this.lastErrorCode = m.code;
       this.emit();
     });
     s.on('closed', (m) => this.set({ kind: 'ended', code: m.code, message: m.message }));
@@ -844,6 +848,7 @@ export class CallSession {
         kind: 'ended',
         code: 'disconnected',
         message: 'The connection to the server was lost and could not be restored.',
+        restoreFailed: true,
       });
       return;
     }

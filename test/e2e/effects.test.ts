@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { CHROMIUM_ARGS, CHROMIUM_PATH, newPerson, serverAndChromium, waitForLiveAudio, waitForPlayingVideo } from '../support/browser.js';
 import { hostEnters, signUpAndCreateLink } from '../support/flow.js';
-import { TOO_SLOW } from '../../src/ui/effects/local-effects.js';
+import { en } from '../../src/ui/i18n/en.js';
 
 /** tsx keeps function names with a helper the page lacks; the measuring functions below need it there. */
 const KEEP_NAMES = 'globalThis.__name ??= (f) => f';
@@ -185,7 +185,7 @@ describe('effects in Chromium, as the other side receives them', { timeout: 240_
     // A page 20 times slower than this machine: the model and the drawing cannot keep 15 fps.
     const cdp = await guest.context.newCDPSession(guest.page);
     await cdp.send('Emulation.setCPUThrottlingRate', { rate: 20 });
-    await guest.page.getByText(TOO_SLOW).waitFor({ timeout: 30_000 });
+    await guest.page.getByText(en['effects.tooSlow']).waitFor({ timeout: 30_000 });
     await cdp.send('Emulation.setCPUThrottlingRate', { rate: 1 });
     assert.equal(await blur.isChecked(), false, 'the switch shows blur off');
     await guest.context.close();

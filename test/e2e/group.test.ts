@@ -4,6 +4,7 @@
 // and decoded by Chromium — and every bot receives the pages' video and authenticates it. Then
 // four bots leave: the grids shrink, the key rotates, and what is left keeps playing.
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { Bot } from '../../src/bot/bot.js';
@@ -47,22 +48,37 @@ async function pageFrameRates(page: Page, ms: number): Promise<Record<string, nu
   }, ms);
 }
 
-/** Authenticated video frames per second each bot received from each sender, by the sender's name. */
-async function botFrameRates(bots: readonly Bot[], ms: number): Promise<Map<string, number>[]> {
+/**
+ * Authenticated video frames per second each bot received from each sender, by the sender's name:
+ * the median of one-second counts over `seconds` (one slow second is not what a person sees).
+ */
+async function botFrameRates(bots: readonly Bot[], seconds: number): Promise<Map<string, number>[]> {
   const count = () => bots.map((b) => new Map(b.stats().received.filter((s) => s.kind === 'video').map((s) => [s.peerId, s.authenticatedFrames])));
-  const before = count();
-  const t0 = performance.now();
-  await sleep(ms);
-  const after = count();
-  const seconds = (performance.now() - t0) / 1000;
-  return after.map((m, i) => {
-    const named = new Map<string, number>();
-    for (const [peerId, frames] of m) {
-      const name = bots[i]!.call.participants.get(peerId)?.name ?? peerId;
-      named.set(name, (frames - (before[i]!.get(peerId) ?? 0)) / seconds);
+  const samples: Map<string, number[]>[] = bots.map(() => new Map());
+  let before = count();
+  let t0 = performance.now();
+  for (let s = 0; s < seconds; s++) {
+    await sleep(1000);
+    const now = count();
+    const t1 = performance.now();
+    for (const [i, m] of now.entries()) {
+      for (const [peerId, frames] of m) {
+        const name = bots[i]!.call.participants.get(peerId)?.name ?? peerId;
+        const list = samples[i]!.get(name) ?? [];
+        list.push(((frames - (before[i]!.get(peerId) ?? 0)) * 1000) / (t1 - t0));
+        samples[i]!.set(name, list);
+      }
     }
-    return named;
-  });
+    before = now;
+    t0 = t1;
+  }
+  const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1]!;
+  return samples.map((m) => new Map([...m].map(([name, v]) => [name, median(v)])));
+}
+
+/** A process that keeps one core busy (what else a laptop runs), until stopped. */
+function busyCore(): ChildProcess {
+  return spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
 }
 
 describe('a group call: two Chromium pages and eight bots', { timeout: 420_000 }, () => {
@@ -88,9 +104,10 @@ describe('a group call: two Chromium pages and eight bots', { timeout: 420_000 }
     setTimeout(() => process.exit(), 10_000).unref();
   });
 
-  // On this 2-core machine, with the test alone on it, the bots authenticate 24–27 frames/s from
-  // each page (23–25 with one core kept busy by another process): everything here — two pages
-  // decoding nine videos each, their encoders, eight bots and the server — shares two cores.
+  // On this 2-core machine everything here — two pages decoding nine videos each, their encoders,
+  // eight bots and the server — shares two cores; each page plays what its video budget affords
+  // (src/ui/call/budget.ts), so its encoder keeps its frame rate: the bots get ≥ 24 frames/s of
+  // each page's 30, also while another process keeps one core busy.
   it('every page plays nine remote videos, every bot authenticates the pages\' video; when four bots leave the grids shrink and the key rotates', async (t) => {
     const person = async () => {
       const context = await browser.newContext({ baseURL: server.url, permissions: ['camera', 'microphone'], viewport: { width: 800, height: 600 } });
@@ -131,6 +148,8 @@ describe('a group call: two Chromium pages and eight bots', { timeout: 420_000 }
     // Moving pictures of every bot on both pages (how many frames a page draws depends on the CPU it gets).
     const pageRates = await Promise.all([host, guest].map((p) => pageFrameRates(p, 4000)));
     t.diagnostic(`frames/s drawn per remote video: ${JSON.stringify(pageRates)}`);
+    const budgetWhy = (p: Page) => p.evaluate(() => document.querySelector('.video-budget')?.getAttribute('data-reason') ?? '');
+    t.diagnostic(`why a page dropped videos, if it did: ${JSON.stringify(await Promise.all([host, guest].map(budgetWhy)))}`);
     for (const [i, rates] of pageRates.entries()) {
       for (const name of names) assert.ok(rates[name]! >= 1, `${['grace', 'Guest'][i]}'s page shows ${rates[name]!.toFixed(1)} frames/s of ${name}: ${JSON.stringify(pageRates)}`);
     }
@@ -151,17 +170,33 @@ describe('a group call: two Chromium pages and eight bots', { timeout: 420_000 }
     }
     await waitFor('every bot sends its small layer only', () => bots.every((b) => b.stats().sent.layers.join() === 'q'), 30_000);
 
-    // Every bot receives the pages' video and authenticates ≥ 20 frames/s of each.
+    // Every bot receives the pages' video and authenticates ≥ 24 frames/s of each (median of 1-s counts).
     await waitFor('the pages\' video at every bot', () =>
       bots.every((b) => b.stats().received.filter((s) => s.kind === 'video' && s.authenticatedFrames > 30).length === PAGES.length),
     60_000);
-    const rates = await botFrameRates(bots, 10_000);
-    t.diagnostic(`authenticated frames/s each bot got from the pages: ${JSON.stringify(rates.map((r) => Object.fromEntries(PAGES.map((n) => [n, Number((r.get(n) ?? 0).toFixed(1))]))))}`);
+    const perPage = (rates: Map<string, number>[]) => JSON.stringify(rates.map((r) => Object.fromEntries(PAGES.map((n) => [n, Number((r.get(n) ?? 0).toFixed(1))]))));
+    const rates = await botFrameRates(bots, 10);
+    t.diagnostic(`authenticated frames/s each bot got from the pages: ${perPage(rates)}`);
     for (const [i, r] of rates.entries()) {
       for (const sender of PAGES) {
         const fps = r.get(sender) ?? 0;
-        assert.ok(fps >= 20, `${names[i]} authenticates ${fps.toFixed(1)} frames/s from ${sender}`);
+        assert.ok(fps >= 24, `${names[i]} authenticates ${fps.toFixed(1)} frames/s from ${sender}`);
       }
+    }
+    // The same with one core kept busy by another process.
+    const busy = busyCore();
+    try {
+      await sleep(5000); // the pages' budgets and encoders settle
+      const busyRates = await botFrameRates(bots, 10);
+      t.diagnostic(`with one core busy: ${perPage(busyRates)}`);
+      for (const [i, r] of busyRates.entries()) {
+        for (const sender of PAGES) {
+          const fps = r.get(sender) ?? 0;
+          assert.ok(fps >= 24, `with one core busy, ${names[i]} authenticates ${fps.toFixed(1)} frames/s from ${sender}`);
+        }
+      }
+    } finally {
+      busy.kill();
     }
 
     // Four bots leave: both grids drop their tiles, and the host's Remove commits move the group to a new epoch.
@@ -189,7 +224,7 @@ describe('a group call: two Chromium pages and eight bots', { timeout: 420_000 }
         await waitForPlayingVideo(page, `video[aria-label="Video of ${name}"]`, 30_000);
       }
     }
-    const after = await botFrameRates(staying, 4000);
+    const after = await botFrameRates(staying, 4);
     for (const [i, r] of after.entries()) {
       for (const sender of PAGES) {
         const fps = r.get(sender) ?? 0;

@@ -46,6 +46,10 @@ describe('devices in Chromium', { timeout: 240_000 }, () => {
     await hostEnters(host.page, link);
 
     await guest.page.goto(link);
+    // The pickers fold into "Devices" on the join page, so Name and Continue fit a phone's first screen.
+    const devices = guest.page.getByRole('button', { name: 'Devices' });
+    assert.equal(await devices.getAttribute('aria-expanded'), 'false');
+    await devices.click();
     const camera = guest.page.getByRole('combobox', { name: 'Camera' });
     await camera.waitFor();
     const options = await camera.locator('option').evaluateAll((os) => os.map((o) => (o as HTMLOptionElement).value));
@@ -60,6 +64,13 @@ describe('devices in Chromium', { timeout: 240_000 }, () => {
     await waitForPlayingVideo(guest.page, 'video[aria-label="Your camera preview"]');
     assert.ok(await guest.page.getByRole('combobox', { name: 'Microphone' }).isVisible());
     assert.ok(await guest.page.locator('meter').isVisible(), 'a microphone level meter');
+    // Remembered: opened again, the page starts with the camera chosen last time, the pickers still unfolded.
+    await guest.page.reload();
+    await guest.page.getByRole('combobox', { name: 'Camera' }).waitFor();
+    await guest.page.waitForFunction(
+      (id) => (document.querySelector<HTMLVideoElement>('video[aria-label="Your camera preview"]')?.srcObject as MediaStream | null)?.getVideoTracks()[0]?.getSettings().deviceId === id,
+      other,
+    );
 
     await guest.page.getByRole('textbox', { name: 'Name' }).fill('Dora');
     await guest.page.getByRole('button', { name: 'Continue' }).click();

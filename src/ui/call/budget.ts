@@ -18,6 +18,8 @@ export interface LoadSample {
   longTaskMs: number;
   /** Whether the interval saw a task of 200 ms or more (the page froze). */
   frozen: boolean;
+  /** This page's own camera video suffers for lack of CPU (quality.ts sendingStarved): everyone sees it. */
+  sendingStarved?: boolean;
 }
 
 export interface BudgetOptions {
@@ -39,6 +41,9 @@ const DECODE_SHARE = 0.5;
 const BAD_TO_DROP = 2;
 /** Good intervals in a row before the budget grows by one video. */
 const GOOD_TO_GROW = 4;
+/** The encoder adapts back slowly: after a drop, our own video's starving counts again only after this. */
+const SEND_SETTLE_MS = 5000;
+const SENDING_STARVED = 'your own video lacks the CPU to keep its frame rate';
 /** After a drop, no growing for this long: the page first settles. */
 const HOLD_AFTER_DROP_MS = 8000;
 
@@ -50,10 +55,19 @@ export function initialBudget({ cores, small }: BudgetOptions): number {
   return 16;
 }
 
+const FROZEN = 'a main-thread task of 200 ms or more';
+const LONG_TASKS = 'long main-thread tasks';
+/** Smooth enough that a busy main thread alone is no reason to stop anyone's video: it plays. */
+const SMOOTH_FPS = 20;
+/** A busy main thread with every video smooth drops the budget only after this many intervals in a row. */
+const MAIN_ONLY_TO_DROP = 5;
+
 /** Whether an interval shows a page that cannot keep up, and why (for the diagnostics line). */
 export function overloaded(sample: LoadSample, cores: number): string | undefined {
-  if (sample.frozen) return 'a main-thread task of 200 ms or more';
-  if (sample.longTaskMs > sample.intervalMs * BUSY_SHARE) return 'long main-thread tasks';
+  if (sample.frozen) return FROZEN;
+  if (sample.longTaskMs > sample.intervalMs * BUSY_SHARE) return LONG_TASKS;
+  // Decoding others must not starve the encoder of our own video: drop only while we decode some.
+  if (sample.sendingStarved && sample.videos.length > 0) return SENDING_STARVED;
   const decodeMs = sample.videos.reduce((sum, v) => sum + v.decodeMsPerSecond, 0);
   if (decodeMs > 1000 * Math.max(1, cores) * DECODE_SHARE) return 'decoding takes more than half the device';
   const playing = sample.videos.filter((v) => v.fps > 0 || v.droppedPerSecond > 0);
@@ -74,6 +88,7 @@ export class VideoBudget {
   private bad = 0;
   private good = 0;
   private holdUntil = -Infinity;
+  private droppedAt = -Infinity;
 
   constructor(options: BudgetOptions) {
     this.cores = options.cores;
@@ -87,14 +102,23 @@ export class VideoBudget {
    */
   update(sample: LoadSample, wanted: number, now: number): number {
     const why = overloaded(sample, this.cores);
+    if (why === SENDING_STARVED && now < this.droppedAt + SEND_SETTLE_MS) {
+      // The encoder is still recovering from the last drop: neither bad nor good yet.
+      this.good = 0;
+      return this.limit;
+    }
+    // Video is composited off the main thread: while every video plays smoothly, a busy main
+    // thread (a commit being made, a garbage collection, another tab) counts only if it lasts.
+    const mainOnly = (why === FROZEN || why === LONG_TASKS) && sample.videos.every((v) => v.fps >= SMOOTH_FPS && v.droppedPerSecond <= 1);
     if (why) {
       this.good = 0;
-      if (++this.bad >= BAD_TO_DROP && this.limit > 1) {
+      if (++this.bad >= (mainOnly ? MAIN_ONLY_TO_DROP : BAD_TO_DROP) && this.limit > 1) {
         // Down by a quarter (at least one): from 32 starving videos to a few smooth ones in seconds.
         this.limit = Math.max(1, Math.min(this.limit, Math.max(1, sample.videos.length)) - Math.max(1, Math.floor(this.limit / 4)));
         this.reason = why;
         this.bad = 0;
         this.holdUntil = now + HOLD_AFTER_DROP_MS;
+        this.droppedAt = now;
       }
       return this.limit;
     }

@@ -6,15 +6,14 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { CallSession } from '../../client/call.js';
 import { MAX_CHAT_LENGTH } from '../../protocol/messages.js';
-
-const TIME = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' });
+import { clockTime, numbers, t } from '../i18n/locale.js';
 
 /** The toggle button, for the call controls. */
 export function ChatButton({ session, open, onToggle }: { session: CallSession; open: boolean; onToggle: () => void }) {
   const unread = useUnread(session, open);
   return (
     <button class="secondary" aria-expanded={open} aria-controls="chat-panel" onClick={onToggle}>
-      Chat{unread > 0 && <span class="badge" aria-label={`${unread} unread`}> {unread}</span>}
+      {t('chat.chat')}{unread > 0 && <span class="badge" aria-label={t('chat.unread', { count: unread })}> {numbers().format(unread)}</span>}
     </button>
   );
 }
@@ -43,7 +42,7 @@ export function ChatPanel({ session }: { session: CallSession }) {
     const text = draft.trim();
     if (!text) return;
     if (text.length > MAX_CHAT_LENGTH) {
-      setError(`Messages can be at most ${MAX_CHAT_LENGTH} characters long.`);
+      setError(t('chat.tooLong', { max: MAX_CHAT_LENGTH }));
       return;
     }
     setError('');
@@ -53,29 +52,30 @@ export function ChatPanel({ session }: { session: CallSession }) {
     } catch (err) {
       setError(
         (err as { code?: string }).code === 'rate_limited'
-          ? 'You are sending messages very fast. Wait a moment, then send it again.'
-          : 'That message could not be sent. Line breaks are fine; other control characters are not.',
+          ? t('chat.tooFast')
+          : t('chat.notSent'),
       );
     }
   }
 
   return (
-    <section id="chat-panel" class="chat card" aria-label="Chat">
-      <p class="muted small">End-to-end encrypted: only the people in this call can read it. You see what was said since you joined.</p>
+    <section id="chat-panel" class="chat card" aria-label={t('chat.chat')}>
+      <p class="muted small">{t('chat.private')}</p>
       <ol ref={list} class="chat-messages" aria-live="polite">
         {session.chat.map((m) => (
           <li key={m.id} class={m.mine ? 'chat-message mine' : 'chat-message'}>
             <span class="chat-meta">
-              <strong>{m.mine ? 'You' : (m.name ?? 'Someone')}</strong> <time dateTime={new Date(m.at).toISOString()}>{TIME.format(m.at)}</time>
+              {m.mine ? <strong>{t('chat.you')}</strong> : m.name ? <strong><bdi translate={false}>{m.name}</bdi></strong> : <strong>{t('call.someone')}</strong>} <time dateTime={new Date(m.at).toISOString()}>{clockTime().format(m.at)}</time>
             </span>
-            <span class="chat-text">{m.text}</span>
+            <span class="chat-text" dir="auto" translate={false}>{m.text}</span>
           </li>
         ))}
       </ol>
       <form class="row" onSubmit={(e) => void send(e)}>
-        <label class="sr-only" for="chat-message">Message</label>
+        <label class="sr-only" for="chat-message">{t('chat.message')}</label>
         <textarea
           id="chat-message"
+          dir="auto"
           rows={2}
           maxLength={MAX_CHAT_LENGTH}
           value={draft}
@@ -84,7 +84,7 @@ export function ChatPanel({ session }: { session: CallSession }) {
             if (e.key === 'Enter' && !e.shiftKey) void send(e);
           }}
         />
-        <button type="submit">Send</button>
+        <button type="submit">{t('chat.send')}</button>
       </form>
       {error && <p role="alert" class="error">{error}</p>}
     </section>

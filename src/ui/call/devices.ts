@@ -1,4 +1,6 @@
-/** Camera and microphone: open, list, and describe failures in plain sentences. */
+/** Camera and microphone: open, list, remember the choice, and describe failures in plain sentences. */
+import { say, type Said } from '../i18n/locale.js';
+
 export interface DeviceChoice {
   cameraId?: string;
   microphoneId?: string;
@@ -8,8 +10,29 @@ export interface DeviceChoice {
 export interface LocalMedia {
   /** What could be opened: both, one, or nothing (listen-only). */
   stream?: MediaStream;
-  /** Why something is missing, as a sentence; empty when all is well. */
-  problem: string;
+  /** Why something is missing, as a sentence; none when all is well. */
+  problem?: Said;
+}
+
+const CHOICE_KEY = 'linkcall.devices';
+
+/** The devices chosen last time in this browser (ids only: labels stay with the browser). */
+export function rememberedChoice(): DeviceChoice {
+  try {
+    const saved = JSON.parse(localStorage.getItem(CHOICE_KEY) ?? '{}') as Record<string, unknown>;
+    const id = (v: unknown) => (typeof v === 'string' && v.length > 0 && v.length < 256 ? v : undefined);
+    return { cameraId: id(saved.cameraId), microphoneId: id(saved.microphoneId), speakerId: id(saved.speakerId) };
+  } catch {
+    return {};
+  }
+}
+
+export function rememberChoice(choice: DeviceChoice): void {
+  try {
+    localStorage.setItem(CHOICE_KEY, JSON.stringify(choice));
+  } catch {
+    // storage blocked: chosen for this visit only
+  }
 }
 
 function constraints(choice: DeviceChoice): { video: MediaTrackConstraints; audio: MediaTrackConstraints } {
@@ -35,34 +58,41 @@ export async function openTrack(kind: 'audio' | 'video', choice: DeviceChoice): 
  * Camera and microphone if possible; otherwise whichever works, with a
  * sentence saying what is missing. Joining works in every case.
  */
-export async function openWhatWorks(choice: DeviceChoice = {}): Promise<LocalMedia> {
+export async function openWhatWorks(choice: DeviceChoice = {}, remembered = false): Promise<LocalMedia> {
   const c = constraints(choice);
   try {
-    return { stream: await navigator.mediaDevices.getUserMedia(c), problem: '' };
-  } catch (both) {
-    const [audio, video] = await Promise.allSettled([
-      navigator.mediaDevices.getUserMedia({ audio: c.audio }),
-      navigator.mediaDevices.getUserMedia({ video: c.video }),
-    ]);
-    const tracks = [audio, video].flatMap((r) => (r.status === 'fulfilled' ? r.value.getTracks() : []));
-    if (audio.status === 'fulfilled' && video.status === 'rejected') {
-      return { stream: new MediaStream(tracks), problem: describeMissing('camera', video.reason) };
-    }
-    if (video.status === 'fulfilled' && audio.status === 'rejected') {
-      return { stream: new MediaStream(tracks), problem: describeMissing('microphone', audio.reason) };
-    }
-    if (tracks.length > 0) return { stream: new MediaStream(tracks), problem: '' };
-    return { problem: describeMediaError(both) };
+    return { stream: await navigator.mediaDevices.getUserMedia(c) };
+  } catch (err) {
+    // A device remembered from last time may be unplugged now: then whatever the browser offers.
+    if (!remembered || !(choice.cameraId || choice.microphoneId)) return openAny(c, err);
+    return openWhatWorks({});
   }
 }
 
-function describeMissing(device: 'camera' | 'microphone', err: unknown): string {
+/** Whichever of camera and microphone opens, with a sentence saying what is missing. */
+async function openAny(c: { video: MediaTrackConstraints; audio: MediaTrackConstraints }, both: unknown): Promise<LocalMedia> {
+  const [audio, video] = await Promise.allSettled([
+    navigator.mediaDevices.getUserMedia({ audio: c.audio }),
+    navigator.mediaDevices.getUserMedia({ video: c.video }),
+  ]);
+  const tracks = [audio, video].flatMap((r) => (r.status === 'fulfilled' ? r.value.getTracks() : []));
+  if (audio.status === 'fulfilled' && video.status === 'rejected') {
+    return { stream: new MediaStream(tracks), problem: describeMissing('camera', video.reason) };
+  }
+  if (video.status === 'fulfilled' && audio.status === 'rejected') {
+    return { stream: new MediaStream(tracks), problem: describeMissing('microphone', audio.reason) };
+  }
+  if (tracks.length > 0) return { stream: new MediaStream(tracks) };
+  return { problem: describeMediaError(both) };
+}
+
+function describeMissing(device: 'camera' | 'microphone', err: unknown): Said {
   const name = (err as { name?: string })?.name;
-  const effect = device === 'camera' ? 'Others will hear you but not see you.' : 'Others will see you but not hear you.';
-  if (name === 'NotAllowedError') return `Access to your ${device} was blocked. ${effect} Allow it in the address bar to change that.`;
-  if (name === 'NotFoundError' || name === 'OverconstrainedError') return `No ${device} was found. ${effect}`;
-  if (name === 'NotReadableError') return `Your ${device} is in use by another app. ${effect}`;
-  return `Your ${device} could not be started. ${effect}`;
+  const camera = device === 'camera';
+  if (name === 'NotAllowedError') return say(camera ? 'devices.cameraBlocked' : 'devices.micBlocked');
+  if (name === 'NotFoundError' || name === 'OverconstrainedError') return say(camera ? 'devices.cameraMissing' : 'devices.micMissing');
+  if (name === 'NotReadableError') return say(camera ? 'devices.cameraBusy' : 'devices.micBusy');
+  return say(camera ? 'devices.cameraFailed' : 'devices.micFailed');
 }
 
 export interface DeviceLists {
@@ -83,13 +113,12 @@ export async function listDevices(): Promise<DeviceLists> {
   };
 }
 
-export function describeMediaError(err: unknown): string {
+export function describeMediaError(err: unknown): Said {
   const name = (err as { name?: string })?.name;
-  const still = 'You can still join and listen.';
-  if (name === 'NotAllowedError') return `Camera and microphone access was blocked. ${still} To be seen and heard, allow access in the address bar and reload.`;
-  if (name === 'NotFoundError') return `No camera or microphone was found. ${still}`;
-  if (name === 'NotReadableError') return `Your camera and microphone are in use by another app. ${still}`;
-  return `Your camera and microphone could not be started. ${still}`;
+  if (name === 'NotAllowedError') return say('devices.bothBlocked');
+  if (name === 'NotFoundError') return say('devices.bothMissing');
+  if (name === 'NotReadableError') return say('devices.bothBusy');
+  return say('devices.bothFailed');
 }
 
 /** Route a media element's sound to the chosen speaker, where the browser allows it. */

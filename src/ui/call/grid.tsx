@@ -7,6 +7,8 @@ import { Component } from 'preact';
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import type { Quality } from './quality.js';
 import type { TileSizeReport } from './viewport.js';
+// `t` names a tile here, so the catalog's lookup goes by `tr`.
+import { t as tr, tx } from '../i18n/locale.js';
 
 export interface TileModel {
   /** Participant id (the self tile uses its own id too). */
@@ -147,7 +149,7 @@ export function CallGrid({ tiles, pinned, onPin, onTileSize }: GridProps) {
       )}
       <section
         class={stage ? 'strip' : 'grid'}
-        aria-label="Participants"
+        aria-label={tr('grid.participants')}
         style={stage ? undefined : { '--cols': String(layout.cols), '--tile-w': `${Math.floor(layout.width)}px` }}
       >
         {shown.map((t) => (
@@ -155,10 +157,10 @@ export function CallGrid({ tiles, pinned, onPin, onTileSize }: GridProps) {
         ))}
       </section>
       {!stage && pages > 1 && (
-        <nav class="row pager" aria-label="Pages of participants">
-          <button class="secondary small" disabled={current === 0} onClick={() => setPage(current - 1)}>Previous page</button>
-          <span role="status">Page {current + 1} of {pages}</span>
-          <button class="secondary small" disabled={current >= pages - 1} onClick={() => setPage(current + 1)}>Next page</button>
+        <nav class="row pager" aria-label={tr('grid.pages')}>
+          <button class="secondary small" disabled={current === 0} onClick={() => setPage(current - 1)}>{tr('grid.previous')}</button>
+          <span role="status">{tr('grid.page', { page: current + 1, pages })}</span>
+          <button class="secondary small" disabled={current >= pages - 1} onClick={() => setPage(current + 1)}>{tr('grid.next')}</button>
         </nav>
       )}
     </div>
@@ -187,7 +189,7 @@ function Tile({ tile: t, pinned, onPin, onTileSize }: { tile: TileModel; pinned:
   }, [stream]);
   // A paused tile reports no size: the SFU stops forwarding its video.
   useTileSize(video, `camera:${t.id}`, t.id, t.self || t.paused ? undefined : onTileSize);
-  const label = t.self ? `${t.name} (you)` : t.name;
+  const label = t.self ? tr('grid.you', { name: t.name }) : t.name;
   return (
     <figure class={`tile${t.speaking ? ' speaking' : ''}`} data-participant={t.id} aria-label={label}>
       {/* Sound plays from the call's audio elements, so paging or pinning never silences anyone. */}
@@ -197,43 +199,43 @@ function Tile({ tile: t, pinned, onPin, onTileSize }: { tile: TileModel; pinned:
         playsInline
         muted
         class={t.self ? 'mirror' : ''}
-        aria-label={t.self ? 'Your video' : `Video of ${t.name}`}
+        aria-label={t.self ? tr('grid.yourVideo') : tr('grid.videoOf', { name: t.name })}
       />
       {(!t.video || !t.stream || t.paused) && (
         <div class="camera-off" aria-hidden="true">
-          <span class="avatar">{t.name.slice(0, 1).toUpperCase()}</span>
+          <span class="avatar" translate={false}>{[...t.name][0]?.toUpperCase()}</span>
         </div>
       )}
       <figcaption class="tile-bar">
-        <span class="tile-name">{label}</span>
-        {t.coHost && <span class="small"> (co-host)</span>}
-        {t.speaking && <span class="sr-only">, speaking</span>}
-        {!t.audio && <span class="muted-icon" aria-label={`${t.name} is muted`} role="img">Muted</span>}
-        {!t.video && <span class="sr-only">, camera off</span>}
-        {t.paused && <span class="sr-only">, video paused</span>}
-        {t.hand && <span class="hand" role="img" aria-label={`${t.self ? 'Your' : `${t.name}'s`} hand is raised`}>✋</span>}
-        {t.reaction && <span class="reaction" role="img" aria-label={`${t.self ? 'You' : t.name} reacted ${t.reaction}`}>{t.reaction}</span>}
-        {t.quality && <QualityBars quality={t.quality} name={t.self ? 'your' : `${t.name}'s`} />}
+        <span class="tile-name">{t.self ? tx('grid.you', { name: <bdi translate={false}>{t.name}</bdi> }) : <bdi translate={false}>{t.name}</bdi>}</span>
+        {t.coHost && <span class="small"> {tr('grid.coHost')}</span>}
+        {t.speaking && <span class="sr-only">{tr('grid.speaking')}</span>}
+        {!t.audio && <span class="muted-icon" aria-label={tr('grid.isMuted', { name: t.name })} role="img">{tr('grid.muted')}</span>}
+        {!t.video && <span class="sr-only">{tr('grid.cameraIsOff')}</span>}
+        {t.paused && <span class="sr-only">{tr('grid.videoPaused')}</span>}
+        {t.hand && <span class="hand" role="img" aria-label={t.self ? tr('grid.yourHand') : tr('grid.theirHand', { name: t.name })}>✋</span>}
+        {t.reaction && <span class="reaction" role="img" aria-label={t.self ? tr('grid.youReacted', { reaction: t.reaction }) : tr('grid.theyReacted', { name: t.name, reaction: t.reaction })}>{t.reaction}</span>}
+        {t.quality && <QualityBars quality={t.quality} name={t.self ? undefined : t.name} />}
         {t.reconnecting ? (
-          <span class="small" role="status">Reconnecting…</span>
+          <span class="small" role="status">{tr('grid.reconnecting')}</span>
         ) : (
-          !t.stream && !t.self && <span class="small">Connecting…</span>
+          !t.stream && !t.self && <span class="small">{tr('grid.connecting')}</span>
         )}
         <span class="tile-actions">
-          <button class="icon small" aria-pressed={pinned} aria-label={pinned ? `Unpin ${t.name}` : `Pin ${t.name}`} onClick={() => onPin(pinned ? undefined : t.id)}>
-            {pinned ? 'Unpin' : 'Pin'}
+          <button class="icon small" aria-pressed={pinned} aria-label={pinned ? tr('grid.unpinNamed', { name: t.name }) : tr('grid.pinNamed', { name: t.name })} onClick={() => onPin(pinned ? undefined : t.id)}>
+            {pinned ? tr('grid.unpin') : tr('grid.pin')}
           </button>
           {t.onMute && (
             <button class="secondary small" onClick={t.onMute}>
-              {t.audio ? `Mute ${t.name}` : `Ask ${t.name} to unmute`}
+              {t.audio ? tr('grid.muteNamed', { name: t.name }) : tr('grid.askUnmute', { name: t.name })}
             </button>
           )}
           {t.onCoHost && (
-            <button class="secondary small" aria-label={t.coHost ? `Remove co-host ${t.name}` : `Make co-host ${t.name}`} onClick={t.onCoHost}>
-              {t.coHost ? 'Remove co-host' : 'Make co-host'}
+            <button class="secondary small" aria-label={t.coHost ? tr('grid.removeCoHostNamed', { name: t.name }) : tr('grid.makeCoHostNamed', { name: t.name })} onClick={t.onCoHost}>
+              {t.coHost ? tr('grid.removeCoHost') : tr('grid.makeCoHost')}
             </button>
           )}
-          {t.onRemove && <button class="danger small" aria-label={`Remove ${t.name}`} onClick={t.onRemove}>Remove</button>}
+          {t.onRemove && <button class="danger small" aria-label={tr('grid.removeNamed', { name: t.name })} onClick={t.onRemove}>{tr('grid.remove')}</button>}
         </span>
       </figcaption>
     </figure>
@@ -246,7 +248,7 @@ function ScreenTile({ tile: t, onTileSize }: { tile: TileModel; onTileSize?: Gri
     if (video.current && video.current.srcObject !== (t.screen ?? null)) video.current.srcObject = t.screen ?? null;
   }, [t.screen]);
   useTileSize(video, `screen:${t.id}`, t.id, t.self ? undefined : onTileSize);
-  const label = t.self ? 'Your shared screen' : `Screen shared by ${t.name}`;
+  const label = t.self ? tr('grid.yourScreen') : tr('grid.screenOf', { name: t.name });
   return (
     <figure class="tile screen" aria-label={label}>
       <video ref={video} autoplay playsInline muted aria-label={label} />
@@ -257,9 +259,18 @@ function ScreenTile({ tile: t, onTileSize }: { tile: TileModel; onTileSize?: Gri
   );
 }
 
-function QualityBars({ quality, name }: { quality: Quality; name: string }) {
+const QUALITY = { good: 'grid.good', fair: 'grid.fair', poor: 'grid.poor' } as const;
+
+/** `name` absent: your own video. */
+function QualityBars({ quality, name }: { quality: Quality; name?: string }) {
+  const said = tr(QUALITY[quality]);
   return (
-    <span class={`quality q-${quality}`} role="img" aria-label={`Connection quality of ${name} video: ${quality}`} title={`Connection: ${quality}`}>
+    <span
+      class={`quality q-${quality}`}
+      role="img"
+      aria-label={name === undefined ? tr('grid.qualityMine', { quality: said }) : tr('grid.qualityOf', { name, quality: said })}
+      title={tr('grid.connection', { quality: said })}
+    >
       <i />
       <i />
       <i />

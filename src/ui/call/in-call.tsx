@@ -15,9 +15,10 @@ import { MemoCallGrid, type TileModel } from './grid.js';
 import { LevelMeter } from './levels.js';
 import { Lobby, UNREADABLE } from './lobby.js';
 import type { CallConnection } from './media.js';
-import { StatsReader, sentQuality, type Quality } from './quality.js';
+import { StatsReader, sendingStarved, sentQuality, type Quality } from './quality.js';
 import { RemoteMedia } from './remote-media.js';
 import { tileSizeReporter } from './viewport.js';
+import { errorText, say, t, told, tx, type Said } from '../i18n/locale.js';
 
 interface Props {
   session: CallSession;
@@ -29,7 +30,7 @@ interface Props {
   title: string;
   remoteStreams: ReadonlyMap<string, MediaStream>;
   speakerId?: string;
-  mediaFailure: string;
+  mediaFailure?: Said;
   /** Blur and noise suppression from the join page: switched again in Devices, swapped into the call here. */
   effects?: LocalEffects;
 }
@@ -41,14 +42,14 @@ const STATS_INTERVAL_MS = 1000;
 const METER_DELAY_MS = 1500;
 
 const isMac = typeof navigator !== 'undefined' && /Mac|iPhone|iPad/.test(navigator.platform);
-const MOD = isMac ? '⌘' : 'Ctrl';
+const isMacKeys = isMac;
 
 export function InCall({ session, connection, local, name, title, remoteStreams, speakerId: initialSpeaker, mediaFailure, effects }: Props) {
   const [audioOn, setAudioOn] = useState(() => local.getAudioTracks().some((t) => t.enabled));
   const [videoOn, setVideoOn] = useState(() => local.getVideoTracks().some((t) => t.enabled));
   const [localTracks, setLocalTracks] = useState(() => local.getTracks());
   const [screen, setScreen] = useState<MediaStream | undefined>(undefined);
-  const [shareError, setShareError] = useState('');
+  const [shareError, setShareError] = useState<Said | undefined>(undefined);
   const [pinned, setPinned] = useState<string | undefined>(undefined);
   const [chatOpen, setChatOpen] = useState(false);
   const [speaker, setSpeaker] = useState<string | undefined>(undefined);
@@ -101,20 +102,20 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
   };
 
   async function toggleScreen() {
-    setShareError('');
+    setShareError(undefined);
     if (screen) return stopScreen(screen);
     let shared: MediaStream;
     try {
       shared = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15 } }, audio: false });
     } catch (err) {
       // Cancelling the browser's picker is not an error worth a sentence.
-      if ((err as { name?: string })?.name !== 'NotAllowedError') setShareError('Your screen could not be shared.');
+      if ((err as { name?: string })?.name !== 'NotAllowedError') setShareError(say('call.shareFailed'));
       return;
     }
     const track = shared.getVideoTracks()[0]!;
     track.addEventListener('ended', () => stopScreen(shared));
     setScreen(shared);
-    connection.setScreen(track).catch(() => setShareError('Your screen could not be shared.'));
+    connection.setScreen(track).catch(() => setShareError(say('call.shareFailed')));
   }
   function stopScreen(shared: MediaStream) {
     shared.getTracks().forEach((t) => t.stop());
@@ -135,7 +136,7 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
       const old = track.kind === 'audio' ? local.getAudioTracks()[0] : local.getVideoTracks()[0];
       if (!old || old === track) continue;
       track.enabled = track.kind === 'audio' ? muteState.current.audioOn : muteState.current.videoOn;
-      void connection.replaceTrack(track).catch(() => setShareError('Your camera and microphone could not be sent.'));
+      void connection.replaceTrack(track).catch(() => setShareError(say('call.cannotSend')));
       local.removeTrack(old);
       local.addTrack(track);
       changed = true;
@@ -172,7 +173,7 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
           session.setMediaState(kind === 'audio' ? true : audioOn, kind === 'video' ? true : videoOn);
         }
       } catch {
-        setShareError(`That ${kind === 'audio' ? 'microphone' : 'camera'} could not be started.`);
+        setShareError(say(kind === 'audio' ? 'devices.switchMicFailed' : 'devices.switchCameraFailed'));
       }
     }
   }
@@ -259,7 +260,7 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
         const now = performance.now();
         const videos: LoadSample['videos'][number][] = [];
         for (const [track, l] of sample.load) if (playingRef.current.has(byTrack.get(track) ?? '')) videos.push(l);
-        const load: LoadSample = { intervalMs: now - lastPoll, videos, longTaskMs: tasks.ms, frozen: tasks.frozen };
+        const load: LoadSample = { intervalMs: now - lastPoll, videos, longTaskMs: tasks.ms, frozen: tasks.frozen, sendingStarved: sendingStarved(sent) };
         lastPoll = now;
         tasks.ms = 0;
         tasks.frozen = false;
@@ -287,12 +288,13 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
     seen.current = { knocks, people, hands, reactions };
     if (!before) return;
     const said: string[] = [];
-    const nameOf = (id: string) => session.participants.get(id)?.name ?? 'Someone';
-    for (const k of session.knocks.values()) if (!before.knocks.has(k.id)) said.push(`${k.name ?? 'Someone'} wants to join.`);
-    for (const p of session.participants.values()) if (!before.people.has(p.id)) said.push(`${p.name ?? 'Someone'} joined.`);
-    for (const id of before.people) if (!people.has(id)) said.push('Someone left.');
-    for (const id of hands) if (!before.hands.has(id) && id !== you.id) said.push(`${nameOf(id)} raised a hand.`);
-    for (const [id, r] of session.reactions) if (before.reactions.get(id) !== r.at && id !== you.id) said.push(`${nameOf(id)} reacted ${r.reaction}.`);
+    const someone = t('call.someone');
+    const nameOf = (id: string) => session.participants.get(id)?.name ?? someone;
+    for (const k of session.knocks.values()) if (!before.knocks.has(k.id)) said.push(t('call.saysWantsToJoin', { name: k.name ?? someone }));
+    for (const p of session.participants.values()) if (!before.people.has(p.id)) said.push(t('call.saysJoined', { name: p.name ?? someone }));
+    for (const id of before.people) if (!people.has(id)) said.push(t('call.saysLeft'));
+    for (const id of hands) if (!before.hands.has(id) && id !== you.id) said.push(t('call.saysRaisedHand', { name: nameOf(id) }));
+    for (const [id, r] of session.reactions) if (before.reactions.get(id) !== r.at && id !== you.id) said.push(t('call.saysReacted', { name: nameOf(id), reaction: r.reaction }));
     if (said.length) setAnnouncement(said.join(' '));
   });
   // A reaction leaves its tile after a few seconds: draw again then.
@@ -321,7 +323,7 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
     },
     ...others.map((p): TileModel => {
       const m = media.get(p.id);
-      const pname = p.name ?? UNREADABLE;
+      const pname = p.name ?? t(UNREADABLE);
       return {
         id: p.id,
         name: pname,
@@ -362,103 +364,105 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
   return (
     <main class="call">
       <header class="row spread call-header">
-        <h1 class="call-title">{title}</h1>
+        <h1 class="call-title" dir="auto" translate={false}>{title}</h1>
         <span class="row">
-          <span class="muted">{session.memberCount} in call</span>
-          <span class="safety" title="Compare with the others: when the codes match, everyone sees the same people in this call and nobody is listening in between.">
-            Safety code <output aria-label="Safety code">{session.safetyCode ?? '…'}</output>{' '}
-            <span class="muted small">({session.memberCount === 1 ? 'just you' : `${session.memberCount} people`})</span>
+          <span class="muted">{t('call.inCall', { count: session.memberCount })}</span>
+          <span class="safety" title={t('call.safetyHelp')}>
+            {t('call.safetyCode')} <output aria-label={t('call.safetyCode')} dir="ltr">{session.safetyCode ?? '…'}</output>{' '}
+            <span class="muted small">({session.memberCount === 1 ? t('call.justYou') : t('call.people', { count: session.memberCount })})</span>
           </span>
         </span>
       </header>
       <div class="sr-only" aria-live="polite" aria-atomic="true">{announcement}</div>
-      {session.reconnecting && <p role="status" class="warning">Connection lost. Reconnecting…</p>}
-      {session.serverNotice && <p role="status" class="warning">{session.serverNotice}</p>}
-      {mediaFailure && <p role="alert" class="error">{mediaFailure}</p>}
-      {shareError && <p role="alert" class="error">{shareError}</p>}
-      {effects?.notice && <p role="status" class="notice">{effects.notice}</p>}
-      {session.lastError && <p role="alert" class="error">{session.lastError}</p>}
-      {session.securityNotice && <p role="alert" class="warning">{session.securityNotice}</p>}
-      {session.locked && <p role="status" class="muted">This call is locked: nobody new can ask to join.</p>}
-      {session.mutedBy && !audioOn && <p role="status" class="warning">{session.mutedBy} muted you. Unmute when you want to speak.</p>}
+      {session.reconnecting && <p role="status" class="warning">{t('call.reconnecting')}</p>}
+      {session.serverNotice && <p role="status" class="warning">{t('call.serverRestarting')}</p>}
+      {mediaFailure && <p role="alert" class="error">{told(mediaFailure)}</p>}
+      {shareError && <p role="alert" class="error">{told(shareError)}</p>}
+      {effects?.notice && <p role="status" class="notice">{told(effects.notice)}</p>}
+      {session.lastErrorCode && <p role="alert" class="error">{errorText(session.lastErrorCode)}</p>}
+      {session.securityNotice && <p role="alert" class="warning">{t('call.refusedChange')}</p>}
+      {session.locked && <p role="status" class="muted">{t('call.locked')}</p>}
+      {session.mutedBy && !audioOn && <p role="status" class="warning">{tx('call.mutedBy', { name: <bdi translate={false}>{session.mutedBy}</bdi> })}</p>}
       {session.unmuteRequest && !audioOn && (
         <p role="alert" class="warning row">
-          {session.unmuteRequest} asks you to unmute.{' '}
-          <button onClick={unmuteNow}>Unmute</button>{' '}
-          <button class="secondary" onClick={() => session.dismissUnmuteRequest()}>Not now</button>
+          {tx('call.asksUnmute', { name: <bdi translate={false}>{session.unmuteRequest}</bdi> })}{' '}
+          <button onClick={unmuteNow}>{t('call.unmute')}</button>{' '}
+          <button class="secondary" onClick={() => session.dismissUnmuteRequest()}>{t('call.notNow')}</button>
         </p>
       )}
       <Lobby session={session} />
       {isHost && <RaisedHands session={session} name={name} />}
       {(wanted.length > playing.size || wanted.length >= 4) && (
-        <p class="row video-budget small">
+        <p class="row video-budget small" data-reason={budget.reason}>
           <span role="status">
-            Showing video for {Math.min(playing.size, wanted.length)} of {wanted.length}
-            {wanted.length > playing.size && budget.reason ? ' to keep the call smooth on this device' : ''}
+            {t(wanted.length > playing.size && budget.reason ? 'call.videoBudgetSmooth' : 'call.videoBudget', {
+              shown: Math.min(playing.size, wanted.length),
+              count: wanted.length,
+            })}
           </span>{' '}
-          <button class="secondary small" disabled={playing.size >= wanted.length} onClick={showMore}>Show more</button>{' '}
-          <button class="secondary small" disabled={playing.size <= 1} onClick={showFewer}>Show fewer</button>
+          <button class="secondary small" disabled={playing.size >= wanted.length} onClick={showMore}>{t('call.showMore')}</button>{' '}
+          <button class="secondary small" disabled={playing.size <= 1} onClick={showFewer}>{t('call.showFewer')}</button>
         </p>
       )}
       <MemoCallGrid tiles={tiles} pinned={pinned} onPin={setPinned} onTileSize={reportTileSize} />
       <RemoteAudio media={media} speakerId={speakerId} />
-      <nav class="controls row" aria-label="Call controls">
+      <nav class="controls row" aria-label={t('call.controls')}>
         <button class="secondary" aria-pressed={!audioOn} aria-keyshortcuts="Control+D" disabled={!hasAudio} onClick={toggleAudio}>
-          {audioOn ? 'Mute' : 'Unmute'}
+          {audioOn ? t('call.mute') : t('call.unmute')}
         </button>
         <button class="secondary" aria-pressed={!videoOn} aria-keyshortcuts="Control+E" disabled={!hasVideo} onClick={toggleVideo}>
-          {videoOn ? 'Camera off' : 'Camera on'}
+          {videoOn ? t('call.cameraOff') : t('call.cameraOn')}
         </button>
         {canShareScreen && (
           <button class="secondary" aria-pressed={!!screen} onClick={() => void toggleScreen()}>
-            {screen ? 'Stop sharing' : 'Share screen'}
+            {screen ? t('call.stopSharing') : t('call.shareScreen')}
           </button>
         )}
         <ChatButton session={session} open={chatOpen} onToggle={() => setChatOpen(!chatOpen)} />
         <button class="secondary" aria-pressed={session.hands.has(you.id)} onClick={() => void session.raiseHand(!session.hands.has(you.id))}>
-          {session.hands.has(you.id) ? 'Lower hand' : 'Raise hand'}
+          {session.hands.has(you.id) ? t('call.lowerHand') : t('call.raiseHand')}
         </button>
-        <span class="row reactions" role="group" aria-label="Reactions">
+        <span class="row reactions" role="group" aria-label={t('call.reactions')}>
           {REACTIONS.map((r) => (
-            <button key={r} class="icon small" aria-label={`React ${r}`} onClick={() => void session.react(r)}>{r}</button>
+            <button key={r} class="icon small" aria-label={t('call.react', { reaction: r })} onClick={() => void session.react(r)}>{r}</button>
           ))}
         </span>
         {typeof document !== 'undefined' && document.pictureInPictureEnabled && (
-          <button class="secondary" onClick={() => void pictureInPicture(speaker, session).catch(() => setShareError('Picture-in-picture could not be opened.'))}>
-            Picture in picture
+          <button class="secondary" onClick={() => void pictureInPicture(speaker, session).catch(() => setShareError(say('call.pipFailed')))}>
+            {t('call.pip')}
           </button>
         )}
-        <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('devices')}>Devices</button>
-        <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('shortcuts')}>Keyboard shortcuts</button>
-        <button class="danger" onClick={() => session.leave()}>Leave</button>
+        <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('devices')}>{t('call.devices')}</button>
+        <button class="secondary" aria-haspopup="dialog" onClick={() => setDialog('shortcuts')}>{t('call.shortcuts')}</button>
+        <button class="danger" onClick={() => session.leave()}>{t('call.leave')}</button>
         {moderator && others.length > 0 && (
-          <button class="secondary" onClick={() => session.muteEveryone()}>Mute everyone</button>
+          <button class="secondary" onClick={() => session.muteEveryone()}>{t('call.muteEveryone')}</button>
         )}
         {(isHost || session.isCoHost(you.id)) && (
           <button class="secondary" aria-pressed={session.locked} onClick={() => session.setLocked(!session.locked)}>
-            {session.locked ? 'Unlock call' : 'Lock call'}
+            {session.locked ? t('call.unlock') : t('call.lock')}
           </button>
         )}
-        {isHost && <button class="danger" onClick={() => session.end()}>End call</button>}
+        {isHost && <button class="danger" onClick={() => session.end()}>{t('call.end')}</button>}
       </nav>
       {chatOpen && <ChatPanel session={session} />}
       {dialog === 'devices' && (
-        <Dialog title="Devices" onClose={() => setDialog(undefined)}>
+        <Dialog title={t('call.devices')} onClose={() => setDialog(undefined)}>
           <DeviceSettings local={local} localTracks={localTracks} effects={effects} speakerId={speakerId} audioOn={audioOn} onChoice={(c) => void chooseDevice(c)} />
           {effects && <EffectSwitches effects={effects} camera={hasVideo} microphone={hasAudio} notices={false} />}
         </Dialog>
       )}
       {dialog === 'shortcuts' && (
-        <Dialog title="Keyboard shortcuts" onClose={() => setDialog(undefined)}>
-          <dl class="shortcuts">
-            <dt><kbd>{MOD}</kbd> + <kbd>D</kbd></dt>
-            <dd>Mute or unmute your microphone</dd>
-            <dt><kbd>{MOD}</kbd> + <kbd>E</kbd></dt>
-            <dd>Turn your camera off or on</dd>
-            <dt><kbd>Tab</kbd> / <kbd>Shift</kbd> + <kbd>Tab</kbd></dt>
-            <dd>Move between controls; <kbd>Enter</kbd> or <kbd>Space</kbd> presses one</dd>
-            <dt><kbd>Esc</kbd></dt>
-            <dd>Close this dialog</dd>
+        <Dialog title={t('call.shortcuts')} onClose={() => setDialog(undefined)}>
+          <dl class="shortcuts" dir="ltr">
+            <dt><kbd>{isMacKeys ? '⌘' : t('call.keyCtrl')}</kbd> + <kbd translate={false}>D</kbd></dt>
+            <dd dir="auto">{t('call.shortcutMic')}</dd>
+            <dt><kbd>{isMacKeys ? '⌘' : t('call.keyCtrl')}</kbd> + <kbd translate={false}>E</kbd></dt>
+            <dd dir="auto">{t('call.shortcutCamera')}</dd>
+            <dt><kbd>{t('call.keyTab')}</kbd> / <kbd>{t('call.keyShift')}</kbd> + <kbd>{t('call.keyTab')}</kbd></dt>
+            <dd dir="auto">{tx('call.shortcutMove', { enter: <kbd>{t('call.keyEnter')}</kbd>, space: <kbd>{t('call.keySpace')}</kbd> })}</dd>
+            <dt><kbd>{t('call.keyEsc')}</kbd></dt>
+            <dd dir="auto">{t('call.shortcutClose')}</dd>
           </dl>
         </Dialog>
       )}
@@ -492,15 +496,15 @@ function recentReaction(session: CallSession, id: string): string | undefined {
 function RaisedHands({ session, name }: { session: CallSession; name: string }) {
   const raised = [...session.hands].sort((a, b) => a[1] - b[1]);
   if (raised.length === 0) return null;
-  const nameOf = (id: string) => (id === session.you?.id ? name : (session.participants.get(id)?.name ?? UNREADABLE));
+  const nameOf = (id: string) => (id === session.you?.id ? name : (session.participants.get(id)?.name ?? t(UNREADABLE)));
   return (
     <section class="card hands" aria-labelledby="hands-heading">
-      <h2 id="hands-heading">Raised hands</h2>
+      <h2 id="hands-heading">{t('call.raisedHands')}</h2>
       <ol>
         {raised.map(([id]) => (
           <li key={id} class="row spread">
-            <span>{nameOf(id)}</span>
-            <button class="secondary small" aria-label={`Lower hand for ${nameOf(id)}`} onClick={() => void session.lowerHand(id)}>Lower hand</button>
+            <bdi translate={false}>{nameOf(id)}</bdi>
+            <button class="secondary small" aria-label={t('call.lowerHandFor', { name: nameOf(id) })} onClick={() => void session.lowerHand(id)}>{t('call.lowerHand')}</button>
           </li>
         ))}
       </ol>
@@ -548,7 +552,7 @@ function DeviceSettings({ local, localTracks, effects, speakerId, audioOn, onCho
     <div class="stack">
       <DevicePicker devices={devices} stream={local} choice={choice} onChoice={onChoice} />
       {mic && <MicLevel track={mic} muted={!audioOn} />}
-      {devices.cameras.length + devices.microphones.length === 0 && <p class="muted">No camera or microphone can be chosen here.</p>}
+      {devices.cameras.length + devices.microphones.length === 0 && <p class="muted">{t('devices.noneHere')}</p>}
     </div>
   );
 }
@@ -569,7 +573,7 @@ function Dialog({ title, onClose, children }: { title: string; onClose: () => vo
     <dialog ref={ref} class="dialog card" aria-labelledby="dialog-title" onClose={onClose} onCancel={onClose}>
       <div class="row spread">
         <h2 id="dialog-title">{title}</h2>
-        <button class="secondary small" onClick={onClose}>Close</button>
+        <button class="secondary small" onClick={onClose}>{t('call.close')}</button>
       </div>
       {children}
     </dialog>

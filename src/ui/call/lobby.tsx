@@ -2,8 +2,9 @@
 import { useEffect, useState } from 'preact/hooks';
 import { MAX_LOBBY_NOTE, type CallSession, type Knock } from '../../client/call.js';
 import { duration } from '../time.js';
+import { numbers, t, type MessageKey } from '../i18n/locale.js';
 
-export const UNREADABLE = 'Unknown (name could not be verified)';
+export const UNREADABLE: MessageKey = 'lobby.unreadable';
 
 export function Lobby({ session }: { session: CallSession }) {
   const knocks = [...session.knocks.values()];
@@ -30,11 +31,11 @@ export function Lobby({ session }: { session: CallSession }) {
     <section class="knocks card" aria-labelledby="lobby-heading">
       <div class="row spread">
         <h2 id="lobby-heading">
-          Waiting to join <span class="badge" aria-label={`${knocks.length} waiting`}>{knocks.length}</span>
+          {t('lobby.waitingToJoin')} <span class="badge" aria-label={t('lobby.waitingCount', { count: knocks.length })}>{numbers().format(knocks.length)}</span>
         </h2>
         {readable.length > 1 && (
           <button class="approve" disabled={admitting} onClick={() => void admitAll()}>
-            Admit all ({readable.length})
+            {t('lobby.admitAll', { count: readable.length })}
           </button>
         )}
       </div>
@@ -53,7 +54,7 @@ function NoteForm({ knock, session }: { knock: Knock; session: CallSession }) {
   const [state, setState] = useState<'' | 'sent' | 'failed'>('');
   return (
     <details class="knock-note">
-      <summary>Message</summary>
+      <summary>{t('lobby.message')}</summary>
       <form
         class="row"
         onSubmit={(e) => {
@@ -64,11 +65,11 @@ function NoteForm({ knock, session }: { knock: Knock; session: CallSession }) {
           );
         }}
       >
-        <input aria-label={`Message to ${knock.name}`} maxLength={MAX_LOBBY_NOTE} value={text} onInput={(e) => setText((e.target as HTMLInputElement).value)} />
-        <button type="submit">Send</button>
+        <input dir="auto" aria-label={t('lobby.messageTo', { name: knock.name ?? '' })} maxLength={MAX_LOBBY_NOTE} value={text} onInput={(e) => setText((e.target as HTMLInputElement).value)} />
+        <button type="submit">{t('lobby.send')}</button>
       </form>
-      {state === 'sent' && <p role="status" class="muted small">Sent.</p>}
-      {state === 'failed' && <p role="alert" class="error">That message could not be sent (at most {MAX_LOBBY_NOTE} characters).</p>}
+      {state === 'sent' && <p role="status" class="muted small">{t('lobby.sent')}</p>}
+      {state === 'failed' && <p role="alert" class="error">{t('lobby.noteFailed', { max: MAX_LOBBY_NOTE })}</p>}
     </details>
   );
 }
@@ -77,15 +78,15 @@ function KnockRow({ knock: k, now, session }: { knock: Knock; now: number; sessi
   return (
     <li class="row spread">
       <span>
-        <span class="knock-name">{k.name ?? UNREADABLE}</span>{' '}
-        {k.stale && k.name !== undefined && <span class="warning small">(an old request sent again — it may not be them; ask them to knock again)</span>}{' '}
-        <span class="muted small">waiting {duration(now - k.since)}</span>
+        {k.name !== undefined ? <bdi class="knock-name" translate={false}>{k.name}</bdi> : <span class="knock-name">{t(UNREADABLE)}</span>}{' '}
+        {k.stale && k.name !== undefined && <span class="warning small">{t('lobby.stale')}</span>}{' '}
+        <span class="muted small">{t('lobby.waiting', { time: duration(now - k.since) })}</span>
       </span>
       <span class="row">
         {k.name !== undefined && !k.stale && (
-          <button class="approve" aria-label={`Approve ${k.name}`} onClick={() => void session.approve(k.id)}>✓</button>
+          <button class="approve" aria-label={t('lobby.approve', { name: k.name })} onClick={() => void session.approve(k.id)}>✓</button>
         )}
-        <button class="decline danger" aria-label={`Decline ${k.name ?? 'unknown guest'}`} onClick={() => session.decline(k.id)}>✗</button>
+        <button class="decline danger" aria-label={t('lobby.decline', { name: k.name ?? t('lobby.unknownGuest') })} onClick={() => session.decline(k.id)}>✗</button>
       </span>
       {k.name !== undefined && !k.stale && <NoteForm knock={k} session={session} />}
     </li>

@@ -126,7 +126,8 @@ export class CallConnection {
   private disconnectTimer?: ReturnType<typeof setTimeout>;
   private readonly connectingTimers = new Map<RTCPeerConnection, ReturnType<typeof setTimeout>>();
   onStreams?: (streams: ReadonlyMap<string, MediaStream>) => void;
-  onFailure?: (message: string) => void;
+  /** The media connection failed for good (the page says so in the person's language). */
+  onFailure?: () => void;
 
   /** `rtc`: ICE servers (TURN credentials) and transport policy from the server (see prepareCall). */
   constructor(
@@ -443,6 +444,6 @@ export class CallConnection {
   }
 
   private fail(): void {
-    this.onFailure?.('The media connection failed. Check your network and join again.');
+    this.onFailure?.();
   }
 }

@@ -73,6 +73,25 @@ export class StatsReader {
   }
 }
 
+/**
+ * Whether this page's own camera video suffers for lack of CPU: it sends well under the frame
+ * rate the camera gives, and not for lack of bandwidth. The people receiving it see that, so the
+ * page decodes less (budget.ts). (An encoder the browser merely adapted for CPU — a smaller
+ * picture at full rate, qualityLimitationReason "cpu" — is the browser coping, not a reason.)
+ */
+export function sendingStarved(report: RTCStatsReport): boolean {
+  let cameraFps = 0;
+  let sentFps = 0;
+  let bandwidth = false;
+  report.forEach((s: Record<string, unknown>) => {
+    if (s.type === 'media-source' && s.kind === 'video' && typeof s.framesPerSecond === 'number') cameraFps = Math.max(cameraFps, s.framesPerSecond);
+    if (s.type !== 'outbound-rtp' || s.kind !== 'video' || s.active === false) return;
+    if (s.qualityLimitationReason === 'bandwidth') bandwidth = true;
+    if (typeof s.framesPerSecond === 'number') sentFps = Math.max(sentFps, s.framesPerSecond);
+  });
+  return !bandwidth && cameraFps >= 20 && sentFps > 0 && sentFps < cameraFps * 0.75;
+}
+
 /** Our own sending side, from the SFU's receiver reports (loss) and the connection's round-trip time. */
 export function sentQuality(report: RTCStatsReport): Quality | undefined {
   let loss: number | undefined;

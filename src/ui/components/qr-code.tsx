@@ -5,7 +5,7 @@
 import { useMemo } from 'preact/hooks';
 import { encode } from 'uqr';
 
-export function QrCode({ text, label = 'QR code' }: { text: string; label?: string }) {
+export function QrCode({ text, label }: { text: string; label: string }) {
   const { size, path } = useMemo(() => {
     // Four modules of quiet zone, as the standard asks: phone cameras find it more easily.
     const qr = encode(text, { ecc: 'M', border: 4 });

@@ -1,5 +1,6 @@
 /** Copy (with "Copied"), the system share sheet where there is one, and a QR code for phones. */
 import { useEffect, useState } from 'preact/hooks';
+import { t } from '../i18n/locale.js';
 import { QrCode } from './qr-code.js';
 
 interface Props {
@@ -17,7 +18,6 @@ export function ShareLink({ url, name, labelSuffix, qrOpen = false }: Props) {
   const [problem, setProblem] = useState('');
   const [showQr, setShowQr] = useState(qrOpen);
   useEffect(() => setCopied(false), [url]);
-  const suffix = labelSuffix ? ` ${labelSuffix}` : '';
 
   async function copy() {
     setProblem('');
@@ -26,7 +26,7 @@ export function ShareLink({ url, name, labelSuffix, qrOpen = false }: Props) {
       setCopied(true);
       setTimeout(() => setCopied(false), 4000);
     } catch {
-      setProblem('Copying is blocked here. Select the link and copy it yourself.');
+      setProblem(t('share.copyBlocked'));
     }
   }
 
@@ -34,30 +34,30 @@ export function ShareLink({ url, name, labelSuffix, qrOpen = false }: Props) {
   return (
     <div class="stack share">
       <div class="row">
-        <button class={labelSuffix ? 'secondary' : ''} aria-label={labelSuffix ? `Copy link${suffix}` : undefined} onClick={() => void copy()}>
-          Copy
+        <button class={labelSuffix ? 'secondary' : ''} aria-label={labelSuffix ? t('share.copyNamed', { name: labelSuffix }) : undefined} onClick={() => void copy()}>
+          {t('share.copy')}
         </button>
         {canShare && (
           <button
             class="secondary"
-            aria-label={labelSuffix ? `Share link${suffix}` : undefined}
-            onClick={() => navigator.share({ title: name, text: `Join “${name}” on linkcall`, url }).catch(() => {})}
+            aria-label={labelSuffix ? t('share.shareNamed', { name: labelSuffix }) : undefined}
+            onClick={() => navigator.share({ title: name, text: t('share.shareText', { name }), url }).catch(() => {})}
           >
-            Share…
+            {t('share.share')}
           </button>
         )}
         {!qrOpen && (
-          <button class="secondary" aria-expanded={showQr} aria-label={`QR code${suffix}`} onClick={() => setShowQr(!showQr)}>
-            QR code
+          <button class="secondary" aria-expanded={showQr} aria-label={labelSuffix ? t('share.qrNamed', { name: labelSuffix }) : t('share.qr')} onClick={() => setShowQr(!showQr)}>
+            {t('share.qr')}
           </button>
         )}
-        <span role="status" class="ok-text">{copied ? 'Copied' : ''}</span>
+        <span role="status" class="ok-text">{copied ? t('share.copied') : ''}</span>
       </div>
       {problem && <p role="alert" class="error">{problem}</p>}
       {showQr && (
         <figure class="qr-figure">
-          <QrCode text={url} />
-          <figcaption class="muted small">Scan with a phone's camera to join from it.</figcaption>
+          <QrCode text={url} label={t('share.qr')} />
+          <figcaption class="muted small">{t('share.scan')}</figcaption>
         </figure>
       )}
     </div>

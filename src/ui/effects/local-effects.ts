@@ -4,14 +4,13 @@
  * once a switch is on.
  */
 import { useEffect, useMemo, useState } from 'preact/hooks';
+import { say, type Said } from '../i18n/locale.js';
 
 const BLUR_KEY = 'linkcall.blur';
 const DENOISE_KEY = 'linkcall.denoise';
 
 /** For bench/effects.ts and anyone curious in the console: the running blur's numbers. */
 const diagnostics = globalThis as unknown as { linkcallBlurStats?: () => unknown };
-
-export const TOO_SLOW = 'Background blur was turned off: this device cannot blur at 15 frames a second.';
 
 /** Blur needs WebGL 2 (the model) and a way to make a video track from pictures. */
 export function blurSupported(): boolean {
@@ -62,8 +61,8 @@ export interface LocalEffects {
   setDenoise(on: boolean): void;
   /** An effect is still loading: sending now would send the unprocessed picture or sound. */
   busy: boolean;
-  /** Why an effect is off although switched on, as a sentence; empty when all is well. */
-  notice: string;
+  /** Why an effect is off although switched on, as a catalog sentence; undefined when all is well. */
+  notice?: Said;
   /** The devices behind `sent` (a processed track has no device id of its own). */
   camera?: MediaStreamTrack;
   microphone?: MediaStreamTrack;
@@ -81,7 +80,7 @@ export interface LocalEffects {
 export function useLocalEffects(stream: MediaStream | undefined): LocalEffects {
   const [blur, setBlurState] = useState(() => blurSupported() && remembered(BLUR_KEY, false));
   const [denoise, setDenoiseState] = useState(() => noiseSuppressionSupported() && remembered(DENOISE_KEY, noiseSuppressionDefault()));
-  const [notice, setNotice] = useState('');
+  const [notice, setNotice] = useState<Said | undefined>(undefined);
   // Devices chosen in the call replace the opened stream's (only for that stream).
   const [swapped, setSwapped] = useState<{ of?: MediaStream; audio?: MediaStreamTrack; video?: MediaStreamTrack }>({});
   const own = swapped.of === stream ? swapped : {};
@@ -94,12 +93,12 @@ export function useLocalEffects(stream: MediaStream | undefined): LocalEffects {
     if (!camera || !blur) return setVideo({ from: camera, track: camera });
     let cancelled = false;
     let stop = () => {};
-    setNotice('');
+    setNotice(undefined);
     import('./blur.js')
       .then(({ startBlur }) =>
         startBlur(camera, () => {
           // Off, and said so; not remembered: another time (a quieter machine) it may keep up.
-          setNotice(TOO_SLOW);
+          setNotice(say('effects.tooSlow'));
           setBlurState(false);
         }),
       )
@@ -116,7 +115,7 @@ export function useLocalEffects(stream: MediaStream | undefined): LocalEffects {
       })
       .catch(() => {
         if (cancelled) return;
-        setNotice('Background blur could not be started in this browser.');
+        setNotice(say('effects.blurFailed'));
         setVideo({ from: camera, track: camera });
       });
     return () => {
@@ -141,7 +140,7 @@ export function useLocalEffects(stream: MediaStream | undefined): LocalEffects {
       })
       .catch(() => {
         if (cancelled) return;
-        setNotice('Background noise could not be reduced in this browser.');
+        setNotice(say('effects.denoiseFailed'));
         setAudio({ from: microphone, track: microphone });
       });
     return () => {
@@ -163,7 +162,7 @@ export function useLocalEffects(stream: MediaStream | undefined): LocalEffects {
     blur,
     setBlur(on) {
       remember(BLUR_KEY, on);
-      setNotice('');
+      setNotice(undefined);
       setBlurState(on);
     },
     denoise,

@@ -6,6 +6,7 @@ import { InCall } from '../call/in-call.js';
 import { CallConnection } from '../call/media.js';
 import type { PreparedCall } from '../call/prepare.js';
 import type { LocalEffects } from '../effects/local-effects.js';
+import { errorText, say, t, told, tx, type Said } from '../i18n/locale.js';
 
 export interface CallViewProps {
   /** Socket open and name card sealed (see prepareCall). */
@@ -38,7 +39,7 @@ export function CallView({ prepared, name, hostName, linkName, stream, speakerId
   const [remoteStreams, setRemoteStreams] = useState<ReadonlyMap<string, MediaStream>>(new Map());
   // Always a stream, possibly without tracks: a device switched on later goes into it.
   const local = useMemo(() => stream ?? new MediaStream(), [stream]);
-  const [mediaFailure, setMediaFailure] = useState('');
+  const [mediaFailure, setMediaFailure] = useState<Said | undefined>(undefined);
   const connection = useRef<CallConnection | undefined>(undefined);
 
   const [unreachable, setUnreachable] = useState(false);
@@ -59,7 +60,7 @@ export function CallView({ prepared, name, hostName, linkName, stream, speakerId
         // that once admitted media flows at once. They are made a moment after the knock: making
         // them keeps this page busy for 100 ms or more, which would slow the knock reaching the
         // host's screen on the same machine. The SFU's first offers meanwhile are kept.
-        const cannotSend = () => setMediaFailure('Your camera and microphone could not be sent.');
+        const cannotSend = () => setMediaFailure(say('call.cannotSend'));
         const early: string[] = [];
         const offEarly = signaling.on('subscribeOffer', (m) => void early.push(m.sdp));
         let conn: CallConnection | undefined;
@@ -70,7 +71,7 @@ export function CallView({ prepared, name, hostName, linkName, stream, speakerId
           for (const sdp of early.splice(0)) conn.receiveOffer(sdp);
           connection.current = conn;
           conn.onStreams = (streams) => setRemoteStreams(new Map(streams));
-          conn.onFailure = setMediaFailure;
+          conn.onFailure = () => setMediaFailure(say('call.mediaFailed'));
           conn.connectPublisher(local).catch(cannotSend);
           return conn;
         };
@@ -91,7 +92,7 @@ export function CallView({ prepared, name, hostName, linkName, stream, speakerId
           }
           if (call.knocks.size > knockCount) playKnockSound();
           knockCount = call.knocks.size;
-          const title = call.knocks.size > 0 ? `(${call.knocks.size}) Someone wants to join · linkcall` : 'linkcall';
+          const title = call.knocks.size > 0 ? t('app.knockTitle', { count: call.knocks.size }) : t('app.title');
           // Only when it changes: setting the title costs the page a few milliseconds each time.
           if (document.title !== title) document.title = title;
           if (call.phase.kind === 'ended') {
@@ -121,9 +122,9 @@ export function CallView({ prepared, name, hostName, linkName, stream, speakerId
   if (unreachable) {
     return (
       <main class="page narrow">
-        <h1>Can't reach the server</h1>
-        <p role="alert">Could not connect to the call. Check your connection and try again.</p>
-        <a class="button" href={location.pathname + location.hash}>Try again</a>
+        <h1>{t('call.unreachable')}</h1>
+        <p role="alert">{t('call.unreachableText')}</p>
+        <a class="button" href={location.pathname + location.search + location.hash}>{t('call.tryAgain')}</a>
       </main>
     );
   }
@@ -133,33 +134,33 @@ export function CallView({ prepared, name, hostName, linkName, stream, speakerId
   if (phase.kind === 'ended') {
     return (
       <main class="page narrow">
-        <h1>{phase.code === 'left' ? 'You left the call' : 'Call over'}</h1>
-        <p role="alert">{phase.message}</p>
-        {RETRYABLE.has(phase.code) && <a class="button" href={location.pathname}>Join again</a>}
+        <h1>{phase.code === 'left' ? t('call.youLeft') : t('call.over')}</h1>
+        <p role="alert">{phase.code === 'disconnected' ? t(phase.restoreFailed ? 'call.lostForGood' : 'call.lost') : errorText(phase.code)}</p>
+        {RETRYABLE.has(phase.code) && <a class="button" href={location.pathname + location.search}>{t('call.joinAgain')}</a>}
       </main>
     );
   }
   if (phase.kind === 'in-call' && !entered) {
-    return <main class="page narrow"><p role="status" class="lede">Joining…</p></main>;
+    return <main class="page narrow"><p role="status" class="lede">{t('call.joining')}</p></main>;
   }
   if (phase.kind === 'connecting') {
-    return <main class="page narrow"><p role="status">Connecting…</p></main>;
+    return <main class="page narrow"><p role="status">{t('call.connecting')}</p></main>;
   }
   if (phase.kind === 'waiting') {
     return (
       <main class="page narrow">
-        {session.reconnecting && <p role="status" class="warning">Connection lost. Reconnecting…</p>}
-      {session.serverNotice && <p role="status" class="warning">{session.serverNotice}</p>}
-        <p role="status" class="lede">Waiting for {hostName} to let you in…</p>
+        {session.reconnecting && <p role="status" class="warning">{t('call.reconnecting')}</p>}
+        {session.serverNotice && <p role="status" class="warning">{t('call.serverRestarting')}</p>}
+        <p role="status" class="lede">{tx('call.waitingFor', { host: <bdi translate={false}>{hostName}</bdi> })}</p>
         {session.lobbyNote && (
           <p role="status" class="card">
-            <strong>{hostName}:</strong> {session.lobbyNote}
+            <strong>{tx('call.noteFrom', { host: <bdi translate={false}>{hostName}</bdi> })}</strong> <bdi translate={false}>{session.lobbyNote}</bdi>
           </p>
         )}
         {!phase.hostPresent && (
-          <p class="muted">{hostName} hasn't joined yet. You'll get in once they arrive and let you in; we'll wait up to 10 minutes.</p>
+          <p class="muted">{tx('call.hostNotHere', { host: <bdi translate={false}>{hostName}</bdi> })}</p>
         )}
-        <button class="secondary" onClick={() => session.leave()}>Cancel</button>
+        <button class="secondary" onClick={() => session.leave()}>{t('call.cancel')}</button>
       </main>
     );
   }

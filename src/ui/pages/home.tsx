@@ -4,6 +4,8 @@ import { deriveLinkKeys, linkFragment, newLinkSecret, parseLinkFragment, signLin
 import { ShareLink } from '../components/share-link.js';
 import { fromNow } from '../time.js';
 import { api, ApiError, type LinkView } from '../api.js';
+import { LanguagePicker } from '../components/language-picker.js';
+import { dateTime, errorText, t, tx, type MessageKey } from '../i18n/locale.js';
 import { fullLink, linkSecrets, type StoredLink } from '../secrets.js';
 
 export function HomePage() {
@@ -14,7 +16,7 @@ export function HomePage() {
       () => setUser(null),
     );
   }, []);
-  if (user === undefined) return <main class="page narrow"><p>Loading…</p></main>;
+  if (user === undefined) return <main class="page narrow"><p>{t('app.loading')}</p></main>;
   if (user === null) return <AuthForm onSignedIn={setUser} />;
   return <LinksPage username={user} onSignedOut={() => setUser(null)} />;
 }
@@ -32,7 +34,7 @@ function AuthForm({ onSignedIn }: { onSignedIn: (username: string) => void }) {
       const me = await api[kind](username.trim(), password);
       onSignedIn(me.username);
     } catch (err) {
-      setError(err instanceof ApiError ? err.message : 'Something went wrong.');
+      setError(err instanceof ApiError ? errorText(err.code) : t('app.somethingWrong'));
     } finally {
       setBusy(false);
     }
@@ -40,8 +42,11 @@ function AuthForm({ onSignedIn }: { onSignedIn: (username: string) => void }) {
 
   return (
     <main class="page narrow">
-      <h1>linkcall</h1>
-      <p class="lede">Video calls anyone can join from a link. End-to-end encrypted, nothing to install.</p>
+      <header class="row spread">
+        <h1>{t('app.title')}</h1>
+        <LanguagePicker />
+      </header>
+      <p class="lede">{t('home.tagline')}</p>
       <form
         class="stack"
         onSubmit={(e) => {
@@ -50,11 +55,11 @@ function AuthForm({ onSignedIn }: { onSignedIn: (username: string) => void }) {
         }}
       >
         <label>
-          Username
+          {t('home.username')}
           <input name="username" autocomplete="username" value={username} onInput={(e) => setUsername(e.currentTarget.value)} required />
         </label>
         <label>
-          Password
+          {t('home.password')}
           <input
             name="password"
             type="password"
@@ -66,9 +71,9 @@ function AuthForm({ onSignedIn }: { onSignedIn: (username: string) => void }) {
         </label>
         {error && <p role="alert" class="error">{error}</p>}
         <div class="row">
-          <button type="submit" disabled={busy}>Sign in</button>
+          <button type="submit" disabled={busy}>{t('home.signIn')}</button>
           <button type="button" class="secondary" disabled={busy} onClick={() => void submit('signUp')}>
-            Sign up
+            {t('home.signUp')}
           </button>
         </div>
       </form>
@@ -76,12 +81,12 @@ function AuthForm({ onSignedIn }: { onSignedIn: (username: string) => void }) {
   );
 }
 
-const EXPIRY_CHOICES: [string, number][] = [
-  ['Never', 0],
-  ['In 1 hour', 3600_000],
-  ['In 1 day', 86400_000],
-  ['In 1 week', 7 * 86400_000],
-  ['In 30 days', 30 * 86400_000],
+const EXPIRY_CHOICES: [MessageKey, number, number][] = [
+  ['home.never', 0, 0],
+  ['home.inHours', 1, 3600_000],
+  ['home.inDays', 1, 86400_000],
+  ['home.inWeeks', 1, 7 * 86400_000],
+  ['home.inDays', 30, 30 * 86400_000],
 ];
 
 function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: () => void }) {
@@ -104,7 +109,7 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
         setSecrets(known);
         setLinks(r.links);
       },
-      (e: ApiError) => setError(e.message),
+      (e: ApiError) => setError(errorText(e.code)),
     );
   useEffect(() => void reload(), []);
 
@@ -126,7 +131,7 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
       setNewName('');
       await reload();
     } catch (err) {
-      setError(err instanceof ApiError ? err.message : 'Could not create the link.');
+      setError(err instanceof ApiError ? errorText(err.code) : t('home.couldNotCreate'));
     } finally {
       setBusy(false);
     }
@@ -140,7 +145,7 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
       if (created?.link.id === link.id) setCreated(undefined);
       await reload();
     } catch (err) {
-      setError(err instanceof ApiError ? err.message : 'Could not delete the link.');
+      setError(err instanceof ApiError ? errorText(err.code) : t('home.couldNotDelete'));
     }
   }
 
@@ -157,7 +162,7 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
       await reload();
       return true;
     } catch (err) {
-      setError(err instanceof ApiError ? err.message : 'Could not rename the link.');
+      setError(err instanceof ApiError ? errorText(err.code) : t('home.couldNotRename'));
       return false;
     }
   }
@@ -165,37 +170,38 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
   return (
     <main class="page">
       <header class="row spread">
-        <h1>Your links</h1>
+        <h1>{t('home.yourLinks')}</h1>
         <div class="row">
-          <span class="muted">Signed in as {username}</span>
-          <button class="secondary" onClick={() => api.signOut().then(onSignedOut)}>Sign out</button>
+          <span class="muted">{tx('home.signedInAs', { name: <bdi translate={false}>{username}</bdi> })}</span>
+          <button class="secondary" onClick={() => api.signOut().then(onSignedOut)}>{t('home.signOut')}</button>
+          <LanguagePicker />
         </div>
       </header>
       <section class="card stack" aria-labelledby="new-link-heading">
-        <h2 id="new-link-heading">New link</h2>
+        <h2 id="new-link-heading">{t('home.newLink')}</h2>
         <div class="row align-end">
           <label class="grow">
-            Link name (optional)
-            <input value={newName} maxLength={80} onInput={(e) => setNewName(e.currentTarget.value)} placeholder="e.g. Family call" />
+            {t('home.linkName')}
+            <input value={newName} maxLength={80} dir="auto" onInput={(e) => setNewName(e.currentTarget.value)} placeholder={t('home.linkNameExample')} />
           </label>
           <label>
-            Expires
+            {t('home.expires')}
             <select value={String(expiry)} onChange={(e) => setExpiry(Number(e.currentTarget.value))}>
-              {EXPIRY_CHOICES.map(([label, ms]) => <option key={ms} value={String(ms)}>{label}</option>)}
+              {EXPIRY_CHOICES.map(([label, count, ms]) => <option key={ms} value={String(ms)}>{t(label, { count })}</option>)}
             </select>
           </label>
         </div>
         <div class="row">
-          <button onClick={() => void create()} disabled={busy}>Create Link</button>
+          <button onClick={() => void create()} disabled={busy}>{t('home.createLink')}</button>
         </div>
         {created && (
           <div class="stack">
             <label>
-              Call link
-              <input readOnly value={created.url} onFocus={(e) => e.currentTarget.select()} />
+              {t('home.callLink')}
+              <input readOnly dir="ltr" value={created.url} onFocus={(e) => e.currentTarget.select()} />
             </label>
             <div class="row">
-              <a class="button secondary" href={created.url}>Open call</a>
+              <a class="button secondary" href={created.url}>{t('home.openCall')}</a>
             </div>
             <ShareLink url={created.url} name={created.link.name} qrOpen />
           </div>
@@ -203,11 +209,11 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
       </section>
       {error && <p role="alert" class="error">{error}</p>}
       <section aria-labelledby="links-heading">
-        <h2 id="links-heading" class="spaced">Links</h2>
+        <h2 id="links-heading" class="spaced">{t('home.links')}</h2>
         {links === undefined ? (
-          <p>Loading…</p>
+          <p>{t('app.loading')}</p>
         ) : links.length === 0 ? (
-          <p class="muted">No links yet. Create one and send it to the people you want to call.</p>
+          <p class="muted">{t('home.noLinks')}</p>
         ) : (
           <ul class="links">
             {links.map((link) => (
@@ -244,34 +250,34 @@ function LinkRow({ link, url, onRename, onDelete }: { link: LinkView; url?: stri
               }}
             >
               <label>
-                New name for {link.name}
-                <input value={name} maxLength={80} required onInput={(e) => setName(e.currentTarget.value)} ref={(el) => el?.focus()} />
+                {t('home.newNameFor', { name: link.name })}
+                <input dir="auto" value={name} maxLength={80} required onInput={(e) => setName(e.currentTarget.value)} ref={(el) => el?.focus()} />
               </label>
-              <button type="submit">Save</button>
-              <button type="button" class="secondary" onClick={() => setEditing(false)}>Cancel</button>
+              <button type="submit">{t('home.save')}</button>
+              <button type="button" class="secondary" onClick={() => setEditing(false)}>{t('home.cancel')}</button>
             </form>
           ) : (
-            <strong class="link-name">{link.name}</strong>
+            <strong class="link-name" dir="auto" translate={false}>{link.name}</strong>
           )}
           <div class="muted small">
-            Created {new Date(link.createdAt).toLocaleString()} · {link.lastUsedAt ? `Last used ${fromNow(link.lastUsedAt)}` : 'Not used yet'}
-            {link.expiresAt !== null && (expired ? ' · Expired' : ` · Expires ${fromNow(link.expiresAt)}`)}
+            {t('home.created', { date: dateTime().format(link.createdAt) })} · {link.lastUsedAt ? t('home.lastUsed', { when: fromNow(link.lastUsedAt) }) : t('home.notUsed')}
+            {link.expiresAt !== null && <> · {expired ? t('home.expired') : t('home.expiresWhen', { when: fromNow(link.expiresAt) })}</>}
           </div>
-          {!url && <div class="muted small">Its secret is kept in the browser that created it.</div>}
+          {!url && <div class="muted small">{t('home.secretElsewhere')}</div>}
         </div>
         <div class="row">
           {url && (
             <>
-              <a class="button" href={url} aria-label={`Open ${link.name}`}>Open</a>
+              <a class="button" href={url} aria-label={t('home.openNamed', { name: link.name })}>{t('home.open')}</a>
               {!editing && (
-                <button class="secondary" aria-label={`Rename ${link.name}`} onClick={() => { setName(link.name); setEditing(true); }}>
-                  Rename
+                <button class="secondary" aria-label={t('home.renameNamed', { name: link.name })} onClick={() => { setName(link.name); setEditing(true); }}>
+                  {t('home.rename')}
                 </button>
               )}
             </>
           )}
-          <button class="danger" aria-label={`Delete link ${link.name}`} onClick={onDelete}>
-            Delete link
+          <button class="danger" aria-label={t('home.deleteNamed', { name: link.name })} onClick={onDelete}>
+            {t('home.deleteLink')}
           </button>
         </div>
       </div>

@@ -6,18 +6,20 @@ import type { LinkTrust } from '../../client/call.js';
 import { e2eeSupported } from '../../e2ee/session.js';
 import { linkId as linkIdSchema, parseDisplayName } from '../../protocol/messages.js';
 import { api, ApiError, type LinkPublicInfo } from '../api.js';
-import { listDevices, openWhatWorks, type DeviceChoice, type DeviceLists } from '../call/devices.js';
+import { listDevices, openWhatWorks, rememberChoice, rememberedChoice, type DeviceChoice, type DeviceLists } from '../call/devices.js';
 import { DevicePicker, MicLevel } from '../components/devices.js';
+import { LanguagePicker } from '../components/language-picker.js';
+import { errorSaid, say, t, told, tx, type Said } from '../i18n/locale.js';
 import { prepareCall, type PreparedCall } from '../call/prepare.js';
 import { useLocalEffects } from '../effects/local-effects.js';
 import { EffectSwitches } from '../effects/effect-switches.js';
 import { linkSecrets } from '../secrets.js';
 import type { CallViewProps } from './call.js';
 
-const ALTERED = 'This link is incomplete or has been altered. Ask the person who sent it for the full link; a real linkcall link ends with “#k=” and a long code.';
+const ALTERED = say('join.altered');
 /** A link whose id or secret has the wrong shape never came from linkcall as it is. */
-const fakeLink = (origin: string) =>
-  `This is not a complete linkcall link, so it cannot be trusted. Fake links can look like real ones: join only from links that start with ${origin}/join/ and came straight from the person you are calling. Ask them to send it again.`;
+const fakeLink = (origin: string) => say('join.fake', { origin });
+const DEVICES_OPEN_KEY = 'linkcall.devicesOpen';
 
 type Step = 'name' | 'ready' | 'call';
 
@@ -28,15 +30,18 @@ const loadCallView = () => (callView ??= import('./call.js').then((m) => m.CallV
 export function JoinPage({ linkId }: { linkId: string }) {
   const [info, setInfo] = useState<LinkPublicInfo | undefined>(undefined);
   const [linkKeys, setLinkKeys] = useState<LinkTrust | undefined>(undefined);
-  const [linkError, setLinkError] = useState('');
+  const [linkError, setLinkError] = useState<Said | undefined>(undefined);
   const [step, setStep] = useState<Step>('name');
   const [name, setName] = useState('');
-  const [nameError, setNameError] = useState('');
+  const [nameError, setNameError] = useState(false);
   const [stream, setStream] = useState<MediaStream | undefined>(undefined);
-  const [mediaProblem, setMediaProblem] = useState('');
+  const [mediaProblem, setMediaProblem] = useState<Said | undefined>(undefined);
   const [mediaSettled, setMediaSettled] = useState(false);
   const [devices, setDevices] = useState<DeviceLists>({ cameras: [], microphones: [], speakers: [] });
-  const [choice, setChoice] = useState<DeviceChoice>({});
+  /** Last visit's devices: preferred, not insisted on (one may be unplugged now). */
+  const remembered = useRef(rememberedChoice());
+  const [choice, setChoice] = useState<DeviceChoice>(remembered.current);
+  const [devicesOpen, setDevicesOpen] = useState(() => readFlag(DEVICES_OPEN_KEY));
   const [startMuted, setStartMuted] = useState(false);
   const [startCameraOff, setStartCameraOff] = useState(false);
   const preview = useRef<HTMLVideoElement>(null);
@@ -81,7 +86,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
         }
         // There is no unencrypted mode: a browser that cannot encrypt frames cannot join.
         if (!e2eeSupported()) {
-          setLinkError('This browser cannot take part in end-to-end encrypted calls. Open the link in a current Chrome, Edge, Firefox or Safari.');
+          setLinkError(say('join.noE2ee'));
           return;
         }
         // Who is calling is shown only once the link's secret verifies it: the server cannot vouch for itself.
@@ -105,7 +110,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
           }, () => {});
         }
       },
-      (err) => setLinkError(err instanceof ApiError ? err.message : 'This call link could not be opened.'),
+      (err) => setLinkError(err instanceof ApiError ? errorSaid(err.code) : say('join.cannotOpen')),
     );
   }, [linkId]);
 
@@ -113,7 +118,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
     if (!info || step === 'call') return;
     let cancelled = false;
     let opened: MediaStream | undefined;
-    openWhatWorks(choice).then(async ({ stream: s, problem }) => {
+    openWhatWorks(choice, choice === remembered.current).then(async ({ stream: s, problem }) => {
       if (cancelled) return s?.getTracks().forEach((t) => t.stop());
       opened = s;
       // Start muted / camera off apply to the tracks sent (after effects), below: the devices keep running.
@@ -141,12 +146,12 @@ export function JoinPage({ linkId }: { linkId: string }) {
     return (
       <main class="page narrow">
         <OriginBanner />
-        <h1>Can't join this call</h1>
-        <p role="alert">{linkError}</p>
+        <h1>{t('join.cantJoin')}</h1>
+        <p role="alert">{told(linkError)}</p>
       </main>
     );
   }
-  if (!info || !linkKeys) return <main class="page narrow"><OriginBanner /><p role="status">Checking the link…</p></main>;
+  if (!info || !linkKeys) return <main class="page narrow"><OriginBanner /><p role="status">{t('join.checking')}</p></main>;
   if (step === 'call' && prepared && CallView) {
     return <CallView prepared={prepared} name={name} hostName={info.hostName} linkName={info.name} stream={callStream.current} effects={effects} speakerId={choice.speakerId} />;
   }
@@ -155,83 +160,116 @@ export function JoinPage({ linkId }: { linkId: string }) {
     e.preventDefault();
     const parsed = parseDisplayName(name);
     if (!parsed) {
-      setNameError('Enter a name of 1 to 64 characters, without control characters.');
+      setNameError(true);
       return;
     }
     setName(parsed);
-    setNameError('');
+    setNameError(false);
     setStep('ready');
+  }
+
+  function choose(next: DeviceChoice) {
+    setChoice(next);
+    rememberChoice(next);
+  }
+  function toggleDevices() {
+    setDevicesOpen(!devicesOpen);
+    writeFlag(DEVICES_OPEN_KEY, !devicesOpen);
   }
 
   const camera = stream?.getVideoTracks()[0];
   const microphone = stream?.getAudioTracks()[0];
+  // Phone first: who is calling, the preview, then Name and Continue; the rest below the fold.
   return (
     <main class="page narrow join">
       <OriginBanner />
-      <h1>{info.name}</h1>
-      <p class="lede">
-        Hosted by <strong>{info.hostName}</strong>{' '}
-        <span class="verified">✓ verified</span>
+      <h1 dir="auto" translate={false}>{info.name}</h1>
+      <p class="lede host-line">
+        {tx('join.hostedBy', { host: <strong dir="auto" translate={false}>{info.hostName}</strong> })}{' '}
+        <span class="verified">{t('join.verified')}</span>
       </p>
-      <p class="muted small">
-        The link's secret confirms this name and host. End-to-end encrypted: the server cannot see or hear the call, or read your name.
-      </p>
-      <section class="stack" aria-label="Camera and microphone">
+      <section class="stack" aria-label={t('join.cameraAndMic')}>
         <div class="preview">
-          <video ref={preview} autoplay playsInline muted aria-label="Your camera preview" class={!camera || startCameraOff ? 'hidden' : ''} />
+          <video ref={preview} autoplay playsInline muted aria-label={t('join.preview')} class={!camera || startCameraOff ? 'hidden' : ''} />
           {(!camera || startCameraOff) && mediaSettled && (
-            <div class="preview-off" aria-hidden="true">{camera ? 'Camera off' : 'No camera'}</div>
+            <div class="preview-off" aria-hidden="true">{camera ? t('join.cameraOff') : t('join.noCamera')}</div>
           )}
         </div>
-        {!mediaSettled && <p role="status" class="muted small">Starting your camera and microphone…</p>}
-        {mediaProblem && <p role="alert" class="notice">{mediaProblem}</p>}
-        {microphone && <MicLevel track={microphone} muted={startMuted} />}
-        <div class="row">
-          <label class="check">
-            <input type="checkbox" checked={startMuted} disabled={!microphone} onChange={(e) => setStartMuted(e.currentTarget.checked)} />
-            Start muted
-          </label>
-          <label class="check">
-            <input type="checkbox" checked={startCameraOff} disabled={!camera} onChange={(e) => setStartCameraOff(e.currentTarget.checked)} />
-            Start with camera off
-          </label>
-        </div>
-        <EffectSwitches effects={effects} camera={!!camera} microphone={!!microphone} />
-        <DevicePicker devices={devices} stream={stream} choice={choice} onChoice={setChoice} />
+        {!mediaSettled && <p role="status" class="muted small">{t('join.starting')}</p>}
+        {mediaProblem && <p role="alert" class="notice">{told(mediaProblem)}</p>}
       </section>
       {step === 'name' ? (
         <form class="stack" onSubmit={next}>
           <label>
-            Name
-            <input name="name" value={name} maxLength={64} autocomplete="name" onInput={(e) => setName(e.currentTarget.value)} />
+            {t('join.name')}
+            <input name="name" dir="auto" value={name} maxLength={64} autocomplete="name" onInput={(e) => setName(e.currentTarget.value)} />
           </label>
-          {nameError && <p role="alert" class="error">{nameError}</p>}
+          {nameError && <p role="alert" class="error">{t('join.badName')}</p>}
           <div class="row">
-            <button type="submit">Continue</button>
+            <button type="submit">{t('join.continue')}</button>
           </div>
         </form>
       ) : (
         <div class="stack">
           <p>
-            Joining as <strong>{name}</strong>
-            {info.isOwner ? ' (host)' : ''}
-            {!stream && ' — listening only'}
+            {tx(info.isOwner ? 'join.joiningAsHost' : 'join.joiningAs', { name: <strong dir="auto" translate={false}>{name}</strong> })}
+            {!stream && <> {t('join.listeningOnly')}</>}
           </p>
           <div class="row">
-            <button onClick={() => { preparedNow.current?.call.sendJoin(); callStream.current = sent; setStep('call'); }} disabled={!mediaSettled || effects.busy || !prepared || !CallView}>Join</button>
-            {!info.isOwner && <button class="secondary" onClick={changeName}>Change name</button>}
+            <button onClick={() => { preparedNow.current?.call.sendJoin(); callStream.current = sent; setStep('call'); }} disabled={!mediaSettled || effects.busy || !prepared || !CallView}>{t('join.join')}</button>
+            {!info.isOwner && <button class="secondary" onClick={changeName}>{t('join.changeName')}</button>}
           </div>
         </div>
       )}
+      <section class="stack" aria-label={t('devices.devices')}>
+        {microphone && <MicLevel track={microphone} muted={startMuted} />}
+        <div class="row">
+          <label class="check">
+            <input type="checkbox" checked={startMuted} disabled={!microphone} onChange={(e) => setStartMuted(e.currentTarget.checked)} />
+            {t('join.startMuted')}
+          </label>
+          <label class="check">
+            <input type="checkbox" checked={startCameraOff} disabled={!camera} onChange={(e) => setStartCameraOff(e.currentTarget.checked)} />
+            {t('join.startCameraOff')}
+          </label>
+        </div>
+        {/* Below Name and Continue (a phone's first screen), shown without opening Devices: the switches and their notices. */}
+        <EffectSwitches effects={effects} camera={!!camera} microphone={!!microphone} />
+        <div>
+          <button type="button" class="secondary disclosure" aria-expanded={devicesOpen} aria-controls="join-devices" onClick={toggleDevices}>
+            {t('devices.devices')}
+          </button>
+          <div id="join-devices" hidden={!devicesOpen}>
+            <DevicePicker devices={devices} stream={stream} choice={choice} onChoice={choose} />
+          </div>
+        </div>
+      </section>
+      <p class="muted small">{t('join.trust')}</p>
+      <LanguagePicker />
     </main>
   );
+}
+
+function readFlag(key: string): boolean {
+  try {
+    return localStorage.getItem(key) === '1';
+  } catch {
+    return false;
+  }
+}
+function writeFlag(key: string, on: boolean): void {
+  try {
+    localStorage.setItem(key, on ? '1' : '0');
+  } catch {
+    // not remembered
+  }
 }
 
 /** Where you are, large: a look-alike domain is the first thing a fake link gets wrong. */
 function OriginBanner() {
   return (
     <p class="origin">
-      <span class="muted small">You are on</span> <strong class="origin-host">{location.host}</strong>
+      <span class="muted small">{t('join.youAreOn')}</span> <strong class="origin-host" dir="ltr" translate={false}>{location.host}</strong>
     </p>
   );
 }
