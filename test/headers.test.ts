@@ -55,7 +55,7 @@ async function signUpVia(app: App, headers: Record<string, string> = {}) {
 
 const cookieOf = (res: { headers: Record<string, unknown> }) => String(res.headers['set-cookie'] ?? '');
 
-const ALLOWED_SOURCES = new Set(["'self'", "'none'", 'data:', 'blob:', 'mediastream:']);
+const ALLOWED_SOURCES = new Set(["'self'", "'none'", 'data:', 'blob:', 'mediastream:', "'wasm-unsafe-eval'"]);
 
 describe('a plain-http server', () => {
   let served: Served;
@@ -72,7 +72,9 @@ describe('a plain-http server', () => {
       const csp = res.headers.get('content-security-policy') ?? '';
       const directives = new Map(csp.split(';').map((d) => d.trim().split(/\s+/)).map(([name, ...sources]) => [name!, sources]));
       assert.deepEqual(directives.get('default-src'), ["'none'"], path);
-      assert.deepEqual(directives.get('script-src'), ["'self'"], `${path}: scripts only from this origin, none inline`);
+      // 'wasm-unsafe-eval' lets the page compile WebAssembly (the blur and noise models, served
+      // from this origin); JavaScript eval and inline script stay forbidden.
+      assert.deepEqual(directives.get('script-src'), ["'self'", "'wasm-unsafe-eval'"], `${path}: scripts only from this origin, none inline, no eval`);
       assert.deepEqual(directives.get('frame-ancestors'), ["'none'"], path);
       assert.deepEqual(directives.get('base-uri'), ["'none'"], path);
       for (const [name, sources] of directives) {

@@ -6,6 +6,8 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { REACTIONS, type CallSession } from '../../client/call.js';
 import { DevicePicker, MicLevel } from '../components/devices.js';
+import { EffectSwitches } from '../effects/effect-switches.js';
+import type { LocalEffects } from '../effects/local-effects.js';
 import { applySpeaker, listDevices, openTrack, type DeviceChoice, type DeviceLists } from './devices.js';
 import { chooseVideoTiles, VideoBudget, type LoadSample } from './budget.js';
 import { ChatButton, ChatPanel } from './chat.js';
@@ -29,6 +31,8 @@ interface Props {
   remoteStreams: ReadonlyMap<string, MediaStream>;
   speakerId?: string;
   mediaFailure?: Said;
+  /** Blur and noise suppression from the join page: switched again in Devices, swapped into the call here. */
+  effects?: LocalEffects;
 }
 
 /** Audio level above which someone counts as speaking (inbound-rtp audioLevel, 0…1). */
@@ -40,7 +44,7 @@ const METER_DELAY_MS = 1500;
 const isMac = typeof navigator !== 'undefined' && /Mac|iPhone|iPad/.test(navigator.platform);
 const isMacKeys = isMac;
 
-export function InCall({ session, connection, local, name, title, remoteStreams, speakerId: initialSpeaker, mediaFailure }: Props) {
+export function InCall({ session, connection, local, name, title, remoteStreams, speakerId: initialSpeaker, mediaFailure, effects }: Props) {
   const [audioOn, setAudioOn] = useState(() => local.getAudioTracks().some((t) => t.enabled));
   const [videoOn, setVideoOn] = useState(() => local.getVideoTracks().some((t) => t.enabled));
   const [localTracks, setLocalTracks] = useState(() => local.getTracks());
@@ -120,15 +124,40 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
   }
   useEffect(() => () => screen?.getTracks().forEach((t) => t.stop()), [screen]);
 
+  // An effect switched on or off (or blur giving up on a slow device): its track replaces the one
+  // sent, like a device switch. The one it replaces is not stopped here: the effects own it.
+  const effectsSent = effects?.sent;
+  const muteState = useRef({ audioOn, videoOn });
+  muteState.current = { audioOn, videoOn };
+  useEffect(() => {
+    if (!effectsSent) return;
+    let changed = false;
+    for (const track of effectsSent.getTracks()) {
+      const old = track.kind === 'audio' ? local.getAudioTracks()[0] : local.getVideoTracks()[0];
+      if (!old || old === track) continue;
+      track.enabled = track.kind === 'audio' ? muteState.current.audioOn : muteState.current.videoOn;
+      void connection.replaceTrack(track).catch(() => setShareError(say('call.cannotSend')));
+      local.removeTrack(old);
+      local.addTrack(track);
+      changed = true;
+    }
+    if (changed) setLocalTracks(local.getTracks());
+  }, [effectsSent, local, connection]);
+
   /** Switch a device mid-call: the new track replaces the old one in the sender, no renegotiation. */
   async function chooseDevice(choice: DeviceChoice) {
     setSpeakerId(choice.speakerId);
     for (const kind of ['audio', 'video'] as const) {
       const wanted = kind === 'audio' ? choice.microphoneId : choice.cameraId;
       const old = kind === 'audio' ? local.getAudioTracks()[0] : local.getVideoTracks()[0];
-      if (!wanted || old?.getSettings().deviceId === wanted) continue;
+      if (!wanted || deviceBehind(old, effects)?.getSettings().deviceId === wanted) continue;
       try {
         const track = await openTrack(kind, choice);
+        if (old && effects) {
+          // The effects move to the new device; the effect above swaps the result in.
+          effects.replaceDevice(track);
+          continue;
+        }
         track.enabled = kind === 'audio' ? audioOn || !old : videoOn || !old;
         await connection.replaceTrack(track);
         if (old) {
@@ -349,6 +378,7 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
       {session.serverNotice && <p role="status" class="warning">{t('call.serverRestarting')}</p>}
       {mediaFailure && <p role="alert" class="error">{told(mediaFailure)}</p>}
       {shareError && <p role="alert" class="error">{told(shareError)}</p>}
+      {effects?.notice && <p role="status" class="notice">{told(effects.notice)}</p>}
       {session.lastErrorCode && <p role="alert" class="error">{errorText(session.lastErrorCode)}</p>}
       {session.securityNotice && <p role="alert" class="warning">{t('call.refusedChange')}</p>}
       {session.locked && <p role="status" class="muted">{t('call.locked')}</p>}
@@ -418,7 +448,8 @@ export function InCall({ session, connection, local, name, title, remoteStreams,
       {chatOpen && <ChatPanel session={session} />}
       {dialog === 'devices' && (
         <Dialog title={t('call.devices')} onClose={() => setDialog(undefined)}>
-          <DeviceSettings local={local} localTracks={localTracks} speakerId={speakerId} audioOn={audioOn} onChoice={(c) => void chooseDevice(c)} />
+          <DeviceSettings local={local} localTracks={localTracks} effects={effects} speakerId={speakerId} audioOn={audioOn} onChoice={(c) => void chooseDevice(c)} />
+          {effects && <EffectSwitches effects={effects} camera={hasVideo} microphone={hasAudio} notices={false} />}
         </Dialog>
       )}
       {dialog === 'shortcuts' && (
@@ -485,12 +516,12 @@ function RaisedHands({ session, name }: { session: CallSession; name: string }) 
 function RemoteAudio({ media, speakerId }: { media: ReturnType<RemoteMedia['update']>; speakerId?: string }) {
   return (
     <div class="sr-only" aria-hidden="true">
-      {[...media].map(([id, m]) => m.audio && <AudioOut key={id} track={m.audio} speakerId={speakerId} />)}
+      {[...media].map(([id, m]) => m.audio && <AudioOut key={id} id={id} track={m.audio} speakerId={speakerId} />)}
     </div>
   );
 }
 
-function AudioOut({ track, speakerId }: { track: MediaStreamTrack; speakerId?: string }) {
+function AudioOut({ id, track, speakerId }: { id: string; track: MediaStreamTrack; speakerId?: string }) {
   const audio = useRef<HTMLAudioElement>(null);
   const stream = useMemo(() => new MediaStream([track]), [track]);
   useEffect(() => {
@@ -499,15 +530,21 @@ function AudioOut({ track, speakerId }: { track: MediaStreamTrack; speakerId?: s
   useEffect(() => {
     if (audio.current) applySpeaker(audio.current, speakerId);
   }, [speakerId]);
-  return <audio ref={audio} autoplay data-participant-audio />;
+  return <audio ref={audio} autoplay data-participant-audio={id} />;
 }
 
-function DeviceSettings({ local, localTracks, speakerId, audioOn, onChoice }: { local: MediaStream; localTracks: MediaStreamTrack[]; speakerId?: string; audioOn: boolean; onChoice: (c: DeviceChoice) => void }) {
+/** The device a sent track comes from: itself, or the camera/microphone behind an effect. */
+function deviceBehind(track: MediaStreamTrack | undefined, effects: LocalEffects | undefined): MediaStreamTrack | undefined {
+  if (!track || !effects) return track;
+  return (track.kind === 'audio' ? effects.microphone : effects.camera) ?? track;
+}
+
+function DeviceSettings({ local, localTracks, effects, speakerId, audioOn, onChoice }: { local: MediaStream; localTracks: MediaStreamTrack[]; effects?: LocalEffects; speakerId?: string; audioOn: boolean; onChoice: (c: DeviceChoice) => void }) {
   const [devices, setDevices] = useState<DeviceLists>({ cameras: [], microphones: [], speakers: [] });
   useEffect(() => void listDevices().then(setDevices, () => {}), [localTracks]);
   const choice: DeviceChoice = {
-    cameraId: local.getVideoTracks()[0]?.getSettings().deviceId,
-    microphoneId: local.getAudioTracks()[0]?.getSettings().deviceId,
+    cameraId: deviceBehind(local.getVideoTracks()[0], effects)?.getSettings().deviceId,
+    microphoneId: deviceBehind(local.getAudioTracks()[0], effects)?.getSettings().deviceId,
     speakerId,
   };
   const mic = localTracks.find((t) => t.kind === 'audio');

@@ -110,6 +110,16 @@ export default {
   'devices.bothFailed': 'تعذّر تشغيل الكاميرا والميكروفون. لا يزال بإمكانك الانضمام والاستماع.',
   'devices.switchCameraFailed': 'تعذّر تشغيل تلك الكاميرا.',
   'devices.switchMicFailed': 'تعذّر تشغيل ذلك الميكروفون.',
+
+  'effects.blur': 'تمويه الخلفية',
+  'effects.denoise': 'تقليل الضوضاء في الخلفية',
+  'effects.starting': 'جارٍ تشغيل المؤثرات…',
+  'effects.tooSlow': 'أُوقف تمويه الخلفية: لا يستطيع هذا الجهاز التمويه بمعدل 15 إطارًا في الثانية.',
+  'effects.blurFailed': 'تعذّر تشغيل تمويه الخلفية في هذا المتصفح.',
+  'effects.denoiseFailed': 'تعذّر تقليل الضوضاء في الخلفية في هذا المتصفح.',
+  'effects.noBlur': 'لا يستطيع هذا المتصفح تمويه خلفيتك (ينقصه WebGL 2 أو التقاط اللوحة).',
+  'effects.noDenoise': 'لا يستطيع هذا المتصفح تقليل الضوضاء في الخلفية (ينقصه AudioWorklet).',
+
   'call.unreachable': 'تعذّر الوصول إلى الخادم',
   'call.unreachableText': 'تعذّر الاتصال بالمكالمة. تحقق من اتصالك وحاول مرة أخرى.',
   'call.tryAgain': 'حاول مرة أخرى',

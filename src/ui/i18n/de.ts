@@ -110,6 +110,16 @@ export default {
   'devices.bothFailed': 'Ihre Kamera und Ihr Mikrofon konnten nicht gestartet werden. Sie können trotzdem teilnehmen und zuhören.',
   'devices.switchCameraFailed': 'Diese Kamera konnte nicht gestartet werden.',
   'devices.switchMicFailed': 'Dieses Mikrofon konnte nicht gestartet werden.',
+
+  'effects.blur': 'Meinen Hintergrund weichzeichnen',
+  'effects.denoise': 'Hintergrundgeräusche reduzieren',
+  'effects.starting': 'Ihre Effekte werden gestartet…',
+  'effects.tooSlow': 'Die Hintergrundunschärfe wurde ausgeschaltet: Dieses Gerät schafft mit Weichzeichnung keine 15 Bilder pro Sekunde.',
+  'effects.blurFailed': 'Die Hintergrundunschärfe konnte in diesem Browser nicht gestartet werden.',
+  'effects.denoiseFailed': 'Hintergrundgeräusche konnten in diesem Browser nicht reduziert werden.',
+  'effects.noBlur': 'Dieser Browser kann Ihren Hintergrund nicht weichzeichnen (ihm fehlt WebGL 2 oder Canvas-Aufnahme).',
+  'effects.noDenoise': 'Dieser Browser kann Hintergrundgeräusche nicht reduzieren (ihm fehlt AudioWorklet).',
+
   'call.unreachable': 'Server nicht erreichbar',
   'call.unreachableText': 'Die Verbindung zum Anruf konnte nicht hergestellt werden. Prüfen Sie Ihre Verbindung und versuchen Sie es erneut.',
   'call.tryAgain': 'Erneut versuchen',

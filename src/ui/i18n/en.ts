@@ -120,6 +120,16 @@ export const en = {
   'devices.switchCameraFailed': 'That camera could not be started.',
   'devices.switchMicFailed': 'That microphone could not be started.',
 
+  'effects.blur': 'Blur my background',
+  'effects.denoise': 'Reduce background noise',
+  'effects.starting': 'Starting your effects…',
+  'effects.tooSlow': 'Background blur was turned off: this device cannot blur at 15 frames a second.',
+  'effects.blurFailed': 'Background blur could not be started in this browser.',
+  'effects.denoiseFailed': 'Background noise could not be reduced in this browser.',
+  'effects.noBlur': 'This browser cannot blur your background (it lacks WebGL 2 or canvas capture).',
+  'effects.noDenoise': 'This browser cannot reduce background noise (it lacks AudioWorklet).',
+
+
   'call.unreachable': "Can't reach the server",
   'call.unreachableText': 'Could not connect to the call. Check your connection and try again.',
   'call.tryAgain': 'Try again',

@@ -110,6 +110,16 @@ export default {
   'devices.bothFailed': 'No se pudieron iniciar tu cámara y tu micrófono. Aun así puedes unirte y escuchar.',
   'devices.switchCameraFailed': 'No se pudo iniciar esa cámara.',
   'devices.switchMicFailed': 'No se pudo iniciar ese micrófono.',
+
+  'effects.blur': 'Desenfocar mi fondo',
+  'effects.denoise': 'Reducir el ruido de fondo',
+  'effects.starting': 'Iniciando tus efectos…',
+  'effects.tooSlow': 'Se desactivó el desenfoque del fondo: este dispositivo no puede desenfocar a 15 imágenes por segundo.',
+  'effects.blurFailed': 'No se pudo iniciar el desenfoque del fondo en este navegador.',
+  'effects.denoiseFailed': 'No se pudo reducir el ruido de fondo en este navegador.',
+  'effects.noBlur': 'Este navegador no puede desenfocar tu fondo (no tiene WebGL 2 ni captura de canvas).',
+  'effects.noDenoise': 'Este navegador no puede reducir el ruido de fondo (no tiene AudioWorklet).',
+
   'call.unreachable': 'No se puede conectar con el servidor',
   'call.unreachableText': 'No se pudo conectar con la llamada. Comprueba tu conexión e inténtalo de nuevo.',
   'call.tryAgain': 'Intentar de nuevo',

@@ -110,6 +110,16 @@ export default {
   'devices.bothFailed': 'Impossible de démarrer votre caméra et votre micro. Vous pouvez quand même rejoindre et écouter.',
   'devices.switchCameraFailed': 'Impossible de démarrer cette caméra.',
   'devices.switchMicFailed': 'Impossible de démarrer ce micro.',
+
+  'effects.blur': 'Flouter mon arrière-plan',
+  'effects.denoise': 'Réduire le bruit de fond',
+  'effects.starting': 'Démarrage de vos effets…',
+  'effects.tooSlow': 'Le flou d’arrière-plan a été désactivé : cet appareil ne peut pas flouter à 15 images par seconde.',
+  'effects.blurFailed': 'Impossible de démarrer le flou d’arrière-plan dans ce navigateur.',
+  'effects.denoiseFailed': 'Impossible de réduire le bruit de fond dans ce navigateur.',
+  'effects.noBlur': 'Ce navigateur ne peut pas flouter votre arrière-plan (il lui manque WebGL 2 ou la capture de canvas).',
+  'effects.noDenoise': 'Ce navigateur ne peut pas réduire le bruit de fond (il lui manque AudioWorklet).',
+
   'call.unreachable': 'Serveur injoignable',
   'call.unreachableText': 'Impossible de se connecter à l’appel. Vérifiez votre connexion et réessayez.',
   'call.tryAgain': 'Réessayer',

@@ -110,6 +110,16 @@ export default {
   'devices.bothFailed': 'Não foi possível iniciar sua câmera e seu microfone. Você ainda pode entrar e ouvir.',
   'devices.switchCameraFailed': 'Não foi possível iniciar essa câmera.',
   'devices.switchMicFailed': 'Não foi possível iniciar esse microfone.',
+
+  'effects.blur': 'Desfocar meu fundo',
+  'effects.denoise': 'Reduzir ruído de fundo',
+  'effects.starting': 'Iniciando seus efeitos…',
+  'effects.tooSlow': 'O desfoque de fundo foi desativado: este dispositivo não consegue desfocar a 15 quadros por segundo.',
+  'effects.blurFailed': 'Não foi possível iniciar o desfoque de fundo neste navegador.',
+  'effects.denoiseFailed': 'Não foi possível reduzir o ruído de fundo neste navegador.',
+  'effects.noBlur': 'Este navegador não consegue desfocar seu fundo (falta WebGL 2 ou captura de canvas).',
+  'effects.noDenoise': 'Este navegador não consegue reduzir o ruído de fundo (falta AudioWorklet).',
+
   'call.unreachable': 'Não foi possível acessar o servidor',
   'call.unreachableText': 'Não foi possível conectar à chamada. Verifique sua conexão e tente de novo.',
   'call.tryAgain': 'Tentar de novo',

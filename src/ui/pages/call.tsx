@@ -5,6 +5,7 @@ import { playKnockSound } from '../call/devices.js';
 import { InCall } from '../call/in-call.js';
 import { CallConnection } from '../call/media.js';
 import type { PreparedCall } from '../call/prepare.js';
+import type { LocalEffects } from '../effects/local-effects.js';
 import { errorText, say, t, told, tx, type Said } from '../i18n/locale.js';
 
 export interface CallViewProps {
@@ -18,6 +19,8 @@ export interface CallViewProps {
   stream?: MediaStream;
   /** Where call sound plays (HTMLMediaElement.setSinkId), when chosen. */
   speakerId?: string;
+  /** Blur and noise suppression, switched on the join page and again in the call's device settings. */
+  effects?: LocalEffects;
 }
 
 /**
@@ -30,7 +33,7 @@ const CONNECT_AFTER_KNOCK_MS = 150;
 
 const RETRYABLE = new Set(['resume_failed', 'host_absent', 'no_answer', 'disconnected', 'server_shutdown', 'left', 'media_failed', 'rate_limited', 'key_refused', 'call_locked']);
 
-export function CallView({ prepared, name, hostName, linkName, stream, speakerId }: CallViewProps) {
+export function CallView({ prepared, name, hostName, linkName, stream, speakerId, effects }: CallViewProps) {
   const [, rerender] = useReducer((n: number) => n + 1, 0);
   const [session, setSession] = useState<CallSession | undefined>(undefined);
   const [remoteStreams, setRemoteStreams] = useState<ReadonlyMap<string, MediaStream>>(new Map());
@@ -172,6 +175,7 @@ export function CallView({ prepared, name, hostName, linkName, stream, speakerId
       remoteStreams={remoteStreams}
       speakerId={speakerId}
       mediaFailure={mediaFailure}
+      effects={effects}
     />
   );
 }

@@ -11,6 +11,8 @@ import { DevicePicker, MicLevel } from '../components/devices.js';
 import { LanguagePicker } from '../components/language-picker.js';
 import { errorSaid, say, t, told, tx, type Said } from '../i18n/locale.js';
 import { prepareCall, type PreparedCall } from '../call/prepare.js';
+import { useLocalEffects } from '../effects/local-effects.js';
+import { EffectSwitches } from '../effects/effect-switches.js';
 import { linkSecrets } from '../secrets.js';
 import type { CallViewProps } from './call.js';
 
@@ -43,6 +45,11 @@ export function JoinPage({ linkId }: { linkId: string }) {
   const [startMuted, setStartMuted] = useState(false);
   const [startCameraOff, setStartCameraOff] = useState(false);
   const preview = useRef<HTMLVideoElement>(null);
+  // What the preview shows and the call sends: the devices after blur and noise suppression.
+  const effects = useLocalEffects(stream);
+  const sent = effects.sent;
+  /** What the call was started with: fixed from Join on (the call swaps later effect changes into it itself). */
+  const callStream = useRef<MediaStream | undefined>(undefined);
   const [prepared, setPrepared] = useState<Promise<PreparedCall> | undefined>(undefined);
   /** The prepared call once ready: Join sends the knock from the click itself, before any drawing. */
   const preparedNow = useRef<PreparedCall | undefined>(undefined);
@@ -114,8 +121,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
     openWhatWorks(choice, choice === remembered.current).then(async ({ stream: s, problem }) => {
       if (cancelled) return s?.getTracks().forEach((t) => t.stop());
       opened = s;
-      s?.getAudioTracks().forEach((t) => (t.enabled = !startMuted));
-      s?.getVideoTracks().forEach((t) => (t.enabled = !startCameraOff));
+      // Start muted / camera off apply to the tracks sent (after effects), below: the devices keep running.
       setStream(s);
       setMediaProblem(problem);
       setMediaSettled(true);
@@ -129,11 +135,12 @@ export function JoinPage({ linkId }: { linkId: string }) {
   }, [info, choice.cameraId, choice.microphoneId]);
 
   useEffect(() => {
-    if (preview.current && preview.current.srcObject !== (stream ?? null)) preview.current.srcObject = stream ?? null;
-  }, [stream, step, startCameraOff]);
+    if (preview.current && preview.current.srcObject !== (sent ?? null)) preview.current.srcObject = sent ?? null;
+  }, [sent, step, startCameraOff]);
 
-  useEffect(() => stream?.getAudioTracks().forEach((t) => (t.enabled = !startMuted)), [stream, startMuted]);
-  useEffect(() => stream?.getVideoTracks().forEach((t) => (t.enabled = !startCameraOff)), [stream, startCameraOff]);
+  // Before the call only: in the call, its own mute buttons decide.
+  useEffect(() => void (step !== 'call' && sent?.getAudioTracks().forEach((t) => (t.enabled = !startMuted))), [sent, startMuted]);
+  useEffect(() => void (step !== 'call' && sent?.getVideoTracks().forEach((t) => (t.enabled = !startCameraOff))), [sent, startCameraOff]);
 
   if (linkError) {
     return (
@@ -146,7 +153,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
   }
   if (!info || !linkKeys) return <main class="page narrow"><OriginBanner /><p role="status">{t('join.checking')}</p></main>;
   if (step === 'call' && prepared && CallView) {
-    return <CallView prepared={prepared} name={name} hostName={info.hostName} linkName={info.name} stream={stream} speakerId={choice.speakerId} />;
+    return <CallView prepared={prepared} name={name} hostName={info.hostName} linkName={info.name} stream={callStream.current} effects={effects} speakerId={choice.speakerId} />;
   }
 
   function next(e: Event) {
@@ -209,7 +216,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
             {!stream && <> {t('join.listeningOnly')}</>}
           </p>
           <div class="row">
-            <button onClick={() => { preparedNow.current?.call.sendJoin(); setStep('call'); }} disabled={!mediaSettled || !prepared || !CallView}>{t('join.join')}</button>
+            <button onClick={() => { preparedNow.current?.call.sendJoin(); callStream.current = sent; setStep('call'); }} disabled={!mediaSettled || effects.busy || !prepared || !CallView}>{t('join.join')}</button>
             {!info.isOwner && <button class="secondary" onClick={changeName}>{t('join.changeName')}</button>}
           </div>
         </div>
@@ -226,6 +233,8 @@ export function JoinPage({ linkId }: { linkId: string }) {
             {t('join.startCameraOff')}
           </label>
         </div>
+        {/* Below Name and Continue (a phone's first screen), shown without opening Devices: the switches and their notices. */}
+        <EffectSwitches effects={effects} camera={!!camera} microphone={!!microphone} />
         <div>
           <button type="button" class="secondary disclosure" aria-expanded={devicesOpen} aria-controls="join-devices" onClick={toggleDevices}>
             {t('devices.devices')}
