@@ -11,7 +11,9 @@
  * server process), --out room.json (the file in bench/results), --profile (the first page's
  * main-thread CPU profile over the measured time: its 15 costliest functions are printed),
  * --bots-watch all|pages (bots receive everyone's video, or only the pages': on one machine the
- * bots' decrypting of 31 × 32 streams takes CPU that 31 other devices would spend on their own). The first bot is the host (signed in) and lets everyone in.
+ * bots' decrypting of 31 × 32 streams takes CPU that 31 other devices would spend on their own),
+ * --bots-nice N (the bots' processes at a lower CPU priority: the pages come first, as the
+ * pages of a real call have their own device). The first bot is the host (signed in) and lets everyone in.
  *
  * Reports per subscriber (every bot and page) and sender: complete authenticated frames per
  * second (bots) or frames drawn per second (pages), packet loss (bots), freezes (gaps > 500 ms
@@ -21,7 +23,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -47,6 +49,7 @@ const { values } = parseArgs({
     out: { type: 'string', default: 'room.json' },
     profile: { type: 'boolean', default: false },
     'bots-watch': { type: 'string', default: 'all' },
+    'bots-nice': { type: 'string', default: '0' },
   },
 });
 const BOTS = Number(values.bots);
@@ -168,6 +171,7 @@ function startBots(link: string, cookie: string, hostKey: string): void {
     if (p === 0) args.push('--cookie', cookie, '--admit', '--host-key', hostKey);
     if (values['bots-watch'] === 'pages') args.push('--watch', 'Page ');
     const proc = child(args);
+    if (Number(values['bots-nice']) > 0) setPriority(proc.pid!, Number(values['bots-nice']));
     createInterface({ input: proc.stdout! }).on('line', (line) => {
       try {
         const { bots } = JSON.parse(line) as { bots: BotStats[] };
@@ -233,6 +237,12 @@ const readAudio = (page: Page) =>
       (await pc.getStats()).forEach((r: { type: string; kind?: string; trackIdentifier?: string; totalSamplesReceived?: number; concealedSamples?: number; packetsReceived?: number }) => {
         if (r.type === 'inbound-rtp' && r.kind === 'audio' && r.trackIdentifier) {
           out[r.trackIdentifier] = { samples: r.totalSamplesReceived ?? 0, concealed: r.concealedSamples ?? 0, packets: r.packetsReceived ?? 0 };
+        }
+        // Video received, whatever plays: what the SFU still sends this page (key 'video').
+        if (r.type === 'inbound-rtp' && r.kind === 'video') {
+          const v = (out.video ??= { samples: 0, concealed: 0, packets: 0 });
+          v.packets += r.packetsReceived ?? 0;
+          v.samples += (r as { framesDecoded?: number }).framesDecoded ?? 0;
         }
       });
     }
@@ -388,8 +398,14 @@ async function main(): Promise<void> {
     let concealed = 0;
     let speakerTracks = 0;
     const audioPacketRates: number[] = [];
+    const videoIn = { packets: 0, frames: 0 };
     for (const [track, a] of Object.entries(audioAfter[p]!)) {
       const b = audioBefore[p]![track] ?? { samples: 0, concealed: 0, packets: 0 };
+      if (track === 'video') {
+        videoIn.packets = (a.packets - b.packets) / elapsed;
+        videoIn.frames = (a.samples - b.samples) / elapsed;
+        continue;
+      }
       audioPacketRates.push(Math.round((a.packets - b.packets) / elapsed));
       if ((a.packets - b.packets) / elapsed < 40) continue;
       speakerTracks++;
@@ -407,6 +423,7 @@ async function main(): Promise<void> {
       longestTaskMs: Math.round(longestTask[p]!),
       speakerAudioTracks: speakerTracks,
       audioPacketsPerSecondByTrack: audioPacketRates.sort((x, y) => y - x),
+      videoReceived: { packetsPerSecond: Math.round(videoIn.packets), framesDecodedPerSecond: Math.round(videoIn.frames) },
       concealedPercent: samples > 0 ? Number(((100 * concealed) / samples).toFixed(2)) : undefined,
     };
   });
@@ -464,7 +481,7 @@ async function main(): Promise<void> {
   const result = {
     at: new Date().toISOString(),
     botsInCall: inCallBots,
-    config: { bots: BOTS, pages: PAGES, botsWatch: values['bots-watch'], seconds: SECONDS, warmup: WARMUP, layers: values.layers, speakers: Number(values.speakers), botProcesses: BOT_PROCS, mediaWorkers: MEDIA_WORKERS },
+    config: { bots: BOTS, pages: PAGES, botsWatch: values['bots-watch'], botsNice: Number(values['bots-nice']), seconds: SECONDS, warmup: WARMUP, layers: values.layers, speakers: Number(values.speakers), botProcesses: BOT_PROCS, mediaWorkers: MEDIA_WORKERS },
     machine: { cores: perCore.length, busyPerCore: perCore.map((x) => Number(x.toFixed(3))) },
     server: {
       /** The server process and its media workers together. */
@@ -506,7 +523,7 @@ async function main(): Promise<void> {
     log(`  ${s.subscriber.padEnd(7)} ${String(s.streams).padStart(2)} streams  fps min ${f1(s.fpsMin).padStart(4)} median ${f1(s.fpsMedian).padStart(4)}  freezes ${s.freezes}  widths ${s.widths.join('/')}`);
   }
   for (const p of pageResults) {
-    log(`  ${p.page}: "${p.budgetLine}" — budgeted tiles (${p.budgetedTiles}) median ${f1(p.budgetedFpsMedian)} fps (min ${f1(p.budgetedFpsMin)}); longest main-thread task ${p.longestTaskMs} ms; speaker audio concealed ${p.concealedPercent ?? '?'} % over ${p.speakerAudioTracks} track(s)`);
+    log(`  ${p.page}: "${p.budgetLine}" — budgeted tiles (${p.budgetedTiles}) median ${f1(p.budgetedFpsMedian)} fps (min ${f1(p.budgetedFpsMin)}); longest main-thread task ${p.longestTaskMs} ms; speaker audio concealed ${p.concealedPercent ?? '?'} % over ${p.speakerAudioTracks} track(s); video received ${p.videoReceived.packetsPerSecond} packets/s, ${p.videoReceived.framesDecodedPerSecond} frames decoded/s`);
   }
   log(`written to bench/results/${values.out}`);
 
