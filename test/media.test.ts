@@ -13,7 +13,7 @@ import { CHROMIUM_ARGS } from './support/browser.js';
 import { newCounters, type MediaContext } from '../src/server/media/common.js';
 import { FakeTrack } from './support/fake-track.js';
 import { Consumer } from '../src/server/media/Consumer.js';
-import { Producer } from '../src/server/media/Producer.js';
+import { KEY_FRAME_REPLAY_MS, Producer } from '../src/server/media/Producer.js';
 import {
   Router,
   shutdownMediaEngine,
@@ -316,6 +316,46 @@ test('packet path: PT/SSRC rewrite, RTX dropped, PLI rate limit, NACK, sender re
   assert.equal(producer.stats().consumers, 0);
   producer.handleRtp(rtp(12, 96, 2001), layer, 3);
   assert.equal(downstream.sent.length, 3);
+  producer.close();
+});
+
+test('a subscriber that starts gets the key frame that just went by, with no request to the publisher', () => {
+  const ctx: MediaContext = { rtcConfig: { iceServers: [] }, maxIncomingBitrate: 1e6, logger: undefined, counters: newCounters() };
+  const upstream = new FakeTrack();
+  const producer = new Producer({
+    peerId: 'alice', kind: 'video', mid: '1', payloadType: 96, codec: { name: 'VP8', clockRate: 90000 },
+    layers: [{ ssrc: 2001, rid: undefined }], ctx, rtcpSsrc: 5, onFirstPacket: () => {},
+  });
+  const layer = producer.layers[0]!;
+  producer.attachTrack(upstream.asTrack);
+  const subscribe = () => {
+    const downstream = new FakeTrack();
+    const consumer = new Consumer({ producer, mid: '0', ssrc: 900, ctx, onClose: () => {} });
+    producer.addConsumer(consumer);
+    consumer.setTargetLayer(0);
+    consumer.attachTrack(downstream.asTrack);
+    downstream.onOpenCb!();
+    consumer.setPayloadType(100);
+    return downstream;
+  };
+  // A key frame in two packets, then two delta frames, a moment ago.
+  const now = performance.now();
+  producer.handleRtp(rtp(50, 96, 2001, false, true), layer, now - 40);
+  producer.handleRtp(rtp(51, 96, 2001, true), layer, now - 39);
+  producer.handleRtp(rtp(52, 96, 2001, true), layer, now - 6);
+  producer.handleRtp(rtp(53, 96, 2001, true), layer, now - 1);
+  const fresh = subscribe();
+  assert.deepEqual(fresh.sent.map(rtpSequenceNumber), [50, 51, 52, 53], 'the key frame and what followed it, in order');
+  assert.equal(upstream.sent.length, 0, 'no key frame asked of the publisher');
+  // Live packets follow on.
+  producer.handleRtp(rtp(54, 96, 2001, true), layer, performance.now());
+  assert.deepEqual(fresh.sent.map(rtpSequenceNumber), [50, 51, 52, 53, 54]);
+
+  // A key frame from longer ago is not replayed (too much old video at once): the publisher is asked.
+  producer.handleRtp(rtp(55, 96, 2001, true, true), layer, performance.now() - KEY_FRAME_REPLAY_MS - 100);
+  const late = subscribe();
+  assert.equal(late.sent.length, 0);
+  assert.equal(upstream.sent.length, 1, 'a PLI for the late subscriber');
   producer.close();
 });
 

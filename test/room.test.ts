@@ -51,6 +51,11 @@ class MediaLedger implements RoomMedia {
     return 'v=0 answer';
   }
   async answer(): Promise<void> {}
+  /** Whose cameras were asked for a key frame. */
+  keyFrames: string[] = [];
+  keyFrame(id: string): void {
+    this.keyFrames.push(id);
+  }
   drop(id: string): void {
     this.connected.delete(id);
     this.admitted.delete(id);
@@ -192,6 +197,9 @@ describe('Room admission rules', () => {
     assert.equal(media.forwarded.has(eve), false);
     assert.throws(() => room.setMediaState(eve, false, false), refusedWith('not_in_call'));
     assert.throws(() => room.setViewport(eve, []), refusedWith('not_in_call'));
+    assert.throws(() => room.requestKeyFrame(eve), refusedWith('not_in_call'));
+    room.requestKeyFrame(host);
+    assert.deepEqual(media.keyFrames, [host], 'a member\'s camera is asked for a key frame; a waiting guest\'s is not');
     // Declined: its transports are gone, and it never sent anything to anyone.
     room.decline(host, eve);
     assert.equal(media.connected.has(eve), false);

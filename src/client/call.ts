@@ -123,6 +123,8 @@ export class CallSession {
   securityNotice?: string;
   /** The current frame key (undefined until we are in the group), the code everyone compares, and how many it covers. */
   keys?: CallKeyState;
+  /** Who was in the group when we last re-keyed (their signature keys' hashes). */
+  private keyedMembers?: Set<string>;
   safetyCode?: string;
   memberCount = 0;
   /** Called whenever our frame key changes: the media layer re-keys its frame cryptor. */
@@ -773,8 +775,13 @@ export class CallSession {
     const group = this.group;
     if (!group || this.keys?.key.epoch === group.epoch) return;
     const state = { key: await group.callKey(), senderIndex: group.myLeaf };
+    const before = this.keyedMembers;
+    this.keyedMembers = new Set(group.members().map((m) => m.signatureKeyHash));
     this.keys = state;
     this.onKeys?.(state);
+    // Someone new can read only this epoch's frames: our next frame should be a key frame. Asked
+    // now (our frames use the new key from here on), it is on its way while they join the group.
+    if (before && [...this.keyedMembers].some((k) => !before.has(k))) this.signaling.send({ type: 'keyFrame' });
     this.safetyCode = await group.safetyCode();
     // Commits made ahead on the old epoch are useless now.
     this.ready.clear();

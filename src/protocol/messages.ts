@@ -142,6 +142,12 @@ export const clientMessage = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('subscribeAnswer'), seq, sdp }),
   /** How big the sender shows each participant's video now (device pixels); see `viewportTile`. */
   z.strictObject({ type: z.literal('viewport'), seq, tiles: z.array(viewportTile).max(64) }),
+  /**
+   * Our frames now go out under the newest epoch's key, and someone joined in it: the SFU asks our
+   * camera for a key frame now, so the newcomer's first frame (which only this epoch's key opens)
+   * is on its way while it is still joining the group.
+   */
+  z.strictObject({ type: z.literal('keyFrame'), seq }),
   z.strictObject({ type: z.literal('ping'), seq }),
 ]);
 export type ClientMessage = z.infer<typeof clientMessage>;

@@ -30,6 +30,7 @@ export const toWorker = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('answer'), id, roomId, participantId, sdp }),
   z.strictObject({ type: z.literal('viewport'), roomId, participantId, tiles: z.array(viewportTile).max(64) }),
   z.strictObject({ type: z.literal('silence'), roomId, participantId, on: z.boolean() }),
+  z.strictObject({ type: z.literal('keyFrame'), roomId, participantId }),
   z.strictObject({ type: z.literal('drop'), roomId, participantId }),
   z.strictObject({ type: z.literal('close'), roomId }),
   /** Send a `stats` message now, with this id. */

@@ -73,6 +73,11 @@ export class WorkerRoomMedia implements RoomMedia {
     this.worker.send({ type: 'viewport', roomId: this.roomId, participantId, tiles: [...tiles] });
   }
 
+  keyFrame(participantId: string): void {
+    if (this.closed || this.failed) return;
+    this.worker.send({ type: 'keyFrame', roomId: this.roomId, participantId });
+  }
+
   silence(participantId: string, on: boolean): void {
     this.worker.send({ type: 'silence', roomId: this.roomId, participantId, on });
   }

@@ -103,6 +103,9 @@ function handle(message: ToWorker): void {
     case 'viewport':
       call(message.roomId).viewport(message.participantId, message.tiles);
       return;
+    case 'keyFrame':
+      call(message.roomId).keyFrame(message.participantId);
+      return;
     case 'drop':
       calls.get(message.roomId)?.drop(message.participantId);
       return;

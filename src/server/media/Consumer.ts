@@ -142,6 +142,10 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
   /** @internal Called by the selector's tick too: a lost key frame is asked for again. */
   requestKeyFrameIfSwitching(): void {
     if (this.kind === 'video' && this.#ready && this.#switch.switching && !this.#producer.closed) {
+      // A subscriber's first frame: a key frame that just went by is replayed from the producer's
+      // store (no round trip to the encoder). Not on a later switch: frames from a moment ago
+      // after the ones already shown would step back in time, and delay what follows.
+      if (!this.#switch.started && this.#producer.replayKeyFrame(this, this.#switch.target, performance.now()) && !this.#switch.switching) return;
       this.#producer.requestKeyFrame(this.#switch.target);
     }
   }

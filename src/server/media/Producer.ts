@@ -30,6 +30,15 @@ export const KEY_FRAME_REQUEST_INTERVAL_MS = 500;
 
 // ~3 s of VGA video at ~150 packets/s: enough to answer NACKs on any sane RTT. Power of two.
 const HISTORY_SIZE = 512;
+/**
+ * A subscriber that starts on a layer (or switches to it) is sent the layer's last key frame and
+ * what followed it, when that key frame began at most this long ago: no round trip to the
+ * publisher's encoder (50–80 ms on loopback, more on a real network). A newcomer's members ask for
+ * that key frame as soon as they re-key for it (the `keyFrame` message). Older than this, the
+ * burst would replay too much video at once, and the frame may be of an epoch before the
+ * newcomer's.
+ */
+export const KEY_FRAME_REPLAY_MS = 150;
 /** A layer without packets for this long is not offered to subscribers. */
 const LAYER_ACTIVE_MS = 1500;
 /** Upstream gaps up to this many packets are NACKed to the publisher. */
@@ -95,6 +104,9 @@ export class ProducerLayer {
   /** Gaps NACKed and not filled yet, to NACK again (video only). */
   readonly missing = new MissingPackets();
   nextNackRetryAt = 0;
+  /** Where the last key frame began (its first packet's sequence number, -1: none yet) and when it arrived. */
+  keyFrameSeq = -1;
+  keyFrameAt = 0;
   historySeqs: Int32Array | undefined;
   historyTimestamps: Uint32Array | undefined;
   historyPictureIds: Int32Array | undefined;
@@ -152,6 +164,8 @@ export class Producer extends EventEmitter<ProducerEvents> {
     tl0: -1,
   };
   #vp8 = newVp8Info();
+  /** Parsing scratch for replayKeyFrame (never the one of the packet being forwarded). */
+  #replayVp8 = newVp8Info();
   #nackSeqs: number[] = [];
   #packets = 0;
   #bytes = 0;
@@ -344,6 +358,10 @@ export class Producer extends EventEmitter<ProducerEvents> {
         layer.state.width = vp8.width;
         layer.state.height = vp8.height;
       }
+      if (vp8.keyFrameStart) {
+        layer.keyFrameSeq = seq;
+        layer.keyFrameAt = nowMs;
+      }
       const slot = seq & (HISTORY_SIZE - 1);
       layer.historySeqs![slot] = seq;
       layer.historyTimestamps![slot] = timestamp;
@@ -456,6 +474,37 @@ export class Producer extends EventEmitter<ProducerEvents> {
   /** @internal Layer states for the selector (live objects, updated by tick()). */
   get layerStates(): readonly LayerState[] {
     return this.layers.map((l) => l.state);
+  }
+
+  /**
+   * @internal Sends `consumer` the last key frame of `layer` and every packet of the layer since,
+   * in order, if that key frame began at most KEY_FRAME_REPLAY_MS ago and all of it is still
+   * stored (see KEY_FRAME_REPLAY_MS). Returns whether it did.
+   */
+  replayKeyFrame(consumer: Consumer, layer: number, nowMs: number): boolean {
+    const l = this.layers[layer];
+    if (this.#closed || this.kind !== 'video' || !l?.historySeqs || l.keyFrameSeq < 0 || nowMs - l.keyFrameAt > KEY_FRAME_REPLAY_MS) return false;
+    const count = ((l.maxSeq - l.keyFrameSeq) & 0xffff) + 1;
+    if (count > HISTORY_SIZE / 2 || l.historySeqs[l.keyFrameSeq & (HISTORY_SIZE - 1)] !== l.keyFrameSeq) return false;
+    const p: SourcePacket & { layer: number } = { layer, seq: 0, timestamp: 0, keyFrameStart: false, pictureId: -1, pictureIdBits: 0, tl0: -1 };
+    const vp8 = this.#replayVp8;
+    for (let i = 0; i < count; i++) {
+      const seq = (l.keyFrameSeq + i) & 0xffff;
+      const slot = seq & (HISTORY_SIZE - 1);
+      const buf = l.historyPackets![slot];
+      // A hole (lost upstream, never repaired) stays a hole: the subscriber NACKs it like any other.
+      if (l.historySeqs[slot] !== seq || !buf) continue;
+      if (!parseVp8(buf, rtpPayloadOffset(buf), vp8)) vp8.keyFrameStart = false;
+      p.seq = seq;
+      p.timestamp = l.historyTimestamps![slot]!;
+      // The buffer's PictureID holds what the last consumer wrote: the source's is in the history.
+      p.pictureId = l.historyPictureIds![slot]!;
+      p.pictureIdBits = vp8.pictureIdBits;
+      p.tl0 = l.historyTl0s![slot]!;
+      p.keyFrameStart = vp8.keyFrameStart;
+      consumer.forward(buf, p, nowMs, vp8);
+    }
+    return true;
   }
 
   /**

@@ -55,6 +55,11 @@ export class LayerSwitch {
   }
 
   /** Still waiting for a key frame of the target layer. */
+  /** Whether anything was forwarded yet (the first packet sets the output's bases). */
+  get started(): boolean {
+    return this.#started;
+  }
+
   get switching(): boolean {
     return this.target >= 0 && this.current !== this.target;
   }

@@ -104,6 +104,12 @@ export class CallMedia implements RoomMedia {
     if (!peer.subscriber.closed) peer.subscriber.setViewport(tiles);
   }
 
+  keyFrame(participantId: string): void {
+    const peer = this.peers.get(participantId);
+    if (!peer?.admitted) return;
+    for (const producer of peer.publisher?.producers.values() ?? []) if (!producer.closed) producer.requestKeyFrame();
+  }
+
   silence(participantId: string, on: boolean): void {
     this.router.silence(participantId, on);
   }

@@ -41,6 +41,8 @@ export interface RoomMedia {
   answer(participantId: string, answerSdp: string): Promise<void>;
   /** How big the participant shows each other participant's video (picks simulcast layers). */
   viewport?(participantId: string, tiles: readonly ViewportTile[]): void;
+  /** Ask a participant's camera (and screen) for a key frame of every layer it sends (rate-limited per layer). */
+  keyFrame?(participantId: string): void;
   /** Stop (or resume) forwarding a participant's audio (the host muted it; it unmuted itself). */
   silence?(participantId: string, on: boolean): void;
   drop(participantId: string): void;
@@ -539,6 +541,12 @@ export class Room {
   setViewport(actorId: string, tiles: readonly ViewportTile[]): void {
     const actor = this.requireAdmitted(actorId);
     this.media.viewport?.(actor.id, tiles);
+  }
+
+  /** An admitted participant's frames changed key for a newcomer: its video's next frame is a key frame. */
+  requestKeyFrame(actorId: string): void {
+    const actor = this.requireAdmitted(actorId);
+    this.media.keyFrame?.(actor.id);
   }
 
   /** End the room for everyone with one reason (call ended, link deleted, shutdown). */

@@ -191,6 +191,8 @@ export class Connection implements RoomPeer {
         return room.subscribeAnswer(me, message.sdp);
       case 'viewport':
         return room.setViewport(me, message.tiles);
+      case 'keyFrame':
+        return room.requestKeyFrame(me);
       case 'restartMedia':
         return room.restartMedia(me);
     }

@@ -184,7 +184,8 @@ function useTileSize(ref: { current: HTMLElement | null }, key: string, id: stri
 function Tile({ tile: t, pinned, onPin, onTileSize }: { tile: TileModel; pinned: boolean; onPin: (id: string | undefined) => void; onTileSize?: GridProps['onTileSize'] }) {
   const video = useRef<HTMLVideoElement>(null);
   const stream = t.paused ? undefined : t.stream;
-  useEffect(() => {
+  // Before the browser paints (not after, as useEffect would): the player starts a frame sooner.
+  useLayoutEffect(() => {
     if (video.current && video.current.srcObject !== (stream ?? null)) video.current.srcObject = stream ?? null;
   }, [stream]);
   // A paused tile reports no size: the SFU stops forwarding its video.
