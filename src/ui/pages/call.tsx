@@ -29,8 +29,6 @@ export interface CallViewProps {
  */
 const ENTER_WAIT_MS = 400;
 /** How long after the knock the media connections are made (see CallView). */
-/** How long our camera waits, at most, for the call to be drawn (see sync). */
-const PUBLISH_LATEST_MS = 150;
 const CONNECT_AFTER_KNOCK_MS = 150;
 
 const RETRYABLE = new Set(['resume_failed', 'host_absent', 'no_answer', 'disconnected', 'server_shutdown', 'left', 'media_failed', 'rate_limited', 'key_refused', 'call_locked']);
@@ -86,10 +84,7 @@ export function CallView({ prepared, name, hostName, linkName, stream, speakerId
           if (call.phase.kind === 'in-call' && !publishing) {
             publishing = true;
             const conn = connect();
-            let published = false;
             const publish = () => {
-              if (published) return;
-              published = true;
               void conn.publish(local).catch(cannotSend);
               call.setMediaState(audioEnabled(local), videoEnabled(local));
             };
@@ -99,12 +94,11 @@ export function CallView({ prepared, name, hostName, linkName, stream, speakerId
               publish();
             } else {
               // The others' videos first: starting our camera's encoders keeps the page busy for
-              // a while, which would hold up their first frames. Ours follow once the call is drawn.
+              // a while, which would hold up their first frames. Ours follow once the call view is made.
               void conn.mediaAnswered(ENTER_WAIT_MS).then(() => {
                 setEntered(true);
-                requestAnimationFrame(() => setTimeout(publish, 0));
-                // A page in a background tab draws no frames: ours go out anyway.
-                setTimeout(publish, PUBLISH_LATEST_MS);
+                // The call view renders in a microtask, before this task.
+                setTimeout(publish, 0);
               });
             }
           }
