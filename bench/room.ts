@@ -10,6 +10,8 @@
  * per 16 bots) --media-workers N|auto (the server's MEDIA_WORKERS; default 0, the SFU in the
  * server process), --out room.json (the file in bench/results), --profile (the first page's
  * main-thread CPU profile over the measured time: its 15 costliest functions are printed),
+ * --trace (a Chromium trace of 10 s of the measured time: what the first page's main thread and
+ * its compositor, media and WebRTC threads spend their time in, by task, are printed),
  * --bots-watch all|pages (bots receive everyone's video, or only the pages': on one machine the
  * bots' decrypting of 31 × 32 streams takes CPU that 31 other devices would spend on their own),
  * --bots-nice N (the bots' processes at a lower CPU priority: the pages come first, as the
@@ -48,6 +50,7 @@ const { values } = parseArgs({
     'media-workers': { type: 'string', default: '0' },
     out: { type: 'string', default: 'room.json' },
     profile: { type: 'boolean', default: false },
+    trace: { type: 'boolean', default: false },
     'bots-watch': { type: 'string', default: 'all' },
     'bots-nice': { type: 'string', default: '0' },
   },
@@ -262,6 +265,44 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 /** The costliest functions of a page's main thread, by self time. */
+interface TraceEvent { name: string; ph: string; pid: number; tid: number; ts: number; dur?: number; args?: { name?: string } }
+
+/**
+ * Per thread of the traced renderer (main, compositor, media, WebRTC), the busy share of the
+ * traced time and the 12 event names with the most total time (nested events count in their
+ * parents too: a summary, not a profile).
+ */
+function printTrace(trace: { traceEvents: TraceEvent[] }): void {
+  const events = trace.traceEvents;
+  const threadNames = new Map<string, string>();
+  for (const e of events) if (e.ph === 'M' && e.name === 'thread_name' && e.args?.name) threadNames.set(`${e.pid}:${e.tid}`, e.args.name);
+  const main = [...threadNames].find(([, n]) => n === 'CrRendererMain')?.[0];
+  const pid = main?.split(':')[0];
+  let first = Infinity;
+  let last = -Infinity;
+  for (const e of events) {
+    if (!(e.ts > 0)) continue;
+    first = Math.min(first, e.ts);
+    last = Math.max(last, e.ts + (e.dur ?? 0));
+  }
+  const span = (last - first) / 1000;
+  const byThread = new Map<string, Map<string, number>>();
+  const busy = new Map<string, number>();
+  for (const e of events) {
+    if (e.ph !== 'X' || e.dur === undefined || String(e.pid) !== pid) continue;
+    const thread = threadNames.get(`${e.pid}:${e.tid}`) ?? `tid ${e.tid}`;
+    const m = byThread.get(thread) ?? new Map<string, number>();
+    m.set(e.name, (m.get(e.name) ?? 0) + e.dur / 1000);
+    byThread.set(thread, m);
+    if (e.name === 'ThreadControllerImpl::RunTask' || e.name === 'ThreadPool_RunTask') busy.set(thread, (busy.get(thread) ?? 0) + e.dur / 1000);
+  }
+  log(`trace of the first page's renderer over ${(span / 1000).toFixed(1)} s:`);
+  for (const [thread, m] of [...byThread].sort((a, b) => (busy.get(b[0]) ?? 0) - (busy.get(a[0]) ?? 0)).slice(0, 8)) {
+    const top = [...m].sort((a, b) => b[1] - a[1]).slice(0, 12);
+    log(`  ${thread}: tasks ${((100 * (busy.get(thread) ?? 0)) / span).toFixed(0)} % busy; ${top.map(([n, ms]) => `${n} ${((100 * ms) / span).toFixed(1)} %`).join(', ')}`);
+  }
+}
+
 function printProfile(profile: CpuProfile): void {
   const self = new Map<number, number>();
   profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
@@ -357,6 +398,11 @@ async function main(): Promise<void> {
   if (profiler) {
     await profiler.send('Profiler.enable');
     await profiler.send('Profiler.start');
+  }
+  if (values.trace && browser && pages[0]) {
+    await browser.startTracing(pages[0], { categories: ['toplevel', 'devtools.timeline', 'blink', 'cc', 'media', 'webrtc', 'v8', 'disabled-by-default-devtools.timeline'] });
+    await sleep(10_000);
+    printTrace(JSON.parse((await browser.stopTracing()).toString('utf8')) as { traceEvents: TraceEvent[] });
   }
   const start = performance.now();
   const end = start + SECONDS * 1000;

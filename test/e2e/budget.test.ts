@@ -10,18 +10,23 @@ import { loadFixtures } from '../../src/bot/fixtures.js';
 import type { CallMedia } from '../../src/server/rooms/call-media.js';
 import { shutdownMediaEngine } from '../../src/server/media/Router.js';
 import { CHROMIUM_ARGS, CHROMIUM_PATH, waitForPlayingVideo } from '../support/browser.js';
-import { hostEnters, signUpAndCreateLink } from '../support/flow.js';
+import { guestKnocks, hostEnters, signUpAndCreateLink } from '../support/flow.js';
 import { startServer, type TestServer } from '../support/server.js';
 import { sleep } from '../support/wait.js';
 
 const BOTS = 5;
 
-/** How many remote videos the SFU forwards to the host's page now (the one subscriber that is no bot). */
-function forwardedToHost(server: TestServer, bots: readonly Bot[]): number {
+/** How many remote videos the SFU forwards now to each subscriber that is no bot (a page), by participant id. */
+function forwardedToPages(server: TestServer, bots: readonly Bot[]): Map<string, number> {
   const router = [...server.app.rooms.values()].map((r) => (r.media as CallMedia).router).find((r) => r && !r.closed)!;
   const botIds = new Set(bots.map((b) => b.call.you?.id));
-  const transport = [...router.subscribeTransports].find((t) => !botIds.has(t.peerId) && !t.closed)!;
-  return [...transport.consumers.values()].filter((c) => c.kind === 'video' && c.layers.current >= 0).length;
+  const pages = [...router.subscribeTransports].filter((t) => !botIds.has(t.peerId) && !t.closed);
+  return new Map(pages.map((t) => [t.peerId, [...t.consumers.values()].filter((c) => c.kind === 'video' && c.layers.current >= 0).length]));
+}
+
+/** How many remote videos the SFU forwards to the host's page now (the first page). */
+function forwardedToHost(server: TestServer, bots: readonly Bot[]): number {
+  return [...forwardedToPages(server, bots).values()][0]!;
 }
 
 /** The page's "Showing video for N of M" line, as numbers. */
@@ -126,5 +131,22 @@ describe('the video budget', { timeout: 300_000 }, () => {
     await host.getByRole('button', { name: 'Show more' }).click();
     await host.getByRole('button', { name: 'Show more' }).click().catch(() => {});
     assert.equal((await showing(host)).shown, BOTS);
+  });
+
+  it('on a phone, the videos past its budget are never sent, from the moment it joins', async () => {
+    const host = browser.contexts()[0]!.pages()[0]!;
+    const link = new URL(host.url());
+    const hostId = [...forwardedToPages(server, bots).keys()][0]!;
+    const context = await browser.newContext({ baseURL: server.url, permissions: ['camera', 'microphone'], viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true });
+    const phone = await context.newPage();
+    await guestKnocks(phone, `${link.pathname}${link.hash}`, 'Pat');
+    await host.getByRole('button', { name: 'Approve Pat' }).click({ timeout: 30_000 });
+    // Four videos on a phone-sized screen; the host and five bots are six.
+    await phone.getByRole('status').filter({ hasText: /^Showing video for 4 of 6/ }).first().waitFor({ timeout: 60_000 });
+    await sleep(3000);
+    const toPhone = () => [...forwardedToPages(server, bots)].find(([id]) => id !== hostId)?.[1];
+    assert.equal(toPhone(), 4, `the SFU sends the phone the four videos it plays, not the two paused from the start (${toPhone()})`);
+    assert.equal((await playingTiles(phone)).length, 4);
+    await context.close();
   });
 });

@@ -130,6 +130,12 @@ export function CallGrid({ tiles, pinned, onPin, onTileSize }: GridProps) {
   const pages = Math.max(1, Math.ceil(rest.length / layout.perPage));
   const current = Math.min(page, pages - 1);
   const shown = stage ? rest : rest.slice(current * layout.perPage, (current + 1) * layout.perPage);
+  // Tiles on other pages are not drawn: the SFU sends them nothing (see viewport.ts).
+  const offPage = rest.filter((t) => !t.self && !shown.includes(t)).map((t) => t.id).join();
+  useEffect(() => {
+    if (!onTileSize || !offPage) return;
+    for (const id of offPage.split(',')) onTileSize(`camera:${id}`, id, 0, 0);
+  }, [offPage, onTileSize]);
 
   return (
     <div class={`call-area${stage ? ' with-stage' : ''}`} ref={area}>
@@ -167,18 +173,22 @@ export function CallGrid({ tiles, pinned, onPin, onTileSize }: GridProps) {
   );
 }
 
-/** Reports a drawn video's size, and 0×0 once it is no longer drawn (paged away, unpinned). */
-function useTileSize(ref: { current: HTMLElement | null }, key: string, id: string, report?: TileSizeReport) {
+/** Reports a drawn video's size, and 0×0 while it is not drawn (paused, paged away, unpinned). */
+function useTileSize(ref: { current: HTMLElement | null }, key: string, id: string, report?: TileSizeReport, drawn = true) {
   useEffect(() => {
     const el = ref.current;
-    if (!el || !report) return;
+    if (!report) return;
+    if (!el || !drawn) {
+      report(key, id, 0, 0);
+      return;
+    }
     const observer = new ResizeObserver(([entry]) => report(key, id, entry!.contentRect.width, entry!.contentRect.height));
     observer.observe(el);
     return () => {
       observer.disconnect();
       report(key, id, 0, 0);
     };
-  }, [key, id, report]);
+  }, [key, id, report, drawn]);
 }
 
 function Tile({ tile: t, pinned, onPin, onTileSize }: { tile: TileModel; pinned: boolean; onPin: (id: string | undefined) => void; onTileSize?: GridProps['onTileSize'] }) {
@@ -189,7 +199,7 @@ function Tile({ tile: t, pinned, onPin, onTileSize }: { tile: TileModel; pinned:
     if (video.current && video.current.srcObject !== (stream ?? null)) video.current.srcObject = stream ?? null;
   }, [stream]);
   // A paused tile reports no size: the SFU stops forwarding its video.
-  useTileSize(video, `camera:${t.id}`, t.id, t.self || t.paused ? undefined : onTileSize);
+  useTileSize(video, `camera:${t.id}`, t.id, t.self ? undefined : onTileSize, !t.paused);
   const label = t.self ? tr('grid.you', { name: t.name }) : t.name;
   return (
     <figure class={`tile${t.speaking ? ' speaking' : ''}`} data-participant={t.id} aria-label={label}>

@@ -9,7 +9,13 @@ import type { CallSession } from '../../client/call.js';
 /** Resizing fires many events; the SFU needs the settled sizes. */
 const DEBOUNCE_MS = 300;
 
-/** `key` tells a participant's camera tile from its screen tile; the larger one counts. Size 0×0: the tile is gone. */
+/**
+ * `key` tells a participant's camera tile from its screen tile; the larger one counts. Size 0×0:
+ * the tile is not drawn with video (paused by the video budget, on another page of the grid,
+ * gone). Such participants stay in the viewport as 0×0: the SFU forwards video to anyone it has
+ * never been told about (a newcomer gets video before its tile reports), so leaving them out
+ * would have it send every video the page does not play.
+ */
 export type TileSizeReport = (key: string, participantId: string, width: number, height: number) => void;
 
 export function tileSizeReporter(session: CallSession): TileSizeReport {
@@ -17,7 +23,12 @@ export function tileSizeReporter(session: CallSession): TileSizeReport {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const send = () => {
     const largest = new Map<string, { width: number; height: number }>();
-    for (const s of sizes.values()) {
+    for (const [key, s] of sizes) {
+      // Someone who left is not named again.
+      if (!session.participants.has(s.participantId)) {
+        sizes.delete(key);
+        continue;
+      }
       const had = largest.get(s.participantId);
       if (!had || s.width * s.height > had.width * had.height) largest.set(s.participantId, { width: s.width, height: s.height });
     }
@@ -25,8 +36,7 @@ export function tileSizeReporter(session: CallSession): TileSizeReport {
   };
   return (key, participantId, width, height) => {
     const ratio = globalThis.devicePixelRatio || 1;
-    if (width === 0 && height === 0) sizes.delete(key);
-    else sizes.set(key, { participantId, width: Math.round(width * ratio), height: Math.round(height * ratio) });
+    sizes.set(key, { participantId, width: Math.round(width * ratio), height: Math.round(height * ratio) });
     clearTimeout(timer);
     timer = setTimeout(send, DEBOUNCE_MS);
   };
