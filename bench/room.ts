@@ -211,10 +211,15 @@ const PAGE_METER = `
       if (v.__metered) continue;
       v.__metered = true;
       const name = v.getAttribute('aria-label').slice(9);
-      const m = (window.__meter[name] ??= { frames: 0, freezes: 0, freezeMs: 0, last: 0, width: 0 });
+      const m = (window.__meter[name] ??= { frames: 0, callbacks: 0, freezes: 0, freezeMs: 0, last: 0, width: 0 });
+      let presented = -1;
       const onFrame = (now, meta) => {
         if (m.last && now - m.last > 500) { m.freezes++; m.freezeMs += now - m.last; }
-        m.last = now; m.frames++; m.width = meta.width;
+        // Frames the compositor presented (what the person sees; video does not wait for the main
+        // thread), not callbacks, which come at most once per main-thread frame.
+        if (presented >= 0) m.frames += Math.max(0, meta.presentedFrames - presented);
+        presented = meta.presentedFrames;
+        m.last = now; m.callbacks++; m.width = meta.width;
         if (v.isConnected) v.requestVideoFrameCallback(onFrame);
       };
       v.requestVideoFrameCallback(onFrame);
@@ -222,7 +227,10 @@ const PAGE_METER = `
   }, 250);
 `;
 interface Meter {
+  /** Frames presented (rVFC metadata.presentedFrames). */
   frames: number;
+  /** requestVideoFrameCallback callbacks: the main thread's view of the same video. */
+  callbacks: number;
   freezes: number;
   freezeMs: number;
   last: number;
@@ -440,6 +448,8 @@ async function main(): Promise<void> {
     const budgeted = budgetBefore[p]!.playing.filter((n) => budgetAfter[p]!.playing.includes(n));
     const fpsOf = (n: string) => ((pagesAfter[p]![n]?.frames ?? 0) - (pagesBefore[p]![n]?.frames ?? 0)) / elapsed;
     const budgetedFps = budgeted.map(fpsOf).sort((a, b) => a - b);
+    const callbacksOf = (n: string) => ((pagesAfter[p]![n]?.callbacks ?? 0) - (pagesBefore[p]![n]?.callbacks ?? 0)) / elapsed;
+    const budgetedCallbacks = budgeted.map(callbacksOf).sort((a, b) => a - b);
     let samples = 0;
     let concealed = 0;
     let speakerTracks = 0;
@@ -466,6 +476,8 @@ async function main(): Promise<void> {
       budgetedTiles: budgeted.length,
       budgetedFpsMedian: Number((budgetedFps[budgetedFps.length >> 1] ?? 0).toFixed(1)),
       budgetedFpsMin: Number((budgetedFps[0] ?? 0).toFixed(1)),
+      /** The same tiles' requestVideoFrameCallback rate: at most the page's main-thread frame rate. */
+      budgetedCallbacksPerSecondMedian: Number((budgetedCallbacks[budgetedCallbacks.length >> 1] ?? 0).toFixed(1)),
       longestTaskMs: Math.round(longestTask[p]!),
       speakerAudioTracks: speakerTracks,
       audioPacketsPerSecondByTrack: audioPacketRates.sort((x, y) => y - x),
@@ -569,7 +581,7 @@ async function main(): Promise<void> {
     log(`  ${s.subscriber.padEnd(7)} ${String(s.streams).padStart(2)} streams  fps min ${f1(s.fpsMin).padStart(4)} median ${f1(s.fpsMedian).padStart(4)}  freezes ${s.freezes}  widths ${s.widths.join('/')}`);
   }
   for (const p of pageResults) {
-    log(`  ${p.page}: "${p.budgetLine}" — budgeted tiles (${p.budgetedTiles}) median ${f1(p.budgetedFpsMedian)} fps (min ${f1(p.budgetedFpsMin)}); longest main-thread task ${p.longestTaskMs} ms; speaker audio concealed ${p.concealedPercent ?? '?'} % over ${p.speakerAudioTracks} track(s); video received ${p.videoReceived.packetsPerSecond} packets/s, ${p.videoReceived.framesDecodedPerSecond} frames decoded/s`);
+    log(`  ${p.page}: "${p.budgetLine}" — budgeted tiles (${p.budgetedTiles}) median ${f1(p.budgetedFpsMedian)} fps presented (min ${f1(p.budgetedFpsMin)}; frame callbacks ${f1(p.budgetedCallbacksPerSecondMedian)}/s); longest main-thread task ${p.longestTaskMs} ms; speaker audio concealed ${p.concealedPercent ?? '?'} % over ${p.speakerAudioTracks} track(s); video received ${p.videoReceived.packetsPerSecond} packets/s, ${p.videoReceived.framesDecodedPerSecond} frames decoded/s`);
   }
   log(`written to bench/results/${values.out}`);
 
