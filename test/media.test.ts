@@ -610,7 +610,7 @@ after(async () => {
   shutdownMediaEngine();
 });
 
-test('SFU forwards a Chromium camera to subscribers at full quality', { timeout: 60_000 }, async (t) => {
+test('SFU forwards a Chromium camera to subscribers at full quality', { timeout: 150_000 }, async (t) => {
   harness = await startHarness();
   browser = await chromium.launch({
     executablePath: CHROMIUM,
