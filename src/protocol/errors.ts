@@ -22,6 +22,7 @@ export const ERRORS = {
   bad_credentials: { status: 401, message: 'That username and password do not match.' },
   not_signed_in: { status: 401, message: 'Please sign in first.' },
   rate_limited: { status: 429, message: 'Too many attempts. Please wait a moment and try again.' },
+  too_slow: { status: 408, message: 'Your connection stopped taking messages from the call, so it was closed. Reconnecting…' },
   too_many_links: {
     status: 409,
     message: 'You have as many call links as one account may keep. Delete links you no longer need, then try again.',

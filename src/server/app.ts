@@ -2,7 +2,7 @@
 import cookie from '@fastify/cookie';
 import fastifyStatic from '@fastify/static';
 import websocket from '@fastify/websocket';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline, Transform } from 'node:stream';
@@ -103,7 +103,8 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
   const tls = config.publicUrl?.startsWith('https://') ?? false;
   const http = Fastify({
     logger: logger ?? { level: config.logLevel },
-    disableRequestLogging: true,
+    // No line per request: request URLs carry link ids, and a call's traffic would drown the log.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 16 * 1024,
     trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
   });
@@ -281,6 +282,7 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
       socket,
       { store, rooms, knocksPerLink, knocksPerAddress, messagesPerSecond: limits.wsMessagesPerSecond, log: req.log,
         tap,
+        onTooSlow: () => metrics.count('too_slow'),
         recoverParticipant: cluster ? (token) => cluster.recoverParticipant(token) : undefined,
       },
       account,

@@ -48,6 +48,7 @@ const ROOM_COUNTERS: [RoomEvent, string, string][] = [
   ['call_started', 'linkcall_calls_started_total', 'Calls started (a room opened for a link).'],
   ['knock', 'linkcall_knocks_total', 'Guests who asked to join.'],
   ['admitted', 'linkcall_admissions_total', 'Participants let into a call (hosts included).'],
+  ['too_slow', 'linkcall_ws_too_slow_total', 'Signaling connections cut because their peer stopped reading (a full send queue or a missed pong).'],
 ];
 
 export class Metrics {

@@ -27,6 +27,8 @@ export interface SignalingContext {
   log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
   /** Messages a connection may send per second before being told to slow down (default 40). */
   messagesPerSecond?: number;
+  /** Counts a connection cut because its peer stopped reading (`too_slow`). */
+  onTooSlow?: () => void;
   /** Observability hook (see AppOptions.tap): every frame in and out, as sent on the wire. */
   tap?: (event: WsTapEvent) => void;
   /**
@@ -42,6 +44,13 @@ export interface SignalingContext {
 export type WsTapEvent = { kind: 'ws-in'; data: Buffer; isBinary: boolean } | { kind: 'ws-out'; data: string };
 
 const HEARTBEAT_MS = 15_000;
+/**
+ * Bytes that may wait to be sent to one peer. A peer that stops reading (a frozen tab, a
+ * stalled network) is cut past this, or at its missed pong (at most two heartbeats after it
+ * stopped), whichever comes first: its queue never grows without bound, and since every
+ * connection has its own socket, nobody else's messages wait for it.
+ */
+export const MAX_SEND_QUEUE_BYTES = 1024 * 1024;
 /**
  * Messages a connection may send per second on average before being told to slow down, with
  * bursts of up to BURST_SECONDS' worth: admitting many guests sends approvals and media answers
@@ -77,7 +86,7 @@ export class Connection implements RoomPeer {
     socket.on('error', () => socket.terminate());
     // Dead peers (no pong within a heartbeat) are cut, which frees their place in the room.
     this.heartbeat = setInterval(() => {
-      if (!this.alive) return socket.terminate();
+      if (!this.alive) return this.cutTooSlow();
       this.alive = false;
       socket.ping();
     }, HEARTBEAT_MS);
@@ -86,8 +95,17 @@ export class Connection implements RoomPeer {
   send(message: ServerMessage): void {
     if (this.socket.readyState !== this.socket.OPEN) return;
     const text = JSON.stringify(message);
+    if (this.socket.bufferedAmount + text.length > MAX_SEND_QUEUE_BYTES) return this.cutTooSlow();
     this.ctx.tap?.({ kind: 'ws-out', data: text });
     this.socket.send(text);
+  }
+
+  /** The peer stopped reading: cut it (a drop it may resume from, like any lost connection). */
+  private cutTooSlow(): void {
+    if (this.socket.readyState === this.socket.CLOSED) return;
+    this.ctx.onTooSlow?.();
+    this.ctx.log.warn({ code: 'too_slow', queuedBytes: this.socket.bufferedAmount }, 'closing a signaling connection that stopped reading');
+    this.socket.terminate();
   }
 
   close(code: ErrorCode): void {
