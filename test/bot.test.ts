@@ -185,6 +185,34 @@ describe('bots in a call, through the SFU', { timeout: 150_000 }, () => {
     await waitFor('A sends its small layer only again', () => a.stats().sent.layers.join() === 'q', 10_000);
   });
 
+  it('a listener that throws inside the SFU\'s tick is caught and counted; the other listeners run and the call goes on', async () => {
+    const [a, b] = bots as [Bot, Bot];
+    const router = ((server.app.rooms.get(link.id) as Room).media as CallMedia).router;
+    const videoOfA = [...router.producers.values()].find((p) => p.peerId === a.id && p.kind === 'video')!;
+    const metric = async () => Number(/^linkcall_media_listener_errors_total (\d+)$/m.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1]);
+    const before = await metric();
+    // A bug in some listener of the tick's sendLayers event, ahead of the call's own listener.
+    const bug = () => {
+      throw new Error('a listener bug');
+    };
+    videoOfA.prependListener('sendLayers', bug);
+    try {
+      await waitFor('A sends its small layer only', () => a.stats().sent.layers.join() === 'q', 15_000);
+      b.call.setViewport([...b.call.participants.keys()].map((participantId) => ({ participantId, ...(participantId === a.id ? { width: 1280, height: 720 } : { width: 320, height: 180 }) })));
+      // The call's own listener still ran: A is asked for every layer, and B gets A's full layer.
+      await waitFor('A sends every layer again', () => a.stats().sent.layers.join() === 'q,h,f', 5000);
+      await waitFor('B receives A\'s full layer', () => b.stats().received.find((s) => s.peerId === a.id && s.kind === 'video')?.width === 1280, 5000);
+      assert.ok((await metric()) > before, 'the throw is counted in /metrics');
+      const rates = await frameRates(bots, 2000);
+      for (const [i, bot] of bots.entries()) {
+        for (const other of bots) if (other !== bot) assert.ok((rates[i]!.get(`${other.id}/video`) ?? 0) >= 15, `${bot.id} still gets ${other.id}'s video`);
+      }
+    } finally {
+      videoOfA.off('sendLayers', bug);
+      b.call.setViewport([...b.call.participants.keys()].map((participantId) => ({ participantId, width: 320, height: 180 })));
+    }
+  });
+
   it('the host mutes a bot: the SFU stops forwarding its audio at once, its page is told who did it; unmuting itself brings it back', async () => {
     const [a, b] = bots as [Bot, Bot];
     const audioFrom = async () => (await frameRates([b], 1500)).at(0)!.get(`${a.id}/audio`) ?? 0;

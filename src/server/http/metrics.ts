@@ -42,6 +42,7 @@ const MEDIA_COUNTERS: [keyof MediaCounters, string, string][] = [
   ['keyFrameRequestsSent', 'linkcall_key_frame_requests_total', 'PLIs sent to publishers.'],
   ['nackRetransmits', 'linkcall_nack_retransmits_total', 'Packets re-sent from history on a subscriber\'s NACK.'],
   ['sendErrors', 'linkcall_media_send_errors_total', 'Packets the engine refused to send.'],
+  ['listenerErrors', 'linkcall_media_listener_errors_total', 'Listeners of media events that threw (caught; the other listeners and the call went on).'],
 ];
 
 const ROOM_COUNTERS: [RoomEvent, string, string][] = [

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Track } from 'node-datachannel';
-import { holdUntilClosed, type MediaContext, type MediaKind } from './common.js';
+import { holdUntilClosed, type MediaContext, type MediaKind, isolateListeners } from './common.js';
 import type { Producer, Vp8Offsets } from './Producer.js';
 import {
   buildSenderReport,
@@ -84,6 +84,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     this.ssrc = init.ssrc;
     this.#ssrcBytes.writeUInt32BE(init.ssrc, 0);
     this.#ctx = init.ctx;
+    isolateListeners(this, init.ctx);
     this.#onClose = init.onClose;
     this.#feedback = init.feedback;
     this.#switch = new LayerSwitch(init.producer.codec.clockRate || 90000);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Track } from 'node-datachannel';
-import { assertNotClosed, type MediaContext, type MediaKind } from './common.js';
+import { assertNotClosed, type MediaContext, type MediaKind, isolateListeners } from './common.js';
 import type { Consumer } from './Consumer.js';
 import { KeyFrameRequestLimiter } from './keyframes.js';
 import { MissingPackets } from './retransmission.js';
@@ -183,6 +183,7 @@ export class Producer extends EventEmitter<ProducerEvents> {
     this.payloadType = init.payloadType;
     this.codec = init.codec;
     this.#ctx = init.ctx;
+    isolateListeners(this, init.ctx);
     this.#rtcpSsrc = init.rtcpSsrc;
     this.#onFirstPacket = init.onFirstPacket;
     const layers = init.layers.length > 0 ? init.layers : [{ ssrc: undefined, rid: undefined }];

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import nodeDataChannel, { type PeerConnection, type Track } from 'node-datachannel';
-import { assertNotClosed, holdUntilClosed, randomSsrc, type MediaContext } from './common.js';
+import { assertNotClosed, holdUntilClosed, randomSsrc, type MediaContext, isolateListeners } from './common.js';
 import { Producer, type ProducerLayer } from './Producer.js';
 import {
   buildReceiverReport,
@@ -67,6 +67,7 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
     super();
     this.peerId = peerId;
     this.#ctx = ctx;
+    isolateListeners(this, ctx);
     // We answer explicitly: auto-negotiation could start offers of its own.
     this.#pc = new nodeDataChannel.PeerConnection(`pub-${peerId}`, {
       ...ctx.rtcConfig,

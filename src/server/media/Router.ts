@@ -9,6 +9,7 @@ import {
   type MediaContext,
   type MediaCounters,
   type MediaLogger,
+  isolateListeners,
 } from './common.js';
 import type { Producer } from './Producer.js';
 import { PublishTransport } from './PublishTransport.js';
@@ -74,6 +75,7 @@ export class Router extends EventEmitter<RouterEvents> {
       logger: opts.logger,
       counters: newCounters(),
     };
+    isolateListeners(this, this.#ctx);
     this.#speakers = new LoudestSpeakers(opts.speakers);
     this.#timer = setInterval(() => this.#tick(), TICK_MS).unref();
     liveRouters.add(this);

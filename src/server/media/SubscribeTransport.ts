@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import nodeDataChannel, { type Audio, type PeerConnection, type Track, type Video } from 'node-datachannel';
-import { assertNotClosed, holdUntilClosed, randomSsrc, warn, type MediaContext } from './common.js';
+import { assertNotClosed, holdUntilClosed, randomSsrc, warn, type MediaContext, isolateListeners } from './common.js';
 import { Consumer, type ConsumerFeedback } from './Consumer.js';
 import { waitForGathering } from './gathering.js';
 import { allocateLayers, BandwidthEstimator, tileDemand, type LayerState, type Tile } from './layers.js';
@@ -86,6 +86,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
     super();
     this.peerId = peerId;
     this.#ctx = ctx;
+    isolateListeners(this, ctx);
     this.#onOffer = onOffer;
     this.#ownsProducer = ownsProducer;
     // We decide when to offer; the engine must not start offers of its own.

@@ -1,4 +1,5 @@
 // Small shared pieces of the media layer: logger/counter plumbing, ids, validation.
+import type { EventEmitter } from 'node:events';
 import { randomInt } from 'node:crypto';
 import type { RtcConfig, Track } from 'node-datachannel';
 
@@ -29,6 +30,8 @@ export interface MediaCounters {
   nacksSent: number;
   sendErrors: number;
   rtcpParseErrors: number;
+  /** Event listeners (the call's code, outside the media layer) that threw: caught, the rest ran. */
+  listenerErrors: number;
 }
 
 export function newCounters(): MediaCounters {
@@ -46,6 +49,7 @@ export function newCounters(): MediaCounters {
     nacksSent: 0,
     sendErrors: 0,
     rtcpParseErrors: 0,
+    listenerErrors: 0,
   };
 }
 
@@ -82,6 +86,31 @@ export function warn(ctx: MediaContext, msg: string): void {
   } catch {
     // A broken logger must not break media.
   }
+}
+
+/**
+ * Media objects emit from the engine's callbacks and from the Router's tick: a listener that
+ * throws there would stop the listeners after it, the tick's other work, or the process. Each
+ * listener of `emitter` runs on its own; a throw is counted (`listenerErrors`, in /metrics) and
+ * logged by name only, and the others still run.
+ */
+export function isolateListeners(emitter: EventEmitter, ctx: MediaContext): void {
+  emitter.emit = function emit(event: string | symbol, ...args: unknown[]): boolean {
+    const listeners = emitter.rawListeners(event) as ((...a: unknown[]) => unknown)[];
+    if (listeners.length === 0) {
+      if (event === 'error') throw args[0] instanceof Error ? args[0] : new Error('unhandled media error event');
+      return false;
+    }
+    for (const listener of listeners) {
+      try {
+        listener.apply(emitter, args);
+      } catch (error) {
+        ctx.counters.listenerErrors++;
+        warn(ctx, `a '${String(event)}' listener threw (${error instanceof Error ? error.name : typeof error}); the others ran`);
+      }
+    }
+    return true;
+  };
 }
 
 /**
