@@ -9,7 +9,7 @@ import { pipeline, Transform } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { closeCodeFor, ERRORS, LinkcallError } from '../protocol/errors.js';
 import { MAX_FRAME_BYTES, type ServerMessage } from '../protocol/messages.js';
-import type { Config } from './config.js';
+import { mediaNetwork, type Config } from './config.js';
 import { registerAuth, sessionAccount, SESSION_COOKIE } from './http/auth.js';
 import { registerHealth } from './http/health.js';
 import { registerIce } from './http/ice.js';
@@ -115,13 +115,13 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
   });
   // MEDIA_WORKERS > 0: each call's SFU runs in one of these child processes, else in this one.
   const mediaWorkers = config.mediaWorkers > 0
-    ? new MediaWorkers({ count: config.mediaWorkers, bindAddress: config.mediaAddress, log: http.log })
+    ? new MediaWorkers({ count: config.mediaWorkers, network: mediaNetwork(config), log: http.log })
     : undefined;
   if (mediaWorkers) metrics.watchMediaWorkers(mediaWorkers);
   const rooms = new Rooms(
     () => {
       if (mediaWorkers) return mediaWorkers.createRoomMedia();
-      const media = new CallMedia({ bindAddress: config.mediaAddress });
+      const media = new CallMedia(mediaNetwork(config));
       metrics.watchRouter(media.router);
       return media;
     },

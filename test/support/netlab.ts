@@ -302,7 +302,7 @@ export class NetLab {
   }
 
   /** Headless Chromium in `host`'s namespace; `secureOrigin` (http://…) counts as a secure context. */
-  async launchChromium(host: string, secureOrigin: string): Promise<Browser> {
+  async launchChromium(host: string, secureOrigin: string, extraArgs: string[] = []): Promise<Browser> {
     const wrapper = join(this.#tmp, `chromium-${host}`);
     writeFileSync(wrapper, `#!/bin/sh\nexec ${IP} netns exec ${this.namespace(host)} ${CHROMIUM_PATH} "$@"\n`);
     chmodSync(wrapper, 0o755);
@@ -313,6 +313,7 @@ export class NetLab {
         `--unsafely-treat-insecure-origin-as-secure=${secureOrigin}`,
         // Host candidates with real addresses, as with camera permission on a real page.
         '--disable-features=WebRtcHideLocalIpsWithMdns',
+        ...extraArgs,
       ],
     });
   }
