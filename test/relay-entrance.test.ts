@@ -97,11 +97,11 @@ describe('relayed connectivity checks', () => {
     assert.equal(verifyIntegrity(msg, 'another password'), false);
   });
 
-  it('a check with a real tie-breaker and the same priority is left alone', () => {
+  it('a check with a real tie-breaker is left alone', () => {
     const tie = Buffer.from('0000000500000007', 'hex');
     const msg = relayedCheck(PASSWORD, tie);
     const before = Buffer.from(msg);
-    assert.equal(repairRelayedCheck(msg, PASSWORD, 0x6e001fff), false);
+    assert.equal(repairRelayedCheck(msg, PASSWORD, 2130706431), false);
     assert.deepEqual(msg, before);
   });
 
@@ -155,7 +155,7 @@ describe('the relay entrance', () => {
   }
   const next = (s: Socket) => new Promise<[Buffer, { address: string; port: number }]>((r) => s.once('message', (m, from) => r([m, from])));
 
-  it('passes a signed check on repaired, brings the answer back with the browser address; an unsigned packet opens no path', async () => {
+  it('passes a signed zero-tie-breaker check on repaired, brings the answer back with the browser address; an unsigned packet opens no path', async () => {
     const agent = await bound(); // plays libjuice
     const browser = await bound(); // plays the TURN server's relayed address
     const entrance = await RelayEntrance.open({ bindAddress: '127.0.0.1', portRange: { begin: 42000, end: 42999 } });
@@ -165,8 +165,10 @@ describe('the relay entrance', () => {
 
       browser.send(Buffer.from([0x80, 0x60, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]), entrance.port, '127.0.0.1');
       browser.send(relayedCheck('not the password'), entrance.port, '127.0.0.1');
+      // A check with a real tie-breaker (direct UDP, TURN over UDP) belongs at libjuice's own port.
+      browser.send(relayedCheck(PASSWORD, Buffer.from('0000000500000007', 'hex')), entrance.port, '127.0.0.1');
       await new Promise((r) => setTimeout(r, 100));
-      assert.equal(entrance.peers, 0, 'nothing unsigned opens a path');
+      assert.equal(entrance.peers, 0, 'nothing unsigned, and no check that needs no repair, opens a path');
 
       const arriving = next(agent);
       browser.send(relayedCheck(), entrance.port, '127.0.0.1');

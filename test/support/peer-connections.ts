@@ -24,14 +24,14 @@ export interface PathInfo {
    * Per connected PeerConnection: the candidate types of the selected pair, local and remote, and
    * for a relay candidate how the page reaches the TURN server ('udp', 'tcp' or 'tls').
    */
-  selected: { local: string; remote: string; relayProtocol?: string }[];
+  selected: { local: string; remote: string; relayProtocol?: string; remoteAddress?: string; remotePort?: number }[];
 }
 
 /** The candidate types of each connected PeerConnection's selected pair. */
 export async function mediaPaths(page: Page): Promise<PathInfo> {
   return page.evaluate(async () => {
     const pcs = (window as unknown as { __pcs: RTCPeerConnection[] }).__pcs ?? [];
-    const selected: { local: string; remote: string; relayProtocol?: string }[] = [];
+    const selected: { local: string; remote: string; relayProtocol?: string; remoteAddress?: string; remotePort?: number }[] = [];
     let policy: string | undefined;
     let iceServers = 0;
     for (const pc of pcs) {
@@ -46,7 +46,14 @@ export async function mediaPaths(page: Page): Promise<PathInfo> {
         if (s.type !== 'transport' || !s.selectedCandidatePairId) continue;
         const pair = byId.get(s.selectedCandidatePairId);
         const local = byId.get(pair.localCandidateId);
-        selected.push({ local: local?.candidateType, remote: byId.get(pair.remoteCandidateId)?.candidateType, ...(local?.relayProtocol ? { relayProtocol: local.relayProtocol } : {}) });
+        const remote = byId.get(pair.remoteCandidateId);
+        selected.push({
+          local: local?.candidateType,
+          remote: remote?.candidateType,
+          ...(local?.relayProtocol ? { relayProtocol: local.relayProtocol } : {}),
+          remoteAddress: remote?.address,
+          remotePort: remote?.port,
+        });
       }
     }
     return { policy, iceServers, selected };

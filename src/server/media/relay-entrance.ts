@@ -12,10 +12,10 @@
  * XOR-MAPPED-ADDRESS. Everything else (DTLS, SRTP, SRTCP) is copied both ways untouched.
  *
  * Cost: packets through here cross Node's event loop (two extra socket operations each), so only
- * browsers whose checks to libjuice's own port fail end up here: their checks there are answered
- * 400, and this candidate's priority is below libjuice's host candidate. Direct UDP browsers never
- * use it. Only checks signed with the connection's password open a path (at most MAX_PEERS, each
- * closed after IDLE_MS without traffic), so strangers cannot make the SFU open sockets.
+ * checks that need the repair are let in: a check with a real tie-breaker (direct UDP, TURN over
+ * UDP) goes unanswered here, and that browser uses libjuice's own port. Only signed checks open a
+ * path (at most MAX_PEERS, each closed after IDLE_MS without traffic), so strangers cannot make
+ * the SFU open sockets. The inner sockets are on loopback.
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { randomInt } from 'node:crypto';
@@ -23,7 +23,7 @@ import { BINDING_REQUEST, repairRelayedCheck, rewriteMappedAddress, stunType, ve
 
 const MAX_PEERS = 4;
 const IDLE_MS = 30_000;
-/** Host-candidate priority for checks forwarded from here, so libjuice nominates this path over the same relay reached at its own port. */
+/** Host-candidate priority for repaired checks, so libjuice nominates this path over the same relay reached at its own port. */
 const FORWARDED_CHECK_PRIORITY = (126 << 24) + (65535 << 8) + 255;
 /** Below libjuice's host candidate (local preference 65535): direct browsers prefer libjuice's own port. */
 export const ENTRANCE_CANDIDATE_PRIORITY = (126 << 24) + (1 << 8) + 255;
@@ -36,7 +36,7 @@ interface Peer {
 }
 
 export interface RelayEntranceOptions {
-  /** Address to bind (MEDIA_ADDRESS); the inner sockets bind it too. Default: all interfaces / loopback. */
+  /** Address to bind (MEDIA_ADDRESS). Default: all interfaces. */
   bindAddress?: string;
   portRange?: { begin: number; end: number };
 }
@@ -98,7 +98,9 @@ export class RelayEntrance {
     let peer = this.#peers.get(key);
     if (stunType(msg) === BINDING_REQUEST) {
       if (!verifyIntegrity(msg, this.#password)) return;
-      repairRelayedCheck(msg, this.#password, FORWARDED_CHECK_PRIORITY);
+      // Only checks libjuice would refuse come this way; every other browser is answered at
+      // libjuice's own port, and its checks here go unanswered (no path, no cost).
+      if (!repairRelayedCheck(msg, this.#password, FORWARDED_CHECK_PRIORITY) && !peer) return;
       if (!peer) peer = this.#addPeer(key, address, port);
     }
     if (!peer) return;
@@ -120,8 +122,9 @@ export class RelayEntrance {
       this.#socket.send(msg, port, address);
     });
     inner.on('error', () => this.#dropPeer(key));
+    // Loopback: it talks only to libjuice on this machine, so it needs no port of MEDIA_PORTS.
     // Sends before the bind completes are queued by Node.
-    inner.bind({ port: 0, address: this.#target?.address ?? '127.0.0.1' });
+    inner.bind({ port: 0, address: '127.0.0.1' });
     this.#peers.set(key, peer);
     return peer;
   }

@@ -25,7 +25,7 @@ export function stunType(buf: Buffer): number | undefined {
   return buf.readUInt16BE(0);
 }
 
-/** Offset of the first attribute of `type`'s value, or -1. */
+/** Where the first attribute of `type` has its value, and how long it is. */
 function find(buf: Buffer, type: number): { at: number; length: number } | undefined {
   let at = HEADER;
   while (at + 4 <= buf.length) {
@@ -62,10 +62,10 @@ function resign(buf: Buffer, password: string): void {
 
 /**
  * A binding request whose ICE-CONTROLLING or ICE-CONTROLLED tie-breaker is 0 gets 1 instead, and
- * its PRIORITY `priority`; re-signed with `password`. Chromium sends a zero tie-breaker in checks
+ * (when given) the PRIORITY `priority`; re-signed with `password`. Other messages are left alone. Chromium sends a zero tie-breaker in checks
  * through a TURN server it reaches over TCP or TLS, and libjuice reads a zero tie-breaker as the
  * attribute being absent and answers 400 Bad Request (docs/MEDIA.md, "Relayed checks").
- * Returns whether the message was changed.
+ * Returns whether the message needed the repair (and got it).
  */
 export function repairRelayedCheck(buf: Buffer, password: string, priority?: number): boolean {
   if (stunType(buf) !== BINDING_REQUEST) return false;
@@ -77,13 +77,11 @@ export function repairRelayedCheck(buf: Buffer, password: string, priority?: num
       changed = true;
     }
   }
+  if (!changed) return false;
   const p = priority !== undefined ? find(buf, ATTR_PRIORITY) : undefined;
-  if (p && p.length === 4 && buf.readUInt32BE(p.at) !== priority) {
-    buf.writeUInt32BE(priority!, p.at);
-    changed = true;
-  }
-  if (changed) resign(buf, password);
-  return changed;
+  if (p && p.length === 4) buf.writeUInt32BE(priority!, p.at);
+  resign(buf, password);
+  return true;
 }
 
 /**
