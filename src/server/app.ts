@@ -12,6 +12,7 @@ import { MAX_FRAME_BYTES, type ServerMessage } from '../protocol/messages.js';
 import { mediaNetwork, type Config } from './config.js';
 import { registerAuth, sessionAccount, SESSION_COOKIE } from './http/auth.js';
 import { registerHealth } from './http/health.js';
+import { registerConnectionCheck } from './http/connection-check.js';
 import { registerIce } from './http/ice.js';
 import { linkInfo, registerLinks } from './http/links.js';
 import { Metrics, registerMetrics } from './http/metrics.js';
@@ -218,6 +219,7 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
   registerIce(http, { store, config });
   const cluster = config.cluster ? new Cluster(config.cluster, rooms, http.log) : undefined;
   http.addHook('onClose', async () => cluster?.stop());
+  registerConnectionCheck(http, { config, clientAddress: (req) => cluster?.clientAddress(req) ?? req.ip });
 
   const knocksPerLink = new RateLimiter(limits.knocksPerLinkPerMinute, 60_000);
   const knocksPerAddress = new RateLimiter(limits.knocksPerAddressPerMinute, 60_000);
@@ -320,6 +322,7 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
     const page = (status: number) => (_req: unknown, reply: import('fastify').FastifyReply) =>
       reply.code(status).type('text/html; charset=utf-8').header('Cache-Control', 'no-store').send(indexHtml);
     http.get('/', page(200));
+    http.get('/check', page(200));
     http.get<{ Params: { id: string } }>('/join/:id', async (req, reply) => {
       try {
         await linkInfo(store, req.params.id);
