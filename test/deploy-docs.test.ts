@@ -124,3 +124,27 @@ describe('DEPLOY.md: one server behind NAT', () => {
     }
   });
 });
+
+describe("the SFU's network settings", () => {
+  const base = { DATA_DIR: '/nonexistent-linkcall-doc-check' };
+  it('MEDIA_PORTS and MEDIA_ANNOUNCED_ADDRESS are read; unset, the SFU takes any port and announces MEDIA_ADDRESS', () => {
+    const config = loadConfig({ ...base, MEDIA_ADDRESS: '10.0.0.5', MEDIA_PORTS: '40000-40999', MEDIA_ANNOUNCED_ADDRESS: '203.0.113.7' });
+    assert.deepEqual(config.mediaPorts, { begin: 40000, end: 40999 });
+    assert.equal(config.mediaAnnouncedAddress, '203.0.113.7');
+    const plain = loadConfig(base);
+    assert.equal(plain.mediaPorts, undefined);
+    assert.equal(plain.mediaAnnouncedAddress, undefined);
+  });
+
+  it('a malformed range or address is refused with a sentence that says what is expected', () => {
+    for (const [value, said] of [
+      ['40000', /MEDIA_PORTS must be a range such as 40000-40999/],
+      ['41000-40000', /lowest port first/],
+      ['80-90', /within 1024-65535/],
+      ['40000-70000', /within 1024-65535/],
+    ] as const) {
+      assert.throws(() => loadConfig({ ...base, MEDIA_PORTS: value }), said, value);
+    }
+    assert.throws(() => loadConfig({ ...base, MEDIA_ANNOUNCED_ADDRESS: 'call.example.org' }), /MEDIA_ANNOUNCED_ADDRESS must be an IPv4 address/);
+  });
+});

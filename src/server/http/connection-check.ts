@@ -4,11 +4,10 @@
  * ConnectionProbe. Anyone may check (the page is for people before they have a link), so both are
  * rate-limited per address and probes are few and short-lived.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { checkOffer, type CheckAnswer } from '../../protocol/connection-check.js';
 import { LinkcallError } from '../../protocol/errors.js';
-import type { Config } from '../config.js';
-import { mediaNetwork } from '../config.js';
+import { mediaNetwork, type Config } from '../config.js';
 import { ConnectionProbe } from '../media/ConnectionProbe.js';
 import { iceConfig } from './ice.js';
 import { addressKey, RateLimiter } from './rate-limit.js';
@@ -19,7 +18,7 @@ const MAX_PROBES = 32;
 /** A check is one ICE request and up to four offers; a few retries fit. */
 const REQUESTS_PER_ADDRESS_PER_MINUTE = 30;
 
-export function registerConnectionCheck(app: FastifyInstance, opts: { config: Config; clientAddress?: (req: import('fastify').FastifyRequest) => string }): void {
+export function registerConnectionCheck(app: FastifyInstance, opts: { config: Config; clientAddress?: (req: FastifyRequest) => string }): void {
   const limit = new RateLimiter(REQUESTS_PER_ADDRESS_PER_MINUTE, 60_000);
   const probes = new Set<ConnectionProbe>();
   const network = (() => {
@@ -35,7 +34,7 @@ export function registerConnectionCheck(app: FastifyInstance, opts: { config: Co
     limit.close();
     for (const probe of [...probes]) probe.close();
   });
-  const take = (req: import('fastify').FastifyRequest) => {
+  const take = (req: FastifyRequest) => {
     if (!limit.take(addressKey(opts.clientAddress?.(req) ?? req.ip))) throw new LinkcallError('rate_limited');
   };
 
