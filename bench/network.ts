@@ -15,14 +15,24 @@
  *   drop         guest's downlink 4 → 0.3 → 4 Mbit/s (200 ms queue), 20 s each
  * The server's own link is clean.
  *
+ *   udp-blocked  joining when the guest's link drops all UDP (20 ms each way on both links):
+ *                Approve → the guest's first frame of the host, over direct UDP (guest's UDP
+ *                open), through TURN over TCP, and through TURN over TLS on 443 (coturn in a
+ *                namespace of its own; the page also gets TURN over UDP and falls back by itself).
+ *                --runs N per path (default 5). Written into network.json as `udpBlocked`, the
+ *                other scenarios' results kept.
+ *
  * Usage: npx tsx bench/network.ts [--scenario NAME] [--seconds N (default 30; drop: per phase, default 20)]
  *        [--warmup N (default 8 s)] [--system linkcall|direct]
  * Writes bench/results/network.json (network-<scenario>.json for one scenario).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { directCall, frameRateSeries, linkcallCall, quality, Recorder, secondsUntil, sender, type LabCall, type Person, type Quality } from '../test/support/lab-call.js';
+import { directCall, frameRateSeries, linkcallCall, percentile, quality, Recorder, secondsUntil, sender, type LabCall, type Person, type Quality } from '../test/support/lab-call.js';
 import { labUnavailable, NetLab, type Impairment, type LabServer } from '../test/support/netlab.js';
+import { startLabCoturn } from '../test/support/lab-coturn.js';
+import { mediaPaths } from '../test/support/peer-connections.js';
+import { existsSync, readFileSync } from 'node:fs';
 
 const args = process.argv.slice(2);
 const option = (flag: string) => {
@@ -88,6 +98,85 @@ const SCENARIOS: Scenario[] = [
     ],
   },
 ];
+
+if (only === 'udp-blocked') {
+  await joinWithUdpBlocked(Number(option('--runs') ?? 5));
+  process.exit(0);
+}
+
+/** The udp-blocked scenario: Approve → first frame per path, merged into network.json. */
+async function joinWithUdpBlocked(runs: number): Promise<void> {
+  const reason = labUnavailable();
+  if (reason) {
+    console.error(`bench/network cannot run: ${reason}`);
+    process.exit(1);
+  }
+  const loadBefore = loadavg();
+  const lab = await NetLab.create(['server', 'turn', 'host', 'guest']);
+  const onSignal = () => {
+    lab.closeNow();
+    process.exit(130);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const paths: Record<string, unknown> = {};
+  try {
+    const coturn = await startLabCoturn(lab, 'turn');
+    const PATHS = [
+      { name: 'direct-udp', urls: [coturn.urls.udp, coturn.urls.tcp, coturn.urls.tls], blockUdp: false },
+      { name: 'turn-tcp', urls: [coturn.urls.udp, coturn.urls.tcp], blockUdp: true },
+      { name: 'turn-tls', urls: [coturn.urls.udp, coturn.urls.tls], blockUdp: true },
+    ];
+    for (const path of PATHS) {
+      await lab.clear();
+      await bothPeople(lab, { delayMs: 20 });
+      if (path.blockUdp) await lab.impair('guest', 'both', { blockUdp: true });
+      const server = await lab.startServer('server', { TURN_URLS: path.urls.join(','), TURN_SECRET: coturn.secret });
+      const firstFrames: number[] = [];
+      const selected = new Set<string>();
+      const errors: string[] = [];
+      for (let i = 0; i < runs; i++) {
+        let call: LabCall | undefined;
+        try {
+          call = await linkcallCall(lab, server, 60_000, { chromiumArgs: [coturn.chromiumTrust] });
+          if (call.approveToFirstFrameMs !== undefined) firstFrames.push(call.approveToFirstFrameMs);
+          for (const pair of (await mediaPaths(call.pages.guest)).selected) selected.add(pair.local === 'relay' ? `relay/${pair.relayProtocol}` : pair.local);
+          console.log(`${path.name} run ${i + 1}/${runs}: Approve → first frame ${call.approveToFirstFrameMs?.toFixed(0)} ms (load ${loadavg()[0]!.toFixed(1)})`);
+        } catch (err) {
+          errors.push(String((err as Error).message ?? err).split('\n')[0]!.replace(/#k=[^\s"']*/g, '#…'));
+          console.log(`${path.name} run ${i + 1}/${runs}: failed: ${errors.at(-1)}`);
+        } finally {
+          await call?.close();
+        }
+      }
+      await server.close();
+      const p = (q: number) => Math.round(percentile(firstFrames, q));
+      paths[path.name] = {
+        turnUrls: path.urls.map((u) => u.replace(/^(turns?):[^:]+/, '$1:<turn>')),
+        guestUdpBlocked: path.blockUdp,
+        guestSelectedPairs: [...selected],
+        approveToFirstFrameMs: { p50: p(50), p95: p(95), min: Math.round(Math.min(...firstFrames)), max: Math.round(Math.max(...firstFrames)), runs: firstFrames.length },
+        ...(errors.length ? { errors } : {}),
+      };
+    }
+    await coturn.close();
+  } finally {
+    await lab.close();
+  }
+  const file = new URL('./results/network.json', import.meta.url);
+  const existing = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : {};
+  existing.udpBlocked = {
+    describe: "Approve (host's click) → the guest's page presents the host's first frame; 20 ms each way on both people's links, server link clean; guest's link drops all UDP for the TURN paths",
+    paths,
+    loadAverage: { before: loadBefore, after: loadavg() },
+    browser: 'chromium (Debian), headless, one per namespace',
+    date: new Date().toISOString(),
+  };
+  mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(existing, null, 2)}\n`);
+  console.log(JSON.stringify(paths, null, 2));
+  console.log(`written ${file.pathname} (udpBlocked; other results kept)`);
+}
 
 const chosen = only ? SCENARIOS.filter((s) => s.name === only) : SCENARIOS;
 if (chosen.length === 0) throw new Error(`no scenario ${only}; there are ${SCENARIOS.map((s) => s.name).join(', ')}`);

@@ -9,9 +9,10 @@ import { pipeline, Transform } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { closeCodeFor, ERRORS, LinkcallError } from '../protocol/errors.js';
 import { MAX_FRAME_BYTES, type ServerMessage } from '../protocol/messages.js';
-import type { Config } from './config.js';
+import { mediaNetwork, type Config } from './config.js';
 import { registerAuth, sessionAccount, SESSION_COOKIE } from './http/auth.js';
 import { registerHealth } from './http/health.js';
+import { registerConnectionCheck } from './http/connection-check.js';
 import { registerIce } from './http/ice.js';
 import { linkInfo, registerLinks } from './http/links.js';
 import { Metrics, registerMetrics } from './http/metrics.js';
@@ -116,13 +117,13 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
   });
   // MEDIA_WORKERS > 0: each call's SFU runs in one of these child processes, else in this one.
   const mediaWorkers = config.mediaWorkers > 0
-    ? new MediaWorkers({ count: config.mediaWorkers, bindAddress: config.mediaAddress, log: http.log })
+    ? new MediaWorkers({ count: config.mediaWorkers, network: mediaNetwork(config), log: http.log })
     : undefined;
   if (mediaWorkers) metrics.watchMediaWorkers(mediaWorkers);
   const rooms = new Rooms(
     () => {
       if (mediaWorkers) return mediaWorkers.createRoomMedia();
-      const media = new CallMedia({ bindAddress: config.mediaAddress });
+      const media = new CallMedia(mediaNetwork(config));
       metrics.watchRouter(media.router);
       return media;
     },
@@ -219,6 +220,7 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
   registerIce(http, { store, config });
   const cluster = config.cluster ? new Cluster(config.cluster, rooms, http.log) : undefined;
   http.addHook('onClose', async () => cluster?.stop());
+  registerConnectionCheck(http, { config, clientAddress: (req) => cluster?.clientAddress(req) ?? req.ip });
 
   const knocksPerLink = new RateLimiter(limits.knocksPerLinkPerMinute, 60_000);
   const knocksPerAddress = new RateLimiter(limits.knocksPerAddressPerMinute, 60_000);
@@ -322,6 +324,7 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
     const page = (status: number) => (_req: unknown, reply: import('fastify').FastifyReply) =>
       reply.code(status).type('text/html; charset=utf-8').header('Cache-Control', 'no-store').send(indexHtml);
     http.get('/', page(200));
+    http.get('/check', page(200));
     http.get<{ Params: { id: string } }>('/join/:id', async (req, reply) => {
       try {
         await linkInfo(store, req.params.id);

@@ -11,6 +11,18 @@ const env = z.object({
   /** Address the SFU's ICE binds to and announces (e.g. the machine's public address). */
   MEDIA_ADDRESS: z.string().default('127.0.0.1'),
   /**
+   * UDP ports every media socket of the SFU uses, e.g. `40000-40999` (one per browser connection,
+   * two when TURN is configured). Default: any free port.
+   */
+  MEDIA_PORTS: z
+    .string()
+    .regex(/^\d{1,5}-\d{1,5}$/, 'MEDIA_PORTS must be a range such as 40000-40999')
+    .transform((s) => s.split('-').map(Number) as [number, number])
+    .refine(([begin, end]) => begin >= 1024 && end <= 65535 && begin <= end, 'MEDIA_PORTS must lie within 1024-65535, lowest port first')
+    .optional(),
+  /** The public IPv4 address browsers send media to, when MEDIA_ADDRESS is a private one behind NAT. */
+  MEDIA_ANNOUNCED_ADDRESS: z.ipv4({ message: 'MEDIA_ANNOUNCED_ADDRESS must be an IPv4 address such as 203.0.113.7' }).optional(),
+  /**
    * SFU worker processes: `0` runs calls' media in the server process; a number, or `auto`
    * (one per core), starts that many, each call pinned to one (docs/MEDIA.md).
    */
@@ -58,6 +70,10 @@ export interface Config {
   /** Origin users reach the server at; defaults to http://localhost:PORT. */
   publicUrl?: string;
   mediaAddress: string;
+  /** MEDIA_PORTS: the UDP range of the SFU's sockets. */
+  mediaPorts?: { begin: number; end: number };
+  /** MEDIA_ANNOUNCED_ADDRESS: put into the SFU's candidates instead of mediaAddress. */
+  mediaAnnouncedAddress?: string;
   /** Media worker processes; 0: the SFU runs in this process. */
   mediaWorkers: number;
   logLevel: string;
@@ -85,6 +101,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     dataDir: resolve(e.DATA_DIR),
     publicUrl,
     mediaAddress: e.MEDIA_ADDRESS,
+    mediaPorts: e.MEDIA_PORTS ? { begin: e.MEDIA_PORTS[0], end: e.MEDIA_PORTS[1] } : undefined,
+    mediaAnnouncedAddress: e.MEDIA_ANNOUNCED_ADDRESS,
     mediaWorkers: e.MEDIA_WORKERS === 'auto' ? availableParallelism() : e.MEDIA_WORKERS,
     logLevel: e.LOG_LEVEL,
     trustProxy: parseTrustProxy(e.TRUST_PROXY, publicUrl?.startsWith('https://') ?? false),
@@ -120,4 +138,23 @@ function parseTrustProxy(raw: string | undefined, fallback: boolean): boolean | 
   if (value === 'false') return false;
   if (/^\d+$/.test(value)) return Number(value);
   return value.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/** Where the SFU's media sockets bind, what they announce, and whether relayed browsers get an entrance (with TURN). */
+export function mediaNetwork(config: Pick<Config, 'mediaAddress' | 'mediaPorts' | 'mediaAnnouncedAddress' | 'turn'>): MediaNetworkOptions {
+  return {
+    bindAddress: config.mediaAddress,
+    ...(config.mediaPorts ? { portRangeBegin: config.mediaPorts.begin, portRangeEnd: config.mediaPorts.end } : {}),
+    ...(config.mediaAnnouncedAddress ? { announcedAddress: config.mediaAnnouncedAddress } : {}),
+    relayEntrance: config.turn !== undefined,
+  };
+}
+
+/** The Router options mediaNetwork() fills (plain data: they also travel to media workers). */
+export interface MediaNetworkOptions {
+  bindAddress?: string;
+  portRangeBegin?: number;
+  portRangeEnd?: number;
+  announcedAddress?: string;
+  relayEntrance?: boolean;
 }

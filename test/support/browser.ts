@@ -43,18 +43,22 @@ export async function newPerson(
   return { context, page };
 }
 
-/** Wait until a <video> shows moving pictures: frames decoded and time advancing. */
+/**
+ * Wait until a <video> shows moving pictures: frames decoded and time advancing between two
+ * polls. The predicate is synchronous on purpose: waitForFunction takes any truthy return as
+ * success, and the Promise an async predicate returns is truthy at once.
+ */
 export async function waitForPlayingVideo(page: Page, selector: string, timeout = 20_000): Promise<void> {
   await page.waitForFunction(
-    async (sel) => {
-      const v = document.querySelector<HTMLVideoElement>(sel);
+    (sel) => {
+      const v = document.querySelector<HTMLVideoElement & { __lastTime?: number }>(sel);
       if (!v || v.videoWidth === 0 || v.paused) return false;
-      const t0 = v.currentTime;
-      await new Promise((r) => setTimeout(r, 300));
-      return v.currentTime > t0;
+      const before = v.__lastTime;
+      v.__lastTime = v.currentTime;
+      return before !== undefined && v.currentTime > before;
     },
     selector,
-    { timeout, polling: 250 },
+    { timeout, polling: 300 },
   );
 }
 

@@ -13,6 +13,7 @@ import { newPerson, waitForPlayingVideo } from './browser.js';
 import { CLOCK_CAMERA, LAB_STATS, type InboundStats, type LabStats, type OutboundStats } from './clock-camera.js';
 import { guestKnocks, hostEnters, signUpAndCreateLink } from './flow.js';
 import type { LabServer, NetLab } from './netlab.js';
+import { recordPeerConnections } from './peer-connections.js';
 
 export type Person = 'host' | 'guest';
 export const PEOPLE: Person[] = ['host', 'guest'];
@@ -20,35 +21,73 @@ export const PEOPLE: Person[] = ['host', 'guest'];
 export interface LabCall {
   system: 'linkcall' | 'direct';
   pages: Record<Person, Page>;
+  /** linkcall only: the host's Approve click → the guest's page presents the host's first video frame, ms. */
+  approveToFirstFrameMs?: number;
   close(): Promise<void>;
 }
 
 const REMOTE_VIDEO = 'video[aria-label^="Video of "]';
 
-async function browsers(lab: NetLab, origin: string): Promise<Record<Person, Browser>> {
-  const [host, guest] = await Promise.all(PEOPLE.map((p) => lab.launchChromium(p, origin)));
+/**
+ * Page time (ms since the epoch, one clock for every page on this machine) of the last click on
+ * an Approve button, and of the first frame of another person's video presented for compositing
+ * (requestVideoFrameCallback), as bench/join.ts counts it. Plain JavaScript: runs before the app.
+ */
+const FIRST_FRAME = `
+  const now = () => performance.timeOrigin + performance.now();
+  document.addEventListener('click', (e) => {
+    const b = e.target && e.target.closest && e.target.closest('button');
+    if (b && (b.getAttribute('aria-label') || b.textContent || '').startsWith('Approve')) window.__approvedAt = now();
+  }, true);
+  const watched = new WeakSet();
+  new MutationObserver(() => {
+    for (const v of document.querySelectorAll(${JSON.stringify(REMOTE_VIDEO)})) {
+      if (watched.has(v)) continue;
+      watched.add(v);
+      v.requestVideoFrameCallback((_, meta) => { window.__firstFrameAt ??= performance.timeOrigin + meta.presentationTime; });
+    }
+  }).observe(document, { subtree: true, childList: true });
+`;
+
+async function browsers(lab: NetLab, origin: string, chromiumArgs: string[] = []): Promise<Record<Person, Browser>> {
+  const [host, guest] = await Promise.all(PEOPLE.map((p) => lab.launchChromium(p, origin, chromiumArgs)));
   return { host: host!, guest: guest! };
 }
 
 let accounts = 0;
 
+export interface LabCallOptions {
+  /** Runs once the guest has knocked, just before the host approves (e.g. to note the time). */
+  beforeApprove?: (pages: Record<Person, Page>) => Promise<void>;
+  /** More Chromium flags for both browsers (e.g. trusting the lab TURN server's certificate). */
+  chromiumArgs?: string[];
+}
+
 /** Host and guest (lab hosts 'host' and 'guest') in a linkcall call through `server`; resolves once each sees the other's video playing. */
-export async function linkcallCall(lab: NetLab, server: LabServer, timeoutMs = 60_000): Promise<LabCall> {
-  const b = await browsers(lab, server.url);
+export async function linkcallCall(lab: NetLab, server: LabServer, timeoutMs = 60_000, options: LabCallOptions = {}): Promise<LabCall> {
+  const b = await browsers(lab, server.url, options.chromiumArgs);
   const close = async () => void (await Promise.all(PEOPLE.map((p) => b[p].close().catch(() => {}))));
   try {
     const host = await newPerson(b.host, server.url);
     const guest = await newPerson(b.guest, server.url);
     await host.context.addInitScript({ content: CLOCK_CAMERA });
     await guest.context.addInitScript({ content: CLOCK_CAMERA });
+    await recordPeerConnections(host.context);
+    await recordPeerConnections(guest.context);
+    await host.context.addInitScript({ content: FIRST_FRAME });
+    await guest.context.addInitScript({ content: FIRST_FRAME });
     host.page.setDefaultTimeout(timeoutMs);
     guest.page.setDefaultTimeout(timeoutMs);
     const link = await signUpAndCreateLink(host.page, `labhost${process.pid}x${++accounts}`, 'Lab');
     await hostEnters(host.page, link);
     await guestKnocks(guest.page, link, 'Guest');
+    await options.beforeApprove?.({ host: host.page, guest: guest.page });
     await host.page.getByRole('button', { name: 'Approve Guest' }).click();
     await Promise.all([waitForPlayingVideo(host.page, REMOTE_VIDEO, timeoutMs), waitForPlayingVideo(guest.page, REMOTE_VIDEO, timeoutMs)]);
-    return { system: 'linkcall', pages: { host: host.page, guest: guest.page }, close };
+    const approvedAt = (await host.page.evaluate('window.__approvedAt')) as number | undefined;
+    const firstFrameAt = (await guest.page.evaluate('window.__firstFrameAt')) as number | undefined;
+    const approveToFirstFrameMs = approvedAt && firstFrameAt ? firstFrameAt - approvedAt : undefined;
+    return { system: 'linkcall', pages: { host: host.page, guest: guest.page }, approveToFirstFrameMs, close };
   } catch (err) {
     await close();
     throw err;

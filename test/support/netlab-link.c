@@ -14,6 +14,10 @@
  *       length in packets, 1 = independent losses] [rate=kbit/s, 0 = unlimited] [queue=ms]
  *       [blockudp=0|1]                                      -> "ok" | "error <why>"
  *   stats                                                   -> "stats <JSON>"
+ *   nat <host index> <public IPv4>                          -> "ok" | "error <why>"
+ *       The host sits behind a 1:1 NAT (as a cloud VM behind its public address): what it sends
+ *       leaves with the public address as source, what others send to the public address
+ *       reaches it, and its own address can no longer be reached from the other hosts.
  * End of stdin ends the process (so a crashed parent never leaves it behind).
  */
 #define _GNU_SOURCE
@@ -56,6 +60,7 @@ struct direction {
 struct host {
   int fd;
   uint32_t addr;
+  uint32_t public_addr; /* network order; 0 = no NAT */
   char name[IFNAMSIZ];
   struct direction up, down;
 };
@@ -87,6 +92,31 @@ static int open_tun(const char *name) {
 }
 
 static void drop(struct packet *p) { free(p); }
+
+/* RFC 1624: a 16-bit one's-complement checksum updated for a 32-bit field changing. */
+static void checksum_replace(unsigned char *at, uint32_t from, uint32_t to) {
+  uint16_t sum;
+  memcpy(&sum, at, 2);
+  uint32_t acc = (uint16_t)~ntohs(sum);
+  acc += (uint16_t)~(ntohl(from) >> 16) + (uint16_t)~(ntohl(from) & 0xffff);
+  acc += (ntohl(to) >> 16) + (ntohl(to) & 0xffff);
+  while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+  sum = htons((uint16_t)~acc);
+  memcpy(at, &sum, 2);
+}
+
+/* Rewrites the IPv4 source (offset 12) or destination (16), fixing the IP, TCP and UDP checksums. */
+static void rewrite_address(unsigned char *pkt, int len, int offset, uint32_t to) {
+  uint32_t from;
+  memcpy(&from, pkt + offset, 4);
+  memcpy(pkt + offset, &to, 4);
+  checksum_replace(pkt + 10, from, to);
+  int ihl = (pkt[0] & 0x0f) * 4;
+  int first_fragment = ((pkt[6] & 0x1f) | pkt[7]) == 0;
+  if (!first_fragment) return;
+  if (pkt[9] == 6 && len >= ihl + 18) checksum_replace(pkt + ihl + 16, from, to);
+  if (pkt[9] == 17 && len >= ihl + 8 && (pkt[ihl + 6] | pkt[ihl + 7])) checksum_replace(pkt + ihl + 6, from, to);
+}
 
 /* A packet arrives at a direction at time `at`: dropped, or queued with the time it leaves. */
 static void enter(struct direction *d, struct packet *p, uint64_t at) {
@@ -172,6 +202,20 @@ static void command(char *line) {
       printf("}");
     }
     printf("]}\n");
+    fflush(stdout);
+    return;
+  }
+  if (!strcmp(verb, "nat")) {
+    char *index = strtok_r(NULL, " \t\r\n", &save);
+    char *address = strtok_r(NULL, " \t\r\n", &save);
+    int h = index ? atoi(index) : -1;
+    struct in_addr a;
+    if (h < 0 || h >= host_count || !address || inet_pton(AF_INET, address, &a) != 1) {
+      printf("error bad host or address\n");
+    } else {
+      hosts[h].public_addr = a.s_addr;
+      printf("ok\n");
+    }
     fflush(stdout);
     return;
   }
@@ -304,12 +348,22 @@ int main(int argc, char **argv) {
         uint32_t dst;
         memcpy(&dst, buf + 16, 4);
         int to = -1;
-        for (int j = 0; j < host_count; j++)
-          if (hosts[j].addr == dst && j != i) to = j;
+        for (int j = 0; j < host_count; j++) {
+          if (j == i) continue;
+          if (hosts[j].public_addr && hosts[j].public_addr == dst) {
+            rewrite_address(buf, (int)n, 16, hosts[j].addr);
+            to = j;
+          } else if (!hosts[j].public_addr && hosts[j].addr == dst) {
+            to = j;
+          }
+        }
         if (to < 0) {
           unroutable++;
           continue;
         }
+        uint32_t src;
+        memcpy(&src, buf + 12, 4);
+        if (hosts[i].public_addr && src == hosts[i].addr) rewrite_address(buf, (int)n, 12, hosts[i].public_addr);
         struct packet *p = malloc(sizeof *p + (size_t)n);
         if (!p) continue;
         p->to = to;

@@ -151,6 +151,8 @@ process.on('exit', () => {
 export interface LabServer {
   /** http://<server address>:<port> */
   url: string;
+  /** The server process (in its namespace). */
+  pid: number;
   close(): Promise<void>;
 }
 
@@ -250,6 +252,15 @@ export class NetLab {
     if (reply !== 'ok') throw new Error(`the link emulator refused ${params.join(' ')}: ${reply}`);
   }
 
+  /**
+   * Puts `host` behind a 1:1 NAT with `publicAddress` (in 10.99.0.0/16, outside the lab's /24):
+   * it sends with that source, others reach it only there, never at its own address.
+   */
+  async nat(host: string, publicAddress: string): Promise<void> {
+    const reply = await this.#ask(`nat ${this.#index(host)} ${publicAddress}`);
+    if (reply !== 'ok') throw new Error(`the link emulator refused NAT ${publicAddress}: ${reply}`);
+  }
+
   /** Every host's links back to clean. */
   async clear(): Promise<void> {
     for (const host of this.hosts) await this.impair(host, 'both', CLEAN);
@@ -291,6 +302,7 @@ export class NetLab {
     });
     return {
       url,
+      pid: child.pid!,
       close: () =>
         new Promise<void>((resolve) => {
           if (child.exitCode !== null) return resolve();
@@ -302,7 +314,7 @@ export class NetLab {
   }
 
   /** Headless Chromium in `host`'s namespace; `secureOrigin` (http://…) counts as a secure context. */
-  async launchChromium(host: string, secureOrigin: string): Promise<Browser> {
+  async launchChromium(host: string, secureOrigin: string, extraArgs: string[] = []): Promise<Browser> {
     const wrapper = join(this.#tmp, `chromium-${host}`);
     writeFileSync(wrapper, `#!/bin/sh\nexec ${IP} netns exec ${this.namespace(host)} ${CHROMIUM_PATH} "$@"\n`);
     chmodSync(wrapper, 0o755);
@@ -313,6 +325,7 @@ export class NetLab {
         `--unsafely-treat-insecure-origin-as-secure=${secureOrigin}`,
         // Host candidates with real addresses, as with camera permission on a real page.
         '--disable-features=WebRtcHideLocalIpsWithMdns',
+        ...extraArgs,
       ],
     });
   }

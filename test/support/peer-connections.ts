@@ -20,15 +20,18 @@ export interface PathInfo {
   /** Configuration the page gave its connections. */
   policy: string | undefined;
   iceServers: number;
-  /** Per connected PeerConnection: the candidate types of the selected pair, local and remote. */
-  selected: { local: string; remote: string }[];
+  /**
+   * Per connected PeerConnection: the candidate types of the selected pair, local and remote, and
+   * for a relay candidate how the page reaches the TURN server ('udp', 'tcp' or 'tls').
+   */
+  selected: { local: string; remote: string; relayProtocol?: string; remoteAddress?: string; remotePort?: number }[];
 }
 
 /** The candidate types of each connected PeerConnection's selected pair. */
 export async function mediaPaths(page: Page): Promise<PathInfo> {
   return page.evaluate(async () => {
     const pcs = (window as unknown as { __pcs: RTCPeerConnection[] }).__pcs ?? [];
-    const selected: { local: string; remote: string }[] = [];
+    const selected: { local: string; remote: string; relayProtocol?: string; remoteAddress?: string; remotePort?: number }[] = [];
     let policy: string | undefined;
     let iceServers = 0;
     for (const pc of pcs) {
@@ -42,7 +45,15 @@ export async function mediaPaths(page: Page): Promise<PathInfo> {
       for (const s of byId.values()) {
         if (s.type !== 'transport' || !s.selectedCandidatePairId) continue;
         const pair = byId.get(s.selectedCandidatePairId);
-        selected.push({ local: byId.get(pair.localCandidateId)?.candidateType, remote: byId.get(pair.remoteCandidateId)?.candidateType });
+        const local = byId.get(pair.localCandidateId);
+        const remote = byId.get(pair.remoteCandidateId);
+        selected.push({
+          local: local?.candidateType,
+          remote: remote?.candidateType,
+          ...(local?.relayProtocol ? { relayProtocol: local.relayProtocol } : {}),
+          remoteAddress: remote?.address,
+          remotePort: remote?.port,
+        });
       }
     }
     return { policy, iceServers, selected };

@@ -9,6 +9,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { LinkcallError } from '../../protocol/errors.js';
+import type { MediaNetworkOptions } from '../config.js';
 import { fromWorker, type FromWorker, type ToWorker, type WorkerStats } from './messages.js';
 import { WorkerRoomMedia } from './worker-room-media.js';
 
@@ -20,8 +21,8 @@ export interface MediaWorkersLog {
 
 export interface MediaWorkersOptions {
   count: number;
-  /** Address the SFU's ICE binds to and announces (MEDIA_ADDRESS). */
-  bindAddress?: string;
+  /** Where the SFU's sockets bind and what they announce (config.ts, mediaNetwork). */
+  network?: MediaNetworkOptions;
   log?: MediaWorkersLog;
 }
 
@@ -239,7 +240,7 @@ export class MediaWorkers {
     for (const worker of candidates) {
       if (worker.participants < best.participants || (worker.participants === best.participants && worker.rooms.size < best.rooms.size)) best = worker;
     }
-    return new WorkerRoomMedia(best, this.options.bindAddress, this.options.log);
+    return new WorkerRoomMedia(best, this.options.network, this.options.log);
   }
 
   workers(): MediaWorkerInfo[] {

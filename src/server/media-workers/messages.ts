@@ -23,7 +23,19 @@ const generation = z.number().int().nonnegative();
 
 export const toWorker = z.discriminatedUnion('type', [
   /** Start a call's media (one Router). */
-  z.strictObject({ type: z.literal('open'), roomId, bindAddress: z.string().max(256).optional() }),
+  z.strictObject({
+    type: z.literal('open'),
+    roomId,
+    network: z
+      .strictObject({
+        bindAddress: z.string().max(256).optional(),
+        portRangeBegin: z.number().int().min(1).max(65535).optional(),
+        portRangeEnd: z.number().int().min(1).max(65535).optional(),
+        announcedAddress: z.string().max(256).optional(),
+        relayEntrance: z.boolean().optional(),
+      })
+      .optional(),
+  }),
   z.strictObject({ type: z.literal('connect'), roomId, participantId, generation }),
   z.strictObject({ type: z.literal('admit'), roomId, participantId, generation }),
   z.strictObject({ type: z.literal('publish'), id, roomId, participantId, sdp }),

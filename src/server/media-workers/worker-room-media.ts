@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { LinkcallError, type ErrorCode } from '../../protocol/errors.js';
 import type { ViewportTile } from '../../protocol/messages.js';
+import type { MediaNetworkOptions } from '../config.js';
 import type { RoomMedia, SendLayers } from '../rooms/room.js';
 import type { MediaWorker, MediaWorkersLog } from './media-workers.js';
 
@@ -27,11 +28,11 @@ export class WorkerRoomMedia implements RoomMedia {
 
   constructor(
     private readonly worker: MediaWorker,
-    bindAddress: string | undefined,
+    network: MediaNetworkOptions | undefined,
     private readonly log?: MediaWorkersLog,
   ) {
     worker.rooms.set(this.roomId, this);
-    worker.send({ type: 'open', roomId: this.roomId, ...(bindAddress !== undefined ? { bindAddress } : {}) });
+    worker.send({ type: 'open', roomId: this.roomId, ...(network !== undefined ? { network } : {}) });
   }
 
   /** The worker process the call is pinned to (undefined while it starts). */

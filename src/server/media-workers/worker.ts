@@ -77,7 +77,7 @@ async function reply(id: number, work: () => Promise<string | void>): Promise<vo
 function handle(message: ToWorker): void {
   switch (message.type) {
     case 'open':
-      if (!calls.has(message.roomId)) calls.set(message.roomId, new CallMedia(message.bindAddress !== undefined ? { bindAddress: message.bindAddress } : {}));
+      if (!calls.has(message.roomId)) calls.set(message.roomId, new CallMedia(message.network ?? {}));
       return;
     case 'connect':
     case 'admit': {

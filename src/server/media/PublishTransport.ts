@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import nodeDataChannel, { type PeerConnection, type Track } from 'node-datachannel';
-import { assertNotClosed, holdUntilClosed, randomSsrc, type MediaContext, isolateListeners } from './common.js';
+import { ConnectionCandidates } from './candidates.js';
+import { assertNotClosed, holdUntilClosed, randomSsrc, warn, type MediaContext, isolateListeners } from './common.js';
 import { Producer, type ProducerLayer } from './Producer.js';
 import {
   buildReceiverReport,
@@ -39,6 +40,8 @@ export interface PublishTransportEvents {
 export class PublishTransport extends EventEmitter<PublishTransportEvents> {
   readonly peerId: string;
   #ctx: MediaContext;
+  /** Announced address and relay entrance for our answers. */
+  #candidates: ConnectionCandidates;
   #pc: PeerConnection;
   #producers = new Map<string, Producer>();
   #producersByMid = new Map<string, Producer>();
@@ -67,6 +70,7 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
     super();
     this.peerId = peerId;
     this.#ctx = ctx;
+    this.#candidates = new ConnectionCandidates(ctx.network ?? {});
     isolateListeners(this, ctx);
     // We answer explicitly: auto-negotiation could start offers of its own.
     this.#pc = new nodeDataChannel.PeerConnection(`pub-${peerId}`, {
@@ -119,7 +123,9 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
       this.#media = prepared.media;
       this.#transportCcId = prepared.media.find((m) => m.transportCcExtensionId > 0)?.transportCcExtensionId ?? 0;
       this.#reconcileProducers(prepared.media);
-      return prepared.completeAnswer(engineAnswer);
+      const answer = prepared.completeAnswer(await this.#candidates.describe(engineAnswer, (m) => warn(this.#ctx, m)));
+      assertNotClosed(this.#closed, 'PublishTransport');
+      return answer;
     } finally {
       this.#answering = false;
     }
@@ -128,6 +134,7 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#candidates.close();
     clearInterval(this.#reportTimer);
     clearInterval(this.#feedbackTimer);
     for (const producer of [...this.#producers.values()]) producer.close();

@@ -30,6 +30,9 @@ export interface RouterOptions {
   bindAddress?: string;
   portRangeBegin?: number;
   portRangeEnd?: number;
+  /** Public address behind NAT, relay entrance (see candidates.ts). */
+  announcedAddress?: string;
+  relayEntrance?: boolean;
   /** libdatachannel URLs, e.g. 'stun:stun.example.org:3478', 'turn:user:pass@host:3478'. */
   iceServers?: string[];
   /** REMB sent to each publisher, bit/s for all its tracks together. Default 2 Mbit/s. */
@@ -69,8 +72,10 @@ export class Router extends EventEmitter<RouterEvents> {
     if (opts.bindAddress !== undefined) rtcConfig.bindAddress = opts.bindAddress;
     if (opts.portRangeBegin !== undefined) rtcConfig.portRangeBegin = opts.portRangeBegin;
     if (opts.portRangeEnd !== undefined) rtcConfig.portRangeEnd = opts.portRangeEnd;
+    const portRange = opts.portRangeBegin !== undefined && opts.portRangeEnd !== undefined ? { begin: opts.portRangeBegin, end: opts.portRangeEnd } : undefined;
     this.#ctx = {
       rtcConfig,
+      network: { bindAddress: opts.bindAddress, announcedAddress: opts.announcedAddress, portRange, relayEntrance: opts.relayEntrance },
       maxIncomingBitrate: opts.maxIncomingBitrate ?? DEFAULT_MAX_INCOMING_BITRATE,
       logger: opts.logger,
       counters: newCounters(),

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import nodeDataChannel, { type Audio, type PeerConnection, type Track, type Video } from 'node-datachannel';
 import { assertNotClosed, holdUntilClosed, randomSsrc, warn, type MediaContext, isolateListeners } from './common.js';
+import { ConnectionCandidates } from './candidates.js';
 import { Consumer, type ConsumerFeedback } from './Consumer.js';
 import { waitForGathering } from './gathering.js';
 import { allocateLayers, BandwidthEstimator, tileDemand, type LayerState, type Tile } from './layers.js';
@@ -39,6 +40,8 @@ export interface ViewportTile {
 export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   readonly peerId: string;
   #ctx: MediaContext;
+  /** Announced address and relay entrance for our offers. */
+  #candidates: ConnectionCandidates;
   #pc: PeerConnection;
   #onOffer: (sdp: string) => void;
   #ownsProducer: (producer: Producer) => boolean;
@@ -86,6 +89,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
     super();
     this.peerId = peerId;
     this.#ctx = ctx;
+    this.#candidates = new ConnectionCandidates(ctx.network ?? {});
     isolateListeners(this, ctx);
     this.#onOffer = onOffer;
     this.#ownsProducer = ownsProducer;
@@ -248,6 +252,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#candidates.close();
     this.#pendingAdd = [];
     for (const consumer of [...this.#consumers.values()]) consumer.close();
     try {
@@ -337,8 +342,11 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
       // Once connected, nothing is gathered again: the offer goes out in this very turn (offerNow).
       if (this.#pc.gatheringState() !== 'complete') await waitForGathering(this.#pc);
       if (this.#closed) return;
-      const sdp = this.#pc.localDescription()?.sdp;
-      if (!sdp) throw new Error('media engine produced no offer');
+      const engineSdp = this.#pc.localDescription()?.sdp;
+      if (!engineSdp) throw new Error('media engine produced no offer');
+      const described = this.#candidates.describe(engineSdp, (m) => warn(this.#ctx, m));
+      const sdp = typeof described === 'string' ? described : await described;
+      if (this.#closed) return;
       this.#offerOutstanding = true;
       this.#onOffer(sdp);
     } catch (err) {

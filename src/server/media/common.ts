@@ -2,6 +2,7 @@
 import type { EventEmitter } from 'node:events';
 import { randomInt } from 'node:crypto';
 import type { RtcConfig, Track } from 'node-datachannel';
+import type { MediaNetwork } from './candidates.js';
 
 export type MediaKind = 'audio' | 'video';
 
@@ -56,6 +57,8 @@ export function newCounters(): MediaCounters {
 /** What a Router hands down to its transports. */
 export interface MediaContext {
   readonly rtcConfig: RtcConfig;
+  /** Announced address and relay entrance, applied to every local description. */
+  readonly network?: MediaNetwork;
   /** Sent as REMB to each publisher: caps its total send rate (bit/s). */
   readonly maxIncomingBitrate: number;
   readonly logger: MediaLogger | undefined;

@@ -16,6 +16,13 @@ const GATHER_TIMEOUT_MS = 3000;
  * (With STUN/TURN configured this must wait for completion, or trickle.)
  */
 const HOST_CANDIDATE_GRACE_MS = 40;
+/**
+ * With TURN configured, gathering completes only when every TURN URL has answered or timed out:
+ * behind a firewall that drops UDP, TURN over UDP never answers and gathering would take the
+ * whole GATHER_TIMEOUT_MS. The first relay candidate (over whichever transport got through)
+ * is enough to connect; the description goes out shortly after it.
+ */
+const RELAY_CANDIDATE_GRACE_MS = 300;
 
 /** Whether an SFU offer carries anything to receive (the lobby's first offer carries nothing). */
 function carriesMedia(sdp: string): boolean {
@@ -55,7 +62,9 @@ function gathered(pc: RTCPeerConnection): Promise<void> {
     };
     const onState = () => pc.iceGatheringState === 'complete' && finish();
     const onCandidate = (e: RTCPeerConnectionIceEvent) => {
-      if (hostOnly && e.candidate && !grace) grace = setTimeout(finish, HOST_CANDIDATE_GRACE_MS);
+      if (!e.candidate || grace) return;
+      if (hostOnly) grace = setTimeout(finish, HOST_CANDIDATE_GRACE_MS);
+      else if (e.candidate.type === 'relay') grace = setTimeout(finish, RELAY_CANDIDATE_GRACE_MS);
     };
     const timer = setTimeout(finish, GATHER_TIMEOUT_MS);
     pc.addEventListener('icegatheringstatechange', onState);

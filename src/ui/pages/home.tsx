@@ -47,6 +47,7 @@ function AuthForm({ onSignedIn }: { onSignedIn: (username: string) => void }) {
         <LanguagePicker />
       </header>
       <p class="lede">{t('home.tagline')}</p>
+      <p class="small"><a href="/check">{t('check.link')}</a></p>
       <form
         class="stack"
         onSubmit={(e) => {
@@ -173,6 +174,7 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
         <h1>{t('home.yourLinks')}</h1>
         <div class="row">
           <span class="muted">{tx('home.signedInAs', { name: <bdi translate={false}>{username}</bdi> })}</span>
+          <a href="/check">{t('check.link')}</a>
           <button class="secondary" onClick={() => api.signOut().then(onSignedOut)}>{t('home.signOut')}</button>
           <LanguagePicker />
         </div>

@@ -245,6 +245,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
         </div>
       </section>
       <p class="muted small">{t('join.trust')}</p>
+      <p class="small"><a href="/check">{t('check.link')}</a></p>
       <LanguagePicker />
     </main>
   );
