@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test: installs what the tests need (Debian's Chromium, Firefox ESR, PostgreSQL, Redis and coturn when missing), builds, type-checks, runs.
+# Every test: installs what the tests need (Debian's Chromium, Firefox ESR, PostgreSQL, Redis and coturn when missing), builds, type-checks, runs;
+# then the unit and integration suites again on Node's current LTS (scripts/test-lts.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +23,7 @@ node scripts/start.mjs --build-only --build
 npx tsc --noEmit -p .
 
 mapfile -t files < <(find test -name '*.test.ts' | sort)
-exec node --import tsx --test "${files[@]}"
+node --import tsx --test "${files[@]}"
+
+# Node 20 left support in April 2026: the unit and integration suites also run on the current LTS.
+exec scripts/test-lts.sh
