@@ -15,7 +15,8 @@
  * --bots-watch all|pages (bots receive everyone's video, or only the pages': on one machine the
  * bots' decrypting of 31 × 32 streams takes CPU that 31 other devices would spend on their own),
  * --bots-nice N (the bots' processes at a lower CPU priority: the pages come first, as the
- * pages of a real call have their own device). The first bot is the host (signed in) and lets everyone in.
+ * pages of a real call have their own device), --server-nice N (the same for the server and its
+ * media workers, which a real call runs on another machine). The first bot is the host (signed in) and lets everyone in.
  *
  * Reports per subscriber (every bot and page) and sender: complete authenticated frames per
  * second (bots) or frames drawn per second (pages), packet loss (bots), freezes (gaps > 500 ms
@@ -53,6 +54,7 @@ const { values } = parseArgs({
     trace: { type: 'boolean', default: false },
     'bots-watch': { type: 'string', default: 'all' },
     'bots-nice': { type: 'string', default: '0' },
+    'server-nice': { type: 'string', default: '0' },
   },
 });
 const BOTS = Number(values.bots);
@@ -154,6 +156,8 @@ async function startServerProcess(): Promise<{ url: string; proc: ChildProcess; 
   const dataDir = mkdtempSync(join(tmpdir(), 'linkcall-bench-'));
   const proc = child(['src/server/main.ts'], { PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', MEDIA_ADDRESS: '127.0.0.1', MEDIA_WORKERS: MEDIA_WORKERS, KNOCKS_PER_ADDRESS_PER_MINUTE: '1000', WS_CONNECTIONS_PER_ADDRESS: '1000' });
   proc.stdout!.on('data', () => {});
+  // Media workers are started later by the server's main thread, so they inherit this.
+  if (Number(values['server-nice']) > 0) setPriority(proc.pid!, Number(values['server-nice']));
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 150; i++) {
     if (proc.exitCode !== null) throw new Error('the server exited');
@@ -201,6 +205,21 @@ const PAGE_METER = `
       for (const e of list.getEntries()) window.__longest.ms = Math.max(window.__longest.ms, e.duration);
     }).observe({ type: 'longtask' });
   } catch {}
+  // What the long frames were doing (Long Animation Frames: script attribution, style and layout).
+  window.__loaf = [];
+  try {
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        if (e.duration < 150) continue;
+        window.__loaf.push({
+          at: Math.round(e.startTime), ms: Math.round(e.duration), blockingMs: Math.round(e.blockingDuration),
+          renderMs: e.renderStart ? Math.round(e.startTime + e.duration - e.renderStart) : 0,
+          styleAndLayoutMs: e.styleAndLayoutStart ? Math.round(e.startTime + e.duration - e.styleAndLayoutStart) : 0,
+          scripts: e.scripts.slice(0, 4).map((x) => ({ ms: Math.round(x.duration), invoker: x.invoker, fn: x.sourceFunctionName, src: (x.sourceURL || '').split('/').pop() + ':' + x.sourceCharPosition, forcedLayoutMs: Math.round(x.forcedStyleAndLayoutDuration) })),
+        });
+      }
+    }).observe({ type: 'long-animation-frame' });
+  } catch {}
   window.__pcs = [];
   const NativePC = window.RTCPeerConnection;
   window.RTCPeerConnection = class extends NativePC {
@@ -226,6 +245,14 @@ const PAGE_METER = `
     }
   }, 250);
 `;
+interface LongFrame {
+  at: number;
+  ms: number;
+  blockingMs: number;
+  renderMs: number;
+  styleAndLayoutMs: number;
+  scripts: { ms: number; invoker: string; fn: string; src: string; forcedLayoutMs: number }[];
+}
 interface Meter {
   /** Frames presented (rVFC metadata.presentedFrames). */
   frames: number;
@@ -394,7 +421,7 @@ async function main(): Promise<void> {
   const audioBefore = await Promise.all(pages.map(readAudio));
   const budgetBefore = await Promise.all(pages.map(readBudget));
   // The longest main-thread task counts from here: the call has settled.
-  await Promise.all(pages.map((p) => p.evaluate(() => ((window as unknown as { __longest: { ms: number } }).__longest.ms = 0))));
+  await Promise.all(pages.map((p) => p.evaluate(() => { const w = window as unknown as { __longest: { ms: number }; __loaf: unknown[] }; w.__longest.ms = 0; w.__loaf.length = 0; })));
   // The server and its media workers (a worker replaced during the run is said, its CPU before that lost).
   const pids0 = serverPids(server.proc.pid!);
   const cpu0ByPid = new Map(pids0.map((pid) => [pid, processCpuSeconds(pid)]));
@@ -442,6 +469,7 @@ async function main(): Promise<void> {
   const audioAfter = await Promise.all(pages.map(readAudio));
   const budgetAfter = await Promise.all(pages.map(readBudget));
   const longestTask = await Promise.all(pages.map((p) => p.evaluate(() => (window as unknown as { __longest: { ms: number } }).__longest.ms)));
+  const longFrames = await Promise.all(pages.map((p) => p.evaluate(() => (window as unknown as { __loaf: LongFrame[] }).__loaf)));
   // Per page: the budget it chose, how its budgeted tiles played, its longest task, and audio
   // concealment on the tracks that carried a speaker (≥ 40 packets/s: the loudest, forwarded).
   const pageResults = pages.map((_, p) => {
@@ -479,6 +507,9 @@ async function main(): Promise<void> {
       /** The same tiles' requestVideoFrameCallback rate: at most the page's main-thread frame rate. */
       budgetedCallbacksPerSecondMedian: Number((budgetedCallbacks[budgetedCallbacks.length >> 1] ?? 0).toFixed(1)),
       longestTaskMs: Math.round(longestTask[p]!),
+      /** Animation frames of 150 ms or more while measured, the longest first (what ran in them). */
+      longFrames: longFrames[p]!.sort((a, b) => b.ms - a.ms).slice(0, 8),
+      longFramesOver200: longFrames[p]!.filter((f) => f.ms > 200).length,
       speakerAudioTracks: speakerTracks,
       audioPacketsPerSecondByTrack: audioPacketRates.sort((x, y) => y - x),
       videoReceived: { packetsPerSecond: Math.round(videoIn.packets), framesDecodedPerSecond: Math.round(videoIn.frames) },
@@ -539,7 +570,7 @@ async function main(): Promise<void> {
   const result = {
     at: new Date().toISOString(),
     botsInCall: inCallBots,
-    config: { bots: BOTS, pages: PAGES, botsWatch: values['bots-watch'], botsNice: Number(values['bots-nice']), seconds: SECONDS, warmup: WARMUP, layers: values.layers, speakers: Number(values.speakers), botProcesses: BOT_PROCS, mediaWorkers: MEDIA_WORKERS },
+    config: { bots: BOTS, pages: PAGES, botsWatch: values['bots-watch'], botsNice: Number(values['bots-nice']), serverNice: Number(values['server-nice']), seconds: SECONDS, warmup: WARMUP, layers: values.layers, speakers: Number(values.speakers), botProcesses: BOT_PROCS, mediaWorkers: MEDIA_WORKERS },
     machine: { cores: perCore.length, busyPerCore: perCore.map((x) => Number(x.toFixed(3))) },
     server: {
       /** The server process and its media workers together. */
@@ -582,6 +613,7 @@ async function main(): Promise<void> {
   }
   for (const p of pageResults) {
     log(`  ${p.page}: "${p.budgetLine}" — budgeted tiles (${p.budgetedTiles}) median ${f1(p.budgetedFpsMedian)} fps presented (min ${f1(p.budgetedFpsMin)}; frame callbacks ${f1(p.budgetedCallbacksPerSecondMedian)}/s); longest main-thread task ${p.longestTaskMs} ms; speaker audio concealed ${p.concealedPercent ?? '?'} % over ${p.speakerAudioTracks} track(s); video received ${p.videoReceived.packetsPerSecond} packets/s, ${p.videoReceived.framesDecodedPerSecond} frames decoded/s`);
+    for (const f of p.longFrames.slice(0, 4)) log(`    long frame at ${(f.at / 1000).toFixed(1)} s: ${f.ms} ms (style+layout ${f.styleAndLayoutMs}, render ${f.renderMs}); ${f.scripts.map((x) => `${x.invoker} ${x.fn}@${x.src} ${x.ms} ms`).join(', ') || 'no script'}`);
   }
   log(`written to bench/results/${values.out}`);
 
