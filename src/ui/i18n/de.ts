@@ -297,6 +297,7 @@ export default {
   'error.bad_credentials': 'Benutzername und Passwort passen nicht zusammen.',
   'error.not_signed_in': 'Bitte melden Sie sich zuerst an.',
   'error.rate_limited': 'Zu viele Versuche. Bitte warten Sie einen Moment und versuchen Sie es erneut.',
+  'error.too_slow': 'Ihre Verbindung hat keine Nachrichten des Anrufs mehr angenommen und wurde deshalb geschlossen. Verbindung wird wiederhergestellt…',
   'error.too_many_links': 'Sie haben so viele Anruflinks, wie ein Konto behalten darf. Löschen Sie Links, die Sie nicht mehr brauchen, und versuchen Sie es dann erneut.',
   'error.link_not_found': 'Diesen Anruflink gibt es nicht. Prüfen Sie, ob er vollständig kopiert wurde.',
   'error.link_deleted': 'Dieser Anruflink wurde vom Gastgeber gelöscht. Bitten Sie um einen neuen.',

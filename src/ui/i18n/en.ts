@@ -311,6 +311,7 @@ export const en = {
   'error.bad_credentials': 'That username and password do not match.',
   'error.not_signed_in': 'Please sign in first.',
   'error.rate_limited': 'Too many attempts. Please wait a moment and try again.',
+  'error.too_slow': 'Your connection stopped taking messages from the call, so it was closed. Reconnecting…',
   'error.too_many_links': 'You have as many call links as one account may keep. Delete links you no longer need, then try again.',
   'error.link_not_found': 'This call link does not exist. Check that it was copied completely.',
   'error.link_deleted': 'This call link was deleted by its host. Ask them for a new one.',

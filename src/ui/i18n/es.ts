@@ -297,6 +297,7 @@ export default {
   'error.bad_credentials': 'Ese nombre de usuario y esa contraseña no coinciden.',
   'error.not_signed_in': 'Primero inicia sesión.',
   'error.rate_limited': 'Demasiados intentos. Espera un momento e inténtalo de nuevo.',
+  'error.too_slow': 'Tu conexión dejó de recibir los mensajes de la llamada, así que se cerró. Reconectando…',
   'error.too_many_links': 'Tienes tantos enlaces como puede guardar una cuenta. Elimina los que ya no necesites e inténtalo de nuevo.',
   'error.link_not_found': 'Este enlace de llamada no existe. Comprueba que se copió completo.',
   'error.link_deleted': 'El anfitrión eliminó este enlace de llamada. Pídele uno nuevo.',

@@ -297,6 +297,7 @@ export default {
   'error.bad_credentials': 'Ce nom d’utilisateur et ce mot de passe ne correspondent pas.',
   'error.not_signed_in': 'Veuillez d’abord vous connecter.',
   'error.rate_limited': 'Trop de tentatives. Patientez un instant et réessayez.',
+  'error.too_slow': 'Votre connexion ne recevait plus les messages de l’appel, elle a donc été fermée. Reconnexion…',
   'error.too_many_links': 'Vous avez autant de liens d’appel qu’un compte peut en garder. Supprimez ceux dont vous n’avez plus besoin, puis réessayez.',
   'error.link_not_found': 'Ce lien d’appel n’existe pas. Vérifiez qu’il a été copié en entier.',
   'error.link_deleted': 'Ce lien d’appel a été supprimé par son organisateur. Demandez-lui-en un nouveau.',

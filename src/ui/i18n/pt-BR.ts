@@ -297,6 +297,7 @@ export default {
   'error.bad_credentials': 'O nome de usuário e a senha não conferem.',
   'error.not_signed_in': 'Entre na sua conta primeiro.',
   'error.rate_limited': 'Muitas tentativas. Espere um pouco e tente de novo.',
+  'error.too_slow': 'Sua conexão parou de receber as mensagens da chamada, por isso foi fechada. Reconectando…',
   'error.too_many_links': 'Você já tem o máximo de links de chamada que uma conta pode guardar. Exclua os links de que não precisa mais e tente de novo.',
   'error.link_not_found': 'Este link de chamada não existe. Verifique se ele foi copiado por inteiro.',
   'error.link_deleted': 'Este link de chamada foi excluído pelo organizador. Peça um novo a ele.',
