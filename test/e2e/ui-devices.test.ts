@@ -38,8 +38,9 @@ describe('devices in Chromium', { timeout: 240_000 }, () => {
   });
 
   it('choosing the other camera changes the preview, and mid-call switching keeps the video flowing', async () => {
-    // Two fake cameras (Chromium lists fake_device_0 and fake_device_1).
-    browser = await launch({ replace: ['--use-fake-device-for-media-stream=device-count=2'] });
+    // Three fake cameras. Chromium's fake_device_1 is a depth camera (16-bit grey): it previews, but
+    // no video encoder takes its frames, so it would send nothing; fake_device_2 is an ordinary one.
+    browser = await launch({ replace: ['--use-fake-device-for-media-stream=device-count=3'] });
     const host = await newPerson(browser, server.url);
     const guest = await newPerson(browser, server.url);
     const link = await signUpAndCreateLink(host.page, 'dev_host', 'Devices');
@@ -53,9 +54,10 @@ describe('devices in Chromium', { timeout: 240_000 }, () => {
     const camera = guest.page.getByRole('combobox', { name: 'Camera' });
     await camera.waitFor();
     const options = await camera.locator('option').evaluateAll((os) => os.map((o) => (o as HTMLOptionElement).value));
-    assert.equal(options.length, 2, 'two cameras to choose from');
+    assert.equal(options.length, 3, 'three cameras to choose from');
     const before = await cameraOf(guest.page, 'video[aria-label="Your camera preview"]');
-    const other = options.find((o) => o !== before)!;
+    const other = options[2]!;
+    assert.notEqual(other, before);
     await camera.selectOption(other);
     await guest.page.waitForFunction(
       (id) => (document.querySelector<HTMLVideoElement>('video[aria-label="Your camera preview"]')?.srcObject as MediaStream | null)?.getVideoTracks()[0]?.getSettings().deviceId === id,

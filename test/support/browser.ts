@@ -59,7 +59,18 @@ export async function waitForPlayingVideo(page: Page, selector: string, timeout 
     },
     selector,
     { timeout, polling: 300 },
-  );
+  ).catch(async (error: Error) => {
+    // Say what the video was doing, not only that the wait ran out.
+    const state = await page
+      .evaluate((sel) => {
+        const v = document.querySelector<HTMLVideoElement>(sel);
+        if (!v) return 'no such video';
+        const track = (v.srcObject as MediaStream | null)?.getVideoTracks()[0];
+        return `${v.videoWidth}×${v.videoHeight}, ${v.paused ? 'paused' : 'playing'}, readyState ${v.readyState}, currentTime ${v.currentTime.toFixed(2)}, track ${track ? `${track.readyState}${track.muted ? ' muted' : ''}` : 'none'}`;
+      }, selector)
+      .catch(() => 'unreadable');
+    throw new Error(`${error.message} waiting for ${selector} to play: ${state}`);
+  });
 }
 
 /** Frames per second a <video> presents, measured over `ms`, with its resolution. */
