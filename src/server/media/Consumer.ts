@@ -12,8 +12,10 @@ import {
   parseVp8,
   readFeedback,
   rtpPayloadOffset,
+  writePlayoutDelay,
   type SenderReport,
 } from './rtp.js';
+import { MAX_PLAYOUT_DELAY_MS } from './playout-delay.js';
 import { ResendHistory } from './retransmission.js';
 import { LayerSwitch, type SourcePacket } from './switcher.js';
 
@@ -24,7 +26,8 @@ export interface ConsumerEvents {
 /** What a consumer tells its subscriber transport about the subscriber's feedback. */
 export interface ConsumerFeedback {
   onRemb(bitrate: number): void;
-  onLoss(fractionLost: number): void;
+  /** One receiver-report block about this consumer's stream. */
+  onLoss(fractionLost: number, kind: MediaKind): void;
   /** The consumer became able to send: choose its layer now rather than at the next tick. */
   onReady(consumer: Consumer): void;
   /** Whether a resend of `bytes` fits the subscriber's retransmission budget now (and takes it). */
@@ -62,6 +65,10 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
   #track: Track | undefined;
   #trackOpen = false;
   #payloadType = 0;
+  /** Id of the playout-delay header extension in the subscriber's answer (0: not negotiated). */
+  #playoutDelayId = 0;
+  /** @internal Minimum playout delay the subscriber's video jitter buffer is told (ms). */
+  playoutDelayMinMs = 0;
   #answered = false;
   /** Track open and answer applied: packets may flow. Cached for the hot path. */
   #ready = false;
@@ -171,6 +178,11 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     this.#update();
   }
 
+  /** @internal The subscriber's answer kept the playout-delay extension under this id. */
+  setPlayoutDelayExtension(id: number): void {
+    if (this.kind === 'video') this.#playoutDelayId = id;
+  }
+
   #update(): void {
     const wasReady = this.#ready;
     this.#ready = !this.#closed && this.#trackOpen && this.#answered;
@@ -219,6 +231,9 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
       }
     }
     if (sw.outTl0 >= 0 && vp8.tl0Offset >= 0) buf[vp8.tl0Offset] = sw.outTl0;
+    // Every packet: the block may hold a publisher's element under the same id, and a receiver
+    // keeps the last delay it was told, so "no floor" is said too.
+    if (this.#playoutDelayId > 0) writePlayoutDelay(buf, this.#playoutDelayId, this.playoutDelayMinMs, MAX_PLAYOUT_DELAY_MS);
     try {
       this.#track!.sendMessageBinary(buf);
       this.#packets++;
@@ -271,7 +286,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
       for (const p of parseRtcpCompound(buf)) {
         if (p.type === 200 || p.type === 201) {
           forEachReportBlock(buf, p, (ssrc, fractionLost) => {
-            if (ssrc === this.ssrc) this.#feedback?.onLoss(fractionLost);
+            if (ssrc === this.ssrc) this.#feedback?.onLoss(fractionLost, this.kind);
           });
           continue;
         }

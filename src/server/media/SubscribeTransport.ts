@@ -5,8 +5,9 @@ import { Consumer, type ConsumerFeedback } from './Consumer.js';
 import { waitForGathering } from './gathering.js';
 import { allocateLayers, BandwidthEstimator, tileDemand, type LayerState, type Tile } from './layers.js';
 import type { Producer } from './Producer.js';
+import { PlayoutDelayFloor } from './playout-delay.js';
 import { RetransmissionBudget } from './retransmission.js';
-import { answeredPayloadType, DOWNSTREAM, parseAnswer } from './sdp.js';
+import { answeredPayloadType, DOWNSTREAM, offerPlayoutDelay, parseAnswer, PLAYOUT_DELAY_EXTENSION } from './sdp.js';
 
 /** Consumer mids are "0", "1", …; this one can never collide with them. */
 const PLACEHOLDER_MID = 'keepalive';
@@ -60,6 +61,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   #offerOutstanding = false;
   #closed = false;
   #bandwidth = new BandwidthEstimator();
+  #playoutFloor = new PlayoutDelayFloor();
   /** What we sent this subscriber over the last tick (bit/s), and the byte count it came from. */
   #sendingRate = 0;
   #octetsAtTick = 0;
@@ -70,7 +72,10 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   #named = new Set<string>();
   #feedback: ConsumerFeedback = {
     onRemb: (bitrate) => this.#bandwidth.onRemb(bitrate, this.#sendingRate, performance.now()),
-    onLoss: (fraction) => this.#bandwidth.onLoss(fraction),
+    onLoss: (fraction, kind) => {
+      this.#bandwidth.onLoss(fraction);
+      if (kind === 'video') this.#playoutFloor.onLoss(fraction);
+    },
     onReady: () => this.allocate(),
     mayRetransmit: (bytes, nowMs) => this.#retransmissions.take(bytes, this.#bandwidth.estimate, nowMs),
   };
@@ -178,7 +183,11 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
     if (nowMs > this.#tickAt) this.#sendingRate = (Math.max(0, octets - this.#octetsAtTick) * 8000) / (nowMs - this.#tickAt);
     this.#octetsAtTick = octets;
     this.#tickAt = nowMs;
-    if (updateBandwidth) this.#bandwidth.update(nowMs, this.#sendingRate);
+    if (updateBandwidth) {
+      this.#bandwidth.update(nowMs, this.#sendingRate);
+      const floor = this.#playoutFloor.update(nowMs);
+      for (const c of this.#consumers.values()) c.playoutDelayMinMs = floor;
+    }
     this.allocate();
     for (const c of this.#consumers.values()) c.requestKeyFrameIfSwitching();
   }
@@ -239,6 +248,8 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
         this.#closeWithoutRenegotiation(consumer);
         continue;
       }
+      const playoutDelayId = media!.extensions.get(PLAYOUT_DELAY_EXTENSION);
+      if (playoutDelayId !== undefined) consumer.setPlayoutDelayExtension(playoutDelayId);
       consumer.setPayloadType(pt);
     }
     this.#scheduleNegotiation();
@@ -336,8 +347,9 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
       // Once connected, nothing is gathered again: the offer goes out in this very turn (offerNow).
       if (this.#pc.gatheringState() !== 'complete') await waitForGathering(this.#pc);
       if (this.#closed) return;
-      const sdp = this.#pc.localDescription()?.sdp;
-      if (!sdp) throw new Error('media engine produced no offer');
+      const engineSdp = this.#pc.localDescription()?.sdp;
+      if (!engineSdp) throw new Error('media engine produced no offer');
+      const sdp = offerPlayoutDelay(engineSdp);
       this.#offerOutstanding = true;
       this.#onOffer(sdp);
     } catch (err) {
