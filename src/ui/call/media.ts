@@ -64,7 +64,7 @@ function gathered(pc: RTCPeerConnection): Promise<void> {
 }
 
 /** 320×240 (or so) at 30 fps: enough for a small tile, and leaves the rest to the top layer. */
-const SMALL_LAYER_MAX_BITRATE = 150_000;
+const SMALL_LAYER_MAX_BITRATE = 125_000;
 /** 640×360 (or so), the middle of three layers. */
 const MIDDLE_LAYER_MAX_BITRATE = 500_000;
 
