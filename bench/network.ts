@@ -21,7 +21,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { directCall, frameRateSeries, linkcallCall, quality, Recorder, secondsUntil, sender, type LabCall, type Person, type Quality } from '../test/support/lab-call.js';
+import { directCall, frameRateSeries, linkcallCall, quality, Recorder, secondsUntil, sender, type LabCall, type Person, type Quality, type Sample } from '../test/support/lab-call.js';
+import type { OutboundStats } from '../test/support/clock-camera.js';
 import { labUnavailable, NetLab, type Impairment, type LabServer } from '../test/support/netlab.js';
 
 const args = process.argv.slice(2);
@@ -108,7 +109,7 @@ interface Run {
   system: 'linkcall' | 'direct';
   /** Call set up (pages launched → both see the other's video), seconds. */
   setupSeconds: number;
-  phases: { name: string; directions: Record<string, Quality & { senderResolution: string; senderLimitation: string }> }[];
+  phases: { name: string; directions: Record<string, Quality & { senderResolution: string; senderLimitation: string; senderLayers: string[] }> }[];
   /** Bandwidth drop only: seconds from the drop until the guest's video was at ≥ 15 fps for 3 s (counted on into the return); after the return, until 15 fps and until 480 lines. */
   recovery?: { to15fpsAfterDropS: number; to15fpsAfterReturnS: number; toFullResolutionAfterReturnS: number };
   /** The emulator's counters over the measurement, per person's link and direction. */
@@ -146,7 +147,7 @@ async function runOne(lab: NetLab, server: LabServer, scenario: Scenario, system
       directions: Object.fromEntries(
         DIRECTIONS.map(({ name: d, receiver }) => {
           const s = sender(samples, other(receiver), to);
-          return [d, { ...quality(samples, receiver, from, to), senderResolution: s.resolution, senderLimitation: s.limitation }];
+          return [d, { ...quality(samples, receiver, from, to), senderResolution: s.resolution, senderLimitation: s.limitation, senderLayers: sentLayers(samples, other(receiver), from, to) }];
         }),
       ),
     }));
@@ -179,6 +180,20 @@ async function runOne(lab: NetLab, server: LabServer, scenario: Scenario, system
   } finally {
     await call?.close();
   }
+}
+
+/** What each of a person's video encodings sent over the window: "640x480 412 kbit/s" (the last size seen). */
+function sentLayers(samples: Sample[], person: Person, from: number, to: number): string[] {
+  const mine = samples.filter((x) => x.person === person && x.t >= from && x.t <= to);
+  const first = mine[0];
+  const last = mine.at(-1);
+  if (!first || !last || last.t <= first.t) return [];
+  const outs = (s: Sample) => s.stats.stats.filter((x): x is OutboundStats => x.type === 'out');
+  return outs(last).map((o) => {
+    const before = outs(first).find((x) => x.id === o.id);
+    const kbps = before ? ((o.bytes - before.bytes) * 8) / (last.t - first.t) : NaN;
+    return `${o.width}x${o.height} ${f0(kbps)} kbit/s`;
+  });
 }
 
 /** A browser error can quote the call link: its fragment (link secret, host key hash) never reaches the output. */

@@ -58,6 +58,8 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
   readonly ssrc: number;
   /** @internal The layer the subscriber's tile asks the publisher to encode (-1: none; see LayerDemand). */
   demand = -1;
+  /** @internal The lowest layer this subscriber may need soon (-1: it says nothing; see lowestNeeded). */
+  lowestNeeded = -1;
   #producer: Producer;
   #ctx: MediaContext;
   #onClose: (consumer: Consumer) => void;

@@ -3,7 +3,7 @@ import nodeDataChannel, { type Audio, type PeerConnection, type Track, type Vide
 import { assertNotClosed, holdUntilClosed, randomSsrc, warn, type MediaContext } from './common.js';
 import { Consumer, type ConsumerFeedback } from './Consumer.js';
 import { waitForGathering } from './gathering.js';
-import { allocateLayers, BandwidthEstimator, tileDemand, type LayerState, type Tile } from './layers.js';
+import { allocateLayers, BandwidthEstimator, lowestNeeded, tileDemand, type LayerState, type Tile } from './layers.js';
 import type { Producer } from './Producer.js';
 import { PlayoutDelayFloor } from './playout-delay.js';
 import { RetransmissionBudget } from './retransmission.js';
@@ -202,12 +202,15 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
       const demand = { tile: this.#tileOf(c.producer.peerId), layers: c.producer.layerStates };
       // What the tile asks the publisher to encode, counted whether or not media flows yet.
       c.demand = tileDemand(demand.tile, demand.layers);
+      c.lowestNeeded = -1;
       if (!c.ready) continue;
       video.push(c);
       demands.push(demand);
     }
     if (video.length === 0) return;
     const chosen = allocateLayers(demands, this.#bandwidth.estimate);
+    const lowest = lowestNeeded(demands, this.#bandwidth.estimate);
+    for (let i = 0; i < video.length; i++) video[i]!.lowestNeeded = lowest[i]!;
     for (let i = 0; i < video.length; i++) {
       let layer = chosen[i]!;
       // Nothing measured yet (a publisher that just started): take the first layer if shown.

@@ -232,6 +232,25 @@ export function tileDemand(tile: Tile, layers: readonly LayerState[]): number {
 
 /** A publisher is asked to stop a layer only after nobody wanted it for this long. */
 export const LAYER_PAUSE_DELAY_MS = 4000;
+/**
+ * A layer below every one anybody receives is stopped only after this long: it is the fallback
+ * when a subscriber's bandwidth drops, and asking for it again costs a round trip and a key frame.
+ */
+export const LOWER_LAYER_PAUSE_DELAY_MS = 8000;
+/** A subscriber keeps a lower layer wanted while its budget is within this share of the one above. */
+const LOWER_LAYER_HEADROOM = 0.75;
+
+/**
+ * The lowest layer a subscriber may need soon (-1: it says nothing): what `allocateLayers` would
+ * choose for it with every layer available, on LOWER_LAYER_HEADROOM of its budget, per stream.
+ * A publisher whose every subscriber could take a higher layer stops the lower ones: on a narrow
+ * uplink Chromium gives a lower layer its share first, and the layer people watch gets the rest
+ * (lab, bloated 600 kbit/s uplink: the small layer nobody received took ~150 kbit/s).
+ */
+export function lowestNeeded(streams: readonly StreamDemand[], budget: number): number[] {
+  const all = streams.map((s) => ({ tile: s.tile, layers: s.layers.map((l) => (l.active ? l : { ...l, active: true })) }));
+  return allocateLayers(all, budget * LOWER_LAYER_HEADROOM);
+}
 
 /**
  * "Dynacast": which simulcast layers a publisher should encode. A layer no subscriber's tile
@@ -246,6 +265,9 @@ export class LayerDemand {
   /** Layers asked for now (the lowest `count`); a publisher starts sending all of them. */
   #count: number;
   #lowerSince: number | undefined;
+  /** The lowest layer asked for now (layers below it are stopped); 0 to start with. */
+  #from = 0;
+  #higherFromSince: number | undefined;
   readonly #total: number;
 
   constructor(total: number) {
@@ -255,6 +277,34 @@ export class LayerDemand {
 
   get count(): number {
     return this.#count;
+  }
+
+  get from(): number {
+    return this.#from;
+  }
+
+  /**
+   * `lowest`: the lowest layer any subscriber may need soon (see lowestNeeded; -1: nobody says).
+   * Lower at once; higher (stopping the layers below) only after LOWER_LAYER_PAUSE_DELAY_MS.
+   * Returns the new lowest layer when the publisher should be told, else undefined. Never above
+   * the highest layer asked for.
+   */
+  updateFrom(lowest: number, now: number): number | undefined {
+    const wanted = lowest < 0 ? 0 : Math.min(lowest, this.#count - 1);
+    if (wanted < this.#from) {
+      this.#higherFromSince = undefined;
+      this.#from = wanted;
+      return wanted;
+    }
+    if (wanted === this.#from || lowest < 0) {
+      this.#higherFromSince = undefined;
+      return undefined;
+    }
+    this.#higherFromSince ??= now;
+    if (now - this.#higherFromSince < LOWER_LAYER_PAUSE_DELAY_MS) return undefined;
+    this.#higherFromSince = undefined;
+    this.#from = wanted;
+    return wanted;
   }
 
   /**
@@ -281,6 +331,7 @@ export class LayerDemand {
     if (now - this.#lowerSince < LAYER_PAUSE_DELAY_MS) return undefined;
     this.#lowerSince = undefined;
     this.#count = wanted;
+    this.#from = Math.min(this.#from, wanted - 1);
     return wanted;
   }
 }
