@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MAX_RESEND_AGE_MS, MissingPackets, NACK_RETRY_MS, RESEND_INTERVAL_MS, ResendHistory, RetransmissionBudget } from '../src/server/media/retransmission.js';
 import { TransportFeedbackRecorder } from '../src/server/media/transport-cc.js';
+import { BandwidthProbe, PROBE_GRACE_MS, PROBE_INTERVAL_MS, PROBE_MS } from '../src/server/media/probing.js';
 import { FLOOR_HOLD_MS, LOSS_PLAYOUT_FLOOR_MS, PlayoutDelayFloor } from '../src/server/media/playout-delay.js';
 import { findHeaderExtension, writePlayoutDelay } from '../src/server/media/rtp.js';
 import { offerPlayoutDelay, parseAnswer, PLAYOUT_DELAY_EXTENSION, PLAYOUT_DELAY_EXTENSION_ID } from '../src/server/media/sdp.js';
@@ -147,4 +148,33 @@ test('the playout-delay extension replaces what the publisher put in the header 
   assert.equal(munged.get('0')!.extensions.size, 0);
   assert.equal(munged.get('1')!.extensions.get(PLAYOUT_DELAY_EXTENSION), PLAYOUT_DELAY_EXTENSION_ID);
   assert.equal(munged.get('2')!.extensions.size, 0, 'not on a removed m-line');
+});
+
+test('a probe raises the estimate when the link has room, and a failed one leaves it and waits longer', () => {
+  const p = new BandwidthProbe();
+  // Wants 850 kbit/s, gets 250: probes at twice that.
+  let s = p.update(0, 250_000, 850_000, 250_000, 0);
+  assert.equal(s.paddingRate, 250_000);
+  assert.equal(p.onLoss(0), true, 'its reports are the probe\'s');
+  s = p.update(PROBE_MS, 250_000, 850_000, 250_000, 0);
+  assert.equal(s.paddingRate, 0, 'stops sending at its end');
+  s = p.update(PROBE_MS + PROBE_GRACE_MS, 250_000, 850_000, 250_000, 0);
+  assert.equal(s.confirmed, 500_000);
+  // Next one soon, from the raised estimate: up to what is needed (and a margin), not twice.
+  let t = PROBE_MS + PROBE_GRACE_MS + PROBE_INTERVAL_MS[0];
+  s = p.update(t, 500_000, 850_000, 500_000, 0);
+  assert.equal(s.paddingRate, 850_000 * 1.1 - 500_000);
+  // The link is full: the media gets NACKed, the probe ends at once and nothing is confirmed.
+  assert.equal(p.onNack(2, 40, t + 200), false);
+  assert.equal(p.onNack(8, 60, t + 300), true);
+  assert.equal(p.probing, false);
+  assert.equal(p.onLoss(0.3), false, 'later reports are the estimator\'s again');
+  s = p.update(t + 1000, 500_000, 850_000, 500_000, 0);
+  assert.deepEqual(s, { paddingRate: 0, confirmed: undefined }, 'waits longer after a failure');
+  s = p.update(t + 300 + 2 * PROBE_INTERVAL_MS[0], 500_000, 850_000, 500_000, 0);
+  assert.ok(s.paddingRate > 0);
+  // Nothing to probe for: the estimate covers what the tiles want.
+  const q = new BandwidthProbe();
+  assert.equal(q.update(0, 4_000_000, 850_000, 900_000, 0).paddingRate, 0);
+  assert.equal(q.update(0, 250_000, 850_000, 250_000, 0.2).paddingRate, 0, 'nor while losing much');
 });

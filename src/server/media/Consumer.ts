@@ -30,6 +30,8 @@ export interface ConsumerFeedback {
   onLoss(fractionLost: number, kind: MediaKind): void;
   /** The consumer became able to send: choose its layer now rather than at the next tick. */
   onReady(consumer: Consumer): void;
+  /** The subscriber NACKed `count` packets of this consumer's stream. */
+  onNack(count: number, nowMs: number): void;
   /** Whether a resend of `bytes` fits the subscriber's retransmission budget now (and takes it). */
   mayRetransmit(bytes: number, nowMs: number): boolean;
 }
@@ -110,6 +112,26 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
   /** @internal Track open and answer applied. */
   get ready(): boolean {
     return this.#ready;
+  }
+
+  /** @internal Packets sent so far. */
+  get packets(): number {
+    return this.#packets;
+  }
+
+  /**
+   * @internal Sends a packet that is not of this stream (a bandwidth probe's, under an SSRC and
+   * payload type the subscriber never negotiated) on this consumer's connection.
+   */
+  sendForeign(buf: Buffer): boolean {
+    if (!this.#ready) return false;
+    try {
+      this.#track!.sendMessageBinary(buf);
+      return true;
+    } catch {
+      this.#ctx.counters.sendErrors++;
+      return false;
+    }
   }
 
   /** @internal Payload bytes sent so far. */
@@ -305,6 +327,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
           if (!this.#producer.closed && layer >= 0) this.#producer.requestKeyFrame(layer);
         } else if (fb.kind === 'nack' && fb.mediaSsrc === this.ssrc) {
           const now = performance.now();
+          this.#feedback?.onNack(fb.seqs.length, now);
           for (const seq of fb.seqs) if (this.#retransmit(seq, now)) counters.nackRetransmits++;
         }
       }

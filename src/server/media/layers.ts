@@ -116,6 +116,16 @@ export function allocateLayers(streams: readonly StreamDemand[], budget: number)
   return chosen;
 }
 
+/** What a subscriber's shown streams would take at the layers their tiles want (bit/s). */
+export function neededBitrate(streams: readonly StreamDemand[]): number {
+  let sum = 0;
+  for (const s of streams) {
+    const w = wantedLayer(s.tile, s.layers);
+    if (w >= 0) sum += layerBitrate(s.layers, w);
+  }
+  return sum;
+}
+
 function lowestActive(layers: readonly LayerState[], atMost: number): number {
   for (let i = 0; i <= atMost; i++) if (layers[i]!.active) return i;
   return -1;
@@ -155,6 +165,7 @@ export class BandwidthEstimator {
   #lossCount = 0;
   #lastUpdate: number | undefined;
   #congestedSince: number | undefined;
+  #lastLoss = 0;
 
   constructor(opts: Partial<BandwidthEstimatorOptions> = {}) {
     this.#opts = { ...DEFAULT_BANDWIDTH, ...opts };
@@ -193,6 +204,7 @@ export class BandwidthEstimator {
     const elapsed = this.#lastUpdate === undefined ? 1000 : now - this.#lastUpdate;
     this.#lastUpdate = now;
     const loss = this.#lossCount === 0 ? 0 : this.#lossSum / this.#lossCount;
+    this.#lastLoss = loss;
     this.#lossSum = 0;
     this.#lossCount = 0;
     if (loss > 0.1) {
@@ -206,6 +218,16 @@ export class BandwidthEstimator {
   /** Current estimate (bit/s). */
   get estimate(): number {
     return this.#estimate;
+  }
+
+  /** Average loss the last update folded in (0–1). */
+  get lastLoss(): number {
+    return this.#lastLoss;
+  }
+
+  /** A probe got `bitrate` through without loss: the estimate is at least that. */
+  raiseTo(bitrate: number): void {
+    this.#estimate = clamp(Math.max(this.#estimate, bitrate), this.#opts.min, this.#opts.max);
   }
 }
 
@@ -242,14 +264,15 @@ const LOWER_LAYER_HEADROOM = 0.75;
 
 /**
  * The lowest layer a subscriber may need soon (-1: it says nothing): what `allocateLayers` would
- * choose for it with every layer available, on LOWER_LAYER_HEADROOM of its budget, per stream.
+ * choose for it with every layer available, on LOWER_LAYER_HEADROOM of its budget or what it
+ * gets now without loss (`gettingWithoutLoss`, bit/s), whichever is more, per stream.
  * A publisher whose every subscriber could take a higher layer stops the lower ones: on a narrow
  * uplink Chromium gives a lower layer its share first, and the layer people watch gets the rest
  * (lab, bloated 600 kbit/s uplink: the small layer nobody received took ~150 kbit/s).
  */
-export function lowestNeeded(streams: readonly StreamDemand[], budget: number): number[] {
+export function lowestNeeded(streams: readonly StreamDemand[], budget: number, gettingWithoutLoss = 0): number[] {
   const all = streams.map((s) => ({ tile: s.tile, layers: s.layers.map((l) => (l.active ? l : { ...l, active: true })) }));
-  return allocateLayers(all, budget * LOWER_LAYER_HEADROOM);
+  return allocateLayers(all, Math.max(budget * LOWER_LAYER_HEADROOM, gettingWithoutLoss));
 }
 
 /**
