@@ -13,6 +13,9 @@
  *   bufferbloat  guest's uplink 600 kbit/s behind a 1 s queue
  *   tight        guest's downlink 400 kbit/s, 200 ms queue
  *   drop         guest's downlink 4 → 0.3 → 4 Mbit/s (200 ms queue), 20 s each
+ *   three        a three-person call (host, guest, guest2; linkcall only: a direct call between
+ *                three would be a mesh), the guest's downlink 400 kbit/s, 200 ms queue: what
+ *                each person gets of each other one
  * The server's own link is clean.
  *
  * Usage: npx tsx bench/network.ts [--scenario NAME] [--seconds N (default 30; drop: per phase, default 20)]
@@ -21,7 +24,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { directCall, frameRateSeries, linkcallCall, quality, Recorder, secondsUntil, sender, type LabCall, type Person, type Quality, type Sample } from '../test/support/lab-call.js';
+import { directCall, frameRateSeries, linkcallCall, linkcallGroupCall, perStream, quality, Recorder, secondsUntil, sender, type LabCall, type Person, type Quality, type Sample } from '../test/support/lab-call.js';
 import type { OutboundStats } from '../test/support/clock-camera.js';
 import { labUnavailable, NetLab, type Impairment, type LabServer } from '../test/support/netlab.js';
 
@@ -76,6 +79,15 @@ const SCENARIOS: Scenario[] = [
     phases: [{ name: 'all', ms: measureMs }],
   },
   {
+    name: 'three',
+    describe: "three people, the guest's downlink 400 kbit/s, 200 ms queue",
+    links: async (lab) => {
+      for (const p of ['host', 'guest', 'guest2']) await lab.impair(p, 'both', { delayMs: 20 });
+      await lab.impair('guest', 'down', { rateKbps: 400, queueMs: 200 });
+    },
+    phases: [{ name: 'all', ms: measureMs }],
+  },
+  {
     name: 'drop',
     describe: "guest's downlink 4 → 0.3 → 4 Mbit/s, 200 ms queue, 20 s each",
     links: async (lab) => {
@@ -114,12 +126,40 @@ interface Run {
   recovery?: { to15fpsAfterDropS: number; to15fpsAfterReturnS: number; toFullResolutionAfterReturnS: number };
   /** The emulator's counters over the measurement, per person's link and direction. */
   links: Record<string, { up: { lost: number; queueDrops: number; out: number }; down: { lost: number; queueDrops: number; out: number } }>;
+  /** Three-person call only: per receiver, each stream it got (one per other person). */
+  streams?: Record<string, ReturnType<typeof perStream>>;
   /** Per-second frame rate and height each person got, for the drop's curve. */
   series?: Record<Person, [number, number, number][]>;
   error?: string;
 }
 
+/** The three-person call: linkcall only; what each person got of each other one. */
+async function runThree(lab: NetLab, server: LabServer, scenario: Scenario): Promise<Run> {
+  await lab.clear();
+  await scenario.links(lab);
+  const t0 = Date.now();
+  let call: Awaited<ReturnType<typeof linkcallGroupCall>> | undefined;
+  try {
+    call = await linkcallGroupCall(lab, server, ['guest', 'guest2']);
+    const setupSeconds = (Date.now() - t0) / 1000;
+    const recorder = new Recorder(call);
+    recorder.start();
+    await sleep(warmupMs);
+    const from = Date.now();
+    await sleep(scenario.phases[0]!.ms);
+    const to = Date.now();
+    await recorder.stop();
+    const streams = Object.fromEntries(Object.keys(call.pages).map((p) => [p, perStream(recorder.samples, p, from, to)]));
+    return { scenario: scenario.name, system: 'linkcall', setupSeconds, phases: [], links: {}, streams };
+  } catch (err) {
+    return { scenario: scenario.name, system: 'linkcall', setupSeconds: (Date.now() - t0) / 1000, phases: [], links: {}, error: redacted(String((err as Error).message ?? err).split('\n')[0]!) };
+  } finally {
+    await call?.close();
+  }
+}
+
 async function runOne(lab: NetLab, server: LabServer, scenario: Scenario, system: 'linkcall' | 'direct'): Promise<Run> {
+  if (scenario.name === 'three') return runThree(lab, server, scenario);
   await lab.clear();
   await scenario.links(lab);
   const t0 = Date.now();
@@ -218,7 +258,7 @@ function row(run: Run, phase: Run['phases'][number], direction: string): string 
 }
 
 const loadBefore = loadavg();
-const lab = await NetLab.create(['server', 'host', 'guest']);
+const lab = await NetLab.create(['server', 'host', 'guest', ...(chosen.some((s) => s.name === 'three') ? ['guest2'] : [])]);
 const onSignal = () => {
   lab.closeNow();
   process.exit(130);
@@ -229,7 +269,7 @@ const runs: Run[] = [];
 try {
   const server = await lab.startServer('server');
   for (const scenario of chosen) {
-    for (const system of systems) {
+    for (const system of scenario.name === 'three' ? systems.filter((s) => s === 'linkcall') : systems) {
       process.stdout.write(`${scenario.name} (${scenario.describe}), ${system}… `);
       const run = await runOne(lab, server, scenario, system);
       runs.push(run);
@@ -248,6 +288,9 @@ for (const run of runs) {
     continue;
   }
   for (const phase of run.phases) for (const { name } of DIRECTIONS) console.log(row(run, phase, name));
+  for (const [receiver, streams] of Object.entries(run.streams ?? {})) {
+    console.log(`${run.scenario} | to ${receiver} | ${run.system} | ${streams.map((x) => `${f1(x.fps)} fps ${x.resolution}, ${f1(x.freezeSeconds)} s frozen, ${f0(x.kbps)} kbit/s`).join('; ')}`);
+  }
   if (run.recovery) {
     const r = run.recovery;
     console.log(`${run.scenario} | host→guest | ${run.system} | ≥ 15 fps ${f1(r.to15fpsAfterDropS)} s after the drop; after the return: ≥ 15 fps in ${f1(r.to15fpsAfterReturnS)} s, 480 lines in ${f1(r.toFullResolutionAfterReturnS)} s`);

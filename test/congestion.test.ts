@@ -173,6 +173,13 @@ test('a probe raises the estimate when the link has room, and a failed one leave
   assert.deepEqual(s, { paddingRate: 0, confirmed: undefined }, 'waits longer after a failure');
   s = p.update(t + 300 + 2 * PROBE_INTERVAL_MS[0], 500_000, 850_000, 500_000, 0);
   assert.ok(s.paddingRate > 0);
+  // A queue that grows shows first in the subscriber's REMB: a falling one ends the probe.
+  const r = new BandwidthProbe();
+  r.onRemb(400_000, 0);
+  assert.ok(r.update(10_000, 250_000, 850_000, 250_000, 0).paddingRate > 0);
+  assert.equal(r.onRemb(410_000, 10_200), false);
+  assert.equal(r.onRemb(350_000, 10_400), true);
+  assert.equal(r.probing, false);
   // Nothing to probe for: the estimate covers what the tiles want.
   const q = new BandwidthProbe();
   assert.equal(q.update(0, 4_000_000, 850_000, 900_000, 0).paddingRate, 0);

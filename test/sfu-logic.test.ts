@@ -146,9 +146,12 @@ describe('bandwidth estimate', () => {
     bwe.onRemb(1.7e6, 1.6e6, 2200);
     bwe.onRemb(400_000, 1.6e6, 2300);
     assert.equal(bwe.estimate, beforeRemb);
-    for (let t = 2400; t <= 4300; t += 100) bwe.onRemb(600_000, 1.6e6, t); // for 2 s: congestion
+    // A receiver catching up after the rate went up: rising, however far below, is no congestion.
+    for (let t = 2400; t <= 4500; t += 100) bwe.onRemb(300_000 + t * 100, 1.6e6, t);
+    assert.equal(bwe.estimate, beforeRemb);
+    for (let t = 4600; t <= 6600; t += 100) bwe.onRemb(600_000, 1.6e6, t); // for 2 s: congestion
     assert.equal(bwe.estimate, 0.85 * 1.6e6);
-    for (let i = 0; i < 10; i++) bwe.update(5000 + i * 1000);
+    for (let i = 0; i < 10; i++) bwe.update(7000 + i * 1000);
     assert.ok(bwe.estimate > 2e6, 'recovers when the loss stays low');
   });
 });

@@ -87,7 +87,11 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   /** Every participant any viewport named: one never named is new, not hidden. */
   #named = new Set<string>();
   #feedback: ConsumerFeedback = {
-    onRemb: (bitrate) => this.#bandwidth.onRemb(bitrate, this.#sendingRate, performance.now()),
+    onRemb: (bitrate) => {
+      const now = performance.now();
+      this.#bandwidth.onRemb(bitrate, this.#sendingRate, now);
+      if (this.#probe.onRemb(bitrate, now)) this.#stopProbing();
+    },
     onLoss: (fraction, kind) => {
       // During a probe, and until its reports are in, loss is the probe's: not the estimator's.
       if (kind === 'video' ? this.#probe.onLoss(fraction / 256) : this.#probe.probing) return;
@@ -95,7 +99,9 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
       if (kind === 'video') this.#playoutFloor.onLoss(fraction);
     },
     onNack: (count, nowMs) => {
-      if (this.#probe.onNack(count, this.#packetsSent() - this.#packetsAtProbe, nowMs)) this.#stopProbing();
+      if (this.#probe.onNack(count, this.#packetsSent() - this.#packetsAtProbe, nowMs)) {
+        this.#stopProbing();
+      }
     },
     onReady: () => this.allocate(),
     mayRetransmit: (bytes, nowMs) => this.#retransmissions.take(bytes, this.#bandwidth.estimate, nowMs),

@@ -165,6 +165,7 @@ export class BandwidthEstimator {
   #lossCount = 0;
   #lastUpdate: number | undefined;
   #congestedSince: number | undefined;
+  #lastRemb = 0;
   #lastLoss = 0;
 
   constructor(opts: Partial<BandwidthEstimatorOptions> = {}) {
@@ -174,7 +175,11 @@ export class BandwidthEstimator {
 
   /** `sendingRate`: what the SFU sends this subscriber now (bit/s). */
   onRemb(bitrate: number, sendingRate: number, now: number): void {
-    if (bitrate >= CONGESTED_REMB_RATIO * sendingRate) {
+    // A rising REMB is a receive-side estimator catching up with a rate that just went up (it
+    // grows ~8 % a second): not congestion, however far below what we send.
+    const rising = bitrate > this.#lastRemb * 1.01;
+    this.#lastRemb = bitrate;
+    if (bitrate >= CONGESTED_REMB_RATIO * sendingRate || rising) {
       this.#congestedSince = undefined;
       return;
     }

@@ -20,7 +20,9 @@ export const PROBE_RATIO = 2;
 /** Waits between probes: the first, and the longest after failures in a row. */
 export const PROBE_INTERVAL_MS: readonly [number, number] = [1000, 16_000];
 /** A probe fails when more than this share of the media it overlapped is NACKed… */
-const NACK_ABORT_SHARE = 0.1;
+const NACK_ABORT_SHARE = 0.05;
+/** …or the subscriber's REMB falls by this much (its delay-based estimator saw a queue grow)… */
+const REMB_FALL = 0.97;
 /** …or its loss reports show more than this much over the loss before it. */
 const LOSS_MARGIN = 0.03;
 /** No probe while the subscriber loses more than this. */
@@ -38,7 +40,8 @@ export class BandwidthProbe {
   #interval = PROBE_INTERVAL_MS[0];
   #baselineLoss = 0;
   /** The probe under way: its end, target rate and what it saw. */
-  #probe: { endsAt: number; target: number; padding: number; media: number; nacked: number; lossSum: number; lossCount: number } | undefined;
+  #probe: { endsAt: number; target: number; padding: number; media: number; nacked: number; lossSum: number; lossCount: number; rembFell: boolean } | undefined;
+  #lastRemb = 0;
 
   get probing(): boolean {
     return this.#probe !== undefined;
@@ -55,7 +58,7 @@ export class BandwidthProbe {
       if (now < p.endsAt + PROBE_GRACE_MS) return { paddingRate: now < p.endsAt ? p.padding : 0, confirmed: undefined };
       this.#probe = undefined;
       const probeLoss = p.lossCount > 0 ? p.lossSum / p.lossCount : 0;
-      if (probeLoss <= this.#baselineLoss + LOSS_MARGIN) return this.#succeeded(now, p.target);
+      if (!p.rembFell && probeLoss <= this.#baselineLoss + LOSS_MARGIN) return this.#succeeded(now, p.target);
       this.#failed(now);
       return { paddingRate: 0, confirmed: undefined };
     }
@@ -65,7 +68,7 @@ export class BandwidthProbe {
     const target = Math.min(needed * 1.1, base * PROBE_RATIO);
     const padding = target - sendingRate;
     if (padding <= 0) return { paddingRate: 0, confirmed: undefined };
-    this.#probe = { endsAt: now + PROBE_MS, target, padding, media: 0, nacked: 0, lossSum: 0, lossCount: 0 };
+    this.#probe = { endsAt: now + PROBE_MS, target, padding, media: 0, nacked: 0, lossSum: 0, lossCount: 0, rembFell: false };
     return { paddingRate: padding, confirmed: undefined };
   }
 
@@ -90,7 +93,24 @@ export class BandwidthProbe {
     if (!p || now >= p.endsAt) return false;
     p.nacked += count;
     p.media = mediaPackets;
-    if (p.media < 20 || p.nacked <= NACK_ABORT_SHARE * p.media) return false;
+    if (p.nacked <= Math.max(3, NACK_ABORT_SHARE * p.media)) return false;
+    this.#probe = undefined;
+    this.#failed(now);
+    return true;
+  }
+
+  /**
+   * A REMB from the subscriber. A falling one while a probe sends or its reports come in fails
+   * the probe (returns true when it should stop sending now): the subscriber's delay-based
+   * estimator saw the queue grow before anything was lost.
+   */
+  onRemb(bitrate: number, now: number): boolean {
+    const fell = this.#lastRemb > 0 && bitrate < this.#lastRemb * REMB_FALL;
+    this.#lastRemb = bitrate;
+    const p = this.#probe;
+    if (!p || !fell) return false;
+    p.rembFell = true;
+    if (now >= p.endsAt) return false;
     this.#probe = undefined;
     this.#failed(now);
     return true;
