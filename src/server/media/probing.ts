@@ -18,7 +18,7 @@ export const PROBE_GRACE_MS = 700;
 /** A probe asks for at most this multiple of what the subscriber gets now. */
 export const PROBE_RATIO = 2;
 /** Waits between probes: the first, and the longest after failures in a row. */
-export const PROBE_INTERVAL_MS: readonly [number, number] = [1000, 16_000];
+export const PROBE_INTERVAL_MS: readonly [number, number] = [1000, 8000];
 /** A probe fails when more than this share of the media it overlapped is NACKed… */
 const NACK_ABORT_SHARE = 0.05;
 /** …or the subscriber's REMB falls by this much (its delay-based estimator saw a queue grow)… */
@@ -42,6 +42,8 @@ export class BandwidthProbe {
   /** The probe under way: its end, target rate and what it saw. */
   #probe: { endsAt: number; target: number; padding: number; media: number; nacked: number; lossSum: number; lossCount: number; rembFell: boolean } | undefined;
   #lastRemb = 0;
+  /** The rate a probe failed at: no probe goes above it until one succeeds (the estimate creeps up meanwhile, unproven). */
+  #ceiling = Infinity;
 
   get probing(): boolean {
     return this.#probe !== undefined;
@@ -59,13 +61,15 @@ export class BandwidthProbe {
       this.#probe = undefined;
       const probeLoss = p.lossCount > 0 ? p.lossSum / p.lossCount : 0;
       if (!p.rembFell && probeLoss <= this.#baselineLoss + LOSS_MARGIN) return this.#succeeded(now, p.target);
-      this.#failed(now);
+      this.#failed(now, p.target);
       return { paddingRate: 0, confirmed: undefined };
     }
     this.#baselineLoss = this.#baselineLoss * 0.7 + loss * 0.3;
     const base = Math.max(estimate, sendingRate);
     if (now < this.#nextAt || needed <= estimate * 1.05 || loss > MAX_LOSS_TO_PROBE || base <= 0) return { paddingRate: 0, confirmed: undefined };
-    const target = Math.min(needed * 1.1, base * PROBE_RATIO);
+    // A ceiling the media itself now passes is stale.
+    if (this.#ceiling <= sendingRate * 1.1) this.#ceiling = Infinity;
+    const target = Math.min(needed * 1.1, base * PROBE_RATIO, this.#ceiling);
     const padding = target - sendingRate;
     if (padding <= 0) return { paddingRate: 0, confirmed: undefined };
     this.#probe = { endsAt: now + PROBE_MS, target, padding, media: 0, nacked: 0, lossSum: 0, lossCount: 0, rembFell: false };
@@ -95,7 +99,7 @@ export class BandwidthProbe {
     p.media = mediaPackets;
     if (p.nacked <= Math.max(3, NACK_ABORT_SHARE * p.media)) return false;
     this.#probe = undefined;
-    this.#failed(now);
+    this.#failed(now, p.target);
     return true;
   }
 
@@ -112,17 +116,19 @@ export class BandwidthProbe {
     p.rembFell = true;
     if (now >= p.endsAt) return false;
     this.#probe = undefined;
-    this.#failed(now);
+    this.#failed(now, p.target);
     return true;
   }
 
   #succeeded(now: number, target: number): ProbeState {
+    this.#ceiling = Infinity;
     this.#interval = PROBE_INTERVAL_MS[0];
     this.#nextAt = now + this.#interval;
     return { paddingRate: 0, confirmed: target };
   }
 
-  #failed(now: number): void {
+  #failed(now: number, target: number): void {
+    this.#ceiling = target;
     this.#interval = Math.min(PROBE_INTERVAL_MS[1], this.#interval * 2);
     this.#nextAt = now + this.#interval;
   }
