@@ -165,8 +165,8 @@ test('a probe raises the estimate when the link has room, and a failed one leave
   s = p.update(t, 500_000, 850_000, 500_000, 0);
   assert.equal(s.paddingRate, 850_000 * 1.1 - 500_000);
   // The link is full: the media gets NACKed, the probe ends at once and nothing is confirmed.
-  assert.equal(p.onNack(2, 40, t + 200), false);
-  assert.equal(p.onNack(8, 60, t + 300), true);
+  assert.equal(p.onNack(2, 40, t + 100), false);
+  assert.equal(p.onNack(8, 60, t + 200), true);
   assert.equal(p.probing, false);
   assert.equal(p.onLoss(0.3), false, 'later reports are the estimator\'s again');
   s = p.update(t + 1000, 500_000, 850_000, 500_000, 0);
@@ -177,8 +177,8 @@ test('a probe raises the estimate when the link has room, and a failed one leave
   const r = new BandwidthProbe();
   r.onRemb(400_000, 0);
   assert.ok(r.update(10_000, 250_000, 850_000, 250_000, 0).paddingRate > 0);
-  assert.equal(r.onRemb(410_000, 10_200), false);
-  assert.equal(r.onRemb(350_000, 10_400), true);
+  assert.equal(r.onRemb(410_000, 10_100), false);
+  assert.equal(r.onRemb(350_000, 10_200), true);
   assert.equal(r.probing, false);
   // Nothing to probe for: the estimate covers what the tiles want.
   const q = new BandwidthProbe();

@@ -11,8 +11,8 @@
 // A failed probe leaves the estimate where it was (its loss is the probe's doing) and the next
 // waits twice as long.
 
-/** How long one probe sends (ms). */
-export const PROBE_MS = 800;
+/** How long one probe sends (ms): short enough that a 200 ms queue absorbs one that overshoots, and the REMB sees the queue grow. */
+export const PROBE_MS = 300;
 /** Loss reports up to this long after a probe still count for it (they arrive every ~1 s). */
 export const PROBE_GRACE_MS = 700;
 /** A probe asks for at most this multiple of what the subscriber gets now. */
@@ -42,7 +42,10 @@ export class BandwidthProbe {
   /** The probe under way: its end, target rate and what it saw. */
   #probe: { endsAt: number; target: number; padding: number; media: number; nacked: number; lossSum: number; lossCount: number; rembFell: boolean } | undefined;
   #lastRemb = 0;
-  /** The rate a probe failed at: no probe goes above it until one succeeds (the estimate creeps up meanwhile, unproven). */
+  /**
+   * Halfway between what was sent and the rate a probe failed at: no probe goes above it until one
+   * succeeds (the estimate creeps up meanwhile, unproven), so each failure overshoots half as much.
+   */
   #ceiling = Infinity;
 
   get probing(): boolean {
@@ -61,7 +64,7 @@ export class BandwidthProbe {
       this.#probe = undefined;
       const probeLoss = p.lossCount > 0 ? p.lossSum / p.lossCount : 0;
       if (!p.rembFell && probeLoss <= this.#baselineLoss + LOSS_MARGIN) return this.#succeeded(now, p.target);
-      this.#failed(now, p.target);
+      this.#failed(now, p.target - p.padding / 2);
       return { paddingRate: 0, confirmed: undefined };
     }
     this.#baselineLoss = this.#baselineLoss * 0.7 + loss * 0.3;
@@ -99,7 +102,7 @@ export class BandwidthProbe {
     p.media = mediaPackets;
     if (p.nacked <= Math.max(3, NACK_ABORT_SHARE * p.media)) return false;
     this.#probe = undefined;
-    this.#failed(now, p.target);
+    this.#failed(now, p.target - p.padding / 2);
     return true;
   }
 
@@ -116,7 +119,7 @@ export class BandwidthProbe {
     p.rembFell = true;
     if (now >= p.endsAt) return false;
     this.#probe = undefined;
-    this.#failed(now, p.target);
+    this.#failed(now, p.target - p.padding / 2);
     return true;
   }
 
@@ -127,8 +130,8 @@ export class BandwidthProbe {
     return { paddingRate: 0, confirmed: target };
   }
 
-  #failed(now: number, target: number): void {
-    this.#ceiling = target;
+  #failed(now: number, ceiling: number): void {
+    this.#ceiling = ceiling;
     this.#interval = Math.min(PROBE_INTERVAL_MS[1], this.#interval * 2);
     this.#nextAt = now + this.#interval;
   }
