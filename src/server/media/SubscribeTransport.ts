@@ -244,7 +244,9 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
     // congested uplink shows in the subscriber's REMB too, and must not bring back the layer that
     // takes that uplink's share.
     const lossFree = this.#bandwidth.lastLoss < 0.02;
-    const lowest = lowestNeeded(demands, this.#bandwidth.estimate, lossFree ? this.#sendingRate : 0);
+    // Nor on an estimate that crept up while little was sent: unproven beyond twice that.
+    const budget = Math.min(this.#bandwidth.estimate, 2 * this.#sendingRate);
+    const lowest = lowestNeeded(demands, budget, lossFree ? this.#sendingRate : 0);
     this.#needed = neededBitrate(demands);
     for (let i = 0; i < video.length; i++) video[i]!.lowestNeeded = lowest[i]!;
     for (let i = 0; i < video.length; i++) {

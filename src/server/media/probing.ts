@@ -25,6 +25,8 @@ const NACK_ABORT_SHARE = 0.05;
 const REMB_FALL = 0.97;
 /** …or its loss reports show more than this much over the loss before it. */
 const LOSS_MARGIN = 0.03;
+/** A successful probe's rate is a base for the next one for this long (ms). */
+const PROVEN_MS = 10_000;
 /** No probe while the subscriber loses more than this. */
 const MAX_LOSS_TO_PROBE = 0.05;
 
@@ -47,6 +49,9 @@ export class BandwidthProbe {
    * succeeds (the estimate creeps up meanwhile, unproven), so each failure overshoots half as much.
    */
   #ceiling = Infinity;
+  /** The rate the last successful probe got through, and when (a base the estimate is not: it creeps up unproven). */
+  #proven = 0;
+  #provenAt = -Infinity;
 
   get probing(): boolean {
     return this.#probe !== undefined;
@@ -68,7 +73,8 @@ export class BandwidthProbe {
       return { paddingRate: 0, confirmed: undefined };
     }
     this.#baselineLoss = this.#baselineLoss * 0.7 + loss * 0.3;
-    const base = Math.max(estimate, sendingRate);
+    // From what is proven to get through: what is sent now, or a probe that succeeded lately.
+    const base = Math.max(sendingRate, now - this.#provenAt <= PROVEN_MS ? this.#proven : 0);
     if (now < this.#nextAt || needed <= estimate * 1.05 || loss > MAX_LOSS_TO_PROBE || base <= 0) return { paddingRate: 0, confirmed: undefined };
     // A ceiling the media itself now passes is stale.
     if (this.#ceiling <= sendingRate * 1.1) this.#ceiling = Infinity;
@@ -125,6 +131,8 @@ export class BandwidthProbe {
 
   #succeeded(now: number, target: number): ProbeState {
     this.#ceiling = Infinity;
+    this.#proven = target;
+    this.#provenAt = now;
     this.#interval = PROBE_INTERVAL_MS[0];
     this.#nextAt = now + this.#interval;
     return { paddingRate: 0, confirmed: target };
