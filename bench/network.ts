@@ -13,6 +13,9 @@
  *   bufferbloat  guest's uplink 600 kbit/s behind a 1 s queue
  *   tight        guest's downlink 400 kbit/s, 200 ms queue
  *   drop         guest's downlink 4 → 0.3 → 4 Mbit/s (200 ms queue), 20 s each
+ *   three        a three-person call (host, guest, guest2; linkcall only: a direct call between
+ *                three would be a mesh), the guest's downlink 400 kbit/s, 200 ms queue: what
+ *                each person gets of each other one
  * The server's own link is clean.
  *
  *   udp-blocked  joining when the guest's link drops all UDP (20 ms each way on both links):
@@ -28,7 +31,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { directCall, frameRateSeries, linkcallCall, percentile, quality, Recorder, secondsUntil, sender, type LabCall, type Person, type Quality } from '../test/support/lab-call.js';
+import { directCall, frameRateSeries, linkcallCall, linkcallGroupCall, percentile, perStream, quality, Recorder, secondsUntil, sender, type LabCall, type Person, type Quality, type Sample } from '../test/support/lab-call.js';
+import type { OutboundStats } from '../test/support/clock-camera.js';
 import { labUnavailable, NetLab, type Impairment, type LabServer } from '../test/support/netlab.js';
 import { startLabCoturn } from '../test/support/lab-coturn.js';
 import { mediaPaths } from '../test/support/peer-connections.js';
@@ -80,6 +84,15 @@ const SCENARIOS: Scenario[] = [
     describe: "guest's downlink 400 kbit/s, 200 ms queue",
     links: async (lab) => {
       await bothPeople(lab, { delayMs: 20 });
+      await lab.impair('guest', 'down', { rateKbps: 400, queueMs: 200 });
+    },
+    phases: [{ name: 'all', ms: measureMs }],
+  },
+  {
+    name: 'three',
+    describe: "three people, the guest's downlink 400 kbit/s, 200 ms queue",
+    links: async (lab) => {
+      for (const p of ['host', 'guest', 'guest2']) await lab.impair(p, 'both', { delayMs: 20 });
       await lab.impair('guest', 'down', { rateKbps: 400, queueMs: 200 });
     },
     phases: [{ name: 'all', ms: measureMs }],
@@ -197,17 +210,45 @@ interface Run {
   system: 'linkcall' | 'direct';
   /** Call set up (pages launched → both see the other's video), seconds. */
   setupSeconds: number;
-  phases: { name: string; directions: Record<string, Quality & { senderResolution: string; senderLimitation: string }> }[];
+  phases: { name: string; directions: Record<string, Quality & { senderResolution: string; senderLimitation: string; senderLayers: string[] }> }[];
   /** Bandwidth drop only: seconds from the drop until the guest's video was at ≥ 15 fps for 3 s (counted on into the return); after the return, until 15 fps and until 480 lines. */
   recovery?: { to15fpsAfterDropS: number; to15fpsAfterReturnS: number; toFullResolutionAfterReturnS: number };
   /** The emulator's counters over the measurement, per person's link and direction. */
   links: Record<string, { up: { lost: number; queueDrops: number; out: number }; down: { lost: number; queueDrops: number; out: number } }>;
+  /** Three-person call only: per receiver, each stream it got (one per other person). */
+  streams?: Record<string, ReturnType<typeof perStream>>;
   /** Per-second frame rate and height each person got, for the drop's curve. */
   series?: Record<Person, [number, number, number][]>;
   error?: string;
 }
 
+/** The three-person call: linkcall only; what each person got of each other one. */
+async function runThree(lab: NetLab, server: LabServer, scenario: Scenario): Promise<Run> {
+  await lab.clear();
+  await scenario.links(lab);
+  const t0 = Date.now();
+  let call: Awaited<ReturnType<typeof linkcallGroupCall>> | undefined;
+  try {
+    call = await linkcallGroupCall(lab, server, ['guest', 'guest2']);
+    const setupSeconds = (Date.now() - t0) / 1000;
+    const recorder = new Recorder(call);
+    recorder.start();
+    await sleep(warmupMs);
+    const from = Date.now();
+    await sleep(scenario.phases[0]!.ms);
+    const to = Date.now();
+    await recorder.stop();
+    const streams = Object.fromEntries(Object.keys(call.pages).map((p) => [p, perStream(recorder.samples, p, from, to)]));
+    return { scenario: scenario.name, system: 'linkcall', setupSeconds, phases: [], links: {}, streams };
+  } catch (err) {
+    return { scenario: scenario.name, system: 'linkcall', setupSeconds: (Date.now() - t0) / 1000, phases: [], links: {}, error: redacted(String((err as Error).message ?? err).split('\n')[0]!) };
+  } finally {
+    await call?.close();
+  }
+}
+
 async function runOne(lab: NetLab, server: LabServer, scenario: Scenario, system: 'linkcall' | 'direct'): Promise<Run> {
+  if (scenario.name === 'three') return runThree(lab, server, scenario);
   await lab.clear();
   await scenario.links(lab);
   const t0 = Date.now();
@@ -235,7 +276,7 @@ async function runOne(lab: NetLab, server: LabServer, scenario: Scenario, system
       directions: Object.fromEntries(
         DIRECTIONS.map(({ name: d, receiver }) => {
           const s = sender(samples, other(receiver), to);
-          return [d, { ...quality(samples, receiver, from, to), senderResolution: s.resolution, senderLimitation: s.limitation }];
+          return [d, { ...quality(samples, receiver, from, to), senderResolution: s.resolution, senderLimitation: s.limitation, senderLayers: sentLayers(samples, other(receiver), from, to) }];
         }),
       ),
     }));
@@ -270,6 +311,20 @@ async function runOne(lab: NetLab, server: LabServer, scenario: Scenario, system
   }
 }
 
+/** What each of a person's video encodings sent over the window: "640x480 412 kbit/s" (the last size seen). */
+function sentLayers(samples: Sample[], person: Person, from: number, to: number): string[] {
+  const mine = samples.filter((x) => x.person === person && x.t >= from && x.t <= to);
+  const first = mine[0];
+  const last = mine.at(-1);
+  if (!first || !last || last.t <= first.t) return [];
+  const outs = (s: Sample) => s.stats.stats.filter((x): x is OutboundStats => x.type === 'out');
+  return outs(last).map((o) => {
+    const before = outs(first).find((x) => x.id === o.id);
+    const kbps = before ? ((o.bytes - before.bytes) * 8) / (last.t - first.t) : NaN;
+    return `${o.width}x${o.height} ${f0(kbps)} kbit/s`;
+  });
+}
+
 /** A browser error can quote the call link: its fragment (link secret, host key hash) never reaches the output. */
 const redacted = (message: string) => message.replace(/#k=[^\s"']*/g, '#…');
 
@@ -292,7 +347,7 @@ function row(run: Run, phase: Run['phases'][number], direction: string): string 
 }
 
 const loadBefore = loadavg();
-const lab = await NetLab.create(['server', 'host', 'guest']);
+const lab = await NetLab.create(['server', 'host', 'guest', ...(chosen.some((s) => s.name === 'three') ? ['guest2'] : [])]);
 const onSignal = () => {
   lab.closeNow();
   process.exit(130);
@@ -303,7 +358,7 @@ const runs: Run[] = [];
 try {
   const server = await lab.startServer('server');
   for (const scenario of chosen) {
-    for (const system of systems) {
+    for (const system of scenario.name === 'three' ? systems.filter((s) => s === 'linkcall') : systems) {
       process.stdout.write(`${scenario.name} (${scenario.describe}), ${system}… `);
       const run = await runOne(lab, server, scenario, system);
       runs.push(run);
@@ -322,6 +377,9 @@ for (const run of runs) {
     continue;
   }
   for (const phase of run.phases) for (const { name } of DIRECTIONS) console.log(row(run, phase, name));
+  for (const [receiver, streams] of Object.entries(run.streams ?? {})) {
+    console.log(`${run.scenario} | to ${receiver} | ${run.system} | ${streams.map((x) => `${f1(x.fps)} fps ${x.resolution}, ${f1(x.freezeSeconds)} s frozen, ${f0(x.kbps)} kbit/s`).join('; ')}`);
+  }
   if (run.recovery) {
     const r = run.recovery;
     console.log(`${run.scenario} | host→guest | ${run.system} | ≥ 15 fps ${f1(r.to15fpsAfterDropS)} s after the drop; after the return: ≥ 15 fps in ${f1(r.to15fpsAfterReturnS)} s, 480 lines in ${f1(r.toFullResolutionAfterReturnS)} s`);

@@ -2,6 +2,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MAX_RESEND_AGE_MS, MissingPackets, NACK_RETRY_MS, RESEND_INTERVAL_MS, ResendHistory, RetransmissionBudget } from '../src/server/media/retransmission.js';
 import { TransportFeedbackRecorder } from '../src/server/media/transport-cc.js';
+import { BandwidthProbe, PROBE_GRACE_MS, PROBE_INTERVAL_MS, PROBE_MS } from '../src/server/media/probing.js';
+import { FLOOR_HOLD_MS, LOSS_PLAYOUT_FLOOR_MS, PlayoutDelayFloor } from '../src/server/media/playout-delay.js';
+import { findHeaderExtension, writePlayoutDelay } from '../src/server/media/rtp.js';
+import { offerPlayoutDelay, parseAnswer, PLAYOUT_DELAY_EXTENSION, PLAYOUT_DELAY_EXTENSION_ID } from '../src/server/media/sdp.js';
 
 /** Reads a transport-cc feedback packet the way a browser does: [seq, arrival ms | undefined]. */
 function decodeFeedback(b: Buffer): { base: number; count: number; fbCount: number; arrivals: (number | undefined)[] } {
@@ -100,4 +104,84 @@ test('an upstream gap is NACKed again with backoff until the packet arrives', ()
   m.due(10_000, out);
   assert.deepEqual(out, [8], 'the last try');
   assert.equal(m.size, 0, 'then given up');
+});
+
+test('a subscriber seeing moderate video loss gets a playout-delay floor, kept a while; none on a clean or a congested link', () => {
+  const f = new PlayoutDelayFloor();
+  const second = (t: number, loss: number) => {
+    f.onLoss(Math.round(loss * 256));
+    return f.update(t * 1000);
+  };
+  assert.equal(second(1, 0), 0, 'clean link');
+  // 3 % random loss: one second's reports swing from 0 to over 10 %.
+  const lossy = [0.03, 0, 0.12, 0.02, 0.05, 0, 0.04, 0.13, 0.01, 0.03];
+  let floors = lossy.map((l, i) => second(2 + i, l));
+  assert.ok(floors.slice(2).every((m) => m === LOSS_PLAYOUT_FLOOR_MS), `floors ${floors.join(' ')}`);
+  // Loss stops: the floor goes only once the smoothed loss is low and it has been on a while.
+  floors = [0, 0, 0, 0, 0, 0, 0, 0].map((l, i) => second(12 + i, l));
+  assert.equal(floors.at(-1), 0);
+  const g = new PlayoutDelayFloor();
+  for (let t = 1; t <= 10; t++) {
+    g.onLoss(Math.round(0.4 * 256));
+    assert.equal(g.update(t * 1000), 0, 'a congested link (40 % lost) gets no floor');
+  }
+  assert.ok(FLOOR_HOLD_MS >= 2000);
+});
+
+test('the playout-delay extension replaces what the publisher put in the header extension block, and is offered on video only', () => {
+  // 12-byte header, one-byte-form block of two words: abs-send-time (id 6, 3 bytes) and transport-cc (id 3, 2 bytes).
+  const pkt = Buffer.from([0x90, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 0xbe, 0xde, 0, 2, 0x62, 1, 2, 3, 0x31, 0, 9, 0, 0xaa]);
+  assert.equal(writePlayoutDelay(pkt, PLAYOUT_DELAY_EXTENSION_ID, 200, 10_000), true);
+  const len = new Int32Array(1);
+  const at = findHeaderExtension(pkt, PLAYOUT_DELAY_EXTENSION_ID, len);
+  assert.equal(len[0], 3);
+  assert.equal((pkt[at]! << 4) | (pkt[at + 1]! >> 4), 20, 'min 200 ms in 10 ms units');
+  assert.equal(((pkt[at + 1]! & 0xf) << 8) | pkt[at + 2]!, 1000, 'max 10 s');
+  assert.equal(findHeaderExtension(pkt, 3, len), -1, "the publisher's transport-cc element is gone");
+  assert.equal(pkt[24], 0xaa, 'payload untouched');
+  const bare = Buffer.from([0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 0xaa]);
+  assert.equal(writePlayoutDelay(bare, PLAYOUT_DELAY_EXTENSION_ID, 200, 10_000), false);
+  assert.equal(bare.length, 13);
+
+  const offer = ['v=0', 'm=audio 9 UDP/TLS/RTP/SAVPF 111', 'a=mid:0', 'a=rtpmap:111 opus/48000/2', 'm=video 9 UDP/TLS/RTP/SAVPF 96', 'a=mid:1', 'a=rtpmap:96 VP8/90000', 'm=video 0 UDP/TLS/RTP/SAVPF 96', 'a=mid:2', 'a=rtpmap:96 VP8/90000', ''].join('\r\n');
+  const munged = parseAnswer(offerPlayoutDelay(offer));
+  assert.equal(munged.get('0')!.extensions.size, 0);
+  assert.equal(munged.get('1')!.extensions.get(PLAYOUT_DELAY_EXTENSION), PLAYOUT_DELAY_EXTENSION_ID);
+  assert.equal(munged.get('2')!.extensions.size, 0, 'not on a removed m-line');
+});
+
+test('a probe raises the estimate when the link has room, and a failed one leaves it and waits longer', () => {
+  const p = new BandwidthProbe();
+  // Wants 850 kbit/s, gets 250: probes at twice that.
+  let s = p.update(0, 250_000, 850_000, 250_000, 0);
+  assert.equal(s.paddingRate, 250_000);
+  assert.equal(p.onLoss(0), true, 'its reports are the probe\'s');
+  s = p.update(PROBE_MS, 250_000, 850_000, 250_000, 0);
+  assert.equal(s.paddingRate, 0, 'stops sending at its end');
+  s = p.update(PROBE_MS + PROBE_GRACE_MS, 250_000, 850_000, 250_000, 0);
+  assert.equal(s.confirmed, 500_000);
+  // Next one soon, from the raised estimate: up to what is needed (and a margin), not twice.
+  let t = PROBE_MS + PROBE_GRACE_MS + PROBE_INTERVAL_MS[0];
+  s = p.update(t, 500_000, 850_000, 500_000, 0);
+  assert.equal(s.paddingRate, 850_000 * 1.1 - 500_000);
+  // The link is full: the media gets NACKed, the probe ends at once and nothing is confirmed.
+  assert.equal(p.onNack(2, 40, t + 100), false);
+  assert.equal(p.onNack(8, 60, t + 200), true);
+  assert.equal(p.probing, false);
+  assert.equal(p.onLoss(0.3), false, 'later reports are the estimator\'s again');
+  s = p.update(t + 1000, 500_000, 850_000, 500_000, 0);
+  assert.deepEqual(s, { paddingRate: 0, confirmed: undefined }, 'waits longer after a failure');
+  s = p.update(t + 300 + 2 * PROBE_INTERVAL_MS[0], 500_000, 850_000, 500_000, 0);
+  assert.ok(s.paddingRate > 0);
+  // A queue that grows shows first in the subscriber's REMB: a falling one ends the probe.
+  const r = new BandwidthProbe();
+  r.onRemb(400_000, 0);
+  assert.ok(r.update(10_000, 250_000, 850_000, 250_000, 0).paddingRate > 0);
+  assert.equal(r.onRemb(410_000, 10_100), false);
+  assert.equal(r.onRemb(350_000, 10_200), true);
+  assert.equal(r.probing, false);
+  // Nothing to probe for: the estimate covers what the tiles want.
+  const q = new BandwidthProbe();
+  assert.equal(q.update(0, 4_000_000, 850_000, 900_000, 0).paddingRate, 0);
+  assert.equal(q.update(0, 250_000, 850_000, 250_000, 0.2).paddingRate, 0, 'nor while losing much');
 });

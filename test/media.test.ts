@@ -22,6 +22,7 @@ import {
   type ViewportTile,
 } from '../src/server/media/Router.js';
 import { buildPli, buildRemb, parseRtcpCompound, rtpPayloadType, rtpSequenceNumber, rtpSsrc } from '../src/server/media/rtp.js';
+import { PLAYOUT_DELAY_EXTENSION, PLAYOUT_DELAY_EXTENSION_ID } from '../src/server/media/sdp.js';
 
 // --- Without a browser -------------------------------------------------------------------------
 
@@ -167,7 +168,9 @@ test('subscriber renegotiation is serialised and merged; producers never cross r
     assert.match(offers[0]!.split(/(?=m=)/)[1]!, /a=mid:keepalive\r\n(?:.*\r\n)*a=inactive/);
     assert.match(offers[0]!, new RegExp(`a=msid:alice ${cAudio.id}\r\n`));
     assert.match(offers[0]!, new RegExp(`a=msid:alice ${cVideo.id}\r\n`));
-    assert.doesNotMatch(offers[0]!, /a=rtpmap:\d+ rtx\/|transport-cc|a=extmap/i);
+    assert.doesNotMatch(offers[0]!, /a=rtpmap:\d+ rtx\/|transport-cc/i);
+    // The one header extension offered downstream: playout delay, on video.
+    assert.deepEqual(offers[0]!.match(/a=extmap:.*/g), [`a=extmap:${PLAYOUT_DELAY_EXTENSION_ID} ${PLAYOUT_DELAY_EXTENSION}`]);
 
     const cDave = sub.consume(daveVideo);
     await turn();

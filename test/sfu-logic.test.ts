@@ -6,7 +6,7 @@ import { newCounters, type MediaContext } from '../src/server/media/common.js';
 import { FakeTrack } from './support/fake-track.js';
 import { Consumer } from '../src/server/media/Consumer.js';
 import { KeyFrameRequestLimiter } from '../src/server/media/keyframes.js';
-import { allocateLayers, BandwidthEstimator, LAYER_PAUSE_DELAY_MS, LayerDemand, tileDemand, wantedLayer, type LayerState } from '../src/server/media/layers.js';
+import { allocateLayers, BandwidthEstimator, LAYER_PAUSE_DELAY_MS, LayerDemand, LOWER_LAYER_PAUSE_DELAY_MS, lowestNeeded, tileDemand, wantedLayer, type LayerState } from '../src/server/media/layers.js';
 import { Producer } from '../src/server/media/Producer.js';
 import { buildPli, parseRtcpCompound, rtpSequenceNumber, rtpSsrc, rtpTimestamp } from '../src/server/media/rtp.js';
 import { LoudestSpeakers } from '../src/server/media/speakers.js';
@@ -106,6 +106,27 @@ describe('which layers a publisher is asked to send', () => {
     assert.equal(d.update(0, 32_000 + LAYER_PAUSE_DELAY_MS), 1);
     assert.equal(d.update(5, 40_001), 3, 'never more than there are');
   });
+
+  it('layers below what every subscriber could take stop after a while, and come back at once when one needs them', () => {
+    const big = { width: 1280, height: 720 };
+    assert.deepEqual(lowestNeeded([{ tile: big, layers: ladder() }], 4_000_000), [2]);
+    assert.deepEqual(lowestNeeded([{ tile: big, layers: ladder([false, false, true]) }], 4_000_000), [2], 'stopped layers count as available');
+    assert.deepEqual(lowestNeeded([{ tile: big, layers: ladder() }], 600_000), [0], 'a budget close to the middle layer keeps the small one');
+    assert.deepEqual(lowestNeeded([{ tile: { width: 300, height: 170 }, layers: ladder() }], 4_000_000), [0], 'a small tile');
+    assert.deepEqual(lowestNeeded([{ tile: null, layers: ladder() }], 4_000_000), [-1], 'a hidden tile says nothing');
+
+    const d = new LayerDemand(3);
+    assert.equal(d.updateFrom(2, 0), undefined, 'not at once');
+    assert.equal(d.updateFrom(2, LOWER_LAYER_PAUSE_DELAY_MS - 1), undefined);
+    assert.equal(d.updateFrom(2, LOWER_LAYER_PAUSE_DELAY_MS), 2, 'only the top layer');
+    assert.equal(d.updateFrom(0, LOWER_LAYER_PAUSE_DELAY_MS + 10), 0, 'a subscriber whose bandwidth fell gets the small layer back at once');
+    assert.equal(d.updateFrom(-1, 30_000), undefined, 'nobody says: nothing changes');
+    assert.equal(d.updateFrom(1, 40_000), undefined);
+    assert.equal(d.update(0, 40_000), undefined);
+    assert.equal(d.update(0, 40_000 + LAYER_PAUSE_DELAY_MS), 1);
+    assert.equal(d.updateFrom(1, 40_000 + LOWER_LAYER_PAUSE_DELAY_MS), undefined);
+    assert.equal(d.from, 0, 'never above the highest layer asked for');
+  });
 });
 
 describe('bandwidth estimate', () => {
@@ -125,9 +146,12 @@ describe('bandwidth estimate', () => {
     bwe.onRemb(1.7e6, 1.6e6, 2200);
     bwe.onRemb(400_000, 1.6e6, 2300);
     assert.equal(bwe.estimate, beforeRemb);
-    for (let t = 2400; t <= 4300; t += 100) bwe.onRemb(600_000, 1.6e6, t); // for 2 s: congestion
+    // A receiver catching up after the rate went up: rising, however far below, is no congestion.
+    for (let t = 2400; t <= 4500; t += 100) bwe.onRemb(300_000 + t * 100, 1.6e6, t);
+    assert.equal(bwe.estimate, beforeRemb);
+    for (let t = 4600; t <= 6600; t += 100) bwe.onRemb(600_000, 1.6e6, t); // for 2 s: congestion
     assert.equal(bwe.estimate, 0.85 * 1.6e6);
-    for (let i = 0; i < 10; i++) bwe.update(5000 + i * 1000);
+    for (let i = 0; i < 10; i++) bwe.update(7000 + i * 1000);
     assert.ok(bwe.estimate > 2e6, 'recovers when the loss stays low');
   });
 });

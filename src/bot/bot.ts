@@ -137,7 +137,7 @@ export class Bot {
       }
     });
     this.signaling.on('sendLayers', (m) => {
-      if (m.mid === this.sender.videoMid) this.sender.sendLayers(m.layers);
+      if (m.mid === this.sender.videoMid) this.sender.sendLayers(m.layers, m.from ?? 0);
     });
     this.call.onChange(() => this.sync());
   }

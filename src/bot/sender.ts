@@ -141,14 +141,14 @@ export class MediaSender {
   }
 
   /**
-   * The SFU's `sendLayers`: send only the lowest `count` simulcast layers, as a browser's encoder
-   * would. A layer turned on again starts at a key frame.
+   * The SFU's `sendLayers`: send only simulcast layers `from` to `count` - 1, as a browser's
+   * encoder would. A layer turned on again starts at a key frame.
    */
-  sendLayers(count: number): void {
+  sendLayers(count: number, from = 0): void {
     if (this.layers.length < 2) return;
     let resumed = false;
     for (const [i, l] of this.layers.entries()) {
-      const active = i < count;
+      const active = i >= from && i < count;
       if (active && !l.active) resumed = true;
       l.active = active;
     }

@@ -82,6 +82,8 @@ export type ViewportTile = z.infer<typeof viewportTile>;
 
 /** A number of simulcast layers. */
 export const simulcastLayers = z.number().int().min(1).max(8);
+/** The index of a simulcast layer, smallest first. */
+export const simulcastLayerIndex = z.number().int().min(0).max(7);
 /** An SDP m-line's identifier (a=mid). */
 export const mediaId = z.string().max(32);
 /** Optional client-chosen sequence number, echoed in the error that refuses the message. */
@@ -234,10 +236,11 @@ export const serverMessage = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('publishAnswer'), sdp }),
   z.strictObject({ type: z.literal('subscribeOffer'), sdp }),
   /**
-   * Of your simulcast track `mid`, send only the lowest `layers` layers, in your offer's order
-   * (nobody watches the others; sent again when that changes). Until told, send all.
+   * Of your simulcast track `mid`, send only the lowest `layers` layers, in your offer's order,
+   * and of those none below layer `from` (default 0): nobody needs the others (sent again when
+   * that changes). Until told, send all.
    */
-  z.strictObject({ type: z.literal('sendLayers'), mid: mediaId, layers: simulcastLayers }),
+  z.strictObject({ type: z.literal('sendLayers'), mid: mediaId, layers: simulcastLayers, from: simulcastLayerIndex.optional() }),
   /** Your SFU transports were replaced (after `restartMedia`): offers from here on are for the new ones. */
   z.strictObject({ type: z.literal('mediaRestarted') }),
   z.strictObject({ type: z.literal('pong'), seq }),

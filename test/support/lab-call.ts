@@ -95,6 +95,47 @@ export async function linkcallCall(lab: NetLab, server: LabServer, timeoutMs = 6
 }
 
 /**
+ * A group call through `server`: lab host 'host' creates the link and enters, then each of
+ * `guests` (lab host names, shown by that name capitalised) knocks and is let in; resolves once
+ * every page plays everyone else's video. Pages by lab host name.
+ */
+export async function linkcallGroupCall(lab: NetLab, server: LabServer, guests: string[], timeoutMs = 90_000): Promise<{ pages: Record<string, Page>; close(): Promise<void> }> {
+  const names = ['host', ...guests];
+  const launched = await Promise.all(names.map((n) => lab.launchChromium(n, server.url)));
+  const close = async () => void (await Promise.all(launched.map((b) => b.close().catch(() => {}))));
+  try {
+    const pages: Record<string, Page> = {};
+    for (const [i, n] of names.entries()) {
+      const person = await newPerson(launched[i]!, server.url);
+      await person.context.addInitScript({ content: CLOCK_CAMERA });
+      person.page.setDefaultTimeout(timeoutMs);
+      pages[n] = person.page;
+    }
+    const link = await signUpAndCreateLink(pages.host!, `labhost${process.pid}x${++accounts}`, 'Lab');
+    await hostEnters(pages.host!, link);
+    for (const g of guests) {
+      const display = g[0]!.toUpperCase() + g.slice(1);
+      await guestKnocks(pages[g]!, link, display);
+      await pages.host!.getByRole('button', { name: `Approve ${display}` }).click();
+    }
+    await Promise.all(
+      names.map(async (n) => {
+        const page = pages[n]!;
+        await page.waitForFunction(
+          (want) => [...document.querySelectorAll<HTMLVideoElement>('video[aria-label^="Video of "]')].filter((v) => v.readyState >= 2 && v.videoWidth > 0).length >= want,
+          names.length - 1,
+          { timeout: timeoutMs },
+        );
+      }),
+    );
+    return { pages, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/**
  * The page side of a direct call: camera and microphone on one sendrecv connection, VP8 only,
  * remote media in a <video>. The offerer adds its tracks; the answerer puts its own on the
  * transceivers the offer made (`ANSWER`).
@@ -171,7 +212,8 @@ export async function directCall(lab: NetLab, origin: string, timeoutMs = 60_000
 export interface Sample {
   /** Epoch ms when the stats were read. */
   t: number;
-  person: Person;
+  /** Person, or in a group call the lab host name. */
+  person: string;
   stats: LabStats;
 }
 
@@ -181,13 +223,13 @@ export class Recorder {
   #timer?: NodeJS.Timeout;
   #running?: Promise<void>;
 
-  constructor(private readonly call: LabCall) {}
+  constructor(private readonly call: { pages: Record<string, Page> }) {}
 
   start(): void {
     const tick = async () => {
       await Promise.all(
-        PEOPLE.map(async (person) => {
-          const stats = (await this.call.pages[person].evaluate(LAB_STATS).catch(() => undefined)) as LabStats | undefined;
+        Object.keys(this.call.pages).map(async (person) => {
+          const stats = (await this.call.pages[person]!.evaluate(LAB_STATS).catch(() => undefined)) as LabStats | undefined;
           if (stats) this.samples.push({ t: Date.now(), person, stats });
         }),
       );
@@ -282,6 +324,35 @@ export function quality(samples: Sample[], receiver: Person, from: number, to: n
     nacks: delta(start, end, 'video', 'nacks'),
     plis: delta(start, end, 'video', 'plis'),
   };
+}
+
+/**
+ * Each video stream `receiver` got between `from` and `to` (epoch ms), one entry per inbound
+ * stream (in a group call, one per other person): frames per second, the resolution most frames
+ * came in at, time frozen, kbit/s.
+ */
+export function perStream(samples: Sample[], receiver: string, from: number, to: number): { fps: number; resolution: string; freezeSeconds: number; kbps: number }[] {
+  const mine = samples.filter((s) => s.person === receiver && s.t >= from && s.t <= to);
+  const first = mine[0];
+  const last = mine.at(-1);
+  if (!first || !last || last.t <= first.t) return [];
+  const seconds = (last.t - first.t) / 1000;
+  return inbound(last, 'video').map((x) => {
+    const before = inbound(first, 'video').find((y) => y.id === x.id);
+    const byResolution = new Map<string, number>();
+    for (let i = 1; i < mine.length; i++) {
+      const now = inbound(mine[i]!, 'video').find((y) => y.id === x.id);
+      const prev = inbound(mine[i - 1]!, 'video').find((y) => y.id === x.id);
+      const n = (now?.framesDecoded ?? 0) - (prev?.framesDecoded ?? 0);
+      if (now && n > 0 && now.width) byResolution.set(`${now.width}x${now.height}`, (byResolution.get(`${now.width}x${now.height}`) ?? 0) + n);
+    }
+    return {
+      fps: (x.framesDecoded - (before?.framesDecoded ?? 0)) / seconds,
+      resolution: [...byResolution.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? '-',
+      freezeSeconds: x.freezeSeconds - (before?.freezeSeconds ?? 0),
+      kbps: ((x.bytes - (before?.bytes ?? 0)) * 8) / seconds / 1000,
+    };
+  });
 }
 
 /** Per-second frame rate and height `receiver` got, as [epoch ms, fps, height]. */

@@ -8,7 +8,7 @@
  */
 import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode } from '../../protocol/errors.js';
-import { mediaId, simulcastLayers, viewportTile } from '../../protocol/messages.js';
+import { mediaId, simulcastLayerIndex, simulcastLayers, viewportTile } from '../../protocol/messages.js';
 
 const id = z.number().int().nonnegative();
 const roomId = z.string().min(1).max(64);
@@ -66,7 +66,7 @@ export const fromWorker = z.discriminatedUnion('type', [
   /** A subscriber offer for a participant (RoomMedia's `sendOffer`). */
   z.strictObject({ type: z.literal('offer'), roomId, participantId, generation, sdp }),
   /** Which simulcast layers a publisher should send (RoomMedia.publish's `sendLayers`). */
-  z.strictObject({ type: z.literal('sendLayers'), roomId, participantId, mid: mediaId, layers: simulcastLayers }),
+  z.strictObject({ type: z.literal('sendLayers'), roomId, participantId, mid: mediaId, layers: simulcastLayers, from: simulcastLayerIndex }),
   /**
    * Totals since the worker started (ended calls included), sent every few seconds and on
    * request (`id`). Only numbers.

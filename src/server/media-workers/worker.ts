@@ -90,7 +90,7 @@ function handle(message: ToWorker): void {
     case 'publish':
       void reply(message.id, () => {
         const { roomId, participantId } = message;
-        const sendLayers = (mid: string, layers: number) => send({ type: 'sendLayers', roomId, participantId, mid, layers });
+        const sendLayers = (mid: string, layers: number, from: number) => send({ type: 'sendLayers', roomId, participantId, mid, layers, from });
         return call(roomId).publish(participantId, message.sdp, sendLayers);
       });
       return;

@@ -12,8 +12,10 @@ import {
   parseVp8,
   readFeedback,
   rtpPayloadOffset,
+  writePlayoutDelay,
   type SenderReport,
 } from './rtp.js';
+import { MAX_PLAYOUT_DELAY_MS } from './playout-delay.js';
 import { ResendHistory } from './retransmission.js';
 import { LayerSwitch, type SourcePacket } from './switcher.js';
 
@@ -24,9 +26,12 @@ export interface ConsumerEvents {
 /** What a consumer tells its subscriber transport about the subscriber's feedback. */
 export interface ConsumerFeedback {
   onRemb(bitrate: number): void;
-  onLoss(fractionLost: number): void;
+  /** One receiver-report block about this consumer's stream. */
+  onLoss(fractionLost: number, kind: MediaKind): void;
   /** The consumer became able to send: choose its layer now rather than at the next tick. */
   onReady(consumer: Consumer): void;
+  /** The subscriber NACKed `count` packets of this consumer's stream. */
+  onNack(count: number, nowMs: number): void;
   /** Whether a resend of `bytes` fits the subscriber's retransmission budget now (and takes it). */
   mayRetransmit(bytes: number, nowMs: number): boolean;
 }
@@ -55,6 +60,8 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
   readonly ssrc: number;
   /** @internal The layer the subscriber's tile asks the publisher to encode (-1: none; see LayerDemand). */
   demand = -1;
+  /** @internal The lowest layer this subscriber may need soon (-1: it says nothing; see lowestNeeded). */
+  lowestNeeded = -1;
   #producer: Producer;
   #ctx: MediaContext;
   #onClose: (consumer: Consumer) => void;
@@ -62,6 +69,10 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
   #track: Track | undefined;
   #trackOpen = false;
   #payloadType = 0;
+  /** Id of the playout-delay header extension in the subscriber's answer (0: not negotiated). */
+  #playoutDelayId = 0;
+  /** @internal Minimum playout delay the subscriber's video jitter buffer is told (ms). */
+  playoutDelayMinMs = 0;
   #answered = false;
   /** Track open and answer applied: packets may flow. Cached for the hot path. */
   #ready = false;
@@ -102,6 +113,26 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
   /** @internal Track open and answer applied. */
   get ready(): boolean {
     return this.#ready;
+  }
+
+  /** @internal Packets sent so far. */
+  get packets(): number {
+    return this.#packets;
+  }
+
+  /**
+   * @internal Sends a packet that is not of this stream (a bandwidth probe's, under an SSRC and
+   * payload type the subscriber never negotiated) on this consumer's connection.
+   */
+  sendForeign(buf: Buffer): boolean {
+    if (!this.#ready) return false;
+    try {
+      this.#track!.sendMessageBinary(buf);
+      return true;
+    } catch {
+      this.#ctx.counters.sendErrors++;
+      return false;
+    }
   }
 
   /** @internal Payload bytes sent so far. */
@@ -172,6 +203,11 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     this.#update();
   }
 
+  /** @internal The subscriber's answer kept the playout-delay extension under this id. */
+  setPlayoutDelayExtension(id: number): void {
+    if (this.kind === 'video') this.#playoutDelayId = id;
+  }
+
   #update(): void {
     const wasReady = this.#ready;
     this.#ready = !this.#closed && this.#trackOpen && this.#answered;
@@ -220,6 +256,9 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
       }
     }
     if (sw.outTl0 >= 0 && vp8.tl0Offset >= 0) buf[vp8.tl0Offset] = sw.outTl0;
+    // Every packet: the block may hold a publisher's element under the same id, and a receiver
+    // keeps the last delay it was told, so "no floor" is said too.
+    if (this.#playoutDelayId > 0) writePlayoutDelay(buf, this.#playoutDelayId, this.playoutDelayMinMs, MAX_PLAYOUT_DELAY_MS);
     try {
       this.#track!.sendMessageBinary(buf);
       this.#packets++;
@@ -272,7 +311,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
       for (const p of parseRtcpCompound(buf)) {
         if (p.type === 200 || p.type === 201) {
           forEachReportBlock(buf, p, (ssrc, fractionLost) => {
-            if (ssrc === this.ssrc) this.#feedback?.onLoss(fractionLost);
+            if (ssrc === this.ssrc) this.#feedback?.onLoss(fractionLost, this.kind);
           });
           continue;
         }
@@ -289,6 +328,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
           if (!this.#producer.closed && layer >= 0) this.#producer.requestKeyFrame(layer);
         } else if (fb.kind === 'nack' && fb.mediaSsrc === this.ssrc) {
           const now = performance.now();
+          this.#feedback?.onNack(fb.seqs.length, now);
           for (const seq of fb.seqs) if (this.#retransmit(seq, now)) counters.nackRetransmits++;
         }
       }

@@ -47,10 +47,11 @@ const MAX_NACK_GAP = 64;
 export interface ProducerEvents {
   close: [];
   /**
-   * How many simulcast layers, lowest first, the publisher should send now: the others are
-   * watched by nobody (see LayerDemand). Emitted on changes only; a publisher starts sending all.
+   * Which simulcast layers the publisher should send now: from layer `from` up to, not
+   * including, `layers` (smallest first); the others are needed by nobody (see LayerDemand).
+   * Emitted on changes only; a publisher starts sending all.
    */
-  sendLayers: [layers: number];
+  sendLayers: [layers: number, from: number];
 }
 
 export interface ProducerStats {
@@ -467,9 +468,15 @@ export class Producer extends EventEmitter<ProducerEvents> {
   updateDemand(nowMs: number): void {
     if (!this.#demand || this.#closed) return;
     let highest = -1;
-    for (const c of this.#consumers) if (c.demand > highest) highest = c.demand;
-    const count = this.#demand.update(highest, nowMs);
-    if (count !== undefined) this.emit('sendLayers', count);
+    let lowest = -1;
+    for (const c of this.#consumers) {
+      if (c.demand > highest) highest = c.demand;
+      if (c.lowestNeeded >= 0 && (lowest < 0 || c.lowestNeeded < lowest)) lowest = c.lowestNeeded;
+    }
+    const d = this.#demand;
+    const count = d.update(highest, nowMs);
+    const from = d.updateFrom(lowest, nowMs);
+    if (count !== undefined || from !== undefined) this.emit('sendLayers', d.count, d.from);
   }
 
   /** @internal Layer states for the selector (live objects, updated by tick()). */

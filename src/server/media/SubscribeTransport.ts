@@ -4,13 +4,20 @@ import { assertNotClosed, holdUntilClosed, randomSsrc, warn, type MediaContext, 
 import { ConnectionCandidates } from './candidates.js';
 import { Consumer, type ConsumerFeedback } from './Consumer.js';
 import { waitForGathering } from './gathering.js';
-import { allocateLayers, BandwidthEstimator, tileDemand, type LayerState, type Tile } from './layers.js';
+import { allocateLayers, BandwidthEstimator, lowestNeeded, neededBitrate, tileDemand, type LayerState, type Tile } from './layers.js';
 import type { Producer } from './Producer.js';
+import { PlayoutDelayFloor } from './playout-delay.js';
+import { BandwidthProbe } from './probing.js';
 import { RetransmissionBudget } from './retransmission.js';
-import { answeredPayloadType, DOWNSTREAM, parseAnswer } from './sdp.js';
+import { answeredPayloadType, DOWNSTREAM, offerPlayoutDelay, parseAnswer, PLAYOUT_DELAY_EXTENSION } from './sdp.js';
 
 /** Consumer mids are "0", "1", …; this one can never collide with them. */
 const PLACEHOLDER_MID = 'keepalive';
+
+/** Probe packets: their size, how often they go out, and a payload type no offer of ours uses. */
+const PROBE_PACKET_BYTES = 1200;
+const PROBE_PACING_MS = 10;
+const PROBE_PAYLOAD_TYPE = 127;
 
 /** A participant the subscriber's viewport has not mentioned yet: assume a small tile. */
 const NEW_TILE = { width: 1, height: 1 };
@@ -63,6 +70,17 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   #offerOutstanding = false;
   #closed = false;
   #bandwidth = new BandwidthEstimator();
+  #playoutFloor = new PlayoutDelayFloor();
+  #probe = new BandwidthProbe();
+  /** What the subscriber's shown streams would take at the layers their tiles want (bit/s). */
+  #needed = 0;
+  /** Probe packets: paced by a timer while a probe sends, never in any SDP. */
+  #probeTimer: NodeJS.Timeout | undefined;
+  #probeRate = 0;
+  #probeCredit = 0;
+  #probeAt = 0;
+  #packetsAtProbe = 0;
+  #probePacket: Buffer | undefined;
   /** What we sent this subscriber over the last tick (bit/s), and the byte count it came from. */
   #sendingRate = 0;
   #octetsAtTick = 0;
@@ -72,8 +90,22 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   /** Every participant any viewport named: one never named is new, not hidden. */
   #named = new Set<string>();
   #feedback: ConsumerFeedback = {
-    onRemb: (bitrate) => this.#bandwidth.onRemb(bitrate, this.#sendingRate, performance.now()),
-    onLoss: (fraction) => this.#bandwidth.onLoss(fraction),
+    onRemb: (bitrate) => {
+      const now = performance.now();
+      this.#bandwidth.onRemb(bitrate, this.#sendingRate, now);
+      if (this.#probe.onRemb(bitrate, now)) this.#stopProbing();
+    },
+    onLoss: (fraction, kind) => {
+      // During a probe, and until its reports are in, loss is the probe's: not the estimator's.
+      if (kind === 'video' ? this.#probe.onLoss(fraction / 256) : this.#probe.probing) return;
+      this.#bandwidth.onLoss(fraction);
+      if (kind === 'video') this.#playoutFloor.onLoss(fraction);
+    },
+    onNack: (count, nowMs) => {
+      if (this.#probe.onNack(count, this.#packetsSent() - this.#packetsAtProbe, nowMs)) {
+        this.#stopProbing();
+      }
+    },
     onReady: () => this.allocate(),
     mayRetransmit: (bytes, nowMs) => this.#retransmissions.take(bytes, this.#bandwidth.estimate, nowMs),
   };
@@ -183,7 +215,15 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
     if (nowMs > this.#tickAt) this.#sendingRate = (Math.max(0, octets - this.#octetsAtTick) * 8000) / (nowMs - this.#tickAt);
     this.#octetsAtTick = octets;
     this.#tickAt = nowMs;
-    if (updateBandwidth) this.#bandwidth.update(nowMs, this.#sendingRate);
+    if (updateBandwidth) {
+      this.#bandwidth.update(nowMs, this.#sendingRate);
+      const probe = this.#probe.update(nowMs, this.#bandwidth.estimate, this.#needed, this.#sendingRate, this.#bandwidth.lastLoss);
+      if (probe.confirmed !== undefined) this.#bandwidth.raiseTo(probe.confirmed);
+      if (probe.paddingRate > 0) this.#startProbing(probe.paddingRate, nowMs);
+      else this.#stopProbing();
+      const floor = this.#playoutFloor.update(nowMs);
+      for (const c of this.#consumers.values()) c.playoutDelayMinMs = floor;
+    }
     this.allocate();
     for (const c of this.#consumers.values()) c.requestKeyFrameIfSwitching();
   }
@@ -198,17 +238,82 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
       const demand = { tile: this.#tileOf(c.producer.peerId), layers: c.producer.layerStates };
       // What the tile asks the publisher to encode, counted whether or not media flows yet.
       c.demand = tileDemand(demand.tile, demand.layers);
+      c.lowestNeeded = -1;
       if (!c.ready) continue;
       video.push(c);
       demands.push(demand);
     }
     if (video.length === 0) return;
     const chosen = allocateLayers(demands, this.#bandwidth.estimate);
+    // What it gets now without loss it can take, whatever the estimate says: a publisher's
+    // congested uplink shows in the subscriber's REMB too, and must not bring back the layer that
+    // takes that uplink's share.
+    const lossFree = this.#bandwidth.lastLoss < 0.02;
+    // Nor on an estimate that crept up while little was sent: unproven beyond twice that.
+    const budget = Math.min(this.#bandwidth.estimate, 2 * this.#sendingRate);
+    const lowest = lowestNeeded(demands, budget, lossFree ? this.#sendingRate : 0);
+    this.#needed = neededBitrate(demands);
+    for (let i = 0; i < video.length; i++) video[i]!.lowestNeeded = lowest[i]!;
     for (let i = 0; i < video.length; i++) {
       let layer = chosen[i]!;
       // Nothing measured yet (a publisher that just started): take the first layer if shown.
       if (layer < 0 && demands[i]!.tile !== null && !demands[i]!.layers.some((l) => l.active)) layer = 0;
       video[i]!.setTargetLayer(layer);
+    }
+  }
+
+  #packetsSent(): number {
+    let n = 0;
+    for (const c of this.#consumers.values()) n += c.packets;
+    return n;
+  }
+
+  /**
+   * Sends probe packets at `rate` (bit/s) on top of the media until told to stop: 1200-byte RTP
+   * packets under an SSRC and payload type the subscriber never negotiated, which its browser
+   * decrypts and drops (see probing.ts).
+   */
+  #startProbing(rate: number, nowMs: number): void {
+    this.#probeRate = rate;
+    if (this.#probeTimer) return;
+    if (!this.#probePacket) {
+      const b = Buffer.alloc(PROBE_PACKET_BYTES);
+      b[0] = 0x80;
+      b[1] = PROBE_PAYLOAD_TYPE;
+      b.writeUInt32BE(this.#newSsrc(), 8);
+      this.#probePacket = b;
+    }
+    this.#packetsAtProbe = this.#packetsSent();
+    this.#probeCredit = 0;
+    this.#probeAt = nowMs;
+    this.#probeTimer = setInterval(() => this.#sendProbePackets(), PROBE_PACING_MS).unref();
+  }
+
+  #stopProbing(): void {
+    clearInterval(this.#probeTimer);
+    this.#probeTimer = undefined;
+    this.#probeRate = 0;
+  }
+
+  #sendProbePackets(): void {
+    const now = performance.now();
+    this.#probeCredit = Math.min(this.#probeCredit + ((now - this.#probeAt) * this.#probeRate) / 8000, 4 * PROBE_PACKET_BYTES);
+    this.#probeAt = now;
+    let carrier: Consumer | undefined;
+    for (const c of this.#consumers.values()) {
+      if (c.kind === 'video' && c.ready) {
+        carrier = c;
+        break;
+      }
+    }
+    const b = this.#probePacket!;
+    while (carrier && this.#probeCredit >= PROBE_PACKET_BYTES) {
+      this.#probeCredit -= PROBE_PACKET_BYTES;
+      const seq = (b.readUInt16BE(2) + 1) & 0xffff;
+      b.writeUInt16BE(seq, 2);
+      b.writeUInt32BE(Math.floor(now * 90) >>> 0, 4);
+      if (!carrier.sendForeign(b)) break;
+      this.#ctx.counters.probeBytes += PROBE_PACKET_BYTES;
     }
   }
 
@@ -244,6 +349,8 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
         this.#closeWithoutRenegotiation(consumer);
         continue;
       }
+      const playoutDelayId = media!.extensions.get(PLAYOUT_DELAY_EXTENSION);
+      if (playoutDelayId !== undefined) consumer.setPlayoutDelayExtension(playoutDelayId);
       consumer.setPayloadType(pt);
     }
     this.#scheduleNegotiation();
@@ -253,6 +360,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#candidates.close();
+    this.#stopProbing();
     this.#pendingAdd = [];
     for (const consumer of [...this.#consumers.values()]) consumer.close();
     try {
@@ -345,7 +453,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
       const engineSdp = this.#pc.localDescription()?.sdp;
       if (!engineSdp) throw new Error('media engine produced no offer');
       const described = this.#candidates.describe(engineSdp, (m) => warn(this.#ctx, m));
-      const sdp = typeof described === 'string' ? described : await described;
+      const sdp = offerPlayoutDelay(typeof described === 'string' ? described : await described);
       if (this.#closed) return;
       this.#offerOutstanding = true;
       this.#onOffer(sdp);

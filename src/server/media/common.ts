@@ -29,6 +29,8 @@ export interface MediaCounters {
   nackRetransmits: number;
   /** NACKs the SFU sent to publishers for gaps in what they sent. */
   nacksSent: number;
+  /** Bytes of bandwidth probes sent to subscribers (see probing.ts). */
+  probeBytes: number;
   sendErrors: number;
   rtcpParseErrors: number;
   /** Event listeners (the call's code, outside the media layer) that threw: caught, the rest ran. */
@@ -48,6 +50,7 @@ export function newCounters(): MediaCounters {
     keyFrameRequestsCoalesced: 0,
     nackRetransmits: 0,
     nacksSent: 0,
+    probeBytes: 0,
     sendErrors: 0,
     rtcpParseErrors: 0,
     listenerErrors: 0,

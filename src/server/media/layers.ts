@@ -116,6 +116,16 @@ export function allocateLayers(streams: readonly StreamDemand[], budget: number)
   return chosen;
 }
 
+/** What a subscriber's shown streams would take at the layers their tiles want (bit/s). */
+export function neededBitrate(streams: readonly StreamDemand[]): number {
+  let sum = 0;
+  for (const s of streams) {
+    const w = wantedLayer(s.tile, s.layers);
+    if (w >= 0) sum += layerBitrate(s.layers, w);
+  }
+  return sum;
+}
+
 function lowestActive(layers: readonly LayerState[], atMost: number): number {
   for (let i = 0; i <= atMost; i++) if (layers[i]!.active) return i;
   return -1;
@@ -155,6 +165,8 @@ export class BandwidthEstimator {
   #lossCount = 0;
   #lastUpdate: number | undefined;
   #congestedSince: number | undefined;
+  #lastRemb = 0;
+  #lastLoss = 0;
 
   constructor(opts: Partial<BandwidthEstimatorOptions> = {}) {
     this.#opts = { ...DEFAULT_BANDWIDTH, ...opts };
@@ -163,7 +175,11 @@ export class BandwidthEstimator {
 
   /** `sendingRate`: what the SFU sends this subscriber now (bit/s). */
   onRemb(bitrate: number, sendingRate: number, now: number): void {
-    if (bitrate >= CONGESTED_REMB_RATIO * sendingRate) {
+    // A rising REMB is a receive-side estimator catching up with a rate that just went up (it
+    // grows ~8 % a second): not congestion, however far below what we send.
+    const rising = bitrate > this.#lastRemb * 1.01;
+    this.#lastRemb = bitrate;
+    if (bitrate >= CONGESTED_REMB_RATIO * sendingRate || rising) {
       this.#congestedSince = undefined;
       return;
     }
@@ -193,6 +209,7 @@ export class BandwidthEstimator {
     const elapsed = this.#lastUpdate === undefined ? 1000 : now - this.#lastUpdate;
     this.#lastUpdate = now;
     const loss = this.#lossCount === 0 ? 0 : this.#lossSum / this.#lossCount;
+    this.#lastLoss = loss;
     this.#lossSum = 0;
     this.#lossCount = 0;
     if (loss > 0.1) {
@@ -206,6 +223,16 @@ export class BandwidthEstimator {
   /** Current estimate (bit/s). */
   get estimate(): number {
     return this.#estimate;
+  }
+
+  /** Average loss the last update folded in (0–1). */
+  get lastLoss(): number {
+    return this.#lastLoss;
+  }
+
+  /** A probe got `bitrate` through without loss: the estimate is at least that. */
+  raiseTo(bitrate: number): void {
+    this.#estimate = clamp(Math.max(this.#estimate, bitrate), this.#opts.min, this.#opts.max);
   }
 }
 
@@ -232,6 +259,26 @@ export function tileDemand(tile: Tile, layers: readonly LayerState[]): number {
 
 /** A publisher is asked to stop a layer only after nobody wanted it for this long. */
 export const LAYER_PAUSE_DELAY_MS = 4000;
+/**
+ * A layer below every one anybody receives is stopped only after this long: it is the fallback
+ * when a subscriber's bandwidth drops, and asking for it again costs a round trip and a key frame.
+ */
+export const LOWER_LAYER_PAUSE_DELAY_MS = 8000;
+/** A subscriber keeps a lower layer wanted while its budget is within this share of the one above. */
+const LOWER_LAYER_HEADROOM = 0.75;
+
+/**
+ * The lowest layer a subscriber may need soon (-1: it says nothing): what `allocateLayers` would
+ * choose for it with every layer available, on LOWER_LAYER_HEADROOM of its budget or what it
+ * gets now without loss (`gettingWithoutLoss`, bit/s), whichever is more, per stream.
+ * A publisher whose every subscriber could take a higher layer stops the lower ones: on a narrow
+ * uplink Chromium gives a lower layer its share first, and the layer people watch gets the rest
+ * (lab, bloated 600 kbit/s uplink: the small layer nobody received took ~150 kbit/s).
+ */
+export function lowestNeeded(streams: readonly StreamDemand[], budget: number, gettingWithoutLoss = 0): number[] {
+  const all = streams.map((s) => ({ tile: s.tile, layers: s.layers.map((l) => (l.active ? l : { ...l, active: true })) }));
+  return allocateLayers(all, Math.max(budget * LOWER_LAYER_HEADROOM, gettingWithoutLoss));
+}
 
 /**
  * "Dynacast": which simulcast layers a publisher should encode. A layer no subscriber's tile
@@ -246,6 +293,9 @@ export class LayerDemand {
   /** Layers asked for now (the lowest `count`); a publisher starts sending all of them. */
   #count: number;
   #lowerSince: number | undefined;
+  /** The lowest layer asked for now (layers below it are stopped); 0 to start with. */
+  #from = 0;
+  #higherFromSince: number | undefined;
   readonly #total: number;
 
   constructor(total: number) {
@@ -255,6 +305,34 @@ export class LayerDemand {
 
   get count(): number {
     return this.#count;
+  }
+
+  get from(): number {
+    return this.#from;
+  }
+
+  /**
+   * `lowest`: the lowest layer any subscriber may need soon (see lowestNeeded; -1: nobody says).
+   * Lower at once; higher (stopping the layers below) only after LOWER_LAYER_PAUSE_DELAY_MS.
+   * Returns the new lowest layer when the publisher should be told, else undefined. Never above
+   * the highest layer asked for.
+   */
+  updateFrom(lowest: number, now: number): number | undefined {
+    const wanted = lowest < 0 ? 0 : Math.min(lowest, this.#count - 1);
+    if (wanted < this.#from) {
+      this.#higherFromSince = undefined;
+      this.#from = wanted;
+      return wanted;
+    }
+    if (wanted === this.#from || lowest < 0) {
+      this.#higherFromSince = undefined;
+      return undefined;
+    }
+    this.#higherFromSince ??= now;
+    if (now - this.#higherFromSince < LOWER_LAYER_PAUSE_DELAY_MS) return undefined;
+    this.#higherFromSince = undefined;
+    this.#from = wanted;
+    return wanted;
   }
 
   /**
@@ -281,6 +359,7 @@ export class LayerDemand {
     if (now - this.#lowerSince < LAYER_PAUSE_DELAY_MS) return undefined;
     this.#lowerSince = undefined;
     this.#count = wanted;
+    this.#from = Math.min(this.#from, wanted - 1);
     return wanted;
   }
 }

@@ -93,6 +93,31 @@ export function findHeaderExtension(buf: Buffer, id: number, lengthOut: Int32Arr
   return -1;
 }
 
+/**
+ * Replaces a packet's header extensions (whatever the publisher numbered them for its own
+ * connection) with one playout-delay element in the one-byte form: `minMs` and `maxMs` in 10 ms
+ * units, 12 bits each. In place, the block keeps its length (the rest becomes padding); a packet
+ * without an extension block, or with one too short, is left alone. Returns whether it was written.
+ */
+export function writePlayoutDelay(buf: Buffer, id: number, minMs: number, maxMs: number): boolean {
+  const b0 = buf[0]!;
+  if (!(b0 & 0x10)) return false;
+  const start = 12 + 4 * (b0 & 0x0f);
+  if (start + 4 > buf.length) return false;
+  const end = start + 4 + 4 * ((buf[start + 2]! << 8) | buf[start + 3]!);
+  if (end > buf.length || end - start < 8) return false;
+  const min = Math.min(0xfff, Math.round(minMs / 10));
+  const max = Math.min(0xfff, Math.round(maxMs / 10));
+  buf[start] = 0xbe;
+  buf[start + 1] = 0xde;
+  buf[start + 4] = (id << 4) | 2;
+  buf[start + 5] = min >> 4;
+  buf[start + 6] = ((min & 0x0f) << 4) | (max >> 8);
+  buf[start + 7] = max & 0xff;
+  buf.fill(0, start + 8, end);
+  return true;
+}
+
 /** What the SFU needs from a VP8 packet (RFC 7741), parsed in place into a reused object. */
 export interface Vp8Info {
   /** First packet of a key frame (S=1, PID=0, VP8 P bit 0: the VP8 header stays in clear under SFrame). */

@@ -96,6 +96,26 @@ function matches(c: CodecInfo, kind: MediaKind): boolean {
 export const RID_EXTENSION = 'urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id';
 export const MID_EXTENSION = 'urn:ietf:params:rtp-hdrext:sdes:mid';
 export const AUDIO_LEVEL_EXTENSION = 'urn:ietf:params:rtp-hdrext:ssrc-audio-level';
+/** Tells a receiver's video jitter buffer its minimum and maximum delay (see playout-delay.ts). */
+export const PLAYOUT_DELAY_EXTENSION = 'http://www.webrtc.org/experiments/rtp-hdrext/playout-delay';
+/** Its id in our offers to subscribers (one-byte form; nothing else is offered downstream). */
+export const PLAYOUT_DELAY_EXTENSION_ID = 6;
+
+/**
+ * Adds the playout-delay header extension to every video m-line of an offer to a subscriber
+ * (libdatachannel has no API for extmaps; it keeps extmaps it did not offer out of its own
+ * sending, which is ours anyway).
+ */
+export function offerPlayoutDelay(offerSdp: string): string {
+  const { session, sections } = split(offerSdp);
+  for (const section of sections) {
+    const m = mline(section);
+    if (m.kind !== 'video' || m.port === 0 || section.lines.some((l) => l.includes(PLAYOUT_DELAY_EXTENSION))) continue;
+    const at = section.lines.findIndex((l) => l.startsWith('a=rtpmap:'));
+    section.lines.splice(at < 0 ? section.lines.length : at, 0, `a=extmap:${PLAYOUT_DELAY_EXTENSION_ID} ${PLAYOUT_DELAY_EXTENSION}`);
+  }
+  return join(session, sections);
+}
 
 export interface OfferedMedia {
   mid: string;
@@ -333,6 +353,8 @@ export interface AnsweredMedia {
   rejected: boolean;
   direction: Direction;
   codecs: Map<number, CodecInfo>;
+  /** Header extension ids the answer kept, by URI. */
+  extensions: Map<string, number>;
 }
 
 /** Per mid, what a subscriber's answer accepted. */
@@ -342,7 +364,12 @@ export function parseAnswer(answerSdp: string): Map<string, AnsweredMedia> {
     const mid = attr(section, 'mid');
     if (mid === undefined) continue;
     const m = mline(section);
-    out.set(mid, { rejected: m.port === 0, direction: direction(section), codecs: codecs(section) });
+    const extensions = new Map<string, number>();
+    for (const l of section.lines) {
+      const e = /^a=extmap:(\d+)(?:\/\w+)? (\S+)/.exec(l);
+      if (e) extensions.set(e[2]!, Number(e[1]));
+    }
+    out.set(mid, { rejected: m.port === 0, direction: direction(section), codecs: codecs(section), extensions });
   }
   return out;
 }

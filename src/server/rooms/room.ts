@@ -21,7 +21,8 @@ export interface RoomPeer {
  * Carries the SFU's word to a publisher: of its simulcast track `mid`, send only the lowest
  * `layers` layers, in the order of its offer (nobody's tile needs the others).
  */
-export type SendLayers = (mid: string, layers: number) => void;
+/** Send simulcast layers `from` up to, not including, `layers` of m-line `mid`. */
+export type SendLayers = (mid: string, layers: number, from: number) => void;
 
 /** The media side of a call, as the room needs it (see CallMedia). */
 export interface RoomMedia {
@@ -524,8 +525,9 @@ export class Room {
       actor.heldOffer = offerSdp;
       return;
     }
-    const sdp = await this.media.publish(actor.id, offerSdp, (mid, layers) => {
-      if (this.participants.get(actor.id) === actor) this.deliver(actor, { type: 'sendLayers', mid, layers });
+    const sdp = await this.media.publish(actor.id, offerSdp, (mid, layers, from) => {
+      // `from` only when it says something: a page loaded before it existed refuses unknown fields.
+      if (this.participants.get(actor.id) === actor) this.deliver(actor, { type: 'sendLayers', mid, layers, ...(from > 0 ? { from } : {}) });
     });
     if (this.participants.get(actor.id) === actor) this.deliver(actor, { type: 'publishAnswer', sdp });
   }

@@ -73,7 +73,7 @@ function gathered(pc: RTCPeerConnection): Promise<void> {
 }
 
 /** 320×240 (or so) at 30 fps: enough for a small tile, and leaves the rest to the top layer. */
-const SMALL_LAYER_MAX_BITRATE = 150_000;
+const SMALL_LAYER_MAX_BITRATE = 125_000;
 /** 640×360 (or so), the middle of three layers. */
 const MIDDLE_LAYER_MAX_BITRATE = 500_000;
 
@@ -139,7 +139,7 @@ export class CallConnection {
   /** The publishing connection's senders by m-line, for the SFU's `sendLayers`. */
   private sendersByMid = new Map<string, RTCRtpSender>();
   /** How many layers the SFU last asked of each sender, applied one change at a time. */
-  private readonly layerRequests = new Map<RTCRtpSender, number>();
+  private readonly layerRequests = new Map<RTCRtpSender, { layers: number; from: number }>();
   private layerQueue = Promise.resolve();
   /** Between our restartMedia and the server's mediaRestarted, offers are for the old transports. */
   private awaitingRestart = false;
@@ -167,7 +167,7 @@ export class CallConnection {
       }),
       signaling.on('subscribeOffer', (m) => this.awaitingRestart || this.receiveOffer(m.sdp)),
       signaling.on('mediaRestarted', () => (this.awaitingRestart = false)),
-      signaling.on('sendLayers', (m) => this.sendLayers(m.mid, m.layers)),
+      signaling.on('sendLayers', (m) => this.sendLayers(m.mid, m.layers, m.from ?? 0)),
     );
   }
 
@@ -175,10 +175,10 @@ export class CallConnection {
    * The SFU says which of our simulcast layers anyone watches: the encoder stops the others
    * (no renegotiation; a layer turned on again starts with a key frame).
    */
-  private sendLayers(mid: string, layers: number): void {
+  private sendLayers(mid: string, layers: number, from: number): void {
     const sender = this.sendersByMid.get(mid);
     if (!sender) return;
-    this.layerRequests.set(sender, layers);
+    this.layerRequests.set(sender, { layers, from });
     this.layerQueue = this.layerQueue
       .then(async () => {
         const wanted = this.layerRequests.get(sender);
@@ -188,7 +188,7 @@ export class CallConnection {
         // Our encodings are in the offer's order, smallest first (simulcastEncodings).
         let changed = false;
         for (const [i, e] of params.encodings.entries()) {
-          const active = i < wanted;
+          const active = i >= wanted.from && i < wanted.layers;
           if (e.active !== active) {
             e.active = active;
             changed = true;

@@ -1,0 +1,63 @@
+// How long a subscriber's video jitter buffer should wait at least: pure logic with time passed
+// in (tested in test/congestion.test.ts).
+//
+// Chromium's video jitter buffer sizes itself from jitter and, in a connection that also sends,
+// from the round-trip time, so that a frame whose lost packet is resent is waited for. A
+// subscriber's connection only receives: it learns no round-trip time, its jitter buffer stays
+// at 30–40 ms, and under loss a frame whose packet comes back one round trip later is skipped
+// (lab, 3 % loss: 24 fps against the direct call's 30). The playout-delay header extension tells
+// it a minimum. Only while the subscriber sees moderate loss: on a clean link the floor would be
+// delay for nothing, and under heavy loss the link is congested and delay would only grow.
+
+/** The minimum playout delay while the subscriber sees moderate video loss (ms). */
+export const LOSS_PLAYOUT_FLOOR_MS = 200;
+/** The maximum we always state: Chromium's own default (ms). */
+export const MAX_PLAYOUT_DELAY_MS = 10_000;
+/** Smoothed video loss in this range turns the floor on… */
+export const FLOOR_ON_LOSS: readonly [number, number] = [0.01, 0.1];
+/** …and below the first or above the second of these turns it off again… */
+export const FLOOR_OFF_LOSS: readonly [number, number] = [0.005, 0.15];
+/** …but not before it has been on this long (a floor that comes and goes makes video jump). */
+export const FLOOR_HOLD_MS = 5000;
+/** Weight of each update's loss in the smoothed loss (updates come about once a second). */
+const SMOOTHING = 0.3;
+
+/** One subscriber's playout-delay floor, from the loss its video receiver reports show. */
+export class PlayoutDelayFloor {
+  #lossSum = 0;
+  #lossCount = 0;
+  #smoothed: number | undefined;
+  #onSince: number | undefined;
+
+  /** One receiver-report block of a video stream: fraction lost in 1/256. */
+  onLoss(fractionLost: number): void {
+    this.#lossSum += fractionLost / 256;
+    this.#lossCount++;
+  }
+
+  /** Folds in the reports since the last update (call about once a second); returns minMs. */
+  update(now: number): number {
+    if (this.#lossCount > 0) {
+      const loss = this.#lossSum / this.#lossCount;
+      this.#smoothed = this.#smoothed === undefined ? loss : this.#smoothed * (1 - SMOOTHING) + loss * SMOOTHING;
+    }
+    this.#lossSum = 0;
+    this.#lossCount = 0;
+    const loss = this.#smoothed ?? 0;
+    if (this.#onSince === undefined) {
+      if (loss >= FLOOR_ON_LOSS[0] && loss <= FLOOR_ON_LOSS[1]) this.#onSince = now;
+    } else if ((loss < FLOOR_OFF_LOSS[0] || loss > FLOOR_OFF_LOSS[1]) && now - this.#onSince >= FLOOR_HOLD_MS) {
+      this.#onSince = undefined;
+    }
+    return this.minMs;
+  }
+
+  get minMs(): number {
+    return this.#onSince === undefined ? 0 : LOSS_PLAYOUT_FLOOR_MS;
+  }
+
+  /** Smoothed video loss (0–1). */
+  get loss(): number {
+    return this.#smoothed ?? 0;
+  }
+}

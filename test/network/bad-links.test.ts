@@ -1,0 +1,72 @@
+/**
+ * Calls across bad links, asserting what a person would notice, with bounds generous enough for
+ * a busy 2-core machine: a bloated uplink does not leave the other person's picture seconds
+ * behind, and after a bandwidth drop video comes back. `npx tsx bench/network.ts` measures the
+ * same scenarios properly, against a direct call. Skips, saying why, where namespaces cannot be
+ * made.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { frameRateSeries, linkcallCall, quality, Recorder, secondsUntil } from '../support/lab-call.js';
+import { labUnavailable, NetLab, type LabServer } from '../support/netlab.js';
+
+const unavailable = labUnavailable();
+if (unavailable) console.log(`# network lab skipped: ${unavailable}`);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('calls across bad links', { skip: unavailable }, () => {
+  let lab: NetLab;
+  let server: LabServer;
+  before(async () => {
+    lab = await NetLab.create(['server', 'host', 'guest']);
+    server = await lab.startServer('server');
+  });
+  after(async () => {
+    await server?.close();
+    await lab?.close();
+  });
+
+  test("behind the guest's bloated 600 kbit/s uplink, the host sees the guest less than a second late once the call has settled", async () => {
+    await lab.clear();
+    for (const p of ['host', 'guest']) await lab.impair(p, 'both', { delayMs: 20 });
+    await lab.impair('guest', 'up', { rateKbps: 600, queueMs: 1000 });
+    const call = await linkcallCall(lab, server);
+    try {
+      const recorder = new Recorder(call);
+      recorder.start();
+      await sleep(10_000);
+      const from = Date.now();
+      await sleep(10_000);
+      await recorder.stop();
+      const seen = quality(recorder.samples, 'host', from, Date.now());
+      assert.ok(seen.framesTimed > 30, `the host saw ${seen.framesTimed} of the guest's frames in 10 s`);
+      assert.ok(seen.delayP95Ms < 1000, `glass-to-glass p95 ${seen.delayP95Ms} ms (median ${seen.delayMedianMs} ms)`);
+    } finally {
+      await call.close();
+    }
+  });
+
+  test("after the guest's downlink drops from 4 to 0.3 Mbit/s, the host's video comes back to 15 frames a second while the bandwidth stays low", async () => {
+    await lab.clear();
+    for (const p of ['host', 'guest']) await lab.impair(p, 'both', { delayMs: 20 });
+    await lab.impair('guest', 'down', { rateKbps: 4000, queueMs: 200 });
+    const call = await linkcallCall(lab, server);
+    try {
+      const recorder = new Recorder(call);
+      recorder.start();
+      await sleep(6000);
+      await lab.impair('guest', 'down', { rateKbps: 300 });
+      const droppedAt = Date.now();
+      await sleep(25_000);
+      await recorder.stop();
+      const series = frameRateSeries(recorder.samples, 'guest');
+      // Counted from 8 s after the drop: the first seconds still play what was queued before it.
+      const back = secondsUntil(series, droppedAt + 8000, Date.now(), (fps) => fps >= 15);
+      const rates = series.filter(([t]) => t > droppedAt).map(([, fps]) => fps.toFixed(0));
+      assert.ok(Number.isFinite(back), `the guest's frame rate, second by second after the drop: ${rates.join(' ')}`);
+    } finally {
+      await call.close();
+    }
+  });
+});
