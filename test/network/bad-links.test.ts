@@ -9,11 +9,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { frameRateSeries, linkcallCall, quality, Recorder, secondsUntil } from '../support/lab-call.js';
 import { labUnavailable, NetLab, type LabServer } from '../support/netlab.js';
+import { sleep } from '../support/wait.js';
 
 const unavailable = labUnavailable();
 if (unavailable) console.log(`# network lab skipped: ${unavailable}`);
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('calls across bad links', { skip: unavailable }, () => {
   let lab: NetLab;
