@@ -67,9 +67,13 @@ export interface LabCallOptions {
 export async function linkcallCall(lab: NetLab, server: LabServer, timeoutMs = 60_000, options: LabCallOptions = {}): Promise<LabCall> {
   const b = await browsers(lab, server.url, options.chromiumArgs);
   const close = async () => void (await Promise.all(PEOPLE.map((p) => b[p].close().catch(() => {}))));
+  let hostPage: Page | undefined;
+  let guestPage: Page | undefined;
   try {
     const host = await newPerson(b.host, server.url);
     const guest = await newPerson(b.guest, server.url);
+    hostPage = host.page;
+    guestPage = guest.page;
     await host.context.addInitScript({ content: CLOCK_CAMERA });
     await guest.context.addInitScript({ content: CLOCK_CAMERA });
     await recordPeerConnections(host.context);
@@ -89,9 +93,33 @@ export async function linkcallCall(lab: NetLab, server: LabServer, timeoutMs = 6
     const approveToFirstFrameMs = approvedAt && firstFrameAt ? firstFrameAt - approvedAt : undefined;
     return { system: 'linkcall', pages: { host: host.page, guest: guest.page }, approveToFirstFrameMs, close };
   } catch (err) {
+    // Say what each page's connections were doing, not only that a wait ran out.
+    if (err instanceof Error && hostPage && guestPage) err.message += `\nhost: ${await mediaState(hostPage)}\nguest: ${await mediaState(guestPage)}`;
     await close();
     throw err;
   }
+}
+
+/** A page's connections (state, transceivers, packets and frames per stream) and its videos, in one line. */
+async function mediaState(page: Page): Promise<string> {
+  return page
+    .evaluate(async () => {
+      const pcs = ((window as unknown as { __pcs?: RTCPeerConnection[] }).__pcs ?? []).map(async (pc) => {
+        const streams: string[] = [];
+        (await pc.getStats()).forEach((s: any) => {
+          if (s.type === 'inbound-rtp') streams.push(`in ${s.kind} ${s.packetsReceived}p ${s.framesDecoded ?? '-'}f pli ${s.pliCount ?? '-'} nack ${s.nackCount ?? '-'}`);
+          if (s.type === 'outbound-rtp') streams.push(`out ${s.kind}${s.rid ? ` ${s.rid}` : ''} ${s.packetsSent}p ${s.framesEncoded ?? '-'}f`);
+        });
+        const transceivers = pc.getTransceivers().map((t) => `${t.mid}:${t.currentDirection ?? t.direction}:${t.receiver.track.readyState}${t.receiver.track.muted ? '/muted' : ''}`);
+        return `pc ${pc.connectionState}/${pc.signalingState} [${transceivers.join(' ')}] {${streams.join('; ')}}`;
+      });
+      const videos = [...document.querySelectorAll('video')].map(
+        (v) => `${v.getAttribute('aria-label')}: ${((v.srcObject as MediaStream | null)?.getTracks() ?? []).map((t) => `${t.kind}/${t.readyState}${t.muted ? '/muted' : ''}`).join(',') || 'no tracks'}`,
+      );
+      const status = document.querySelector('[role=status], [role=alert]')?.textContent ?? '';
+      return `${(await Promise.all(pcs)).join(' | ')} || ${videos.join(' | ')} || status: ${status.slice(0, 200)}`;
+    })
+    .catch((e: Error) => `unreadable (${e.message})`);
 }
 
 /**
