@@ -10,13 +10,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { closeCodeFor, ERRORS, LinkcallError } from '../protocol/errors.js';
 import { MAX_FRAME_BYTES, type ServerMessage } from '../protocol/messages.js';
 import { mediaNetwork, type Config } from './config.js';
+import { addressKey, FailureBackoff, RateLimiter, type BackoffPolicy } from './access/rate-limit.js';
+import { usableLink } from './access/usable-link.js';
 import { registerAuth, sessionAccount, SESSION_COOKIE } from './http/auth.js';
 import { registerHealth } from './http/health.js';
 import { registerConnectionCheck } from './http/connection-check.js';
 import { registerIce } from './http/ice.js';
-import { linkInfo, registerLinks } from './http/links.js';
+import { registerLinks } from './http/links.js';
 import { Metrics, registerMetrics } from './http/metrics.js';
-import { addressKey, FailureBackoff, RateLimiter, type BackoffPolicy } from './http/rate-limit.js';
 import { originAllowed, registerSecurityHeaders } from './http/security.js';
 import { MediaWorkers } from './media-workers/media-workers.js';
 import { CallMedia } from './rooms/call-media.js';
@@ -327,7 +328,7 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
     http.get('/check', page(200));
     http.get<{ Params: { id: string } }>('/join/:id', async (req, reply) => {
       try {
-        await linkInfo(store, req.params.id);
+        await usableLink(store, req.params.id);
         return page(200)(req, reply);
       } catch (err) {
         return page(err instanceof LinkcallError ? err.status : 500)(req, reply);

@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { LinkcallError } from '../../protocol/errors.js';
 import type { Account, Store } from '../store/store.js';
-import { addressKey, type FailureBackoff, type RateLimiter } from './rate-limit.js';
+import { addressKey, type FailureBackoff, type RateLimiter } from '../access/rate-limit.js';
 
 export const SESSION_COOKIE = 'lc_session';
 const SESSION_TTL_MS = 30 * 24 * 3600_000;

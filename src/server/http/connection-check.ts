@@ -10,7 +10,7 @@ import { LinkcallError } from '../../protocol/errors.js';
 import { mediaNetwork, type Config } from '../config.js';
 import { ConnectionProbe } from '../media/ConnectionProbe.js';
 import { iceConfig } from './ice.js';
-import { addressKey, RateLimiter } from './rate-limit.js';
+import { addressKey, RateLimiter } from '../access/rate-limit.js';
 
 const CHECK_CREDENTIAL_TTL_S = 600;
 const PROBE_LIFETIME_MS = 20_000;

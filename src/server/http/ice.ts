@@ -9,7 +9,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
 import type { Store } from '../store/store.js';
-import { linkInfo } from './links.js';
+import { usableLink } from '../access/usable-link.js';
 
 export interface IceServer {
   urls: string[];
@@ -54,7 +54,7 @@ export function iceConfig(config: Pick<Config, 'turn' | 'iceTransportPolicy'>, n
  */
 export function registerIce(app: FastifyInstance, opts: { store: Store; config: Config }): void {
   app.get<{ Params: { id: string } }>('/api/links/:id/ice', async (req, reply) => {
-    await linkInfo(opts.store, req.params.id);
+    await usableLink(opts.store, req.params.id);
     reply.header('Cache-Control', 'no-store');
     return iceConfig(opts.config);
   });

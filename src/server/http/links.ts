@@ -6,7 +6,8 @@ import { LinkcallError } from '../../protocol/errors.js';
 import { linkId as linkIdSchema } from '../../protocol/messages.js';
 import type { Link, Store } from '../store/store.js';
 import { rateLimited, requireAccount } from './auth.js';
-import type { RateLimiter } from './rate-limit.js';
+import type { RateLimiter } from '../access/rate-limit.js';
+import { usableLink } from '../access/usable-link.js';
 
 const linkName = z
   .string()
@@ -111,7 +112,7 @@ export function registerLinks(app: FastifyInstance, opts: LinksOptions): void {
 
   /** What a guest's join page shows before joining. */
   app.get<{ Params: { id: string } }>('/api/links/:id/info', async (req) => {
-    const info = await linkInfo(store, req.params.id);
+    const info = await usableLink(store, req.params.id);
     const account = await store.findAccount(info.ownerId);
     const viewer = await requireAccount(store, req).catch(() => undefined);
     return {
@@ -121,14 +122,4 @@ export function registerLinks(app: FastifyInstance, opts: LinksOptions): void {
       isOwner: viewer?.id === info.ownerId,
     };
   });
-}
-
-/** The link behind an id, or the typed reason it can't be used. */
-export async function linkInfo(store: Store, id: string): Promise<Link> {
-  if (!linkIdSchema.safeParse(id).success) throw new LinkcallError('link_not_found');
-  const link = await store.findLink(id);
-  if (!link) throw new LinkcallError('link_not_found');
-  if (link.deletedAt !== null) throw new LinkcallError('link_deleted');
-  if (link.expiresAt != null && link.expiresAt <= Date.now()) throw new LinkcallError('link_expired');
-  return link;
 }
