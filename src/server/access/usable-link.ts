@@ -6,7 +6,7 @@
  * entrance should have to import the other to apply it. It imports only `protocol/` and `store/`.
  */
 import { LinkcallError } from '../../protocol/errors.js';
-import { linkId } from '../../protocol/messages.js';
+import { linkId } from '../../protocol/ids.js';
 import type { Link, Store } from '../store/store.js';
 
 /** The link behind an id, or the typed reason it can't be used (`link_not_found`, `link_deleted`, `link_expired`). */
