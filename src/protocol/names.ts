@@ -12,7 +12,7 @@ export const MAX_LINK_NAME_LENGTH = 80;
  * C0/C1 controls, DEL, line/paragraph separators and bidi overrides and isolates
  * (U+202A–U+202E, U+2066–U+2069): they can disguise a name on someone else's screen.
  */
-export const NAME_FORBIDDEN_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+const NAME_FORBIDDEN_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 
 /**
  * A string trimmed, then `min`–`max` characters long and free of `forbidden`; anything longer than
