@@ -6,6 +6,8 @@
  */
 export const ERRORS = {
   bad_request: { status: 400, message: 'The request was not understood.' },
+  /** An HTTP path that names nothing (an unknown API route or page). */
+  not_found: { status: 404, message: 'There is nothing at this address.' },
   bad_message: { status: 400, message: 'That message was not understood.' },
   message_too_large: { status: 413, message: 'That message is too large.' },
   unknown_type: { status: 400, message: 'That kind of message is not known.' },

@@ -5,42 +5,15 @@
  */
 import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode } from './errors.js';
+import { linkId, participantId, resumeToken } from './ids.js';
+import { trimmedText } from './names.js';
+
+// Names are defined in names.ts; client/ still imports this one from here.
+export { parseDisplayName } from './names.js';
 
 /** Largest WebSocket frame either side accepts, in bytes (SDP offers for big calls fit). */
 export const MAX_FRAME_BYTES = 64 * 1024;
-export const MAX_NAME_LENGTH = 64;
 export const MAX_SDP_LENGTH = 60_000;
-
-// C0/C1 controls, DEL, line/paragraph separators and bidi overrides: they can
-// disguise a name on someone else's screen.
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
-
-/** A string trimmed, then 1–`max` characters long and free of `forbidden`; anything much longer is refused before trimming. */
-function trimmedText(max: number, forbidden: RegExp) {
-  return z
-    .string()
-    .max(max * 4)
-    .transform((s) => s.trim())
-    .pipe(
-      z
-        .string()
-        .min(1)
-        .max(max)
-        .refine((s) => !forbidden.test(s)),
-    );
-}
-
-/** A display name: trimmed, 1–64 characters, no control characters. Markup is just text. */
-export const displayName = trimmedText(MAX_NAME_LENGTH, CONTROL_CHARACTERS);
-
-export function parseDisplayName(raw: unknown): string | undefined {
-  const result = displayName.safeParse(raw);
-  return result.success ? result.data : undefined;
-}
-
-/** Link ids are 128-bit random values, base64url without padding (22 characters). */
-export const linkId = z.string().regex(/^[A-Za-z0-9_-]{22}$/);
-export const participantId = z.string().regex(/^[A-Za-z0-9_-]{1,32}$/);
 const sdp = z.string().min(1).max(MAX_SDP_LENGTH);
 const base64url = (max: number) => z.string().min(1).max(max).regex(/^[A-Za-z0-9_-]+$/);
 
@@ -100,7 +73,7 @@ export const clientMessage = z.discriminatedUnion('type', [
    * (every server message except pong, error, closed, resumed and shutdown); the server
    * replays the rest.
    */
-  z.strictObject({ type: z.literal('resume'), seq, token: base64url(64), received: z.number().int().nonnegative() }),
+  z.strictObject({ type: z.literal('resume'), seq, token: resumeToken, received: z.number().int().nonnegative() }),
   /** A note to a waiting guest, sealed with the lobby key (see keys.ts sealLobbyNote); from those who may answer knocks. */
   z.strictObject({ type: z.literal('lobbyNote'), seq, participantId, sealed: base64url(2048) }),
   /** Host or co-host: mute someone's microphone (the SFU stops forwarding it at once), or everyone's but our own. */
@@ -183,7 +156,7 @@ const errorCode = z.enum(ERROR_CODES as [ErrorCode, ...ErrorCode[]]);
 
 export const serverMessage = z.discriminatedUnion('type', [
   /** Your join was accepted: keep `token` to come back as the same participant within `graceMs` of a lost connection. */
-  z.strictObject({ type: z.literal('resumable'), token: base64url(64), graceMs: z.number() }),
+  z.strictObject({ type: z.literal('resumable'), token: resumeToken, graceMs: z.number() }),
   /** You are the same participant again; the room messages you missed follow. */
   z.strictObject({ type: z.literal('resumed') }),
   /** The knock is waiting for an answer. `hostPresent` false: nobody can let you in yet. */

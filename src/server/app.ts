@@ -8,15 +8,18 @@ import { join } from 'node:path';
 import { pipeline, Transform } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { closeCodeFor, ERRORS, LinkcallError } from '../protocol/errors.js';
+import { errorBody } from '../protocol/http.js';
 import { MAX_FRAME_BYTES, type ServerMessage } from '../protocol/messages.js';
 import { mediaNetwork, type Config } from './config.js';
+import { addressKey, FailureBackoff, RateLimiter, type BackoffPolicy } from './access/rate-limit.js';
+import { usableLink } from './access/usable-link.js';
 import { registerAuth, sessionAccount, SESSION_COOKIE } from './http/auth.js';
 import { registerHealth } from './http/health.js';
 import { registerConnectionCheck } from './http/connection-check.js';
 import { registerIce } from './http/ice.js';
-import { linkInfo, registerLinks } from './http/links.js';
+import { registerLinks } from './http/links.js';
 import { Metrics, registerMetrics } from './http/metrics.js';
-import { addressKey, FailureBackoff, RateLimiter, type BackoffPolicy } from './http/rate-limit.js';
+import { useProtocolSchemas } from './http/schemas.js';
 import { originAllowed, registerSecurityHeaders } from './http/security.js';
 import { MediaWorkers } from './media-workers/media-workers.js';
 import { CallMedia } from './rooms/call-media.js';
@@ -133,15 +136,15 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
 
   http.setErrorHandler((err, req, reply) => {
     if (err instanceof LinkcallError) {
-      return reply.code(err.status).send({ error: err.code, message: ERRORS[err.code].message });
+      return reply.code(err.status).send(errorBody(err.code));
     }
     const status = (err as { statusCode?: number }).statusCode;
     if (status && status >= 400 && status < 500) {
       const code = status === 413 ? 'message_too_large' : 'bad_request';
-      return reply.code(status).send({ error: code, message: ERRORS[code].message });
+      return reply.code(status).send(errorBody(code));
     }
     req.log.error({ err: { name: (err as Error).name } }, 'request failed');
-    return reply.code(500).send({ error: 'internal', message: ERRORS.internal.message });
+    return reply.code(500).send(errorBody('internal'));
   });
 
   if (tap) {
@@ -173,6 +176,8 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
     });
   }
 
+  // Routes declare their shapes with protocol/http.ts's schemas; fastify validates with them.
+  useProtocolSchemas(http);
   registerSecurityHeaders(http, tls, config.publicUrl);
   await http.register(cookie);
   // Frames past MAX_FRAME_BYTES get a typed `message_too_large`; past this the socket closes
@@ -261,7 +266,7 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
       websocket: true,
       preValidation: async (req, reply) => {
         if (!originAllowed(req.headers.origin, req.headers.host, config.publicUrl)) {
-          return reply.code(403).send({ error: 'not_allowed', message: ERRORS.not_allowed.message });
+          return reply.code(403).send(errorBody('not_allowed'));
         }
       },
     },
@@ -327,7 +332,7 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
     http.get('/check', page(200));
     http.get<{ Params: { id: string } }>('/join/:id', async (req, reply) => {
       try {
-        await linkInfo(store, req.params.id);
+        await usableLink(store, req.params.id);
         return page(200)(req, reply);
       } catch (err) {
         return page(err instanceof LinkcallError ? err.status : 500)(req, reply);
@@ -336,7 +341,7 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
   }
   http.setNotFoundHandler((req, reply) => {
     if (req.url.startsWith('/api/') || !existsSync(indexFile)) {
-      return reply.code(404).send({ error: 'bad_request', message: 'Not found.' });
+      return reply.code(404).send(errorBody('not_found'));
     }
     return reply.code(404).type('text/html; charset=utf-8').send(readFileSync(indexFile, 'utf8'));
   });

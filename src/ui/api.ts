@@ -1,4 +1,26 @@
-/** The HTTP API as the pages use it; failures become sentences from the server's error registry. */
+/**
+ * The HTTP API as the pages use it, with the shapes of `protocol/http.ts` (the same schemas the
+ * server's routes declare): what is sent is typed by them, what comes back is checked with them.
+ * Failures become sentences from the server's error registry.
+ */
+import type { z } from 'zod';
+import {
+  accountResponse,
+  checkAnswer,
+  type CheckOffer,
+  errorResponse,
+  iceConfig,
+  linkList,
+  linkPublicInfo,
+  linkView,
+  type CreateLinkRequest,
+  type CredentialsRequest,
+  type InfoMacRequest,
+  type RenameLinkRequest,
+} from '../protocol/http.js';
+
+export type { IceConfig, IceServer, LinkPublicInfo, LinkView } from '../protocol/http.js';
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -9,7 +31,8 @@ export class ApiError extends Error {
   }
 }
 
-async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+/** Sends `body` as JSON; an answer that is not `expected`'s shape is a failure like any other. */
+async function request<S extends z.ZodType | undefined>(method: string, path: string, expected: S, body?: unknown): Promise<S extends z.ZodType ? z.output<S> : void> {
   let res: Response;
   try {
     res = await fetch(path, {
@@ -21,42 +44,37 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
   } catch {
     throw new ApiError(0, 'offline', 'Could not reach the server. Check your connection and try again.');
   }
-  if (res.status === 204) return undefined as T;
-  const data = (await res.json().catch(() => ({}))) as { error?: string; message?: string };
-  if (!res.ok) throw new ApiError(res.status, data.error ?? 'internal', data.message ?? 'Something went wrong.');
-  return data as T;
+  if (res.status === 204) return undefined as never;
+  const data: unknown = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    const error = errorResponse.partial().safeParse(data);
+    const said = error.success ? error.data : {};
+    throw new ApiError(res.status, said.error ?? 'internal', said.message ?? 'Something went wrong.');
+  }
+  if (!expected) return undefined as never;
+  const parsed = expected.safeParse(data);
+  if (!parsed.success) throw new ApiError(res.status, 'internal', 'Something went wrong.');
+  return parsed.data as never;
 }
 
-export interface LinkView {
-  id: string;
-  name: string;
-  createdAt: number;
-  /** When the link stops working (ms), or null. */
-  expiresAt: number | null;
-  /** When someone last joined or knocked with it (ms), or null. */
-  lastUsedAt: number | null;
-  path: string;
-}
-
-export interface LinkPublicInfo {
-  name: string;
-  hostName: string;
-  infoMac: string | null;
-  isOwner: boolean;
-}
+const link = (id: string) => `/api/links/${encodeURIComponent(id)}`;
 
 export const api = {
-  me: () => request<{ username: string }>('GET', '/api/me'),
-  signUp: (username: string, password: string) => request<{ username: string }>('POST', '/api/signup', { username, password }),
-  signIn: (username: string, password: string) => request<{ username: string }>('POST', '/api/signin', { username, password }),
-  signOut: () => request<void>('POST', '/api/signout'),
-  links: () => request<{ links: LinkView[] }>('GET', '/api/links'),
+  me: () => request('GET', '/api/me', accountResponse),
+  signUp: (username: string, password: string) => request('POST', '/api/signup', accountResponse, { username, password } satisfies CredentialsRequest),
+  signIn: (username: string, password: string) => request('POST', '/api/signin', accountResponse, { username, password } satisfies CredentialsRequest),
+  signOut: () => request('POST', '/api/signout', undefined),
+  links: () => request('GET', '/api/links', linkList),
   createLink: (name?: string, expiresAt?: number) =>
-    request<LinkView>('POST', '/api/links', { ...(name ? { name } : {}), ...(expiresAt ? { expiresAt } : {}) }),
-  renameLink: (id: string, name: string, mac: string) => request<void>('PATCH', `/api/links/${encodeURIComponent(id)}`, { name, mac }),
-  setLinkInfoMac: (id: string, mac: string) => request<void>('PUT', `/api/links/${encodeURIComponent(id)}/info-mac`, { mac }),
-  deleteLink: (id: string) => request<void>('DELETE', `/api/links/${encodeURIComponent(id)}`),
-  linkInfo: (id: string) => request<LinkPublicInfo>('GET', `/api/links/${encodeURIComponent(id)}/info`),
+    request('POST', '/api/links', linkView, { ...(name ? { name } : {}), ...(expiresAt ? { expiresAt } : {}) } satisfies CreateLinkRequest),
+  renameLink: (id: string, name: string, mac: string) => request('PATCH', link(id), undefined, { name, mac } satisfies RenameLinkRequest),
+  setLinkInfoMac: (id: string, mac: string) => request('PUT', `${link(id)}/info-mac`, undefined, { mac } satisfies InfoMacRequest),
+  deleteLink: (id: string) => request('DELETE', link(id), undefined),
+  linkInfo: (id: string) => request('GET', `${link(id)}/info`, linkPublicInfo),
   /** ICE servers with short-lived TURN credentials, and the transport policy, for this link's call. */
-  ice: (id: string) => request<RTCConfiguration>('GET', `/api/links/${encodeURIComponent(id)}/ice`),
+  ice: (id: string) => request('GET', `${link(id)}/ice`, iceConfig),
+  /** "Check my connection": this server's ICE servers (TURN credentials valid 10 minutes). */
+  checkIce: () => request('GET', '/api/check/ice', iceConfig),
+  /** "Check my connection": the server's answer to one path's data-channel offer. */
+  checkOffer: (sdp: string) => request('POST', '/api/check/offer', checkAnswer, { sdp } satisfies CheckOffer),
 };

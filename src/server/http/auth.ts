@@ -2,19 +2,15 @@
 import { hash, verify } from '@node-rs/argon2';
 import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { z } from 'zod';
 import { LinkcallError } from '../../protocol/errors.js';
+import { accountResponse, credentialsRequest, MIN_PASSWORD_LENGTH } from '../../protocol/http.js';
+import { username as usernameFormat } from '../../protocol/ids.js';
+import { addressKey, type FailureBackoff, type RateLimiter } from '../access/rate-limit.js';
 import type { Account, Store } from '../store/store.js';
-import { addressKey, type FailureBackoff, type RateLimiter } from './rate-limit.js';
+import { protocolRoutes } from './schemas.js';
 
 export const SESSION_COOKIE = 'lc_session';
 const SESSION_TTL_MS = 30 * 24 * 3600_000;
-
-const credentials = z.strictObject({
-  username: z.string().max(200),
-  password: z.string().max(1024),
-});
-const USERNAME = /^[A-Za-z0-9._-]{3,32}$/;
 
 // A fixed hash to verify against when the username is unknown, so a failed
 // sign-in takes as long whether or not the account exists.
@@ -47,8 +43,9 @@ export function rateLimited(reply: FastifyReply, retryAfterMs: number): Linkcall
   return new LinkcallError('rate_limited');
 }
 
-export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
+export function registerAuth(fastify: FastifyInstance, opts: AuthOptions): void {
   const { store, signInLimit, signUpLimit, signInFailuresPerAccount, signInFailuresPerAddress } = opts;
+  const app = protocolRoutes(fastify);
   app.addHook('onClose', async () => {
     signInLimit.close();
     signUpLimit.close();
@@ -69,14 +66,17 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
     });
   }
 
-  app.post('/api/signup', async (req, reply) => {
+  // Every attempt counts against its address, before its body is even looked at.
+  const limitPerAddress = (limit: RateLimiter) => async (req: FastifyRequest, reply: FastifyReply) => {
     const address = addressKey(req.ip);
-    if (!signUpLimit.take(address)) throw rateLimited(reply, signUpLimit.retryAfterMs(address));
-    const body = credentials.safeParse(req.body);
-    if (!body.success) throw new LinkcallError('bad_request');
-    const { username, password } = body.data;
-    if (!USERNAME.test(username)) throw new LinkcallError('invalid_username');
-    if (password.length < 8) throw new LinkcallError('weak_password');
+    if (!limit.take(address)) throw rateLimited(reply, limit.retryAfterMs(address));
+  };
+  const schema = { body: credentialsRequest, response: { 200: accountResponse, 201: accountResponse } };
+
+  app.post('/api/signup', { schema, preValidation: limitPerAddress(signUpLimit) }, async (req, reply) => {
+    const { username, password } = req.body;
+    if (!usernameFormat.safeParse(username).success) throw new LinkcallError('invalid_username');
+    if (password.length < MIN_PASSWORD_LENGTH) throw new LinkcallError('weak_password');
     if (await store.findAccountByUsername(username)) throw new LinkcallError('username_taken');
     const account: Account = {
       id: randomBytes(12).toString('base64url'),
@@ -89,18 +89,16 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
     return reply.code(201).send({ username });
   });
 
-  app.post('/api/signin', async (req, reply) => {
+  app.post('/api/signin', { schema, preValidation: limitPerAddress(signInLimit) }, async (req, reply) => {
     const address = addressKey(req.ip);
-    if (!signInLimit.take(address)) throw rateLimited(reply, signInLimit.retryAfterMs(address));
-    const body = credentials.safeParse(req.body);
-    if (!body.success) throw new LinkcallError('bad_request');
+    const { username, password } = req.body;
     // Keyed by the name as typed (usernames compare case-insensitively), whether or not the
     // account exists, so the answer never tells which usernames are real.
-    const accountKey = body.data.username.toLowerCase();
+    const accountKey = username.toLowerCase();
     const wait = Math.max(signInFailuresPerAccount.waitMs(accountKey), signInFailuresPerAddress.waitMs(address));
     if (wait > 0) throw rateLimited(reply, wait);
-    const account = await store.findAccountByUsername(body.data.username);
-    const ok = await verify(account?.passwordHash ?? (await DUMMY_HASH), body.data.password);
+    const account = await store.findAccountByUsername(username);
+    const ok = await verify(account?.passwordHash ?? (await DUMMY_HASH), password);
     if (!account || !ok) {
       signInFailuresPerAccount.failed(accountKey);
       signInFailuresPerAddress.failed(address);
@@ -120,10 +118,26 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
     return reply.code(204).send();
   });
 
-  app.get('/api/me', async (req) => {
+  app.get('/api/me', { schema: { response: { 200: accountResponse } } }, async (req) => {
     const account = await requireAccount(store, req);
     return { username: account.username };
   });
+}
+
+const accounts = new WeakMap<FastifyRequest, Account>();
+
+/** A route hook: refuse with `not_signed_in` before anything else; the handler gets the account from `accountOf`. */
+export function signedIn(store: Store) {
+  return async (req: FastifyRequest): Promise<void> => {
+    accounts.set(req, await requireAccount(store, req));
+  };
+}
+
+/** The account `signedIn` found for this request. */
+export function accountOf(req: FastifyRequest): Account {
+  const account = accounts.get(req);
+  if (!account) throw new TypeError(`${req.routeOptions.url ?? req.url} has no signedIn hook`);
+  return account;
 }
 
 export async function requireAccount(store: Store, req: FastifyRequest): Promise<Account> {

@@ -5,12 +5,13 @@
  * rate-limited per address and probes are few and short-lived.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { checkOffer, type CheckAnswer } from '../../protocol/connection-check.js';
+import { checkAnswer, checkOffer, iceConfig as iceConfigShape } from '../../protocol/http.js';
 import { LinkcallError } from '../../protocol/errors.js';
 import { mediaNetwork, type Config } from '../config.js';
 import { ConnectionProbe } from '../media/ConnectionProbe.js';
 import { iceConfig } from './ice.js';
-import { addressKey, RateLimiter } from './rate-limit.js';
+import { addressKey, RateLimiter } from '../access/rate-limit.js';
+import { protocolRoutes } from './schemas.js';
 
 const CHECK_CREDENTIAL_TTL_S = 600;
 const PROBE_LIFETIME_MS = 20_000;
@@ -18,7 +19,8 @@ const MAX_PROBES = 32;
 /** A check is one ICE request and up to four offers; a few retries fit. */
 const REQUESTS_PER_ADDRESS_PER_MINUTE = 30;
 
-export function registerConnectionCheck(app: FastifyInstance, opts: { config: Config; clientAddress?: (req: FastifyRequest) => string }): void {
+export function registerConnectionCheck(fastify: FastifyInstance, opts: { config: Config; clientAddress?: (req: FastifyRequest) => string }): void {
+  const app = protocolRoutes(fastify);
   const limit = new RateLimiter(REQUESTS_PER_ADDRESS_PER_MINUTE, 60_000);
   const probes = new Set<ConnectionProbe>();
   const network = (() => {
@@ -34,27 +36,24 @@ export function registerConnectionCheck(app: FastifyInstance, opts: { config: Co
     limit.close();
     for (const probe of [...probes]) probe.close();
   });
-  const take = (req: FastifyRequest) => {
+  // Every request counts against its address, before its body is even looked at.
+  const take = async (req: FastifyRequest) => {
     if (!limit.take(addressKey(opts.clientAddress?.(req) ?? req.ip))) throw new LinkcallError('rate_limited');
   };
 
-  app.get('/api/check/ice', async (req, reply) => {
-    take(req);
+  app.get('/api/check/ice', { schema: { response: { 200: iceConfigShape } }, preValidation: take }, async (_req, reply) => {
     reply.header('Cache-Control', 'no-store');
     const config = opts.config.turn ? { ...opts.config, turn: { ...opts.config.turn, ttlSeconds: CHECK_CREDENTIAL_TTL_S } } : opts.config;
     return iceConfig(config);
   });
 
-  app.post('/api/check/offer', async (req): Promise<CheckAnswer> => {
-    take(req);
-    const body = checkOffer.safeParse(req.body);
-    if (!body.success) throw new LinkcallError('bad_request');
+  app.post('/api/check/offer', { schema: { body: checkOffer, response: { 200: checkAnswer } }, preValidation: take }, async (req) => {
     if (probes.size >= MAX_PROBES) throw new LinkcallError('rate_limited');
     const probe = new ConnectionProbe(network, PROBE_LIFETIME_MS);
     probes.add(probe);
     probe.onClose = () => probes.delete(probe);
     try {
-      return { sdp: await probe.answer(body.data.sdp) };
+      return { sdp: await probe.answer(req.body.sdp) };
     } catch (err) {
       probe.close();
       if (err instanceof TypeError) throw new LinkcallError('bad_request');

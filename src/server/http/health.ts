@@ -4,7 +4,9 @@
  * cluster (when there is one), and it is not draining for a shutdown.
  */
 import type { FastifyInstance } from 'fastify';
+import { healthResponse, readinessResponse } from '../../protocol/http.js';
 import type { Store } from '../store/store.js';
+import { protocolRoutes } from './schemas.js';
 
 export interface Readiness {
   store: Store;
@@ -15,9 +17,10 @@ export interface Readiness {
   rooms(): number;
 }
 
-export function registerHealth(app: FastifyInstance, r: Readiness): void {
-  app.get('/healthz', async () => ({ ok: true, rooms: r.rooms() }));
-  app.get('/readyz', async (_req, reply) => {
+export function registerHealth(fastify: FastifyInstance, r: Readiness): void {
+  const app = protocolRoutes(fastify);
+  app.get('/healthz', { schema: { response: { 200: healthResponse } } }, async () => ({ ok: true as const, rooms: r.rooms() }));
+  app.get('/readyz', { schema: { response: { 200: readinessResponse, 503: readinessResponse } } }, async (_req, reply) => {
     const [database, cluster] = await Promise.all([
       r.store.ping ? r.store.ping() : Promise.resolve(true),
       r.cluster ? r.cluster().catch(() => false) : Promise.resolve(true),

@@ -7,22 +7,11 @@
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import { iceConfig as iceConfigShape, linkIdParams, type IceConfig, type IceServer } from '../../protocol/http.js';
+import { usableLink } from '../access/usable-link.js';
 import type { Config } from '../config.js';
 import type { Store } from '../store/store.js';
-import { linkInfo } from './links.js';
-
-export interface IceServer {
-  urls: string[];
-  username?: string;
-  credential?: string;
-}
-
-export interface IceConfig {
-  iceServers: IceServer[];
-  iceTransportPolicy: 'all' | 'relay';
-  /** When the TURN credentials stop working (ms since the epoch); absent without TURN. */
-  expiresAt?: number;
-}
+import { protocolRoutes } from './schemas.js';
 
 /**
  * TURN REST credentials. The id part is random, not a user or participant id:
@@ -53,8 +42,8 @@ export function iceConfig(config: Pick<Config, 'turn' | 'iceTransportPolicy'>, n
  * relays for people holding a live link, not for anyone who finds the endpoint.
  */
 export function registerIce(app: FastifyInstance, opts: { store: Store; config: Config }): void {
-  app.get<{ Params: { id: string } }>('/api/links/:id/ice', async (req, reply) => {
-    await linkInfo(opts.store, req.params.id);
+  protocolRoutes(app).get('/api/links/:id/ice', { schema: { params: linkIdParams, response: { 200: iceConfigShape } } }, async (req, reply) => {
+    await usableLink(opts.store, req.params.id);
     reply.header('Cache-Control', 'no-store');
     return iceConfig(opts.config);
   });

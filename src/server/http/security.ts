@@ -1,6 +1,6 @@
 /** Headers every response carries, and the Origin rule for WebSockets and API writes. */
 import type { FastifyInstance } from 'fastify';
-import { ERRORS } from '../../protocol/errors.js';
+import { errorBody } from '../../protocol/http.js';
 
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'none'",
@@ -30,7 +30,7 @@ export function registerSecurityHeaders(app: FastifyInstance, tls: boolean, publ
     if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') return;
     if (!req.url.startsWith('/api/')) return;
     if (!originAllowed(req.headers.origin, req.headers.host, publicUrl)) {
-      return reply.code(403).send({ error: 'not_allowed', message: ERRORS.not_allowed.message });
+      return reply.code(403).send(errorBody('not_allowed'));
     }
   });
   app.addHook('onSend', async (req, reply) => {

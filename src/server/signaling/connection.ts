@@ -12,11 +12,11 @@ import {
   type ClientMessage,
   type ServerMessage,
 } from '../../protocol/messages.js';
-import { linkInfo } from '../http/links.js';
-import { addressKey, type RateLimiter } from '../http/rate-limit.js';
+import { addressKey, type RateLimiter } from '../access/rate-limit.js';
+import { usableLink } from '../access/usable-link.js';
 import type { ReturningParticipant, Room, RoomPeer } from '../rooms/room.js';
 import type { Rooms } from '../rooms/rooms.js';
-import type { Account, Store } from '../store/store.js';
+import type { Account, Link, Store } from '../store/store.js';
 
 export interface SignalingContext {
   store: Store;
@@ -218,7 +218,7 @@ export class Connection implements RoomPeer {
 
   private async join(linkId: string, card: string): Promise<void> {
     if (this.room) throw new LinkcallError('already_joined');
-    const link = await linkInfo(this.ctx.store, linkId);
+    const link = await usableLink(this.ctx.store, linkId);
     const isOwner = this.account?.id === link.ownerId;
     if (!isOwner) {
       const okLink = this.ctx.knocksPerLink.take(linkId);
@@ -241,7 +241,7 @@ export class Connection implements RoomPeer {
   }
 
   /** The link's call (opened if none is); undefined when this connection was closed or joined meanwhile. */
-  private async openRoom(link: Awaited<ReturnType<typeof linkInfo>>, callId?: string): Promise<Room | undefined> {
+  private async openRoom(link: Link, callId?: string): Promise<Room | undefined> {
     const owner = await this.ctx.store.findAccount(link.ownerId);
     if (this.closing || this.room) return undefined;
     return this.ctx.rooms.open({
@@ -276,7 +276,7 @@ export class Connection implements RoomPeer {
     if ('ended' in who) return this.close(who.ended);
     let link;
     try {
-      link = await linkInfo(this.ctx.store, who.linkId);
+      link = await usableLink(this.ctx.store, who.linkId);
     } catch (err) {
       return this.close(err instanceof LinkcallError ? err.code : 'resume_failed');
     }

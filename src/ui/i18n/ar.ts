@@ -298,6 +298,7 @@ export default {
 
   'error.offline': 'تعذّر الوصول إلى الخادم. تحقق من اتصالك وحاول مرة أخرى.',
   'error.bad_request': 'لم يُفهم الطلب.',
+  'error.not_found': 'لا يوجد شيء في هذا العنوان.',
   'error.bad_message': 'لم تُفهم هذه الرسالة.',
   'error.message_too_large': 'هذه الرسالة كبيرة جدًا.',
   'error.unknown_type': 'هذا النوع من الرسائل غير معروف.',

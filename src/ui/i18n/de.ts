@@ -287,6 +287,7 @@ export default {
 
   'error.offline': 'Der Server ist nicht erreichbar. Prüfen Sie Ihre Verbindung und versuchen Sie es erneut.',
   'error.bad_request': 'Die Anfrage wurde nicht verstanden.',
+  'error.not_found': 'Unter dieser Adresse gibt es nichts.',
   'error.bad_message': 'Diese Nachricht wurde nicht verstanden.',
   'error.message_too_large': 'Diese Nachricht ist zu groß.',
   'error.unknown_type': 'Diese Art von Nachricht ist unbekannt.',

@@ -301,6 +301,7 @@ export const en = {
 
   'error.offline': 'Could not reach the server. Check your connection and try again.',
   'error.bad_request': 'The request was not understood.',
+  'error.not_found': 'There is nothing at this address.',
   'error.bad_message': 'That message was not understood.',
   'error.message_too_large': 'That message is too large.',
   'error.unknown_type': 'That kind of message is not known.',

@@ -287,6 +287,7 @@ export default {
 
   'error.offline': 'No se pudo conectar con el servidor. Comprueba tu conexión e inténtalo de nuevo.',
   'error.bad_request': 'No se entendió la solicitud.',
+  'error.not_found': 'No hay nada en esta dirección.',
   'error.bad_message': 'No se entendió ese mensaje.',
   'error.message_too_large': 'Ese mensaje es demasiado grande.',
   'error.unknown_type': 'Ese tipo de mensaje no se conoce.',

@@ -287,6 +287,7 @@ export default {
 
   'error.offline': 'Impossible de joindre le serveur. Vérifiez votre connexion et réessayez.',
   'error.bad_request': 'La requête n’a pas été comprise.',
+  'error.not_found': 'Il n’y a rien à cette adresse.',
   'error.bad_message': 'Ce message n’a pas été compris.',
   'error.message_too_large': 'Ce message est trop volumineux.',
   'error.unknown_type': 'Ce type de message est inconnu.',

@@ -287,6 +287,7 @@ export default {
 
   'error.offline': 'Não foi possível acessar o servidor. Verifique sua conexão e tente de novo.',
   'error.bad_request': 'A solicitação não foi entendida.',
+  'error.not_found': 'Não há nada neste endereço.',
   'error.bad_message': 'Essa mensagem não foi entendida.',
   'error.message_too_large': 'Essa mensagem é grande demais.',
   'error.unknown_type': 'Esse tipo de mensagem é desconhecido.',

@@ -6,7 +6,7 @@
  * TLS (relay only). Nothing third-party is asked. Loaded only on this page (main.tsx).
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { checkAnswer } from '../../protocol/connection-check.js';
+import { api, type IceServer } from '../api.js';
 import { MicLevel } from '../components/devices.js';
 import { LanguagePicker } from '../components/language-picker.js';
 import { t, type MessageKey } from '../i18n/locale.js';
@@ -29,12 +29,6 @@ const PATH_LABEL: Record<PathName, MessageKey> = {
 const CONNECT_TIMEOUT_MS = 8000;
 const GATHER_TIMEOUT_MS = 4000;
 const PINGS = 5;
-
-interface IceServer {
-  urls: string[];
-  username?: string;
-  credential?: string;
-}
 
 /** Which TURN URL serves which path: turns: is TLS, turn:…transport=tcp TCP, any other turn: UDP. */
 function pathOf(url: string): PathName | undefined {
@@ -63,16 +57,9 @@ async function probe(config: RTCConfiguration): Promise<number | undefined> {
     const channel = pc.createDataChannel('check');
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
-    const res = await fetch('/api/check/offer', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ sdp: pc.localDescription!.sdp }),
-      credentials: 'same-origin',
-    });
-    if (!res.ok) return undefined;
-    const answer = checkAnswer.safeParse(await res.json());
-    if (!answer.success) return undefined;
-    await pc.setRemoteDescription({ type: 'answer', sdp: answer.data.sdp });
+    // A refused or malformed answer throws: this path does not get through.
+    const answer = await api.checkOffer(pc.localDescription!.sdp);
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
     const opened = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), CONNECT_TIMEOUT_MS);
       channel.addEventListener('open', () => {
@@ -108,8 +95,7 @@ async function probe(config: RTCConfiguration): Promise<number | undefined> {
 async function checkNetwork(onResult: (r: PathResult[], tlsOn443: boolean) => void): Promise<void> {
   let ice: { iceServers: IceServer[] } = { iceServers: [] };
   try {
-    const res = await fetch('/api/check/ice', { credentials: 'same-origin' });
-    if (res.ok) ice = (await res.json()) as typeof ice;
+    ice = await api.checkIce();
   } catch {
     // No ICE servers: only the direct path is checked.
   }

@@ -1,5 +1,6 @@
 /** Signed out: sign up / sign in. Signed in: the host's links — create, share, rename, open, delete. */
 import { useEffect, useState } from 'preact/hooks';
+import { MAX_LINK_NAME_LENGTH } from '../../protocol/names.js';
 import { deriveLinkKeys, linkFragment, newLinkSecret, parseLinkFragment, signLinkInfo, toBase64url } from '../../e2ee/keys.js';
 import { ShareLink } from '../components/share-link.js';
 import { fromNow } from '../time.js';
@@ -184,7 +185,7 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
         <div class="row align-end">
           <label class="grow">
             {t('home.linkName')}
-            <input value={newName} maxLength={80} dir="auto" onInput={(e) => setNewName(e.currentTarget.value)} placeholder={t('home.linkNameExample')} />
+            <input value={newName} maxLength={MAX_LINK_NAME_LENGTH} dir="auto" onInput={(e) => setNewName(e.currentTarget.value)} placeholder={t('home.linkNameExample')} />
           </label>
           <label>
             {t('home.expires')}
@@ -253,7 +254,7 @@ function LinkRow({ link, url, onRename, onDelete }: { link: LinkView; url?: stri
             >
               <label>
                 {t('home.newNameFor', { name: link.name })}
-                <input dir="auto" value={name} maxLength={80} required onInput={(e) => setName(e.currentTarget.value)} ref={(el) => el?.focus()} />
+                <input dir="auto" value={name} maxLength={MAX_LINK_NAME_LENGTH} required onInput={(e) => setName(e.currentTarget.value)} ref={(el) => el?.focus()} />
               </label>
               <button type="submit">{t('home.save')}</button>
               <button type="button" class="secondary" onClick={() => setEditing(false)}>{t('home.cancel')}</button>

@@ -4,7 +4,8 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { deriveLinkKeys, fromBase64url, parseLinkFragment, toBase64url, verifyLinkInfo } from '../../e2ee/keys.js';
 import type { LinkTrust } from '../../client/call.js';
 import { e2eeSupported } from '../../e2ee/session.js';
-import { linkId as linkIdSchema, parseDisplayName } from '../../protocol/messages.js';
+import { linkId as linkIdSchema } from '../../protocol/ids.js';
+import { MAX_NAME_LENGTH, parseDisplayName } from '../../protocol/names.js';
 import { api, ApiError, type LinkPublicInfo } from '../api.js';
 import { listDevices, openWhatWorks, rememberChoice, rememberedChoice, type DeviceChoice, type DeviceLists } from '../call/devices.js';
 import { DevicePicker, MicLevel } from '../components/devices.js';
@@ -202,7 +203,7 @@ export function JoinPage({ linkId }: { linkId: string }) {
         <form class="stack" onSubmit={next}>
           <label>
             {t('join.name')}
-            <input name="name" dir="auto" value={name} maxLength={64} autocomplete="name" onInput={(e) => setName(e.currentTarget.value)} />
+            <input name="name" dir="auto" value={name} maxLength={MAX_NAME_LENGTH} autocomplete="name" onInput={(e) => setName(e.currentTarget.value)} />
           </label>
           {nameError && <p role="alert" class="error">{t('join.badName')}</p>}
           <div class="row">

@@ -1,3 +1,8 @@
+/**
+ * Rate limits and sign-in backoff, and the key an address is counted under. Both entrances use
+ * them — HTTP routes (sign-up, sign-in, link creation, connection checks) and signaling (knocks,
+ * open sockets per address) — so they live in `access/`, not in either entrance.
+ */
 import { isIPv6 } from 'node:net';
 
 /**
