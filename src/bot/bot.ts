@@ -7,6 +7,7 @@
  */
 import WebSocket from 'ws';
 import { CallSession, type Member } from '../client/call.js';
+import { MediaConnections } from '../client/media-connections.js';
 import { SignalingClient, type SocketLike } from '../client/signaling.js';
 import { deriveLinkKeys, parseLinkFragment, type LinkKeys } from '../e2ee/keys.js';
 import type { SigningKey } from '../e2ee/mls.js';
@@ -95,8 +96,10 @@ export class Bot {
   private readonly opener = new FrameOpener();
   private readonly sender: MediaSender;
   private readonly receiver: MediaReceiver;
-  private offer?: Promise<string>;
-  private published = false;
+  /** The rules a page's media connections follow (publish once, answers in order, media only with a verified key). */
+  private readonly media: MediaConnections<MediaSender, MediaReceiver>;
+  /** Offers from the SFU this bot could not answer, answers it could not take (counted, never logged). */
+  private failures = 0;
   private mediaStateSent = false;
   private closed = false;
   private readonly approving = new Set<string>();
@@ -124,21 +127,15 @@ export class Bot {
       audioLevel: opts.audioLevel,
       rtcConfig,
     });
-    this.receiver = new MediaReceiver(this.signaling, this.opener, rtcConfig);
+    this.receiver = new MediaReceiver(this.opener, rtcConfig);
+    // One connection each way for the bot's life: a bot never rebuilds them (its sending state lives with them).
+    this.media = new MediaConnections(this.signaling, { publisher: () => this.sender, receiver: () => this.receiver }, { rebuild: false });
+    this.media.onFailure = () => void this.failures++;
     this.call.onKeys = (state) => {
       void this.opener.addKey(state.key);
       void this.cryptor.setSendKey(state.key, state.senderIndex).catch(() => {});
+      this.media.allowMedia();
     };
-    this.signaling.on('publishAnswer', (m) => {
-      try {
-        this.sender.setAnswer(m.sdp);
-      } catch {
-        this.receiver.failures++;
-      }
-    });
-    this.signaling.on('sendLayers', (m) => {
-      if (m.mid === this.sender.videoMid) this.sender.sendLayers(m.layers, m.from ?? 0);
-    });
     this.call.onChange(() => this.sync());
   }
 
@@ -148,8 +145,7 @@ export class Bot {
     const linkKeys = opts.linkKeys ?? (await deriveLinkKeys(link.secret));
     const bot = new Bot(opts, link, linkKeys);
     // The publish offer is gathered while the knock waits, as the browser does.
-    bot.offer = bot.sender.offer();
-    bot.offer.catch(() => {});
+    bot.sender.offer().catch(() => {});
     try {
       await bot.signaling.connect();
       await bot.call.join(opts.name);
@@ -180,8 +176,8 @@ export class Bot {
       epoch: this.call.keys?.key.epoch,
       sent: { ...this.sender.stats, layers: [...this.sender.stats.layers] },
       received: this.receiver.stats(),
-      negotiationFailures: this.receiver.failures,
-      connections: { publish: this.sender.state, receive: this.receiver.state },
+      negotiationFailures: this.failures,
+      connections: { publish: this.sender.state, receive: this.receiver.started ? this.receiver.state : 'none' },
     };
   }
 
@@ -198,8 +194,7 @@ export class Bot {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.sender.close();
-    this.receiver.close();
+    this.media.close();
     this.signaling.close();
   }
 
@@ -233,11 +228,9 @@ export class Bot {
    * offer but forwards nothing of it; tests use this to check that a waiting sender reaches no one.
    */
   publishNow(): Promise<void> {
-    if (this.published || !this.offer) return Promise.resolve();
-    this.published = true;
-    return this.offer.then(
-      (sdp) => void (this.closed || this.signaling.send({ type: 'publish', sdp })),
-      () => void this.receiver.failures++,
+    return this.media.publish().then(
+      () => {},
+      () => void this.failures++,
     );
   }
 

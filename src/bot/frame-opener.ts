@@ -7,33 +7,30 @@
  * Why a second implementation: a bot in a 33-person call opens ~1 000 frames a second, and
  * WebCrypto in Node costs ~50 µs per frame (an async job each) against ~12 µs here; 31 bots
  * would need two cores for WebCrypto alone. Bots still *encrypt* with FrameCryptor itself.
+ * The keys themselves are held by the same KeyRing as the worker's (src/e2ee/key-ring.ts).
  * test/bot.test.ts checks that this opens exactly what FrameCryptor opens and refuses the rest.
  */
 import { createDecipheriv, hkdfSync } from 'node:crypto';
-import { type CallKey, SENDER_INDEX_LIMIT, sframeBaseKey } from '../e2ee/keys.js';
-import { CIPHER_SUITE, clearByteCount, decodeHeader, type FrameMeta, TAG_BYTES } from '../e2ee/sframe.js';
+import { type CallKey, SENDER_INDEX_LIMIT } from '../e2ee/keys.js';
+import { type EpochKeys, KeyRing, ReplayWindow, type SenderKey } from '../e2ee/key-ring.js';
+import {
+  CIPHER_SUITE,
+  clearByteCount,
+  type FrameMeta,
+  type HeaderFields,
+  kidFor,
+  MAX_HEADER_BYTES,
+  readHeader,
+  TAG_BYTES,
+} from '../e2ee/sframe.js';
 
 const KEY_BYTES = 16;
 const NONCE_BYTES = 12;
-const EPOCH_MASK = 0xff;
-const REPLAY_WINDOW = 1024;
-const MAX_HEADER_BYTES = 1 + 8 + 8;
 
-interface SenderKey {
+/** A sender's key and salt in one epoch, as node:crypto takes them. */
+interface OpenKey extends SenderKey {
   key: Buffer;
   salt: Buffer;
-  /** Highest counter opened, and which of the last REPLAY_WINDOW counters were opened. */
-  highest: number;
-  seen: Uint8Array;
-  verified: boolean;
-}
-
-interface Epoch {
-  epoch: number;
-  secret: Buffer;
-  baseKey: Buffer;
-  senders: Map<bigint, SenderKey>;
-  expiresAt: number;
 }
 
 function label(prefix: string, kid: bigint): Buffer {
@@ -46,30 +43,30 @@ function label(prefix: string, kid: bigint): Buffer {
 }
 
 /** derive_key_salt(KID, base_key) of RFC 9605 §4.4.2 (HKDF-SHA-256, empty salt). */
-function deriveSender(baseKey: Buffer, kid: bigint): SenderKey {
+function deriveSender(baseKey: Uint8Array, kid: bigint): OpenKey {
   const empty = Buffer.alloc(0);
   return {
     key: Buffer.from(hkdfSync('sha256', baseKey, empty, label('SFrame 1.0 Secret key ', kid), KEY_BYTES)),
     salt: Buffer.from(hkdfSync('sha256', baseKey, empty, label('SFrame 1.0 Secret salt ', kid), NONCE_BYTES)),
-    highest: -1,
-    seen: new Uint8Array(REPLAY_WINDOW),
+    replay: new ReplayWindow(),
     verified: false,
   };
 }
 
 export class FrameOpener {
-  private readonly ring = new Map<number, Epoch>();
+  private readonly ring: KeyRing<OpenKey>;
   private readonly nonce = Buffer.alloc(NONCE_BYTES);
   private readonly aad = Buffer.alloc(MAX_HEADER_BYTES + 10);
-  private readonly graceMs: number;
+  /** Scratch for the header of the frame being opened. */
+  private readonly header: HeaderFields = { senderIndex: 0, epochByte: 0, ctr: 0, length: 0 };
 
   constructor(opts: { graceMs?: number } = {}) {
-    this.graceMs = opts.graceMs ?? 5000;
+    this.ring = new KeyRing(opts);
   }
 
   /** Previous epochs stay readable for graceMs after a newer one is added. */
-  async addKey(key: CallKey): Promise<void> {
-    this.install(await deriveEpoch(key));
+  addKey(key: CallKey): Promise<void> {
+    return this.ring.add(key);
   }
 
   /** The frame's plaintext (clear bytes ‖ payload), or undefined if it does not authenticate. */
@@ -89,26 +86,16 @@ export class FrameOpener {
   }
 
   private openAt(frame: Uint8Array, clear: number): Buffer | undefined {
-    const header = decodeHeader(frame, clear);
-    if (!header || header.kid >> 8n >= BigInt(SENDER_INDEX_LIMIT) || header.ctr > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
-    const ctr = Number(header.ctr);
+    const header = this.header;
+    if (!readHeader(frame, clear, header)) return undefined;
+    const { senderIndex, ctr } = header;
+    if (senderIndex >= SENDER_INDEX_LIMIT || ctr > Number.MAX_SAFE_INTEGER) return undefined;
     const bodyAt = clear + header.length;
     if (frame.length - bodyAt < TAG_BYTES) return undefined;
-    const now = Date.now();
-    const epochByte = Number(header.kid & BigInt(EPOCH_MASK));
-    let epoch = this.ring.get(epochByte);
-    if (epoch && epoch.expiresAt <= now) {
-      this.ring.delete(epochByte);
-      epoch = undefined;
-    }
-    // Only epochs we were given: MLS epochs are not a ratchet (see FrameCryptor).
+    const epoch = this.ring.epoch(header.epochByte);
     if (!epoch) return undefined;
-    let sender = epoch.senders.get(header.kid);
-    if (!sender) {
-      sender = deriveSender(epoch.baseKey, header.kid);
-      epoch.senders.set(header.kid, sender);
-    }
-    if (!fresh(sender, ctr)) return undefined;
+    const sender = epoch.sender(senderIndex) ?? this.derive(epoch, senderIndex);
+    if (!sender.replay.fresh(ctr)) return undefined;
     const data = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
     const nonce = this.nonce;
     sender.salt.copy(nonce);
@@ -128,50 +115,18 @@ export class FrameOpener {
       plain = body; // the whole frame: the ciphertext covers the clear bytes too
       if (body.length < clear || !body.subarray(0, clear).equals(data.subarray(0, clear))) throw new Error('clear bytes differ');
     } catch {
-      // A KID that never authenticated must not cost memory (forged KIDs).
-      if (!sender.verified) epoch.senders.delete(header.kid);
+      epoch.forget(senderIndex, sender);
       return undefined;
     }
-    mark(sender, ctr);
+    sender.replay.mark(ctr);
     sender.verified = true;
     return plain;
   }
 
-  private newest(): Epoch | undefined {
-    let newest: Epoch | undefined;
-    for (const e of this.ring.values()) if (!newest || e.epoch > newest.epoch) newest = e;
-    return newest;
+  /** A sender's first frame in an epoch: its key, kept until a frame proves it forged. */
+  private derive(epoch: EpochKeys<OpenKey>, senderIndex: number): OpenKey {
+    const sender = deriveSender(epoch.baseKey, kidFor(senderIndex, epoch.key.epoch));
+    epoch.keep(senderIndex, sender);
+    return sender;
   }
-
-  private install(epoch: Epoch): void {
-    const byte = epoch.epoch & EPOCH_MASK;
-    const existing = this.ring.get(byte);
-    if (existing) {
-      if (existing.epoch > epoch.epoch) return; // 256 epochs stale
-      if (existing.epoch === epoch.epoch && existing.secret.equals(epoch.secret)) return;
-    }
-    const newest = this.newest();
-    const graceEnd = Date.now() + this.graceMs;
-    if (newest && newest !== existing && newest.epoch > epoch.epoch) epoch.expiresAt = graceEnd;
-    else for (const e of this.ring.values()) if (e !== existing) e.expiresAt = Math.min(e.expiresAt, graceEnd);
-    this.ring.set(byte, epoch);
-  }
-}
-
-async function deriveEpoch(key: CallKey): Promise<Epoch> {
-  const secret = Buffer.from(key.secret);
-  return { epoch: key.epoch, secret, baseKey: Buffer.from(await sframeBaseKey(key)), senders: new Map(), expiresAt: Infinity };
-}
-
-function fresh(s: SenderKey, ctr: number): boolean {
-  if (ctr > s.highest) return true;
-  return s.highest - ctr < REPLAY_WINDOW && s.seen[ctr % REPLAY_WINDOW] === 0;
-}
-
-function mark(s: SenderKey, ctr: number): void {
-  if (ctr > s.highest) {
-    for (let c = Math.max(s.highest + 1, ctr - REPLAY_WINDOW + 1); c < ctr; c++) s.seen[c % REPLAY_WINDOW] = 0;
-    s.highest = ctr;
-  }
-  s.seen[ctr % REPLAY_WINDOW] = 1;
 }

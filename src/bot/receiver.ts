@@ -5,7 +5,7 @@
  * that authenticate, packet loss and freezes. No pixel is decoded.
  */
 import nodeDataChannel, { type PeerConnection, type RtcConfig, type Track } from 'node-datachannel';
-import type { SignalingClient } from '../client/signaling.js';
+import type { ConnectionState, ReceiveConnection } from '../client/media-connections.js';
 import { holdUntilClosed } from '../server/media/common.js';
 import { waitForGathering } from '../server/media/gathering.js';
 import type { FrameOpener } from './frame-opener.js';
@@ -156,29 +156,30 @@ class IncomingStream {
   }
 }
 
-export class MediaReceiver {
+/**
+ * The bot's receiving connection, negotiated by the client's MediaConnections as a page's is
+ * (which offers are answered, in which order, and when the answer goes out).
+ */
+export class MediaReceiver implements ReceiveConnection {
   private pc?: PeerConnection;
   private readonly offered = new Map<string, OfferedTrack>();
   private readonly streams = new Map<string, StreamStats>();
   private readonly tracks = new Set<Track>();
-  private queue = Promise.resolve();
   private closed = false;
-  /** Offers the SFU made and this bot could not answer (counted, never logged). */
-  failures = 0;
 
   constructor(
-    private readonly signaling: SignalingClient,
     private readonly opener: FrameOpener,
     private readonly rtcConfig: RtcConfig = { iceServers: [] },
-  ) {
-    signaling.on('subscribeOffer', (m) => {
-      this.queue = this.queue.then(() => this.answer(m.sdp)).catch(() => void this.failures++);
-    });
+  ) {}
+
+  /** The receiving connection's state ('new' before the SFU's first offer). */
+  get state(): ConnectionState {
+    return this.closed ? 'closed' : (this.pc?.state() ?? 'new');
   }
 
-  /** The receiving connection's state ('none' before the SFU's first offer). */
-  get state(): string {
-    return this.closed ? 'closed' : (this.pc?.state() ?? 'none');
+  /** Whether the SFU made its first offer yet (the connection is made with it). */
+  get started(): boolean {
+    return this.pc !== undefined;
   }
 
   /** Counts per sender and kind ("<peerId>/<kind>"), copied. */
@@ -203,8 +204,9 @@ export class MediaReceiver {
     }
   }
 
-  private async answer(sdp: string): Promise<void> {
-    if (this.closed) return;
+  /** Our answer to the SFU's offer; MediaConnections sends it. */
+  async answer(sdp: string): Promise<string> {
+    if (this.closed) throw new Error('closed');
     for (const [mid, t] of parseOffer(sdp)) this.offered.set(mid, t);
     if (!this.pc) {
       this.pc = new nodeDataChannel.PeerConnection('bot-sub', this.rtcConfig);
@@ -216,7 +218,7 @@ export class MediaReceiver {
     await waitForGathering(this.pc);
     const answer = this.pc.localDescription();
     if (this.closed || !answer || answer.type !== 'answer') throw new Error('no answer');
-    this.signaling.send({ type: 'subscribeAnswer', sdp: answer.sdp });
+    return answer.sdp;
   }
 
   private onTrack(track: Track): void {

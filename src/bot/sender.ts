@@ -7,6 +7,7 @@
  * What goes on the wire is described in docs/BOTS.md ("Wire format").
  */
 import nodeDataChannel, { type PeerConnection, type RtcConfig, type Track } from 'node-datachannel';
+import type { ConnectionState, PublishConnection } from '../client/media-connections.js';
 import type { FrameCryptor } from '../e2ee/sframe.js';
 import { holdUntilClosed } from '../server/media/common.js';
 import { waitForGathering } from '../server/media/gathering.js';
@@ -81,7 +82,8 @@ interface Layer {
   active: boolean;
 }
 
-export class MediaSender {
+/** The bot's publishing connection, negotiated by the client's MediaConnections as a page's is. */
+export class MediaSender implements PublishConnection {
   readonly stats: SenderStats = { videoFrames: 0, audioFrames: 0, keyFrameRequests: 0, unsent: 0, layers: [] };
   private readonly pc: PeerConnection;
   private readonly tracks: Track[] = [];
@@ -95,6 +97,7 @@ export class MediaSender {
   private video?: VideoStream;
   private audio?: AudioStream;
   private closed = false;
+  private offered?: Promise<string>;
 
   constructor(private readonly opts: SenderOptions) {
     const cname = `bot${randomSsrc().toString(36)}`;
@@ -141,11 +144,11 @@ export class MediaSender {
   }
 
   /**
-   * The SFU's `sendLayers`: send only simulcast layers `from` to `count` - 1, as a browser's
-   * encoder would. A layer turned on again starts at a key frame.
+   * The SFU's `sendLayers` for our video: send only simulcast layers `from` to `count` - 1, as a
+   * browser's encoder would. A layer turned on again starts at a key frame.
    */
-  sendLayers(count: number, from = 0): void {
-    if (this.layers.length < 2) return;
+  sendLayers(mid: string, count: number, from = 0): void {
+    if (mid !== this.videoMid || this.layers.length < 2) return;
     let resumed = false;
     for (const [i, l] of this.layers.entries()) {
       const active = i >= from && i < count;
@@ -166,8 +169,14 @@ export class MediaSender {
    * checks (peer-reflexive), which start only once we hold its answer. With our candidates
    * inside, its checks and DTLS handshake could reach us before its answer does, and
    * libdatachannel then fails the connection (no remote fingerprint to check yet).
+   * Made once: the first call starts gathering (while the bot knocks), later ones get the same.
    */
-  async offer(): Promise<string> {
+  offer(): Promise<string> {
+    this.offered ??= this.makeOffer();
+    return this.offered;
+  }
+
+  private async makeOffer(): Promise<string> {
     this.pc.setLocalDescription('offer');
     await waitForGathering(this.pc);
     const sdp = this.pc.localDescription()?.sdp;
@@ -176,13 +185,18 @@ export class MediaSender {
   }
 
   /** The publish connection's state (new, connecting, connected, …). */
-  get state(): string {
+  get state(): ConnectionState {
     return this.closed ? 'closed' : this.pc.state();
   }
 
-  setAnswer(sdp: string): void {
+  async setAnswer(sdp: string): Promise<void> {
     if (this.closed) return;
     this.pc.setRemoteDescription(sdp, 'answer');
+  }
+
+  /** A bot's offer is answered before it could make another: nothing to wait for. */
+  settled(): Promise<void> {
+    return Promise.resolve();
   }
 
   close(): void {

@@ -8,7 +8,7 @@
  */
 import { type CallKey, checkCallKey, checkSenderIndex } from './keys.js';
 import type { MediaKind } from './sframe.js';
-import type { FrameStats, Operation, TransformOptions, WorkerReply, WorkerRequest } from './worker.js';
+import type { FrameStats, Operation, TransformOptions, WorkerReply, WorkerRequest } from './worker-messages.js';
 
 interface EncodedStreams {
   readable: ReadableStream;

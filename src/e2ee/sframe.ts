@@ -24,6 +24,7 @@ import {
   SENDER_INDEX_LIMIT,
   sframeBaseKey,
 } from './keys.js';
+import { EPOCH_MASK, type EpochKeys, KeyRing, ReplayWindow, type SenderKey } from './key-ring.js';
 
 const subtle = globalThis.crypto.subtle;
 const utf8 = new TextEncoder();
@@ -34,11 +35,8 @@ export const CIPHER_SUITE = 0x0004;
 const KEY_BYTES = 16; // Nk
 const NONCE_BYTES = 12; // Nn
 export const TAG_BYTES = 16; // Nt
-const EPOCH_MASK = 0xff;
-/** Counters a receiver remembers per sender key, to refuse replayed frames. */
-const REPLAY_WINDOW = 1024;
 const MAX_CTR = Number.MAX_SAFE_INTEGER;
-const MAX_HEADER_BYTES = 1 + 8 + 8;
+export const MAX_HEADER_BYTES = 1 + 8 + 8;
 /** The most clear bytes a frame keeps (VP8 key frame): with the header, the largest AAD. */
 const MAX_CLEAR_BYTES = 10;
 
@@ -164,7 +162,7 @@ function writeHeader(out: Uint8Array, at: number, senderIndex: number, epochByte
   return p - at;
 }
 
-interface HeaderFields {
+export interface HeaderFields {
   senderIndex: number;
   epochByte: number;
   ctr: number;
@@ -172,7 +170,7 @@ interface HeaderFields {
 }
 
 /** decodeHeader with the KID split into sender index (kid >> 8) and epoch byte, written into `out`; false if truncated. */
-function readHeader(data: Uint8Array, at: number, out: HeaderFields): boolean {
+export function readHeader(data: Uint8Array, at: number, out: HeaderFields): boolean {
   if (at >= data.length) return false;
   const config = data[at]!;
   let p = at + 1;
@@ -318,91 +316,11 @@ export function kidFor(senderIndex: number, epoch: number): bigint {
 
 // ------------------------------------------------------------------ frame cryptor
 
-/** Counters seen recently for one sender key: refuses a frame the SFU sends twice. */
-class ReplayWindow {
-  private highest = -1;
-  private readonly seen = new Uint8Array(REPLAY_WINDOW);
-
-  fresh(ctr: number): boolean {
-    if (ctr > this.highest) return true;
-    return this.highest - ctr < REPLAY_WINDOW && this.seen[ctr % REPLAY_WINDOW] === 0;
-  }
-
-  /** Records an authenticated counter; false if it was seen meanwhile. */
-  mark(ctr: number): boolean {
-    if (!this.fresh(ctr)) return false;
-    if (ctr > this.highest) {
-      const from = Math.max(this.highest + 1, ctr - REPLAY_WINDOW + 1);
-      for (let c = from; c < ctr; c++) this.seen[c % REPLAY_WINDOW] = 0;
-      this.highest = ctr;
-    }
-    this.seen[ctr % REPLAY_WINDOW] = 1;
-    return true;
-  }
-}
-
 /** A sender's key in one epoch, on the receiving side. */
-class ReceiveKey extends FrameKey {
+class ReceiveKey extends FrameKey implements SenderKey {
   readonly replay = new ReplayWindow();
   /** A frame has authenticated with this key (unverified KIDs are not kept). */
   verified = false;
-}
-
-/** The receive keys of one epoch; per-sender keys are derived when a sender's first frame arrives. */
-class EpochKeys {
-  expiresAt = Infinity;
-  /** Derived keys by sender index: the lookup every frame makes. */
-  private readonly senders = new Map<number, ReceiveKey>();
-  /** Derivations under way, shared by the frames that wait for them. */
-  private readonly deriving = new Map<number, Promise<ReceiveKey>>();
-
-  private constructor(
-    readonly key: CallKey,
-    private readonly baseKey: Uint8Array,
-  ) {}
-
-  static async derive(key: CallKey): Promise<EpochKeys> {
-    const own = { secret: new Uint8Array(key.secret), epoch: key.epoch };
-    return new EpochKeys(own, await sframeBaseKey(own));
-  }
-
-  sender(senderIndex: number): ReceiveKey | undefined {
-    return this.senders.get(senderIndex);
-  }
-
-  deriveSender(senderIndex: number): Promise<ReceiveKey> {
-    const known = this.senders.get(senderIndex);
-    if (known) return Promise.resolve(known);
-    let keys = this.deriving.get(senderIndex);
-    if (!keys) {
-      keys = deriveKeySalt(this.baseKey, kidFor(senderIndex, this.key.epoch), 'decrypt').then(
-        (k) => {
-          const receiveKey = new ReceiveKey(k);
-          if (this.deriving.get(senderIndex) === keys) this.senders.set(senderIndex, receiveKey);
-          this.deriving.delete(senderIndex);
-          return receiveKey;
-        },
-        (error: unknown) => {
-          this.deriving.delete(senderIndex);
-          throw error;
-        },
-      );
-      this.deriving.set(senderIndex, keys);
-    }
-    return keys;
-  }
-
-  /** Forget keys derived for a KID that never authenticated a frame (a forged KID must not cost memory). */
-  forget(senderIndex: number, keys: ReceiveKey): void {
-    if (!keys.verified && this.senders.get(senderIndex) === keys) this.senders.delete(senderIndex);
-  }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
-  return diff === 0;
 }
 
 interface SendKey {
@@ -443,21 +361,15 @@ function clearBytesMatch(data: Bytes, clear: number, plaintext: Uint8Array): boo
  * sent by this instance share a nonce, whatever keys it is given.
  */
 export class FrameCryptor {
-  private readonly graceMs: number;
-  private readonly now: () => number;
   private send?: SendKey;
   private sendKeyCalls = 0;
   private counter = 0;
-  /** Receive keys by epoch mod 256 (a newer epoch with the same low byte replaces the older, §5.2). */
-  private readonly ring = new Map<number, EpochKeys>();
-  /** The earliest expiresAt in the ring: frames look at the ring's end dates only once it passes. */
-  private nextExpiry = Infinity;
+  private readonly ring: KeyRing<ReceiveKey>;
   /** Scratch for the header of the frame being opened. */
   private readonly header: HeaderFields = { senderIndex: 0, epochByte: 0, ctr: 0, length: 0 };
 
   constructor(opts: { graceMs?: number; now?: () => number } = {}) {
-    this.graceMs = opts.graceMs ?? 5000;
-    this.now = opts.now ?? (() => Date.now());
+    this.ring = new KeyRing(opts);
   }
 
   async setSendKey(key: CallKey, senderIndex: number): Promise<void> {
@@ -472,7 +384,7 @@ export class FrameCryptor {
   /** Previous epochs stay readable for graceMs after a newer one is added. */
   async addReceiveKey(key: CallKey): Promise<void> {
     checkCallKey(key);
-    this.install(await EpochKeys.derive(key));
+    await this.ring.add(key);
   }
 
   encrypt(frame: Uint8Array, meta: FrameMeta): Promise<Uint8Array> {
@@ -503,8 +415,7 @@ export class FrameCryptor {
     const { senderIndex, epochByte, ctr, length: headerBytes } = header;
     const bodyAt = clear + headerBytes;
     if (senderIndex >= SENDER_INDEX_LIMIT || ctr > MAX_CTR || data.length - bodyAt < TAG_BYTES) return NOTHING;
-    if (this.nextExpiry !== Infinity && this.now() >= this.nextExpiry) this.expire();
-    const epoch = this.ring.get(epochByte);
+    const epoch = this.ring.epoch(epochByte);
     if (!epoch) return NOTHING;
     const sender = epoch.sender(senderIndex);
     // Known senders take one promise per frame; a sender's first frame waits for its key.
@@ -515,7 +426,7 @@ export class FrameCryptor {
   }
 
   private openWith(
-    epoch: EpochKeys,
+    epoch: EpochKeys<ReceiveKey>,
     sender: ReceiveKey,
     senderIndex: number,
     data: Bytes,
@@ -550,43 +461,12 @@ export class FrameCryptor {
    * A sender's first frame in an epoch: its key to derive. Only epochs we were given are read — MLS
    * epochs are not a ratchet, and anything derived from an older key could come from someone removed.
    */
-  private async senderKey(epoch: EpochKeys, senderIndex: number): Promise<ReceiveKey | undefined> {
+  private async senderKey(epoch: EpochKeys<ReceiveKey>, senderIndex: number): Promise<ReceiveKey | undefined> {
     try {
-      return await epoch.deriveSender(senderIndex);
+      const kid = kidFor(senderIndex, epoch.key.epoch);
+      return await epoch.deriveSender(senderIndex, async (baseKey) => new ReceiveKey(await deriveKeySalt(baseKey, kid, 'decrypt')));
     } catch {
       return undefined; // a key derivation failed: the frame cannot be read
     }
-  }
-
-  private newest(): EpochKeys | undefined {
-    let newest: EpochKeys | undefined;
-    for (const e of this.ring.values()) if (!newest || e.key.epoch > newest.key.epoch) newest = e;
-    return newest;
-  }
-
-  private expire(): void {
-    const now = this.now();
-    for (const [byte, e] of this.ring) if (e.expiresAt <= now) this.ring.delete(byte);
-    this.nextExpiry = Infinity;
-    for (const e of this.ring.values()) this.nextExpiry = Math.min(this.nextExpiry, e.expiresAt);
-  }
-
-  private install(keys: EpochKeys): void {
-    this.expire();
-    const byte = keys.key.epoch & EPOCH_MASK;
-    const existing = this.ring.get(byte);
-    if (existing) {
-      if (existing.key.epoch > keys.key.epoch) return; // 256 epochs stale
-      if (existing.key.epoch === keys.key.epoch && sameBytes(existing.key.secret, keys.key.secret)) return;
-    }
-    const newest = this.newest();
-    const graceEnd = this.now() + this.graceMs;
-    if (newest && newest !== existing && newest.key.epoch > keys.key.epoch) {
-      keys.expiresAt = graceEnd; // a late key for an older epoch only serves the grace period
-    } else {
-      for (const e of this.ring.values()) if (e !== existing) e.expiresAt = Math.min(e.expiresAt, graceEnd);
-    }
-    this.ring.set(byte, keys);
-    this.nextExpiry = Math.min(this.nextExpiry, graceEnd);
   }
 }

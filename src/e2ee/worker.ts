@@ -5,36 +5,9 @@
  * as readable/writable streams posted by the main thread. Nothing here logs;
  * the main thread only ever gets counts back.
  */
-import type { CallKey } from './keys.js';
-import { FrameCryptor, type MediaKind } from './sframe.js';
+import { FrameCryptor } from './sframe.js';
+import type { EncodedFrame, FrameStats, TransformOptions, WorkerReply, WorkerRequest } from './worker-messages.js';
 
-export type Operation = 'encrypt' | 'decrypt';
-
-/** Main thread → worker. */
-export type WorkerRequest =
-  | { kind: 'setSendKey'; data: { key: CallKey; senderIndex: number } }
-  | { kind: 'addReceiveKey'; data: { key: CallKey } }
-  | { kind: 'stats' }
-  | {
-      kind: 'streams';
-      data: { readable: ReadableStream<EncodedFrame>; writable: WritableStream<EncodedFrame>; operation: Operation; kind: MediaKind };
-    };
-
-export interface FrameStats {
-  encrypted: number;
-  decrypted: number;
-  failed: number;
-}
-
-/** Worker → main thread. */
-export type WorkerReply = { kind: 'stats'; data: FrameStats };
-
-/** What RTCRtpScriptTransform hands the worker (not in TypeScript's DOM library). */
-export interface TransformOptions {
-  operation: Operation;
-  kind: MediaKind;
-}
-type EncodedFrame = RTCEncodedVideoFrame | RTCEncodedAudioFrame;
 interface ScriptTransformer {
   readonly readable: ReadableStream<EncodedFrame>;
   readonly writable: WritableStream<EncodedFrame>;
