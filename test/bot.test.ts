@@ -11,7 +11,7 @@ import { Bot, parseJoinLink } from '../src/bot/bot.js';
 import { loadFixtures } from '../src/bot/fixtures.js';
 import { FrameOpener } from '../src/bot/frame-opener.js';
 import type { StreamStats } from '../src/bot/receiver.js';
-import { shutdownMediaEngine } from '../src/server/media/Router.js';
+import { shutdownMediaEngine } from '../src/server/media/router.js';
 import type { CallMedia } from '../src/server/rooms/call-media.js';
 import type { Room } from '../src/server/rooms/room.js';
 import { connectClient, createLink, signUp, startServer, until, type TestLink, type TestServer } from './support/server.js';

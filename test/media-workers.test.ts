@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { Bot } from '../src/bot/bot.js';
 import { loadFixtures } from '../src/bot/fixtures.js';
 import { ERRORS, LinkcallError } from '../src/protocol/errors.js';
-import { shutdownMediaEngine } from '../src/server/media/Router.js';
+import { shutdownMediaEngine } from '../src/server/media/router.js';
 import type { WorkerRoomMedia } from '../src/server/media-workers/worker-room-media.js';
 import { mediaWorkersOf } from './support/media-workers.js';
 import { parsePrometheus } from './support/prometheus.js';

@@ -10,17 +10,18 @@ import nodeDataChannel from 'node-datachannel';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { WebSocketServer } from 'ws';
 import { CHROMIUM_ARGS } from './support/browser.js';
-import { newCounters, type MediaContext } from '../src/server/media/common.js';
+import type { MediaContext } from '../src/server/media/context.js';
+import { newCounters } from '../src/server/media/counters.js';
 import { FakeTrack } from './support/fake-track.js';
-import { Consumer } from '../src/server/media/Consumer.js';
-import { KEY_FRAME_REPLAY_MS, Producer } from '../src/server/media/Producer.js';
+import { Consumer } from '../src/server/media/consumer.js';
+import { KEY_FRAME_REPLAY_MS, Producer } from '../src/server/media/producer.js';
 import {
   Router,
   shutdownMediaEngine,
   type PublishTransport,
   type SubscribeTransport,
   type ViewportTile,
-} from '../src/server/media/Router.js';
+} from '../src/server/media/router.js';
 import { buildPli, buildRemb, parseRtcpCompound, rtpPayloadType, rtpSequenceNumber, rtpSsrc } from '../src/server/media/rtp.js';
 import { PLAYOUT_DELAY_EXTENSION, PLAYOUT_DELAY_EXTENSION_ID } from '../src/server/media/sdp.js';
 

@@ -8,7 +8,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { Bot } from '../../src/bot/bot.js';
 import { loadFixtures } from '../../src/bot/fixtures.js';
 import type { CallMedia } from '../../src/server/rooms/call-media.js';
-import { shutdownMediaEngine } from '../../src/server/media/Router.js';
+import { shutdownMediaEngine } from '../../src/server/media/router.js';
 import { CHROMIUM_ARGS, CHROMIUM_PATH, waitForPlayingVideo } from '../support/browser.js';
 import { guestKnocks, hostEnters, signUpAndCreateLink } from '../support/flow.js';
 import { startServer, type TestServer } from '../support/server.js';

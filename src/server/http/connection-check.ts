@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { checkOffer, type CheckAnswer } from '../../protocol/connection-check.js';
 import { LinkcallError } from '../../protocol/errors.js';
 import { mediaNetwork, type Config } from '../config.js';
-import { ConnectionProbe } from '../media/ConnectionProbe.js';
+import { ConnectionProbe } from '../media/connection-probe.js';
 import { iceConfig } from './ice.js';
 import { addressKey, RateLimiter } from './rate-limit.js';
 

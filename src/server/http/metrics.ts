@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { readdirSync, readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { ErrorCode } from '../../protocol/errors.js';
-import type { MediaCounters, Router } from '../media/Router.js';
+import type { MediaCounters, Router } from '../media/router.js';
 
 /** What happens in rooms, as the metrics count it: a call started, a knock, an admission, or why someone's time ended. */
 export type RoomEvent = 'call_started' | 'knock' | 'admitted' | ErrorCode;

@@ -5,8 +5,8 @@
  * (`v8::HandleScope::CreateHandle()`) when it is loaded in two threads of one process.
  */
 import { LinkcallError, type ErrorCode } from '../../protocol/errors.js';
-import { newCounters } from '../media/common.js';
-import { shutdownMediaEngine } from '../media/Router.js';
+import { newCounters } from '../media/counters.js';
+import { shutdownMediaEngine } from '../media/router.js';
 import { CallMedia } from '../rooms/call-media.js';
 import { toWorker, type FromWorker, type ToWorker, type WorkerStats } from './messages.js';
 

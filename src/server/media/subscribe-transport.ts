@@ -1,14 +1,17 @@
 import { EventEmitter } from 'node:events';
 import nodeDataChannel, { type Audio, type PeerConnection, type Track, type Video } from 'node-datachannel';
-import { assertNotClosed, holdUntilClosed, randomSsrc, warn, type MediaContext, isolateListeners } from './common.js';
+import { assertNotClosed } from './checks.js';
+import { isolateListeners, warn, type MediaContext } from './context.js';
+import { holdUntilClosed } from './live-tracks.js';
 import { ConnectionCandidates } from './candidates.js';
-import { Consumer, type ConsumerFeedback } from './Consumer.js';
+import { Consumer, type ConsumerFeedback } from './consumer.js';
 import { waitForGathering } from './gathering.js';
 import { allocateLayers, BandwidthEstimator, lowestNeeded, neededBitrate, tileDemand, type LayerState, type Tile } from './layers.js';
-import type { Producer } from './Producer.js';
+import type { Producer } from './producer.js';
 import { PlayoutDelayFloor } from './playout-delay.js';
 import { BandwidthProbe } from './probing.js';
 import { RetransmissionBudget } from './retransmission.js';
+import { randomSsrc } from './rtp.js';
 import { answeredPayloadType, DOWNSTREAM, offerPlayoutDelay, parseAnswer, PLAYOUT_DELAY_EXTENSION } from './sdp.js';
 
 /** Consumer mids are "0", "1", …; this one can never collide with them. */
@@ -200,11 +203,6 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
     }
     this.#tiles = map;
     this.allocate();
-  }
-
-  /** The subscriber's estimated downstream bandwidth (bit/s). */
-  get availableBitrate(): number {
-    return this.#bandwidth.estimate;
   }
 
   /** @internal Periodic (Router tick): fold in loss reports, then choose layers again. */

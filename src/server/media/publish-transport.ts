@@ -1,8 +1,10 @@
 import { EventEmitter } from 'node:events';
 import nodeDataChannel, { type PeerConnection, type Track } from 'node-datachannel';
 import { ConnectionCandidates } from './candidates.js';
-import { assertNotClosed, holdUntilClosed, randomSsrc, warn, type MediaContext, isolateListeners } from './common.js';
-import { Producer, type ProducerLayer } from './Producer.js';
+import { assertNotClosed } from './checks.js';
+import { isolateListeners, warn, type MediaContext } from './context.js';
+import { holdUntilClosed } from './live-tracks.js';
+import { Producer, type ProducerLayer } from './producer.js';
 import {
   buildReceiverReport,
   buildRemb,
@@ -10,6 +12,7 @@ import {
   isRtcp,
   isValidRtp,
   parseRtcpCompound,
+  randomSsrc,
   readSenderReport,
   type ReportBlock,
 } from './rtp.js';
