@@ -12,7 +12,7 @@ import { loadFixtures } from '../src/bot/fixtures.js';
 import { FrameOpener } from '../src/bot/frame-opener.js';
 import type { StreamStats } from '../src/bot/receiver.js';
 import { shutdownMediaEngine } from '../src/server/media/router.js';
-import type { CallMedia } from '../src/server/rooms/call-media.js';
+import type { CallMedia } from '../src/server/sfu/call-media.js';
 import type { Room } from '../src/server/rooms/room.js';
 import { connectClient, createLink, signUp, startServer, until, type TestLink, type TestServer } from './support/server.js';
 import { sleep, waitFor } from './support/wait.js';

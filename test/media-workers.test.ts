@@ -11,7 +11,7 @@ import { Bot } from '../src/bot/bot.js';
 import { loadFixtures } from '../src/bot/fixtures.js';
 import { ERRORS, LinkcallError } from '../src/protocol/errors.js';
 import { shutdownMediaEngine } from '../src/server/media/router.js';
-import type { WorkerRoomMedia } from '../src/server/media-workers/worker-room-media.js';
+import type { WorkerRoomMedia } from '../src/server/sfu/worker-room-media.js';
 import { mediaWorkersOf } from './support/media-workers.js';
 import { parsePrometheus } from './support/prometheus.js';
 import { createLink, signUp, startServer, type TestLink, type TestServer } from './support/server.js';

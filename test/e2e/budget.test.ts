@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { Bot } from '../../src/bot/bot.js';
 import { loadFixtures } from '../../src/bot/fixtures.js';
-import type { CallMedia } from '../../src/server/rooms/call-media.js';
+import type { CallMedia } from '../../src/server/sfu/call-media.js';
 import { shutdownMediaEngine } from '../../src/server/media/router.js';
 import { CHROMIUM_ARGS, CHROMIUM_PATH, waitForPlayingVideo } from '../support/browser.js';
 import { guestKnocks, hostEnters, signUpAndCreateLink } from '../support/flow.js';

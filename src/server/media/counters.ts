@@ -46,7 +46,7 @@ export function newCounters(): MediaCounters {
   };
 }
 
-/** Adds `from` into `into`, name by name (a worker process reports its counters as plain numbers by name). */
-export function addCounters(into: Record<string, number>, from: Readonly<Partial<Record<string, number>>>): void {
-  for (const [key, value] of Object.entries(from)) into[key] = (into[key] ?? 0) + (value ?? 0);
+/** Adds `from` into `into`, counter by counter (a worker process reports its counters as numbers by name). */
+export function addCounters(into: MediaCounters, from: Readonly<Partial<Record<keyof MediaCounters, number>>>): void {
+  for (const key of Object.keys(into) as (keyof MediaCounters)[]) into[key] += from[key] ?? 0;
 }

@@ -51,6 +51,8 @@ export const toWorker = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('shutdown') }),
 ]);
 export type ToWorker = z.infer<typeof toWorker>;
+/** The commands answered under their id. */
+export type WorkerRequest = Extract<ToWorker, { id: number }>;
 
 /** The media counters of `media/counters.ts`, as numbers by name (the parent adds up what it knows). */
 const counters = z.record(z.string().max(64), z.number().nonnegative());

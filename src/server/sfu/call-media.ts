@@ -9,7 +9,7 @@ import type { SubscribeTransport } from '../media/subscribe-transport.js';
 import type { Producer } from '../media/producer.js';
 import { LinkcallError } from '../../protocol/errors.js';
 import type { ViewportTile } from '../../protocol/messages.js';
-import type { RoomMedia, SendLayers } from './room.js';
+import type { RoomMedia, SendLayers } from '../rooms/room.js';
 
 interface PeerMedia {
   subscriber: SubscribeTransport;
