@@ -10,6 +10,7 @@ import nodeDataChannel from 'node-datachannel';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { WebSocketServer } from 'ws';
 import { CHROMIUM_ARGS } from './support/browser.js';
+import { InvalidStateError } from '../src/server/media/checks.js';
 import type { MediaContext } from '../src/server/media/context.js';
 import { newCounters } from '../src/server/media/counters.js';
 import { FakeTrack } from './support/fake-track.js';
@@ -240,6 +241,28 @@ test('close cascades, is idempotent, and closed objects refuse calls', async () 
   assert.throws(() => fresh.createPublishTransport('has space'), /peerId/);
   assert.throws(() => fresh.createSubscribeTransport('', () => {}), /peerId/);
   fresh.close();
+});
+
+test('wrong arguments throw TypeError showing the value, and calls on a closed object throw InvalidStateError', async () => {
+  const typeError = (shows: string) => (err: unknown) => err instanceof TypeError && err.message.includes(shows);
+  const invalidState = (err: unknown) => err instanceof InvalidStateError && err.name === 'InvalidStateError';
+  const router = new Router({ bindAddress: '127.0.0.1' });
+  assert.throws(() => router.createPublishTransport('has space'), typeError('got "has space"'));
+  assert.throws(() => router.createSubscribeTransport(7 as never, () => {}), typeError('got 7'));
+  assert.throws(() => router.createSubscribeTransport('bob', 'call me' as never), typeError('got "call me"'));
+  const pub = router.createPublishTransport('alice');
+  await assert.rejects(pub.answer(''), typeError('got ""'));
+  await pub.answer(publisherOffer('s'));
+  const video = [...pub.producers.values()].find((p) => p.kind === 'video')!;
+  const sub = router.createSubscribeTransport('bob', () => {});
+  await assert.rejects(sub.setAnswer('v=0'), invalidState, 'an answer with no offer outstanding');
+
+  router.close();
+  assert.throws(() => router.createPublishTransport('carol'), invalidState);
+  assert.throws(() => sub.consume(video), invalidState);
+  assert.throws(() => sub.setViewport([]), invalidState);
+  await assert.rejects(pub.answer(publisherOffer('s')), invalidState);
+  assert.throws(() => video.requestKeyFrame(), invalidState);
 });
 
 function rtp(seq: number, pt: number, ssrc: number, marker = false, keyFrame = false): Buffer {

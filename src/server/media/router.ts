@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import nodeDataChannel from 'node-datachannel';
-import { assertNotClosed, assertValidPeerId } from './checks.js';
+import { assertNotClosed, assertValidPeerId, shown } from './checks.js';
 import { isolateListeners, type MediaContext, type MediaLogger } from './context.js';
 import { newCounters, type MediaCounters } from './counters.js';
 import { forgetTracks } from './live-tracks.js';
@@ -160,7 +160,7 @@ export class Router extends EventEmitter<RouterEvents> {
   createSubscribeTransport(peerId: string, onOffer: (sdp: string) => void): SubscribeTransport {
     assertNotClosed(this.#closed, 'Router');
     assertValidPeerId(peerId);
-    if (typeof onOffer !== 'function') throw new Error('onOffer must be a function');
+    if (typeof onOffer !== 'function') throw new TypeError(`onOffer must be a function, got ${shown(onOffer)}`);
     const transport = new SubscribeTransport(
       peerId,
       this.#ctx,

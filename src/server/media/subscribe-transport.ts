@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import nodeDataChannel, { type Audio, type PeerConnection, type Track, type Video } from 'node-datachannel';
-import { assertNotClosed } from './checks.js';
+import { assertNotClosed, InvalidStateError, shown } from './checks.js';
 import { isolateListeners, warn, type MediaContext } from './context.js';
 import { holdUntilClosed } from './live-tracks.js';
 import { ConnectionCandidates } from './candidates.js';
@@ -160,7 +160,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   /** Starts forwarding producer to this subscriber; the browser gets it with the next offer. */
   consume(producer: Producer): Consumer {
     assertNotClosed(this.#closed, 'SubscribeTransport');
-    if (!this.#ownsProducer(producer)) throw new Error('Producer does not belong to this Router');
+    if (!this.#ownsProducer(producer)) throw new TypeError(`Producer ${shown(producer?.id)} does not belong to this Router`);
     assertNotClosed(producer.closed, 'Producer');
     const consumer = new Consumer({
       producer,
@@ -325,8 +325,8 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   /** Applies the browser's answer to the outstanding offer. */
   async setAnswer(sdp: string): Promise<void> {
     assertNotClosed(this.#closed, 'SubscribeTransport');
-    if (!this.#offerOutstanding) throw new Error('SubscribeTransport has no outstanding offer to answer');
-    if (typeof sdp !== 'string' || sdp.length === 0) throw new Error('answer SDP is empty');
+    if (!this.#offerOutstanding) throw new InvalidStateError('SubscribeTransport has no outstanding offer to answer');
+    if (typeof sdp !== 'string' || sdp.length === 0) throw new TypeError(`answer SDP is empty: got ${shown(sdp)}`);
     const answered = parseAnswer(sdp);
     try {
       this.#pc.setRemoteDescription(sdp, 'answer');
