@@ -24,7 +24,7 @@ export interface RoomPeer {
 /** Send simulcast layers `from` up to, not including, `layers` of m-line `mid`. */
 export type SendLayers = (mid: string, layers: number, from: number) => void;
 
-/** The media side of a call, as the room needs it (see CallMedia). */
+/** The media side of a call, as the room needs it (implemented in sfu/: CallMedia in this process, WorkerRoomMedia in a worker). */
 export interface RoomMedia {
   /**
    * Connect a knocking guest's receiving transport ahead of time, forwarding nothing

@@ -1,5 +1,5 @@
 /** The SFU of every call in this process (MEDIA_WORKERS unset or 0): one CallMedia, and so one Router, per call. */
-import { type RouterOptions, type Router } from '../media/router.js';
+import type { Router, RouterOptions } from '../media/router.js';
 import { CallMedia } from './call-media.js';
 import { CounterTotals } from './counter-totals.js';
 import type { Sfu, SfuCounters } from './sfu.js';
