@@ -16,7 +16,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import type { Page } from 'playwright-core';
 import { launchChromium, newPerson } from '../test/support/browser.js';
-import type { CallMedia } from '../src/server/rooms/call-media.js';
+import type { CallMedia } from '../src/server/sfu/call-media.js';
 import { startServer } from '../test/support/server.js';
 
 const args = process.argv.slice(2);

@@ -15,7 +15,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Router, shutdownMediaEngine, type SubscribeTransport } from '../src/server/media/Router.js';
+import { Router, shutdownMediaEngine, type SubscribeTransport } from '../src/server/media/router.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const PUBLISHERS = Number(process.argv[2] ?? 4);

@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { closeCodeFor, ERRORS } from '../src/protocol/errors.js';
 import type { ServerMessage } from '../src/protocol/messages.js';
-import type { CallMedia } from '../src/server/rooms/call-media.js';
+import type { CallMedia } from '../src/server/sfu/call-media.js';
 import type { RoomLimits } from '../src/server/rooms/room.js';
 import { callOfTwo, connectClient, createLink, signUp, startServer, until, type TestLink, type TestServer } from './support/server.js';
 

@@ -10,17 +10,19 @@ import nodeDataChannel from 'node-datachannel';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { WebSocketServer } from 'ws';
 import { CHROMIUM_ARGS } from './support/browser.js';
-import { newCounters, type MediaContext } from '../src/server/media/common.js';
+import { InvalidStateError } from '../src/server/media/checks.js';
+import type { MediaContext } from '../src/server/media/context.js';
+import { newCounters } from '../src/server/media/counters.js';
 import { FakeTrack } from './support/fake-track.js';
-import { Consumer } from '../src/server/media/Consumer.js';
-import { KEY_FRAME_REPLAY_MS, Producer } from '../src/server/media/Producer.js';
+import { Consumer } from '../src/server/media/consumer.js';
+import { KEY_FRAME_REPLAY_MS, Producer } from '../src/server/media/producer.js';
 import {
   Router,
   shutdownMediaEngine,
   type PublishTransport,
   type SubscribeTransport,
   type ViewportTile,
-} from '../src/server/media/Router.js';
+} from '../src/server/media/router.js';
 import { buildPli, buildRemb, parseRtcpCompound, rtpPayloadType, rtpSequenceNumber, rtpSsrc } from '../src/server/media/rtp.js';
 import { PLAYOUT_DELAY_EXTENSION, PLAYOUT_DELAY_EXTENSION_ID } from '../src/server/media/sdp.js';
 
@@ -239,6 +241,28 @@ test('close cascades, is idempotent, and closed objects refuse calls', async () 
   assert.throws(() => fresh.createPublishTransport('has space'), /peerId/);
   assert.throws(() => fresh.createSubscribeTransport('', () => {}), /peerId/);
   fresh.close();
+});
+
+test('wrong arguments throw TypeError showing the value, and calls on a closed object throw InvalidStateError', async () => {
+  const typeError = (shows: string) => (err: unknown) => err instanceof TypeError && err.message.includes(shows);
+  const invalidState = (err: unknown) => err instanceof InvalidStateError && err.name === 'InvalidStateError';
+  const router = new Router({ bindAddress: '127.0.0.1' });
+  assert.throws(() => router.createPublishTransport('has space'), typeError('got "has space"'));
+  assert.throws(() => router.createSubscribeTransport(7 as never, () => {}), typeError('got 7'));
+  assert.throws(() => router.createSubscribeTransport('bob', 'call me' as never), typeError('got "call me"'));
+  const pub = router.createPublishTransport('alice');
+  await assert.rejects(pub.answer(''), typeError('got ""'));
+  await pub.answer(publisherOffer('s'));
+  const video = [...pub.producers.values()].find((p) => p.kind === 'video')!;
+  const sub = router.createSubscribeTransport('bob', () => {});
+  await assert.rejects(sub.setAnswer('v=0'), invalidState, 'an answer with no offer outstanding');
+
+  router.close();
+  assert.throws(() => router.createPublishTransport('carol'), invalidState);
+  assert.throws(() => sub.consume(video), invalidState);
+  assert.throws(() => sub.setViewport([]), invalidState);
+  await assert.rejects(pub.answer(publisherOffer('s')), invalidState);
+  assert.throws(() => video.requestKeyFrame(), invalidState);
 });
 
 function rtp(seq: number, pt: number, ssrc: number, marker = false, keyFrame = false): Buffer {

@@ -2,12 +2,13 @@
 // a switch may happen, how key-frame requests are limited, whose microphone is forwarded.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { newCounters, type MediaContext } from '../src/server/media/common.js';
+import type { MediaContext } from '../src/server/media/context.js';
+import { newCounters } from '../src/server/media/counters.js';
 import { FakeTrack } from './support/fake-track.js';
-import { Consumer } from '../src/server/media/Consumer.js';
+import { Consumer } from '../src/server/media/consumer.js';
 import { KeyFrameRequestLimiter } from '../src/server/media/keyframes.js';
 import { allocateLayers, BandwidthEstimator, LAYER_PAUSE_DELAY_MS, LayerDemand, LOWER_LAYER_PAUSE_DELAY_MS, lowestNeeded, tileDemand, wantedLayer, type LayerState } from '../src/server/media/layers.js';
-import { Producer } from '../src/server/media/Producer.js';
+import { Producer } from '../src/server/media/producer.js';
 import { buildPli, parseRtcpCompound, rtpSequenceNumber, rtpSsrc, rtpTimestamp } from '../src/server/media/rtp.js';
 import { LoudestSpeakers } from '../src/server/media/speakers.js';
 import { LayerSwitch, type SourcePacket } from '../src/server/media/switcher.js';

@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Bot } from '../src/bot/bot.js';
 import { loadFixtures } from '../src/bot/fixtures.js';
-import { shutdownMediaEngine } from '../src/server/media/Router.js';
+import { shutdownMediaEngine } from '../src/server/media/router.js';
 import { connectClient, createLink, signUp, startServer, until, type TestLink, type TestServer } from './support/server.js';
 import { sleep, waitFor } from './support/wait.js';
 

@@ -6,7 +6,7 @@
  */
 import nodeDataChannel, { type PeerConnection, type RtcConfig, type Track } from 'node-datachannel';
 import type { ConnectionState, ReceiveConnection } from '../client/media-connections.js';
-import { holdUntilClosed } from '../server/media/common.js';
+import { holdUntilClosed } from '../server/media/live-tracks.js';
 import { waitForGathering } from '../server/media/gathering.js';
 import type { FrameOpener } from './frame-opener.js';
 import { isRtcp, parseRtp, vp8Descriptor } from './rtp.js';

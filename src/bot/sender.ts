@@ -9,7 +9,7 @@
 import nodeDataChannel, { type PeerConnection, type RtcConfig, type Track } from 'node-datachannel';
 import type { ConnectionState, PublishConnection } from '../client/media-connections.js';
 import type { FrameCryptor } from '../e2ee/sframe.js';
-import { holdUntilClosed } from '../server/media/common.js';
+import { holdUntilClosed } from '../server/media/live-tracks.js';
 import { waitForGathering } from '../server/media/gathering.js';
 import { type AudioFixture, type Fixtures, type LayerName, OPUS_SILENCE, type VideoFixture } from './fixtures.js';
 import { pacer, type PacedStream } from './pacer.js';

@@ -21,10 +21,11 @@ import { registerLinks } from './http/links.js';
 import { Metrics, registerMetrics } from './http/metrics.js';
 import { useProtocolSchemas } from './http/schemas.js';
 import { originAllowed, registerSecurityHeaders } from './http/security.js';
-import { MediaWorkers } from './media-workers/media-workers.js';
-import { CallMedia } from './rooms/call-media.js';
 import type { RoomLimits } from './rooms/room.js';
 import { Rooms } from './rooms/rooms.js';
+import { InProcessSfu } from './sfu/in-process-sfu.js';
+import { MediaWorkers } from './sfu/media-workers.js';
+import type { Sfu } from './sfu/sfu.js';
 import { Connection, type WsTapEvent } from './signaling/connection.js';
 import { Cluster } from './cluster/cluster.js';
 import type { Store } from './store/store.js';
@@ -87,7 +88,9 @@ export interface App {
   rooms: Rooms;
   /** Set when REDIS_URL is: start it once listening (`cluster.start(url)`), stop it before exit. */
   cluster?: Cluster;
-  /** Set when MEDIA_WORKERS > 0: the SFU's worker processes (stopped when the server closes). */
+  /** The calls' media: in this process, or in worker processes (MEDIA_WORKERS); closed when the server closes. */
+  sfu: Sfu;
+  /** Set when MEDIA_WORKERS > 0: the same Sfu, seen as its worker processes. */
   mediaWorkers?: MediaWorkers;
   /**
    * Graceful shutdown: refuse new joins (`server_shutdown`), tell every connected client
@@ -112,27 +115,21 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
     bodyLimit: 16 * 1024,
     trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
   });
-  const metrics = new Metrics({
-    calls: () => rooms.size,
-    participants: () => [...rooms.values()].reduce((n, room) => n + room.admittedCount, 0),
-    waiting: () => [...rooms.values()].reduce((n, room) => n + room.lobbyCount, 0),
-    connections: () => connections.size,
-  });
   // MEDIA_WORKERS > 0: each call's SFU runs in one of these child processes, else in this one.
   const mediaWorkers = config.mediaWorkers > 0
     ? new MediaWorkers({ count: config.mediaWorkers, network: mediaNetwork(config), log: http.log })
     : undefined;
-  if (mediaWorkers) metrics.watchMediaWorkers(mediaWorkers);
-  const rooms = new Rooms(
-    () => {
-      if (mediaWorkers) return mediaWorkers.createRoomMedia();
-      const media = new CallMedia(mediaNetwork(config));
-      metrics.watchRouter(media.router);
-      return media;
+  const sfu: Sfu = mediaWorkers ?? new InProcessSfu(mediaNetwork(config));
+  const metrics = new Metrics(
+    {
+      calls: () => rooms.size,
+      participants: () => [...rooms.values()].reduce((n, room) => n + room.admittedCount, 0),
+      waiting: () => [...rooms.values()].reduce((n, room) => n + room.lobbyCount, 0),
+      connections: () => connections.size,
     },
-    roomLimits,
-    (event) => metrics.count(event),
+    sfu,
   );
+  const rooms = new Rooms(() => sfu.createRoomMedia(), roomLimits, (event) => metrics.count(event));
 
   http.setErrorHandler((err, req, reply) => {
     if (err instanceof LinkcallError) {
@@ -233,7 +230,7 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
     knocksPerLink.close();
     knocksPerAddress.close();
     rooms.closeAll('server_shutdown');
-    await mediaWorkers?.close();
+    await sfu.close();
   });
 
   // Every open signaling socket, so a shutdown can tell each one (joined or not).
@@ -346,7 +343,7 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
     return reply.code(404).type('text/html; charset=utf-8').send(readFileSync(indexFile, 'utf8'));
   });
 
-  return { http, rooms, shutdown, cluster, mediaWorkers };
+  return { http, rooms, shutdown, cluster, sfu, ...(mediaWorkers ? { mediaWorkers } : {}) };
 }
 
 /** Believe the last `hops` proxies in X-Forwarded-For (Fastify's typings take no count). */

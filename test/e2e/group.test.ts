@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { Bot } from '../../src/bot/bot.js';
 import { loadFixtures } from '../../src/bot/fixtures.js';
-import { shutdownMediaEngine } from '../../src/server/media/Router.js';
+import { shutdownMediaEngine } from '../../src/server/media/router.js';
 import { CHROMIUM_ARGS, CHROMIUM_PATH, waitForPlayingVideo } from '../support/browser.js';
 import { guestKnocks, hostEnters, signUpAndCreateLink, text } from '../support/flow.js';
 import { startServer, type TestServer } from '../support/server.js';

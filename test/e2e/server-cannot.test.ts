@@ -32,12 +32,12 @@ import { CallGroup, newMemberKeys, newSigningKey, readKeyPackage } from '../../s
 import { decodeHeader, deriveKeySalt, FrameCryptor, sframeDecrypt, type MediaKind, type SframeKey } from '../../src/e2ee/sframe.js';
 import { ERRORS } from '../../src/protocol/errors.js';
 import type { TapEvent } from '../../src/server/app.js';
-import { holdUntilClosed } from '../../src/server/media/common.js';
+import { holdUntilClosed } from '../../src/server/media/live-tracks.js';
 import { waitForGathering } from '../../src/server/media/gathering.js';
-import { shutdownMediaEngine, type Producer, type Router } from '../../src/server/media/Router.js';
+import { shutdownMediaEngine, type Producer, type Router } from '../../src/server/media/router.js';
 import { isRtcp } from '../../src/server/media/rtp.js';
 import { DOWNSTREAM } from '../../src/server/media/sdp.js';
-import type { CallMedia } from '../../src/server/rooms/call-media.js';
+import type { CallMedia } from '../../src/server/sfu/call-media.js';
 import type { Room } from '../../src/server/rooms/room.js';
 import { launchChromium, newPerson, waitForPlayingVideo } from '../support/browser.js';
 import { guestKnocks, hostEnters, signUpAndCreateLink, text } from '../support/flow.js';

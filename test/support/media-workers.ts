@@ -9,7 +9,7 @@ export function mediaWorkersOf(pid: number): number[] {
     try {
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
       if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== pid) continue;
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('media-workers/worker.ts')) found.push(Number(entry));
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('sfu/worker-process.ts')) found.push(Number(entry));
     } catch {
       // gone while we looked
     }

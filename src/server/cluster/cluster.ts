@@ -8,10 +8,10 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { Config } from '../config.js';
-import type { Rooms } from '../rooms/rooms.js';
+import type { Rooms, RoomsEvents } from '../rooms/rooms.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ErrorCode } from '../../protocol/errors.js';
-import type { ReturningParticipant } from '../rooms/room.js';
+import type { ReturningParticipant, Room } from '../rooms/room.js';
 import { ClusterDirectory, type NodeInfo } from './directory.js';
 import { relay, relayProof, RELAY_HEADER, verifyRelayProof } from './relay.js';
 
@@ -158,16 +158,14 @@ export class Cluster {
    * link and call of the room that issued it, and ends when its participant's time there ends.
    */
   private keepResumeRecords(): void {
-    this.rooms.watch((room, event) => {
-      const call = { linkId: room.linkId, callId: room.callId };
-      const write =
-        event.kind === 'opened' ? this.directory.callStarted(room.callId)
-        : event.kind === 'closed' ? this.directory.callEnded(room.callId)
-        : event.kind === 'knocked' ? this.directory.rememberResumeToken(event.resumeToken, call)
-        : event.kind === 'admitted' ? this.directory.rememberResumeToken(event.resumeToken, { ...call, who: event.who })
-        : this.directory.endResumeToken(event.resumeToken, { ...call, ended: event.code });
-      write.catch(() => this.log.warn({ event: event.kind }, 'cluster directory write failed'));
-    });
+    const written = (event: keyof RoomsEvents, write: Promise<unknown>) =>
+      void write.catch(() => this.log.warn({ event }, 'cluster directory write failed'));
+    const call = (room: Room) => ({ linkId: room.linkId, callId: room.callId });
+    this.rooms.on('opened', (room) => written('opened', this.directory.callStarted(room.callId)));
+    this.rooms.on('closed', (room) => written('closed', this.directory.callEnded(room.callId)));
+    this.rooms.on('knocked', (room, token) => written('knocked', this.directory.rememberResumeToken(token, call(room))));
+    this.rooms.on('admitted', (room, token, who) => written('admitted', this.directory.rememberResumeToken(token, { ...call(room), who })));
+    this.rooms.on('ended', (room, token, code) => written('ended', this.directory.endResumeToken(token, { ...call(room), ended: code })));
   }
 
   /**

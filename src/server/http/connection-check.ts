@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { checkAnswer, checkOffer, iceConfig as iceConfigShape } from '../../protocol/http.js';
 import { LinkcallError } from '../../protocol/errors.js';
 import { mediaNetwork, type Config } from '../config.js';
-import { ConnectionProbe } from '../media/ConnectionProbe.js';
+import { ConnectionProbe } from '../media/connection-probe.js';
 import { iceConfig } from './ice.js';
 import { addressKey, RateLimiter } from '../access/rate-limit.js';
 import { protocolRoutes } from './schemas.js';

@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { readdirSync, readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { ErrorCode } from '../../protocol/errors.js';
-import type { MediaCounters, Router } from '../media/Router.js';
+import type { MediaCounters, Sfu } from '../sfu/sfu.js';
 
 /** What happens in rooms, as the metrics count it: a call started, a knock, an admission, or why someone's time ended. */
 export type RoomEvent = 'call_started' | 'knock' | 'admitted' | ErrorCode;
@@ -18,16 +18,6 @@ export interface MetricsGauges {
   participants(): number;
   waiting(): number;
   connections(): number;
-}
-
-/** Media counted in worker processes (MEDIA_WORKERS, see media-workers/): what /metrics reads of them. */
-export interface MediaWorkersSource {
-  /** Ask every worker for its totals now (bounded wait). */
-  refresh(): Promise<void>;
-  /** Media counters of every worker since start, by MediaCounters name. */
-  counters(): Partial<Record<string, number>>;
-  workers(): { index: number; calls: number; cpuSeconds: number; rssBytes: number }[];
-  readonly restarts: number;
 }
 
 type Sample = [labels: Record<string, string>, value: number];
@@ -54,14 +44,14 @@ const ROOM_COUNTERS: [RoomEvent, string, string][] = [
 
 export class Metrics {
   private readonly events = new Map<RoomEvent, number>();
-  private readonly routers = new Set<Router>();
-  /** Media counters of calls that have ended (live ones are read at scrape time). */
-  private readonly ended = new Map<keyof MediaCounters, number>();
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 20 });
   private readonly startedAt = Date.now();
-  private mediaWorkers?: MediaWorkersSource;
 
-  constructor(private readonly gauges: MetricsGauges) {
+  /** `sfu`: the calls' media, counted in this process or in worker processes. */
+  constructor(
+    private readonly gauges: MetricsGauges,
+    private readonly sfu: Pick<Sfu, 'counters'>,
+  ) {
     this.loopDelay.enable();
   }
 
@@ -69,31 +59,12 @@ export class Metrics {
     this.events.set(event, (this.events.get(event) ?? 0) + 1);
   }
 
-  /** Counts a call's media while it lives, and keeps its totals once it ends. */
-  watchRouter(router: Router): void {
-    this.routers.add(router);
-    router.once('close', () => {
-      this.routers.delete(router);
-      const stats = router.stats();
-      for (const [key] of MEDIA_COUNTERS) this.ended.set(key, (this.ended.get(key) ?? 0) + (stats[key] ?? 0));
-    });
-  }
-
-  /** Counts the media of calls running in worker processes (their counters add to the routers'). */
-  watchMediaWorkers(source: MediaWorkersSource): void {
-    this.mediaWorkers = source;
-  }
-
-  /** Before a scrape: fresh numbers from elsewhere (the media workers). */
-  async refresh(): Promise<void> {
-    await this.mediaWorkers?.refresh();
-  }
-
   close(): void {
     this.loopDelay.disable();
   }
 
-  render(): string {
+  async render(): Promise<string> {
+    const sfu = await this.sfu.counters();
     const out: string[] = [];
     const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: Sample[]) => {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -113,24 +84,15 @@ export class Metrics {
       [...this.events].filter(([e]) => !counted.has(e)).sort(([a], [b]) => a.localeCompare(b)).map(([reason, n]) => [{ reason }, n]),
     );
 
-    const live = new Map<keyof MediaCounters, number>();
-    for (const router of this.routers) {
-      const stats = router.stats();
-      for (const [key] of MEDIA_COUNTERS) live.set(key, (live.get(key) ?? 0) + (stats[key] ?? 0));
-    }
-    const inWorkers = this.mediaWorkers?.counters() ?? {};
-    for (const [key] of MEDIA_COUNTERS) live.set(key, (live.get(key) ?? 0) + (inWorkers[key] ?? 0));
-    for (const [key, name, help] of MEDIA_COUNTERS) {
-      metric(name, 'counter', help, [[{}, (this.ended.get(key) ?? 0) + (live.get(key) ?? 0)]]);
-    }
+    for (const [key, name, help] of MEDIA_COUNTERS) metric(name, 'counter', help, [[{}, sfu.media[key]]]);
 
-    if (this.mediaWorkers) {
-      const workers = this.mediaWorkers.workers();
+    if (sfu.workers) {
+      const workers = sfu.workers.each;
       const each = (value: (w: (typeof workers)[number]) => number): Sample[] => workers.map((w) => [{ worker: String(w.index) }, value(w)]);
       metric('linkcall_media_worker_calls', 'gauge', 'Calls pinned to each media worker process.', each((w) => w.calls));
       metric('linkcall_media_worker_cpu_seconds_total', 'counter', 'CPU time of each media worker process (starts again from 0 when a worker is replaced).', each((w) => w.cpuSeconds));
       metric('linkcall_media_worker_resident_memory_bytes', 'gauge', 'Resident memory of each media worker process.', each((w) => w.rssBytes));
-      metric('linkcall_media_worker_restarts_total', 'counter', 'Media worker processes that died and were started again (their calls ended with media_failed).', [[{}, this.mediaWorkers.restarts]]);
+      metric('linkcall_media_worker_restarts_total', 'counter', 'Media worker processes that died and were started again (their calls ended with media_failed).', [[{}, sfu.workers.restarts]]);
     }
 
     const cpu = process.cpuUsage();
@@ -146,8 +108,8 @@ export class Metrics {
 
 export function registerMetrics(app: FastifyInstance, metrics: Metrics): void {
   app.get('/metrics', async (_req, reply) => {
-    await metrics.refresh();
-    return reply.type('text/plain; version=0.0.4; charset=utf-8').header('Cache-Control', 'no-store').send(metrics.render());
+    const text = await metrics.render();
+    return reply.type('text/plain; version=0.0.4; charset=utf-8').header('Cache-Control', 'no-store').send(text);
   });
   app.addHook('onClose', async () => metrics.close());
 }

@@ -1,5 +1,6 @@
 // RTP/RTCP parsing and building: only what the SFU needs (RFC 3550, RFC 4585, RFC 5104,
 // draft-alvestrand-rmcat-remb). Everything works on plain Buffers without copying the payload.
+import { randomInt } from 'node:crypto';
 
 export const RTCP_SR = 200;
 export const RTCP_RR = 201;
@@ -24,10 +25,9 @@ export const rtpSequenceNumber = (buf: Buffer): number => buf.readUInt16BE(2);
 export const rtpTimestamp = (buf: Buffer): number => buf.readUInt32BE(4);
 export const rtpSsrc = (buf: Buffer): number => buf.readUInt32BE(8);
 
-/** Rewrites in place; the marker bit is kept. */
-export function rewriteRtp(buf: Buffer, payloadType: number, ssrc: number): void {
-  buf[1] = (buf[1]! & 0x80) | payloadType;
-  buf.writeUInt32BE(ssrc, 8);
+/** Non-zero 32-bit SSRC; collisions inside one subscriber connection are avoided by the caller. */
+export function randomSsrc(): number {
+  return randomInt(1, 0xffffffff);
 }
 
 /**

@@ -1,6 +1,6 @@
 // SDP munging for the two directions. Line-based on purpose: we only touch the attributes we
 // must, and leave ICE/DTLS lines exactly as the browser wrote them.
-import type { MediaKind } from './common.js';
+import type { MediaKind } from './context.js';
 import { TRANSPORT_CC_EXTENSION } from './transport-cc.js';
 
 export interface CodecInfo {

@@ -24,7 +24,7 @@ export interface RoomPeer {
 /** Send simulcast layers `from` up to, not including, `layers` of m-line `mid`. */
 export type SendLayers = (mid: string, layers: number, from: number) => void;
 
-/** The media side of a call, as the room needs it (see CallMedia). */
+/** The media side of a call, as the room needs it (implemented in sfu/: CallMedia in this process, WorkerRoomMedia in a worker). */
 export interface RoomMedia {
   /**
    * Connect a knocking guest's receiving transport ahead of time, forwarding nothing
@@ -96,11 +96,14 @@ const MAX_REPLAY = 512;
  * What happens to a participant's place, as the room decides it: a cluster keeps its resume
  * records from these (written while the participant's time in the call lasts, and ended with it).
  */
-export type ParticipantEvent =
-  | { kind: 'knocked'; resumeToken: string }
-  | { kind: 'admitted'; resumeToken: string; who: ReturningParticipant }
+export interface ParticipantEvents {
+  knocked: [resumeToken: string];
+  admitted: [resumeToken: string, who: ReturningParticipant];
   /** Its time in the call is over (left, removed, declined, gone past the grace, call ended): the token is dead. */
-  | { kind: 'ended'; resumeToken: string; code: ErrorCode };
+  ended: [resumeToken: string, code: ErrorCode];
+}
+
+export type ParticipantListener = <E extends keyof ParticipantEvents>(event: E, ...args: ParticipantEvents[E]) => void;
 
 export interface RoomOptions {
   linkId: string;
@@ -118,7 +121,7 @@ export interface RoomOptions {
   onDismissed?: (resumeToken: string, code: ErrorCode) => void;
   /** Counts for /metrics: a guest knocked, someone was let in. */
   onEvent?: (event: 'knock' | 'admitted') => void;
-  onParticipant?: (event: ParticipantEvent) => void;
+  onParticipant?: ParticipantListener;
 }
 
 type Status = 'lobby' | 'admitted';
@@ -181,7 +184,7 @@ export class Room {
   /** Participants by the SHA-256 of their resume token. */
   private readonly tokens = new Map<string, Participant>();
   private readonly onEvent?: (event: 'knock' | 'admitted') => void;
-  private readonly onParticipant?: (event: ParticipantEvent) => void;
+  private readonly onParticipant?: ParticipantListener;
   private readonly participants = new Map<string, Participant>();
   private approverTimer?: NodeJS.Timeout;
   private closed = false;
@@ -258,7 +261,7 @@ export class Room {
       this.participants.set(participant.id, participant);
       this.tokens.set(tokenKey(participant.resumeToken), participant);
       this.sendResumable(participant);
-      this.onParticipant?.({ kind: 'knocked', resumeToken: participant.resumeToken });
+      this.onParticipant?.('knocked', participant.resumeToken);
       this.admit(participant);
       return participant.id;
     }
@@ -267,7 +270,7 @@ export class Room {
     this.participants.set(participant.id, participant);
     this.tokens.set(tokenKey(participant.resumeToken), participant);
     this.sendResumable(participant);
-    this.onParticipant?.({ kind: 'knocked', resumeToken: participant.resumeToken });
+    this.onParticipant?.('knocked', participant.resumeToken);
     this.onEvent?.('knock');
     participant.knockTimer = setTimeout(() => {
       this.dismiss(participant, this.hostPresent ? 'no_answer' : 'host_absent');
@@ -561,7 +564,7 @@ export class Room {
       clearTimeout(participant.awayTimer);
       this.participants.delete(participant.id);
       this.tokens.delete(tokenKey(participant.resumeToken));
-      this.onParticipant?.({ kind: 'ended', resumeToken: participant.resumeToken, code });
+      this.onParticipant?.('ended', participant.resumeToken, code);
       this.onDismissed?.(participant.resumeToken, code);
       participant.peer.close(code);
     }
@@ -594,10 +597,11 @@ export class Room {
     this.onEvent?.('admitted');
     if (!returning) participant.admittedAt = this.now();
     if (wasWaiting) this.toApprovers({ type: 'knockGone', participantId: participant.id });
-    this.onParticipant?.({
-      kind: 'admitted',
-      resumeToken: participant.resumeToken,
-      who: { participantId: participant.id, role: participant.role, card: participant.card, since: participant.admittedAt },
+    this.onParticipant?.('admitted', participant.resumeToken, {
+      participantId: participant.id,
+      role: participant.role,
+      card: participant.card,
+      since: participant.admittedAt,
     });
     participant.canApprove = this.mayApprove(participant.id);
     // Media first: a guest connected while it waited gets the offer for everyone's media ahead of
@@ -700,7 +704,7 @@ export class Room {
     clearTimeout(participant.awayTimer);
     this.participants.delete(participant.id);
     this.tokens.delete(tokenKey(participant.resumeToken));
-    this.onParticipant?.({ kind: 'ended', resumeToken: participant.resumeToken, code });
+    this.onParticipant?.('ended', participant.resumeToken, code);
     this.media.drop(participant.id);
     if (participant.status === 'lobby') {
       this.toApprovers({ type: 'knockGone', participantId: participant.id });

@@ -1,6 +1,6 @@
 /** The directory of live rooms on this node, one per link with people in it. */
 import { LinkcallError, type ErrorCode } from '../../protocol/errors.js';
-import { Room, type ParticipantEvent, type RoomLimits, type RoomMedia } from './room.js';
+import { Room, type ParticipantEvents, type RoomLimits, type RoomMedia } from './room.js';
 
 export interface RoomSpec {
   linkId: string;
@@ -14,8 +14,18 @@ export interface RoomSpec {
   callId?: string;
 }
 
-/** What the rooms of this node report to whoever keeps a directory of calls (the cluster). */
-export type RoomEvent = ParticipantEvent | { kind: 'opened' } | { kind: 'closed' };
+/**
+ * What the rooms of this node report to whoever keeps a directory of calls (the cluster), by
+ * event name: a call opened or closed here, and what happened to a participant's place in it
+ * (leaving, being removed or declined, and the call ending are all `ended`, with that code).
+ */
+export interface RoomsEvents extends ParticipantEvents {
+  opened: [];
+  closed: [];
+}
+
+/** Hears one event of every room of this node (which room, then the event's data). */
+export type RoomsListener<E extends keyof RoomsEvents> = (room: Room, ...args: RoomsEvents[E]) => void;
 
 /** How long the reason a participant's time ended is kept for a resume that comes too late. */
 const DISMISSAL_MEMORY_MS = 120_000;
@@ -25,7 +35,7 @@ export class Rooms {
   private joinsStopped = false;
   /** Resume token → why that participant's time ended (kept briefly, in insertion order). */
   private readonly dismissals = new Map<string, { code: ErrorCode; at: number }>();
-  private readonly watchers: ((room: Room, event: RoomEvent) => void)[] = [];
+  private readonly listeners: { [E in keyof RoomsEvents]: RoomsListener<E>[] } = { opened: [], closed: [], knocked: [], admitted: [], ended: [] };
 
   constructor(
     private readonly createMedia: () => RoomMedia,
@@ -48,9 +58,10 @@ export class Rooms {
       limits: this.limits,
       onEmpty: () => {
         if (this.rooms.get(spec.linkId) === room) this.rooms.delete(spec.linkId);
-        this.report(room, { kind: 'closed' });
+        this.emit('closed', room);
       },
-      onParticipant: (event) => this.report(room, event),
+      // RoomsEvents extends ParticipantEvents: the same data (TypeScript cannot see it through the generic).
+      onParticipant: (event, ...args) => this.emit(event, room, ...(args as RoomsEvents[typeof event])),
       onDismissed: (token, code) => {
         this.remember(token, code);
         this.onEvent?.(code);
@@ -59,19 +70,19 @@ export class Rooms {
     });
     this.rooms.set(spec.linkId, room);
     this.onEvent?.('call_started');
-    this.report(room, { kind: 'opened' });
+    this.emit('opened', room);
     return room;
   }
 
-  /** Hear what happens in every room of this node (a throwing watcher does not stop the room). */
-  watch(watcher: (room: Room, event: RoomEvent) => void): void {
-    this.watchers.push(watcher);
+  /** Hear `event` in every room of this node (a throwing listener does not stop the room, nor the other listeners). */
+  on<E extends keyof RoomsEvents>(event: E, listener: RoomsListener<E>): void {
+    this.listeners[event].push(listener);
   }
 
-  private report(room: Room, event: RoomEvent): void {
-    for (const watcher of this.watchers) {
+  private emit<E extends keyof RoomsEvents>(event: E, room: Room, ...args: RoomsEvents[E]): void {
+    for (const listener of this.listeners[event]) {
       try {
-        watcher(room, event);
+        listener(room, ...args);
       } catch {
         // A directory that cannot be told must not take the call down.
       }

@@ -1,26 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import nodeDataChannel from 'node-datachannel';
-import {
-  assertNotClosed,
-  assertValidPeerId,
-  forgetTracks,
-  newCounters,
-  type MediaContext,
-  type MediaCounters,
-  type MediaLogger,
-  isolateListeners,
-} from './common.js';
-import type { Producer } from './Producer.js';
-import { PublishTransport } from './PublishTransport.js';
+import { assertNotClosed, assertValidPeerId, shown } from './checks.js';
+import { isolateListeners, type MediaContext, type MediaLogger } from './context.js';
+import { newCounters, type MediaCounters } from './counters.js';
+import { forgetTracks } from './live-tracks.js';
+import type { Producer } from './producer.js';
+import { PublishTransport } from './publish-transport.js';
 import { LoudestSpeakers, type LoudestSpeakersOptions } from './speakers.js';
-import { SubscribeTransport } from './SubscribeTransport.js';
+import { SubscribeTransport } from './subscribe-transport.js';
 
-export type { MediaCounters, MediaKind, MediaLogger } from './common.js';
-export type { Consumer } from './Consumer.js';
-export type { Producer, ProducerStats } from './Producer.js';
-export type { PublishTransport } from './PublishTransport.js';
-export type { SubscribeTransport, ViewportTile } from './SubscribeTransport.js';
+export type { MediaKind, MediaLogger } from './context.js';
+export type { MediaCounters } from './counters.js';
+export type { Consumer } from './consumer.js';
+export type { Producer, ProducerStats } from './producer.js';
+export type { PublishTransport } from './publish-transport.js';
+export type { SubscribeTransport, ViewportTile } from './subscribe-transport.js';
 
 /** How often layers, speakers and bandwidth are re-evaluated. */
 const TICK_MS = 500;
@@ -165,7 +160,7 @@ export class Router extends EventEmitter<RouterEvents> {
   createSubscribeTransport(peerId: string, onOffer: (sdp: string) => void): SubscribeTransport {
     assertNotClosed(this.#closed, 'Router');
     assertValidPeerId(peerId);
-    if (typeof onOffer !== 'function') throw new Error('onOffer must be a function');
+    if (typeof onOffer !== 'function') throw new TypeError(`onOffer must be a function, got ${shown(onOffer)}`);
     const transport = new SubscribeTransport(
       peerId,
       this.#ctx,

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Track } from 'node-datachannel';
-import { holdUntilClosed, type MediaContext, type MediaKind, isolateListeners } from './common.js';
-import type { Producer, Vp8Offsets } from './Producer.js';
+import { isolateListeners, type MediaContext, type MediaKind } from './context.js';
+import { holdUntilClosed } from './live-tracks.js';
+import type { Producer, Vp8Offsets } from './producer.js';
 import {
   buildSenderReport,
   forEachReportBlock,

@@ -1,8 +1,10 @@
 import { EventEmitter } from 'node:events';
 import nodeDataChannel, { type PeerConnection, type Track } from 'node-datachannel';
 import { ConnectionCandidates } from './candidates.js';
-import { assertNotClosed, holdUntilClosed, randomSsrc, warn, type MediaContext, isolateListeners } from './common.js';
-import { Producer, type ProducerLayer } from './Producer.js';
+import { assertNotClosed, InvalidStateError, shown } from './checks.js';
+import { isolateListeners, warn, type MediaContext } from './context.js';
+import { holdUntilClosed } from './live-tracks.js';
+import { Producer, type ProducerLayer } from './producer.js';
 import {
   buildReceiverReport,
   buildRemb,
@@ -10,6 +12,7 @@ import {
   isRtcp,
   isValidRtp,
   parseRtcpCompound,
+  randomSsrc,
   readSenderReport,
   type ReportBlock,
 } from './rtp.js';
@@ -97,8 +100,8 @@ export class PublishTransport extends EventEmitter<PublishTransportEvents> {
    */
   async answer(offerSdp: string): Promise<string> {
     assertNotClosed(this.#closed, 'PublishTransport');
-    if (this.#answering) throw new Error('PublishTransport.answer() is already in progress');
-    if (typeof offerSdp !== 'string' || offerSdp.length === 0) throw new Error('offer SDP is empty');
+    if (this.#answering) throw new InvalidStateError('PublishTransport.answer() is already in progress');
+    if (typeof offerSdp !== 'string' || offerSdp.length === 0) throw new TypeError(`offer SDP is empty: got ${shown(offerSdp)}`);
     this.#answering = true;
     try {
       const prepared = prepareRemoteOffer(offerSdp, this.#engineMid);

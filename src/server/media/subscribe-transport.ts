@@ -1,14 +1,17 @@
 import { EventEmitter } from 'node:events';
 import nodeDataChannel, { type Audio, type PeerConnection, type Track, type Video } from 'node-datachannel';
-import { assertNotClosed, holdUntilClosed, randomSsrc, warn, type MediaContext, isolateListeners } from './common.js';
+import { assertNotClosed, InvalidStateError, shown } from './checks.js';
+import { isolateListeners, warn, type MediaContext } from './context.js';
+import { holdUntilClosed } from './live-tracks.js';
 import { ConnectionCandidates } from './candidates.js';
-import { Consumer, type ConsumerFeedback } from './Consumer.js';
+import { Consumer, type ConsumerFeedback } from './consumer.js';
 import { waitForGathering } from './gathering.js';
 import { allocateLayers, BandwidthEstimator, lowestNeeded, neededBitrate, tileDemand, type LayerState, type Tile } from './layers.js';
-import type { Producer } from './Producer.js';
+import type { Producer } from './producer.js';
 import { PlayoutDelayFloor } from './playout-delay.js';
 import { BandwidthProbe } from './probing.js';
 import { RetransmissionBudget } from './retransmission.js';
+import { randomSsrc } from './rtp.js';
 import { answeredPayloadType, DOWNSTREAM, offerPlayoutDelay, parseAnswer, PLAYOUT_DELAY_EXTENSION } from './sdp.js';
 
 /** Consumer mids are "0", "1", …; this one can never collide with them. */
@@ -157,7 +160,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   /** Starts forwarding producer to this subscriber; the browser gets it with the next offer. */
   consume(producer: Producer): Consumer {
     assertNotClosed(this.#closed, 'SubscribeTransport');
-    if (!this.#ownsProducer(producer)) throw new Error('Producer does not belong to this Router');
+    if (!this.#ownsProducer(producer)) throw new TypeError(`Producer ${shown(producer?.id)} does not belong to this Router`);
     assertNotClosed(producer.closed, 'Producer');
     const consumer = new Consumer({
       producer,
@@ -200,11 +203,6 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
     }
     this.#tiles = map;
     this.allocate();
-  }
-
-  /** The subscriber's estimated downstream bandwidth (bit/s). */
-  get availableBitrate(): number {
-    return this.#bandwidth.estimate;
   }
 
   /** @internal Periodic (Router tick): fold in loss reports, then choose layers again. */
@@ -327,8 +325,8 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   /** Applies the browser's answer to the outstanding offer. */
   async setAnswer(sdp: string): Promise<void> {
     assertNotClosed(this.#closed, 'SubscribeTransport');
-    if (!this.#offerOutstanding) throw new Error('SubscribeTransport has no outstanding offer to answer');
-    if (typeof sdp !== 'string' || sdp.length === 0) throw new Error('answer SDP is empty');
+    if (!this.#offerOutstanding) throw new InvalidStateError('SubscribeTransport has no outstanding offer to answer');
+    if (typeof sdp !== 'string' || sdp.length === 0) throw new TypeError(`answer SDP is empty: got ${shown(sdp)}`);
     const answered = parseAnswer(sdp);
     try {
       this.#pc.setRemoteDescription(sdp, 'answer');

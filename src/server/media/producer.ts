@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Track } from 'node-datachannel';
-import { assertNotClosed, type MediaContext, type MediaKind, isolateListeners } from './common.js';
-import type { Consumer } from './Consumer.js';
+import { assertNotClosed } from './checks.js';
+import { isolateListeners, type MediaContext, type MediaKind } from './context.js';
+import type { Consumer } from './consumer.js';
 import { KeyFrameRequestLimiter } from './keyframes.js';
 import { MissingPackets } from './retransmission.js';
 import { LayerDemand, type LayerState } from './layers.js';

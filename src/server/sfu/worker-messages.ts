@@ -51,8 +51,10 @@ export const toWorker = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('shutdown') }),
 ]);
 export type ToWorker = z.infer<typeof toWorker>;
+/** The commands answered under their id. */
+export type WorkerRequest = Extract<ToWorker, { id: number }>;
 
-/** The media counters of `media/common.ts`, as numbers by name (the parent adds up what it knows). */
+/** The media counters of `media/counters.ts`, as numbers by name (the parent adds up what it knows). */
 const counters = z.record(z.string().max(64), z.number().nonnegative());
 
 export const fromWorker = z.discriminatedUnion('type', [

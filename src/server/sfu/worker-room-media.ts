@@ -1,14 +1,24 @@
 /**
  * A call's media in a media worker process: the RoomMedia the Room talks to, forwarding each
- * call as a typed message to the worker the call is pinned to (see media-workers.ts), and the
- * worker's subscriber offers back to the right participant.
+ * call as a typed message to the worker the call is pinned to (opened by MediaWorker.openRoom),
+ * and the worker's subscriber offers back to the right participant.
  */
-import { randomUUID } from 'node:crypto';
 import { LinkcallError, type ErrorCode } from '../../protocol/errors.js';
 import type { ViewportTile } from '../../protocol/messages.js';
-import type { MediaNetworkOptions } from '../config.js';
 import type { RoomMedia, SendLayers } from '../rooms/room.js';
-import type { MediaWorker, MediaWorkersLog } from './media-workers.js';
+import type { SfuLog } from './sfu.js';
+import type { FromWorker, ToWorker, WorkerRequest } from './worker-messages.js';
+
+/** What a call needs of the worker process it is pinned to (given by MediaWorker.openRoom). */
+export interface WorkerChannel {
+  /** Undefined while the process starts. */
+  pid(): number | undefined;
+  send(message: ToWorker): void;
+  /** Rejects with `media_failed` if the worker dies first. */
+  request(build: (id: number) => WorkerRequest): Promise<FromWorker>;
+  /** The call is closed: the worker forgets it. */
+  closed(): void;
+}
 
 interface OfferRoute {
   sendOffer: (sdp: string) => void;
@@ -17,8 +27,6 @@ interface OfferRoute {
 }
 
 export class WorkerRoomMedia implements RoomMedia {
-  /** Names the call in messages to the worker (no link id or anything else about it leaves). */
-  readonly roomId = randomUUID();
   private readonly routes = new Map<string, OfferRoute>();
   private readonly layerRoutes = new Map<string, SendLayers>();
   private generation = 0;
@@ -27,17 +35,15 @@ export class WorkerRoomMedia implements RoomMedia {
   private closed = false;
 
   constructor(
-    private readonly worker: MediaWorker,
-    network: MediaNetworkOptions | undefined,
-    private readonly log?: MediaWorkersLog,
-  ) {
-    worker.rooms.set(this.roomId, this);
-    worker.send({ type: 'open', roomId: this.roomId, ...(network !== undefined ? { network } : {}) });
-  }
+    /** Names the call in messages to the worker (no link id or anything else about it leaves). */
+    readonly roomId: string,
+    private readonly worker: WorkerChannel,
+    private readonly log?: SfuLog,
+  ) {}
 
   /** The worker process the call is pinned to (undefined while it starts). */
   get pid(): number | undefined {
-    return this.worker.pid;
+    return this.worker.pid();
   }
 
   /** Participants with media transports (connected or admitted). */
@@ -94,7 +100,7 @@ export class WorkerRoomMedia implements RoomMedia {
     this.closed = true;
     this.routes.clear();
     this.layerRoutes.clear();
-    this.worker.rooms.delete(this.roomId);
+    this.worker.closed();
     this.worker.send({ type: 'close', roomId: this.roomId });
   }
 

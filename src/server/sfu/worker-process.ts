@@ -1,14 +1,14 @@
 /**
  * A media worker: a child process of the server (MEDIA_WORKERS) running the SFU of the calls
  * pinned to it, one CallMedia each, driven by typed messages over the IPC channel (see
- * messages.ts). Processes, not worker threads: node-datachannel aborts the process
+ * worker-messages.ts). Processes, not worker threads: node-datachannel aborts the process
  * (`v8::HandleScope::CreateHandle()`) when it is loaded in two threads of one process.
  */
 import { LinkcallError, type ErrorCode } from '../../protocol/errors.js';
-import { newCounters } from '../media/common.js';
-import { shutdownMediaEngine } from '../media/Router.js';
-import { CallMedia } from '../rooms/call-media.js';
-import { toWorker, type FromWorker, type ToWorker, type WorkerStats } from './messages.js';
+import { shutdownMediaEngine } from '../media/router.js';
+import { CallMedia } from './call-media.js';
+import { CounterTotals } from './counter-totals.js';
+import { toWorker, type FromWorker, type ToWorker, type WorkerStats } from './worker-messages.js';
 
 /** How often totals go to the server unasked (it also asks before each /metrics scrape). */
 const STATS_EVERY_MS = 2000;
@@ -16,8 +16,8 @@ const STATS_EVERY_MS = 2000;
 if (!process.send) throw new Error('the media worker runs as a child process of the server (see MEDIA_WORKERS)');
 
 const calls = new Map<string, CallMedia>();
-/** Media counters of the calls that ended here (live calls are read when stats go out). */
-const ended: Record<string, number> = { ...newCounters() };
+/** Media counters of every call here, ended ones included. */
+const totals = new CounterTotals<CallMedia>((media) => media.router.stats());
 
 function send(message: FromWorker): void {
   // Once the channel is closed the server is gone and this process is on its way out.
@@ -25,10 +25,7 @@ function send(message: FromWorker): void {
 }
 
 function stats(id?: number): WorkerStats {
-  const counters = { ...ended };
-  for (const media of calls.values()) {
-    for (const [key, value] of Object.entries(media.router.stats())) counters[key] = (counters[key] ?? 0) + value;
-  }
+  const counters = { ...totals.sum() };
   const cpu = process.cpuUsage();
   return {
     type: 'stats',
@@ -55,7 +52,7 @@ function closeCall(roomId: string): void {
   if (!media) return;
   calls.delete(roomId);
   media.close();
-  for (const [key, value] of Object.entries(media.router.stats())) ended[key] = (ended[key] ?? 0) + value;
+  totals.retire(media);
 }
 
 function shutdown(): never {
@@ -77,7 +74,11 @@ async function reply(id: number, work: () => Promise<string | void>): Promise<vo
 function handle(message: ToWorker): void {
   switch (message.type) {
     case 'open':
-      if (!calls.has(message.roomId)) calls.set(message.roomId, new CallMedia(message.network ?? {}));
+      if (!calls.has(message.roomId)) {
+        const media = new CallMedia(message.network ?? {});
+        calls.set(message.roomId, media);
+        totals.add(media);
+      }
       return;
     case 'connect':
     case 'admit': {

@@ -3,13 +3,13 @@
  * transport (its camera and microphone in) and a subscribe transport (everyone
  * else's out). Who gets transports at all is decided by the Room.
  */
-import { Router, type RouterOptions } from '../media/Router.js';
-import type { PublishTransport } from '../media/PublishTransport.js';
-import type { SubscribeTransport } from '../media/SubscribeTransport.js';
-import type { Producer } from '../media/Producer.js';
+import { Router, type RouterOptions } from '../media/router.js';
+import type { PublishTransport } from '../media/publish-transport.js';
+import type { SubscribeTransport } from '../media/subscribe-transport.js';
+import type { Producer } from '../media/producer.js';
 import { LinkcallError } from '../../protocol/errors.js';
 import type { ViewportTile } from '../../protocol/messages.js';
-import type { RoomMedia, SendLayers } from './room.js';
+import type { RoomMedia, SendLayers } from '../rooms/room.js';
 
 interface PeerMedia {
   subscriber: SubscribeTransport;
