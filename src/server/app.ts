@@ -23,6 +23,7 @@ import { useProtocolSchemas } from './http/schemas.js';
 import { originAllowed, registerSecurityHeaders } from './http/security.js';
 import type { RoomLimits } from './rooms/room.js';
 import { Rooms } from './rooms/rooms.js';
+import { ConnectionChecks } from './sfu/connection-checks.js';
 import { InProcessSfu } from './sfu/in-process-sfu.js';
 import { MediaWorkers } from './sfu/media-workers.js';
 import type { Sfu } from './sfu/sfu.js';
@@ -222,7 +223,7 @@ export async function buildApp({ config, store, roomLimits, rateLimits, logger, 
   registerIce(http, { store, config });
   const cluster = config.cluster ? new Cluster(config.cluster, rooms, http.log) : undefined;
   http.addHook('onClose', async () => cluster?.stop());
-  registerConnectionCheck(http, { config, clientAddress: (req) => cluster?.clientAddress(req) ?? req.ip });
+  registerConnectionCheck(http, { config, checks: new ConnectionChecks(mediaNetwork(config)), clientAddress: (req) => cluster?.clientAddress(req) ?? req.ip });
 
   const knocksPerLink = new RateLimiter(limits.knocksPerLinkPerMinute, 60_000);
   const knocksPerAddress = new RateLimiter(limits.knocksPerAddressPerMinute, 60_000);
