@@ -4,9 +4,6 @@
  * (`app.inject()`), no port.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { z } from 'zod';
 import { ERROR_CODES } from '../src/protocol/errors.js';
@@ -20,26 +17,19 @@ import {
   linkView,
   readinessResponse,
 } from '../src/protocol/http.js';
-import { buildApp, type App } from '../src/server/app.js';
-import { loadConfig } from '../src/server/config.js';
-import { SqliteStore } from '../src/server/store/sqlite.js';
+import type { App } from '../src/server/app.js';
+import { inProcessApp, type InProcessApp } from './support/in-process.js';
 
 describe('HTTP answers and the shapes the pages check', () => {
+  let served: InProcessApp;
   let app: App;
-  let store: SqliteStore;
-  let dataDir: string;
   let cookie: string;
 
   before(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'linkcall-shapes-'));
-    store = new SqliteStore(join(dataDir, 'linkcall.sqlite'));
-    app = await buildApp({ config: loadConfig({ DATA_DIR: dataDir, PORT: '0' }), store, logger: { level: 'warn' } });
+    served = await inProcessApp();
+    app = served.app;
   });
-  after(async () => {
-    await app.http.close();
-    await store.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  after(() => served.close());
 
   type Request = { method?: 'GET' | 'POST'; url: string; headers?: Record<string, string>; payload?: object };
   const answer = async (shape: z.ZodType, status: number, request: Request) => {

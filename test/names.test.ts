@@ -4,39 +4,29 @@
  * and kept as typed otherwise. In-process (`app.inject()`), no port.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ERRORS } from '../src/protocol/errors.js';
-import { buildApp, type App } from '../src/server/app.js';
-import { loadConfig } from '../src/server/config.js';
-import { SqliteStore } from '../src/server/store/sqlite.js';
+import type { App } from '../src/server/app.js';
+import { inProcessApp, type InProcessApp } from './support/in-process.js';
 
 const DISGUISING = ['\u202a', '\u202b', '\u202c', '\u202d', '\u202e', '\u2066', '\u2067', '\u2068', '\u2069', '\u0000', '\u0007', '\u007f', '\u0085', '\u2028'];
 const REFUSED = { error: 'bad_request', message: ERRORS.bad_request.message };
 
 describe('link names over HTTP', () => {
+  let served: InProcessApp;
   let app: App;
-  let store: SqliteStore;
-  let dataDir: string;
   let cookie: string;
   let linkId: string;
 
   before(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'linkcall-names-'));
-    store = new SqliteStore(join(dataDir, 'linkcall.sqlite'));
-    app = await buildApp({ config: loadConfig({ DATA_DIR: dataDir, PORT: '0' }), store, logger: { level: 'warn' } });
+    served = await inProcessApp();
+    app = served.app;
     const signedUp = await app.http.inject({ method: 'POST', url: '/api/signup', payload: { username: 'namehost', password: 'correct horse battery' } });
     cookie = String(signedUp.headers['set-cookie']).split(';')[0]!;
     const created = await app.http.inject({ method: 'POST', url: '/api/links', headers: { cookie }, payload: { name: 'Standup' } });
     linkId = (created.json() as { id: string }).id;
   });
-  after(async () => {
-    await app.http.close();
-    await store.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  after(() => served.close());
 
   it('refuses to create a link whose name carries a bidi override, a bidi isolate or a control character', async () => {
     for (const c of DISGUISING) {

@@ -15,6 +15,9 @@
  */
 import type { SignalingClient } from './signaling.js';
 
+/** The part of the signaling client the rules use (tests pass a stand-in). */
+export type MediaSignaling = Pick<SignalingClient, 'on' | 'send' | 'open'>;
+
 export type ConnectionState = 'new' | 'connecting' | 'connected' | 'disconnected' | 'failed' | 'closed';
 
 /** What the rules need of the publishing connection. */
@@ -98,7 +101,7 @@ export class MediaConnections<P extends PublishConnection, R extends ReceiveConn
   onRestart?: () => void;
 
   constructor(
-    private readonly signaling: SignalingClient,
+    private readonly signaling: MediaSignaling,
     private readonly factory: ConnectionFactory<P, R>,
     opts: MediaConnectionsOptions = {},
   ) {

@@ -34,6 +34,7 @@ export default {
   'home.couldNotCreate': 'تعذّر إنشاء الرابط.',
   'home.couldNotDelete': 'تعذّر حذف الرابط.',
   'home.couldNotRename': 'تعذّرت إعادة تسمية الرابط.',
+  'home.badLinkName': 'أدخل اسمًا للرابط من 1 إلى 80 حرفًا، دون أحرف تحكم.',
   'home.newNameFor': 'اسم جديد لـ {name}',
   'home.save': 'حفظ',
   'home.cancel': 'إلغاء',

@@ -34,6 +34,7 @@ export default {
   'home.couldNotCreate': 'Der Link konnte nicht erstellt werden.',
   'home.couldNotDelete': 'Der Link konnte nicht gelöscht werden.',
   'home.couldNotRename': 'Der Link konnte nicht umbenannt werden.',
+  'home.badLinkName': 'Geben Sie einen Linknamen mit 1 bis 80 Zeichen ein, ohne Steuerzeichen.',
   'home.newNameFor': 'Neuer Name für {name}',
   'home.save': 'Speichern',
   'home.cancel': 'Abbrechen',

@@ -39,6 +39,7 @@ export const en = {
   'home.couldNotCreate': 'Could not create the link.',
   'home.couldNotDelete': 'Could not delete the link.',
   'home.couldNotRename': 'Could not rename the link.',
+  'home.badLinkName': 'Enter a link name of 1 to 80 characters, without control characters.',
   'home.newNameFor': 'New name for {name}',
   'home.save': 'Save',
   'home.cancel': 'Cancel',

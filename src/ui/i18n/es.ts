@@ -34,6 +34,7 @@ export default {
   'home.couldNotCreate': 'No se pudo crear el enlace.',
   'home.couldNotDelete': 'No se pudo eliminar el enlace.',
   'home.couldNotRename': 'No se pudo cambiar el nombre del enlace.',
+  'home.badLinkName': 'Escribe un nombre de enlace de 1 a 80 caracteres, sin caracteres de control.',
   'home.newNameFor': 'Nuevo nombre para {name}',
   'home.save': 'Guardar',
   'home.cancel': 'Cancelar',

@@ -34,6 +34,7 @@ export default {
   'home.couldNotCreate': 'Impossible de créer le lien.',
   'home.couldNotDelete': 'Impossible de supprimer le lien.',
   'home.couldNotRename': 'Impossible de renommer le lien.',
+  'home.badLinkName': 'Saisissez un nom de lien de 1 à 80 caractères, sans caractères de contrôle.',
   'home.newNameFor': 'Nouveau nom pour {name}',
   'home.save': 'Enregistrer',
   'home.cancel': 'Annuler',

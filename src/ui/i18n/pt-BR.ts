@@ -34,6 +34,7 @@ export default {
   'home.couldNotCreate': 'Não foi possível criar o link.',
   'home.couldNotDelete': 'Não foi possível excluir o link.',
   'home.couldNotRename': 'Não foi possível renomear o link.',
+  'home.badLinkName': 'Digite um nome de link de 1 a 80 caracteres, sem caracteres de controle.',
   'home.newNameFor': 'Novo nome para {name}',
   'home.save': 'Salvar',
   'home.cancel': 'Cancelar',

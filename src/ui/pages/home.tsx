@@ -1,6 +1,6 @@
 /** Signed out: sign up / sign in. Signed in: the host's links — create, share, rename, open, delete. */
 import { useEffect, useState } from 'preact/hooks';
-import { MAX_LINK_NAME_LENGTH } from '../../protocol/names.js';
+import { linkNameOrBlank, MAX_LINK_NAME_LENGTH, parseLinkName } from '../../protocol/names.js';
 import { deriveLinkKeys, linkFragment, newLinkSecret, parseLinkFragment, signLinkInfo, toBase64url } from '../../e2ee/keys.js';
 import { ShareLink } from '../components/share-link.js';
 import { fromNow } from '../time.js';
@@ -117,10 +117,13 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
 
   /** The secret is made here, kept in this browser, and only ever travels in the link's fragment. */
   async function create() {
+    // Blank: the server names it after the host.
+    const name = linkNameOrBlank.safeParse(newName);
+    if (!name.success) return setError(t('home.badLinkName'));
     setError('');
     setBusy(true);
     try {
-      const link = await api.createLink(newName.trim() || undefined, expiry ? Date.now() + expiry : undefined);
+      const link = await api.createLink(name.data || undefined, expiry ? Date.now() + expiry : undefined);
       const secret = newLinkSecret();
       // The host's signing key: its hash in the link lets every guest check who the host is.
       const { keyHash, newSigningKey } = await import('../../e2ee/mls.js');
@@ -152,7 +155,12 @@ function LinksPage({ username, onSignedOut }: { username: string; onSignedOut: (
   }
 
   /** A new name needs a new MAC, made with the link's secret, or guests would see the link as altered. */
-  async function rename(link: LinkView, name: string): Promise<boolean> {
+  async function rename(link: LinkView, typed: string): Promise<boolean> {
+    const name = parseLinkName(typed);
+    if (!name) {
+      setError(t('home.badLinkName'));
+      return false;
+    }
     setError('');
     const stored = secrets[link.id];
     const secret = stored && parseLinkFragment(stored.fragment)?.secret;
@@ -248,8 +256,7 @@ function LinkRow({ link, url, onRename, onDelete }: { link: LinkView; url?: stri
               class="row"
               onSubmit={(e) => {
                 e.preventDefault();
-                const clean = name.trim();
-                if (clean) void onRename(clean).then((ok) => ok && setEditing(false));
+                void onRename(name).then((ok) => ok && setEditing(false));
               }}
             >
               <label>
