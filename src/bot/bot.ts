@@ -9,6 +9,7 @@ import WebSocket from 'ws';
 import { CallSession, type Member } from '../client/call.js';
 import { MediaConnections } from '../client/media-connections.js';
 import { SignalingClient, type SocketLike } from '../client/signaling.js';
+import { linkId } from '../protocol/ids.js';
 import { deriveLinkKeys, parseLinkFragment, type LinkKeys } from '../e2ee/keys.js';
 import type { SigningKey } from '../e2ee/mls.js';
 import { FrameCryptor } from '../e2ee/sframe.js';
@@ -33,9 +34,9 @@ export function parseJoinLink(link: string): ParsedLink {
   } catch {
     throw new TypeError('not a call link (expected http(s)://host/join/<id>#k=<secret>&h=<hash>)');
   }
-  const id = /^\/join\/([A-Za-z0-9_-]{22})$/.exec(url.pathname)?.[1];
+  const id = /^\/join\/([^/]+)$/.exec(url.pathname)?.[1];
   const fragment = parseLinkFragment(url.hash);
-  if (!id || !fragment) throw new TypeError('not a call link (expected http(s)://host/join/<id>#k=<secret>&h=<hash>)');
+  if (!id || !linkId.safeParse(id).success || !fragment) throw new TypeError('not a call link (expected http(s)://host/join/<id>#k=<secret>&h=<hash>)');
   return { origin: url.origin, linkId: id, secret: fragment.secret, hostKeyHash: fragment.hostKeyHash };
 }
 

@@ -11,6 +11,7 @@ import type { Config } from '../config.js';
 import type { Rooms, RoomsEvents } from '../rooms/rooms.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ErrorCode } from '../../protocol/errors.js';
+import { linkId } from '../../protocol/ids.js';
 import type { ReturningParticipant, Room } from '../rooms/room.js';
 import { ClusterDirectory, type NodeInfo } from './directory.js';
 import { relay, relayProof, RELAY_HEADER, verifyRelayProof } from './relay.js';
@@ -209,7 +210,7 @@ function parse(data: Buffer, isBinary: boolean): Record<string, unknown> | undef
 }
 
 function routeKey(m: Record<string, unknown> | undefined): RouteKey {
-  if (m?.type === 'join' && typeof m.linkId === 'string' && /^[A-Za-z0-9_-]{22}$/.test(m.linkId)) return { linkId: m.linkId };
+  if (m?.type === 'join' && typeof m.linkId === 'string' && linkId.safeParse(m.linkId).success) return { linkId: m.linkId };
   if (m?.type === 'resume' && typeof m.token === 'string' && m.token.length <= 64) return { resumeToken: m.token };
   return undefined;
 }
