@@ -144,7 +144,11 @@ function child(args: string[], env: Record<string, string> = {}): ChildProcess {
   children.push(c);
   // Bots print only counts and, when they give up, one sentence why (never keys, links or names).
   let lastError = '';
-  c.stderr!.on('data', (d: Buffer) => (lastError = String(d).trim().split('\n').at(-1) ?? ''));
+  c.stderr!.on('data', (d: Buffer) => {
+    const lines = String(d).trim().split('\n');
+    lastError = lines.at(-1) ?? '';
+    for (const l of lines) if (l.includes('left out')) log(l.slice(0, 200));
+  });
   c.once('exit', (code) => {
     if (code && code !== 0 && !stopping) log(`a child process exited with ${code}: ${lastError.slice(0, 200)}`);
   });
@@ -397,16 +401,25 @@ async function main(): Promise<void> {
   }
 
   const everyone = BOTS + PAGES;
+  const phases = () => {
+    const count = new Map<string, number>();
+    for (const s of botStats.values()) {
+      const phase = s.phase === 'ended' ? `ended (${s.endedWith ?? '?'})` : s.phase;
+      count.set(phase, (count.get(phase) ?? 0) + 1);
+    }
+    return `phases: ${[...count].map(([k, n]) => `${k} ${n}`).join(', ')}; ${BOTS - botStats.size} never reported`;
+  };
   for (let i = 0; ; i++) {
     const inCall = [...botStats.values()].filter((s) => s.phase === 'in-call').length;
     if (inCall === BOTS) break;
     // A busy machine may leave a bot or two out (each gives up after a few tries): measure the
     // call as it is, and say so.
     if (i > 600 && inCall >= BOTS - Math.max(1, Math.floor(BOTS / 10))) {
-      log(`only ${inCall} of ${BOTS} bots got in: measuring the call without the others`);
+      log(`only ${inCall} of ${BOTS} bots got in (${phases()}): measuring the call without the others`);
       break;
     }
-    if (i > 600) throw new Error(`only ${inCall} of ${BOTS} bots got in`);
+    if (i > 600) throw new Error(`only ${inCall} of ${BOTS} bots got in (${phases()})`);
+    if (i % 60 === 59) log(`  … ${inCall} of ${BOTS} bots in after ${((performance.now() - t0) / 1000).toFixed(0)} s (${phases()})`);
     await sleep(500);
   }
   const inCallBots = [...botStats.values()].filter((s) => s.phase === 'in-call').length;

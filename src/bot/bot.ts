@@ -77,6 +77,8 @@ export interface BotStats {
   /** This bot's participant id once admitted. */
   id: string | undefined;
   phase: CallSession['phase']['kind'];
+  /** Why the call ended for this bot (an error code), once it has. */
+  endedWith?: string;
   epoch: number | undefined;
   sent: SenderStats;
   received: StreamStats[];
@@ -174,6 +176,7 @@ export class Bot {
     return {
       id: this.id,
       phase: this.call.phase.kind,
+      ...(this.call.phase.kind === 'ended' ? { endedWith: this.call.phase.code } : {}),
       epoch: this.call.keys?.key.epoch,
       sent: { ...this.sender.stats, layers: [...this.sender.stats.layers] },
       received: this.receiver.stats(),

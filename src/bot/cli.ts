@@ -112,6 +112,11 @@ function summary(all: BotStats[], elapsed: number, previous: Map<string, number>
   return `${inCall}/${all.length} bots in the call; authenticated video frames/s per sender: min ${at(0)}, median ${at(0.5)}, max ${at(1)} over ${rates.length} streams; freezes so far ${freezes}`;
 }
 
+/** Per bot (by index in `bots`): how to knock again, and how often it has after a full lobby. */
+const rejoin = new Map<number, { join: () => Promise<Bot>; tries: number; busy: boolean }>();
+/** A full lobby turns a knock away; a person would press Join again a little later, and so does a bot. */
+const LOBBY_FULL_RETRIES = 20;
+
 for (let i = 0; i < count; i++) {
   const host = i === 0 && values.cookie !== undefined;
   const speaking = i < speakers;
@@ -144,7 +149,10 @@ for (let i = 0; i < count; i++) {
       return undefined;
     });
   }
-  if (bot) bots.push(bot);
+  if (bot) {
+    rejoin.set(bots.length, { join, tries: 0, busy: false });
+    bots.push(bot);
+  }
   if (i < count - 1) await new Promise((r) => setTimeout(r, Number(values.stagger)));
 }
 if (bots.length === 0) fail('no bot could join');
@@ -156,6 +164,17 @@ let last = performance.now();
 setInterval(() => {
   const now = performance.now();
   const all = bots.map((b) => b.stats());
+  for (const [i, s] of all.entries()) {
+    const again = rejoin.get(i);
+    if (s.endedWith !== 'lobby_full' || !again || again.busy || again.tries >= LOBBY_FULL_RETRIES || stopping) continue;
+    again.busy = true;
+    again.tries++;
+    void again
+      .join()
+      .then((bot) => (stopping ? bot.close() : void (bots[i] = bot)))
+      .catch(() => {})
+      .finally(() => (again.busy = false));
+  }
   if (values.json) process.stdout.write(`${JSON.stringify({ at: Date.now(), bots: all })}\n`);
   else process.stdout.write(`${summary(all, (now - last) / 1000, previous)}\n`);
   last = now;
