@@ -390,13 +390,21 @@ async function main(): Promise<void> {
       pages.push(page);
     }
     for (const [i, page] of pages.entries()) {
-      await page
-        .getByRole('button', { name: 'Leave' })
-        .waitFor({ timeout: 120_000 })
-        .catch(async (err: Error) => {
+      // Bots knock at the same time: a page the full lobby turned away knocks again, as a person would.
+      for (let attempt = 1; ; attempt++) {
+        const full = page.getByText('Too many people are waiting to join this call');
+        const outcome = await Promise.race([
+          page.getByRole('button', { name: 'Leave' }).waitFor({ timeout: 120_000 }).then(() => 'in' as const),
+          full.waitFor({ timeout: 120_000 }).then(() => 'full' as const),
+        ]).catch(async (err: Error) => {
           const shown = await page.locator('main').innerText().catch(() => '?');
           throw new Error(`Page ${i + 1} did not get into the call; it shows: ${shown.replace(/\s+/g, ' ').slice(0, 200)} (${err.message.split('\n')[0]})`);
         });
+        if (outcome === 'in') break;
+        if (attempt >= 20) throw new Error(`Page ${i + 1} found the lobby full ${attempt} times`);
+        await sleep(2000);
+        await guestKnocks(page, link.url, `Page ${i + 1}`);
+      }
     }
   }
 
