@@ -151,7 +151,8 @@ describe('a group call: two Chromium pages and eight bots', { timeout: 420_000 }
     yieldToPages(5);
   });
   after(async () => {
-    busy?.kill();
+    // SIGKILL: a stopped process keeps a SIGTERM pending and would outlive the run.
+    busy?.kill('SIGKILL');
     await browser?.close();
     await Promise.all(bots.map((b) => b.leave(2000)));
     await Promise.race([server?.close(), sleep(10_000)]);
