@@ -33,4 +33,4 @@ mapfile -t files < <(find test -name '*.test.ts' -not -path 'test/e2e/*' -not -p
 echo "The unit and integration suites on Node $(node -v)…"
 # --test-force-exit: on Node 24 a test file whose tests all passed sometimes never exits, held by
 # node-datachannel thread-safe callbacks (seen with bot.test.ts); Node 20 exits.
-exec node --import tsx --test --test-force-exit "${files[@]}"
+exec node --import tsx --test --test-force-exit --test-timeout=600000 "${files[@]}"
