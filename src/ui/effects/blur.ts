@@ -163,6 +163,7 @@ class Compositor {
   private readonly blurredCtx = this.blurred.getContext('2d')!;
   private hasMask = false;
   private segmenting = false;
+  private warmedUp = false;
   /** When the model may run next (see SEGMENT_EVERY_MS). */
   private nextSegment = 0;
   segmentations = 0;
@@ -222,7 +223,9 @@ class Compositor {
     const done = () => {
       const took = performance.now() - started;
       this.segmentMs += took;
-      this.nextSegment = started + Math.max(SEGMENT_EVERY_MS, took / MODEL_SHARE);
+      // The first run includes the model's warm-up: it says nothing about its pace.
+      this.nextSegment = started + Math.max(SEGMENT_EVERY_MS, this.warmedUp ? took / MODEL_SHARE : 0);
+      this.warmedUp = true;
       this.segmenting = false;
     };
     this.segmenter.segment(this.small).then(
