@@ -25,7 +25,8 @@ npx tsc --noEmit -p .
 mapfile -t files < <(find test -name '*.test.ts' | sort)
 # --test-force-exit: a test file whose tests have all finished sometimes never exits, held by
 # node-datachannel's native callbacks with no JavaScript handle left (seen with media-workers.test.ts,
-# group.test.ts and, on Node 24, bot.test.ts); without it one such file holds up the run for ever.
+# group.test.ts and, on Node 24, bot.test.ts; it replaces the process.exit() timers group and budget
+# tests kept for this); without it one such file holds up the run for ever.
 # --test-timeout: no single test may hang the run either (the longest, the group call, takes up to 7
 # minutes; a describe() timeout does not bound the tests inside it).
 node --import tsx --test --test-force-exit --test-timeout=600000 "${files[@]}"

@@ -58,7 +58,6 @@ describe('the video budget', { timeout: 300_000 }, () => {
     await Promise.all(bots.map((b) => b.leave(2000)));
     await Promise.race([server?.close(), sleep(10_000)]);
     shutdownMediaEngine();
-    setTimeout(() => process.exit(), 10_000).unref();
   });
 
   it('a page too slow for its videos pauses the least important ones (the SFU stops sending them) and brings them back when it recovers', async () => {

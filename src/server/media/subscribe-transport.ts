@@ -92,7 +92,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
    * falls. Summed over the open consumers only, it read 0 for the tick in which someone left, and
    * a budget of 0 asked every publisher at once to restart the small layer it had stopped: the
    * encoders' reconfiguration froze the others' video for 2-8 s (three-person test, Firefox and
-   * Chromium, one core busy).
+   * Chromium, on a loaded machine).
    */
   #octetsOfClosed = 0;
   #tickAt = performance.now();

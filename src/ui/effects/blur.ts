@@ -163,7 +163,6 @@ class Compositor {
   private readonly blurredCtx = this.blurred.getContext('2d')!;
   private hasMask = false;
   private segmenting = false;
-  private warmedUp = false;
   /** When the model may run next (see SEGMENT_EVERY_MS). */
   private nextSegment = 0;
   segmentations = 0;
@@ -222,10 +221,10 @@ class Compositor {
     this.smallCtx.drawImage(source, 0, 0, this.small.width, this.small.height);
     const done = () => {
       const took = performance.now() - started;
-      this.segmentMs += took;
       // The first run includes the model's warm-up: it says nothing about its pace.
-      this.nextSegment = started + Math.max(SEGMENT_EVERY_MS, this.warmedUp ? took / MODEL_SHARE : 0);
-      this.warmedUp = true;
+      const warmUp = this.segmentMs === 0;
+      this.segmentMs += took;
+      this.nextSegment = started + Math.max(SEGMENT_EVERY_MS, warmUp ? 0 : took / MODEL_SHARE);
       this.segmenting = false;
     };
     this.segmenter.segment(this.small).then(
