@@ -4,6 +4,8 @@ import type { BrowserContext, Page } from 'playwright-core';
 /** Call before the page loads: every RTCPeerConnection the page makes is kept in `window.__pcs`. */
 export async function recordPeerConnections(context: BrowserContext): Promise<void> {
   await context.addInitScript(() => {
+    // Another init script (the lab's clock camera) may keep them already: wrapping twice counted each connection twice.
+    if ((window as unknown as { __pcs?: RTCPeerConnection[] }).__pcs) return;
     const Native = window.RTCPeerConnection;
     const pcs: RTCPeerConnection[] = [];
     (window as unknown as { __pcs: RTCPeerConnection[] }).__pcs = pcs;
