@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MAX_RESEND_AGE_MS, MissingPackets, NACK_RETRY_MS, RESEND_INTERVAL_MS, ResendHistory, RetransmissionBudget } from '../src/server/media/retransmission.js';
 import { TransportFeedbackRecorder } from '../src/server/media/transport-cc.js';
-import { BandwidthProbe, PROBE_GRACE_MS, PROBE_INTERVAL_MS, PROBE_MS } from '../src/server/media/probing.js';
+import { BandwidthProbe, CHEAP_FAILURE_MEMORY_MS, FAILED_MEMORY_MS, PROBE_GRACE_MS, PROBE_INTERVAL_MS, PROBE_MS, PROBE_VERDICT_MS } from '../src/server/media/probing.js';
 import { FLOOR_HOLD_MS, LOSS_PLAYOUT_FLOOR_MS, PlayoutDelayFloor } from '../src/server/media/playout-delay.js';
 import { findHeaderExtension, writePlayoutDelay } from '../src/server/media/rtp.js';
 import { offerPlayoutDelay, parseAnswer, PLAYOUT_DELAY_EXTENSION, PLAYOUT_DELAY_EXTENSION_ID } from '../src/server/media/sdp.js';
@@ -116,7 +116,7 @@ test('a subscriber seeing moderate video loss gets a playout-delay floor, kept a
   // 3 % random loss: one second's reports swing from 0 to over 10 %.
   const lossy = [0.03, 0, 0.12, 0.02, 0.05, 0, 0.04, 0.13, 0.01, 0.03];
   let floors = lossy.map((l, i) => second(2 + i, l));
-  assert.ok(floors.slice(2).every((m) => m === LOSS_PLAYOUT_FLOOR_MS), `floors ${floors.join(' ')}`);
+  assert.ok(floors.slice(3).every((m) => m === LOSS_PLAYOUT_FLOOR_MS), `floors ${floors.join(' ')}`);
   // Loss stops: the floor goes only once the smoothed loss is low and it has been on a while.
   floors = [0, 0, 0, 0, 0, 0, 0, 0].map((l, i) => second(12 + i, l));
   assert.equal(floors.at(-1), 0);
@@ -126,6 +126,13 @@ test('a subscriber seeing moderate video loss gets a playout-delay floor, kept a
     assert.equal(g.update(t * 1000), 0, 'a congested link (40 % lost) gets no floor');
   }
   assert.ok(FLOOR_HOLD_MS >= 2000);
+  // A bandwidth drop: two seconds of heavy loss, then none (the link got narrower, the SFU
+  // stepped down). The smoothed loss passes through the floor's range, but no floor.
+  const h = new PlayoutDelayFloor();
+  [0, 0, 0.23, 0.23, 0, 0, 0, 0, 0, 0, 0, 0].forEach((l, i) => {
+    h.onLoss(Math.round(l * 256));
+    assert.equal(h.update((i + 1) * 1000), 0, `second ${i + 1}: a burst is no floor`);
+  });
 });
 
 test('the playout-delay extension replaces what the publisher put in the header extension block, and is offered on video only', () => {
@@ -150,36 +157,85 @@ test('the playout-delay extension replaces what the publisher put in the header 
   assert.equal(munged.get('2')!.extensions.size, 0, 'not on a removed m-line');
 });
 
-test('a probe raises the estimate when the link has room, and a failed one leaves it and waits longer', () => {
+test('a probe raises the estimate when the link has room, and a failed one leaves it and is remembered', () => {
   const p = new BandwidthProbe();
   // Wants 850 kbit/s, gets 250: probes at twice that.
   let s = p.update(0, 250_000, 850_000, 250_000, 0);
   assert.equal(s.paddingRate, 250_000);
-  assert.equal(p.onLoss(0), true, 'its reports are the probe\'s');
+  assert.equal(p.onLoss(0, 100), true, "its reports are the probe's");
   s = p.update(PROBE_MS, 250_000, 850_000, 250_000, 0);
   assert.equal(s.paddingRate, 0, 'stops sending at its end');
-  s = p.update(PROBE_MS + PROBE_GRACE_MS, 250_000, 850_000, 250_000, 0);
+  // Nothing failed it soon after its end: confirmed, and the next step starts in the same tick,
+  // from the confirmed rate, up to what is needed (and a margin), not twice.
+  let t = PROBE_MS + PROBE_VERDICT_MS;
+  s = p.update(t, 250_000, 850_000, 250_000, 0);
   assert.equal(s.confirmed, 500_000);
-  // Next one soon, from the raised estimate: up to what is needed (and a margin), not twice.
-  let t = PROBE_MS + PROBE_GRACE_MS + PROBE_INTERVAL_MS[0];
-  s = p.update(t, 500_000, 850_000, 500_000, 0);
-  assert.equal(s.paddingRate, 850_000 * 1.1 - 500_000);
+  assert.equal(s.paddingRate, 850_000 * 1.1 - 250_000);
   // The link is full: the media gets NACKed, the probe ends at once and nothing is confirmed.
   assert.equal(p.onNack(2, 40, t + 100), false);
   assert.equal(p.onNack(8, 60, t + 200), true);
   assert.equal(p.probing, false);
-  assert.equal(p.onLoss(0.3), false, 'later reports are the estimator\'s again');
+  assert.equal(p.onLoss(0.3, t + 400), false, "later reports are the estimator's again");
   s = p.update(t + 1000, 500_000, 850_000, 500_000, 0);
   assert.deepEqual(s, { paddingRate: 0, confirmed: undefined }, 'waits longer after a failure');
-  s = p.update(t + 300 + 2 * PROBE_INTERVAL_MS[0], 500_000, 850_000, 500_000, 0);
-  assert.ok(s.paddingRate > 0);
-  // A queue that grows shows first in the subscriber's REMB: a falling one ends the probe.
+  // While it is remembered, a probe goes only under the failed rate, and only if that is enough
+  // for some tile to get a larger layer.
+  t += 200 + 2 * PROBE_INTERVAL_MS[0];
+  assert.equal(p.update(t, 500_000, 850_000, 500_000, 0, 850_000).paddingRate, 0, 'nothing to gain under the failed rate');
+  s = p.update(t, 500_000, 850_000, 500_000, 0, 600_000);
+  assert.ok(s.paddingRate > 0 && 500_000 + s.paddingRate < 850_000 * 1.1 * 0.9, `a smaller step: ${s.paddingRate}`);
+  // Forgotten after FAILED_MEMORY_MS: the full step again.
+  const q2 = new BandwidthProbe();
+  q2.update(0, 500_000, 850_000, 500_000, 0);
+  q2.onNack(20, 30, 100);
+  assert.equal(q2.update(FAILED_MEMORY_MS[0] - 100, 500_000, 850_000, 500_000, 0).paddingRate, 0);
+  assert.equal(q2.update(FAILED_MEMORY_MS[0] + 100, 500_000, 850_000, 500_000, 0).paddingRate, 850_000 * 1.1 - 500_000);
+
+  // A queue that grows shows first in the subscriber's REMB: a falling one ends the probe. It lost
+  // nothing, so it is remembered only briefly: probing is how a link that came back is found.
   const r = new BandwidthProbe();
   r.onRemb(400_000, 0);
   assert.ok(r.update(10_000, 250_000, 850_000, 250_000, 0).paddingRate > 0);
   assert.equal(r.onRemb(410_000, 10_100), false);
   assert.equal(r.onRemb(350_000, 10_200), true);
-  assert.equal(r.probing, false);
+  assert.equal(r.probing, true, 'its reports still come: they may show it cost media');
+  assert.equal(r.update(10_200 + CHEAP_FAILURE_MEMORY_MS - 100, 250_000, 850_000, 250_000, 0).paddingRate, 0);
+  assert.equal(r.update(10_200 + CHEAP_FAILURE_MEMORY_MS + 100, 250_000, 850_000, 250_000, 0).paddingRate, 250_000);
+
+  // A REMB failure whose NACKs come after it lost media after all: remembered as long as one.
+  const c = new BandwidthProbe();
+  c.onRemb(400_000, 0);
+  c.update(10_000, 250_000, 850_000, 250_000, 0);
+  assert.equal(c.onRemb(350_000, 10_200), true);
+  c.onNack(2, 0, 10_500);
+  assert.equal(c.update(10_200 + CHEAP_FAILURE_MEMORY_MS + 100, 250_000, 850_000, 250_000, 0).paddingRate, 0);
+
+  // A success its late loss reports contradict is remembered as a failure.
+  const l = new BandwidthProbe();
+  l.update(0, 250_000, 850_000, 250_000, 0);
+  assert.equal(l.update(PROBE_MS + PROBE_VERDICT_MS, 250_000, 260_000, 250_000, 0).confirmed, 500_000);
+  assert.equal(l.probing, true, 'its reports still count for it');
+  assert.equal(l.onLoss(0.2, PROBE_MS + PROBE_VERDICT_MS + 200), true);
+  assert.equal(l.probing, false);
+  assert.equal(l.update(PROBE_MS + PROBE_GRACE_MS + 2000, 500_000, 850_000, 500_000, 0, 600_000).paddingRate, 0, 'no probe at or above 500 kbit/s for a while');
+
+  // A drop-tail queue drops mostly the probe's own packets, which nobody NACKs: on a link that
+  // loses nothing otherwise, even one media packet NACKed after the probe's end fails it.
+  const n = new BandwidthProbe();
+  for (let t = 0; t < 5000; t += 1000) n.update(t, 4_000_000, 850_000, 250_000, 0);
+  assert.ok(n.update(5000, 250_000, 850_000, 250_000, 0).paddingRate > 0);
+  assert.equal(n.onNack(1, 10, 5000 + PROBE_MS + 100), false, 'after its end: counted, not ended');
+  assert.equal(n.update(5000 + PROBE_MS + PROBE_VERDICT_MS, 250_000, 850_000, 250_000, 0).confirmed, undefined);
+  // Where NACKs are usual (random loss), a few during a probe are not its doing.
+  const u = new BandwidthProbe();
+  for (let t = 0; t < 5000; t += 1000) {
+    u.onNack(5, 0, t + 500);
+    u.update(t + 1000, 4_000_000, 850_000, 250_000, 0);
+  }
+  assert.ok(u.update(6000, 250_000, 850_000, 250_000, 0).paddingRate > 0);
+  u.onNack(3, 30, 6000 + PROBE_MS + 100);
+  assert.equal(u.update(6000 + PROBE_MS + PROBE_VERDICT_MS, 250_000, 850_000, 250_000, 0).confirmed, 500_000);
+
   // Nothing to probe for: the estimate covers what the tiles want.
   const q = new BandwidthProbe();
   assert.equal(q.update(0, 4_000_000, 850_000, 900_000, 0).paddingRate, 0);

@@ -7,7 +7,7 @@ import { newCounters } from '../src/server/media/counters.js';
 import { FakeTrack } from './support/fake-track.js';
 import { Consumer } from '../src/server/media/consumer.js';
 import { KeyFrameRequestLimiter } from '../src/server/media/keyframes.js';
-import { allocateLayers, BandwidthEstimator, LAYER_PAUSE_DELAY_MS, LayerDemand, LOWER_LAYER_PAUSE_DELAY_MS, lowestNeeded, tileDemand, wantedLayer, type LayerState } from '../src/server/media/layers.js';
+import { allocateLayers, BandwidthEstimator, nextUpgradeBitrate, GROWTH_CAP, LAYER_PAUSE_DELAY_MS, LayerDemand, LOWER_LAYER_PAUSE_DELAY_MS, lowestNeeded, tileDemand, wantedLayer, type LayerState } from '../src/server/media/layers.js';
 import { Producer } from '../src/server/media/producer.js';
 import { buildPli, parseRtcpCompound, rtpSequenceNumber, rtpSsrc, rtpTimestamp } from '../src/server/media/rtp.js';
 import { LoudestSpeakers } from '../src/server/media/speakers.js';
@@ -71,6 +71,16 @@ describe('layer selection', () => {
     const chosen = allocateLayers(speaker, 8e6);
     assert.equal(chosen[0], 2);
     assert.ok(chosen.slice(1).every((l) => l === 0));
+  });
+
+  it('the budget a probe must prove: where some tile gets a larger layer, counting paused layers as there', () => {
+    const big = { width: 1280, height: 720 };
+    const small = { width: 320, height: 180 };
+    const streams = [{ tile: big, layers: ladder([true, false, false]) }, { tile: small, layers: ladder() }];
+    // Both on the lowest layer (300 kbit/s): the big tile's next is the middle one, 350 more.
+    assert.equal(nextUpgradeBitrate(streams, [0, 0]), 300_000 + 350_000);
+    assert.deepEqual(allocateLayers(streams.map((x) => ({ ...x, layers: ladder() })), 650_000), [1, 0], 'and at that budget it gets it');
+    assert.equal(nextUpgradeBitrate(streams, [2, 0]), Infinity, 'everyone has what the tile wants');
   });
 });
 
@@ -138,7 +148,7 @@ describe('bandwidth estimate', () => {
     assert.equal(Math.round(bwe.estimate), Math.round(2e6 * (1 - 0.125)));
     const afterLoss = bwe.estimate;
     bwe.onLoss(0);
-    bwe.update(2000);
+    bwe.update(2000, 1.6e6);
     assert.ok(bwe.estimate > afterLoss * 1.07, 'grows without loss');
     const beforeRemb = bwe.estimate;
     bwe.onRemb(1.5e6, 1.6e6, 2000); // a receive-side estimate just above what it gets: no signal
@@ -152,8 +162,26 @@ describe('bandwidth estimate', () => {
     assert.equal(bwe.estimate, beforeRemb);
     for (let t = 4600; t <= 6600; t += 100) bwe.onRemb(600_000, 1.6e6, t); // for 2 s: congestion
     assert.equal(bwe.estimate, 0.85 * 1.6e6);
-    for (let i = 0; i < 10; i++) bwe.update(7000 + i * 1000);
+    for (let i = 0; i < 10; i++) bwe.update(7000 + i * 1000, 1.6e6);
     assert.ok(bwe.estimate > 2e6, 'recovers when the loss stays low');
+    assert.equal(bwe.estimate, GROWTH_CAP * 1.6e6, 'but unproven, only so far above what is sent');
+    bwe.raiseTo(3e6); // a probe got 3 Mbit/s through
+    for (let i = 0; i < 5; i++) bwe.update(17_000 + i * 1000, 0.5e6);
+    assert.equal(bwe.estimate, 3e6, 'what a probe proved stays while nothing is lost');
+  });
+
+  it('a link that just got narrower: a falling REMB far below what is sent, with loss, is the estimate at once', () => {
+    const bwe = new BandwidthEstimator({ initial: 4e6, min: 100_000, max: 10e6 });
+    bwe.onRemb(2.4e6, 2.1e6, 0);
+    bwe.onRemb(0.98e6, 2.1e6, 100); // falling, but nothing lost yet: could be a starved receiver
+    assert.equal(bwe.estimate, 4e6);
+    bwe.onLoss(60, 300); // 23 % lost
+    bwe.onRemb(0.77e6, 2.1e6, 400);
+    assert.equal(bwe.estimate, 0.77e6);
+    bwe.onRemb(0.8e6, 2.1e6, 500); // not falling: no change
+    assert.equal(bwe.estimate, 0.77e6);
+    bwe.onRemb(0.28e6, 2.1e6, 3000); // loss 2.7 s ago: the slower rule's business
+    assert.equal(bwe.estimate, 0.77e6);
   });
 });
 

@@ -116,6 +116,25 @@ export function allocateLayers(streams: readonly StreamDemand[], budget: number)
   return chosen;
 }
 
+/**
+ * The budget at which `allocateLayers` would give some stream a larger layer than `chosen` (every
+ * layer counted as available, as the publisher is asked to send what tiles want): what a probe
+ * must prove for video to get better. Infinity when every stream has what its tile wants.
+ */
+export function nextUpgradeBitrate(streams: readonly StreamDemand[], chosen: readonly number[]): number {
+  let spent = 0;
+  let cheapest = Infinity;
+  for (let i = 0; i < streams.length; i++) {
+    const c = chosen[i]!;
+    if (c < 0) continue;
+    const layers = streams[i]!.layers.map((l) => (l.active ? l : { ...l, active: true }));
+    spent += layerBitrate(layers, c);
+    const next = nextActive(layers, c, wantedLayer(streams[i]!.tile, layers));
+    if (next >= 0) cheapest = Math.min(cheapest, layerBitrate(layers, next) - layerBitrate(layers, c));
+  }
+  return spent + cheapest;
+}
+
 /** What a subscriber's shown streams would take at the layers their tiles want (bit/s). */
 export function neededBitrate(streams: readonly StreamDemand[]): number {
   let sum = 0;
@@ -156,7 +175,16 @@ export const DEFAULT_BANDWIDTH: BandwidthEstimatorOptions = { initial: 4_000_000
  *   what we send (< 70 %) for CONGESTION_MS mean the path is full: the estimate drops to 85 % of
  *   what we send (GCC's decrease), at most once per CONGESTION_MS. A single dip is ignored:
  *   Chromium's timestamp-based estimator dips when its own CPU is starved (seen at load 50:
- *   one REMB of 0.4 Mbit/s while nothing was lost).
+ *   one REMB of 0.4 Mbit/s while nothing was lost);
+ * - a falling REMB under half of what we send while the subscriber loses packets is a link that
+ *   just got narrower: the estimate drops to the REMB at once (lab, downlink 4 → 0.3 Mbit/s: the
+ *   REMB read 0.98, 0.77, 0.28, 0.18 Mbit/s within 1.5 s, while the rules above took 3-4 s to
+ *   leave the 640×480 layer, sending up to 3.3 Mbit/s of media and resends into the 0.3);
+ * - growth without loss stops at GROWTH_CAP × what is sent (or what a probe proved): an estimate
+ *   that crept up unproven while only the small layer flowed (8 % a second) picked the full layer
+ *   after ~25 s on a 400 kbit/s link, and lost a quarter of it (lab, tight downlink). Going up
+ *   further is the probes' job (probing.ts), as in GCC, whose loss-based estimate stays within
+ *   1.5× of what is acknowledged.
  */
 export class BandwidthEstimator {
   #opts: BandwidthEstimatorOptions;
@@ -167,6 +195,10 @@ export class BandwidthEstimator {
   #congestedSince: number | undefined;
   #lastRemb = 0;
   #lastLoss = 0;
+  /** When a receiver report last showed more than LOSS_EVIDENCE (ms). */
+  #lossyAt = -Infinity;
+  /** What a probe proved the path carries (bit/s): growth may reach it. Forgotten on heavy loss. */
+  #proven = 0;
 
   constructor(opts: Partial<BandwidthEstimatorOptions> = {}) {
     this.#opts = { ...DEFAULT_BANDWIDTH, ...opts };
@@ -178,7 +210,13 @@ export class BandwidthEstimator {
     // A rising REMB is a receive-side estimator catching up with a rate that just went up (it
     // grows ~8 % a second): not congestion, however far below what we send.
     const rising = bitrate > this.#lastRemb * 1.01;
+    const falling = bitrate < this.#lastRemb * 0.97;
     this.#lastRemb = bitrate;
+    if (falling && bitrate < NARROWED_REMB_RATIO * sendingRate && now - this.#lossyAt <= LOSS_EVIDENCE_MS && bitrate < this.#estimate) {
+      this.#estimate = clamp(bitrate, this.#opts.min, this.#opts.max);
+      this.#congestedSince = undefined;
+      return;
+    }
     if (bitrate >= CONGESTED_REMB_RATIO * sendingRate || rising) {
       this.#congestedSince = undefined;
       return;
@@ -194,9 +232,10 @@ export class BandwidthEstimator {
   }
 
   /** One receiver-report block: fraction lost in 1/256 since the previous report of that SSRC. */
-  onLoss(fractionLost: number): void {
+  onLoss(fractionLost: number, now = 0): void {
     this.#lossSum += fractionLost / 256;
     this.#lossCount++;
+    if (fractionLost / 256 > LOSS_EVIDENCE) this.#lossyAt = now;
   }
 
   /**
@@ -215,8 +254,13 @@ export class BandwidthEstimator {
     if (loss > 0.1) {
       this.#estimate *= 1 - 0.5 * loss;
       if (sendingRate > 0) this.#estimate = Math.min(this.#estimate, sendingRate * (1 - loss));
+      this.#proven = 0;
+    } else if (loss < 0.02) {
+      // Up to GROWTH_CAP × what is sent (or what a probe proved), never down because of it: an
+      // estimate above that (where it starts, or raised by a probe) stays until loss says otherwise.
+      const cap = Math.max(GROWTH_CAP * sendingRate, this.#proven);
+      if (this.#estimate < cap) this.#estimate = Math.min(cap, this.#estimate * 1.08 ** Math.min(elapsed / 1000, 2));
     }
-    else if (loss < 0.02) this.#estimate *= 1.08 ** Math.min(elapsed / 1000, 2);
     this.#estimate = clamp(this.#estimate, this.#opts.min, this.#opts.max);
   }
 
@@ -233,8 +277,17 @@ export class BandwidthEstimator {
   /** A probe got `bitrate` through without loss: the estimate is at least that. */
   raiseTo(bitrate: number): void {
     this.#estimate = clamp(Math.max(this.#estimate, bitrate), this.#opts.min, this.#opts.max);
+    this.#proven = Math.max(this.#proven, bitrate);
   }
 }
+
+/** Growth without loss stops at this multiple of what is sent (GCC: 1.5× what is acknowledged). */
+export const GROWTH_CAP = 1.5;
+/** A receiver report above this loss… */
+const LOSS_EVIDENCE = 0.05;
+/** …within this long makes a falling REMB below NARROWED_REMB_RATIO of what we send the new estimate. */
+const LOSS_EVIDENCE_MS = 2000;
+const NARROWED_REMB_RATIO = 0.5;
 
 /** A REMB below this share of what we send means congestion… */
 export const CONGESTED_REMB_RATIO = 0.7;

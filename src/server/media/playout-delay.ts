@@ -19,6 +19,14 @@ export const FLOOR_ON_LOSS: readonly [number, number] = [0.01, 0.1];
 export const FLOOR_OFF_LOSS: readonly [number, number] = [0.005, 0.15];
 /** …but not before it has been on this long (a floor that comes and goes makes video jump). */
 export const FLOOR_HOLD_MS = 5000;
+/**
+ * …and it turns on only when this many of the last MODERATE_WINDOW updates saw moderate loss (up
+ * to FLOOR_OFF_LOSS[1]), and goes when none of them did: a bandwidth drop's one or two seconds of
+ * heavy loss kept the smoothed loss in range for ~13 s, and the floor added 130 ms to a link that
+ * had stopped losing anything (lab).
+ */
+export const MODERATE_NEEDED = 3;
+const MODERATE_WINDOW = 5;
 /** Weight of each update's loss in the smoothed loss (updates come about once a second). */
 const SMOOTHING = 0.3;
 
@@ -28,6 +36,8 @@ export class PlayoutDelayFloor {
   #lossCount = 0;
   #smoothed: number | undefined;
   #onSince: number | undefined;
+  /** Whether each of the last MODERATE_WINDOW updates saw moderate loss (newest last). */
+  #moderate: boolean[] = [];
 
   /** One receiver-report block of a video stream: fraction lost in 1/256. */
   onLoss(fractionLost: number): void {
@@ -37,16 +47,21 @@ export class PlayoutDelayFloor {
 
   /** Folds in the reports since the last update (call about once a second); returns minMs. */
   update(now: number): number {
+    let moderate = false;
     if (this.#lossCount > 0) {
       const loss = this.#lossSum / this.#lossCount;
       this.#smoothed = this.#smoothed === undefined ? loss : this.#smoothed * (1 - SMOOTHING) + loss * SMOOTHING;
+      moderate = loss > 0 && loss <= FLOOR_OFF_LOSS[1];
     }
     this.#lossSum = 0;
     this.#lossCount = 0;
+    this.#moderate.push(moderate);
+    if (this.#moderate.length > MODERATE_WINDOW) this.#moderate.shift();
+    const moderateCount = this.#moderate.filter(Boolean).length;
     const loss = this.#smoothed ?? 0;
     if (this.#onSince === undefined) {
-      if (loss >= FLOOR_ON_LOSS[0] && loss <= FLOOR_ON_LOSS[1]) this.#onSince = now;
-    } else if ((loss < FLOOR_OFF_LOSS[0] || loss > FLOOR_OFF_LOSS[1]) && now - this.#onSince >= FLOOR_HOLD_MS) {
+      if (loss >= FLOOR_ON_LOSS[0] && loss <= FLOOR_ON_LOSS[1] && moderateCount >= MODERATE_NEEDED) this.#onSince = now;
+    } else if ((loss < FLOOR_OFF_LOSS[0] || loss > FLOOR_OFF_LOSS[1] || moderateCount === 0) && now - this.#onSince >= FLOOR_HOLD_MS) {
       this.#onSince = undefined;
     }
     return this.minMs;

@@ -8,13 +8,21 @@
 // the subscriber never negotiated (its browser discards them after decryption). If the link has
 // room, the real media loses nothing meanwhile and the estimate jumps to the probed rate; if not,
 // the media's packets queue and drop, the subscriber NACKs them, and the probe stops at once.
-// A failed probe leaves the estimate where it was (its loss is the probe's doing) and the next
-// waits twice as long.
+// A successful probe's rate is the base of the next, at once; a failed one leaves the estimate
+// where it was (its loss is the probe's doing), and its rate is remembered for a while.
 
 /** How long one probe sends (ms): short enough that a 200 ms queue absorbs one that overshoots, and the REMB sees the queue grow. */
 export const PROBE_MS = 300;
-/** Loss reports up to this long after a probe still count for it (they arrive every ~1 s). */
-export const PROBE_GRACE_MS = 700;
+/** Loss reports up to this long after a probe still count for it (they arrive every ~1 s: at 700 ms, some came after and turned on the playout-delay floor). */
+export const PROBE_GRACE_MS = 1200;
+/**
+ * A probe that nothing has failed this long after it ended succeeded (ms): NACKs come within a
+ * round trip of a loss and a growing queue shows in the next REMBs, so the verdict need not wait
+ * for the loss reports (which still count for it until PROBE_GRACE_MS). Judged at the next tick,
+ * so probes can go up by PROBE_RATIO every second: after a bandwidth drop, waiting the full grace
+ * took 3 s a step, and the 640×480 layer came back 19 s after the link did (lab).
+ */
+export const PROBE_VERDICT_MS = 600;
 /** A probe asks for at most this multiple of what the subscriber gets now. */
 export const PROBE_RATIO = 2;
 /** Waits between probes: the first, and the longest after failures in a row. */
@@ -23,10 +31,28 @@ export const PROBE_INTERVAL_MS: readonly [number, number] = [1000, 8000];
 const NACK_ABORT_SHARE = 0.05;
 /** …or the subscriber's REMB falls by this much (its delay-based estimator saw a queue grow)… */
 const REMB_FALL = 0.97;
+/** …or, judged at its verdict, it brought more than twice the usual NACKs (and this many more)… */
+const NACK_SLACK = 0;
 /** …or its loss reports show more than this much over the loss before it. */
 const LOSS_MARGIN = 0.03;
 /** A successful probe's rate is a base for the next one for this long (ms). */
 const PROVEN_MS = 10_000;
+/**
+ * A rate a probe failed at is not tried again for this long (ms), doubled after each failure in a
+ * row: a failed probe costs the media a burst of loss (and a freeze while it is resent through a
+ * full queue). With only "halfway to the failure" as a ceiling, a success just under it lifted the
+ * ceiling again, and a subscriber on a 400 kbit/s link failed a probe every 2-3 s (lab).
+ */
+export const FAILED_MEMORY_MS: readonly [number, number] = [8000, 32_000];
+/**
+ * A probe that only made the REMB fall (nothing lost) cost nothing but a moment of queue: its rate
+ * is remembered this long, without doubling. Probing is the only way to see that a link came back
+ * (what is sent fits either way), and with failures remembered 16-32 s, the first probe after a
+ * bandwidth drop ended came 10 s after the link returned (lab).
+ */
+export const CHEAP_FAILURE_MEMORY_MS = 3000;
+/** While a failure is remembered, probes stay under this share of its rate. */
+const FAILED_MARGIN = 0.85;
 /** No probe while the subscriber loses more than this. */
 const MAX_LOSS_TO_PROBE = 0.05;
 
@@ -37,59 +63,120 @@ export interface ProbeState {
   confirmed: number | undefined;
 }
 
+/** A probe under way: when it started and ends, its target rate and what it saw. */
+interface Probe {
+  startedAt: number;
+  endsAt: number;
+  target: number;
+  padding: number;
+  media: number;
+  nacked: number;
+  lossSum: number;
+  lossCount: number;
+  rembFell: boolean;
+}
+
 export class BandwidthProbe {
   #nextAt = 0;
   #interval = PROBE_INTERVAL_MS[0];
   #baselineLoss = 0;
+  /** NACKs a second outside probes (smoothed), and those since the last update. */
+  #nackRate = 0;
+  #nacksOutside = 0;
+  #nacksSince = 0;
   /** The probe under way: its end, target rate and what it saw. */
-  #probe: { endsAt: number; target: number; padding: number; media: number; nacked: number; lossSum: number; lossCount: number; rembFell: boolean } | undefined;
+  #probe: Probe | undefined;
   #lastRemb = 0;
-  /**
-   * Halfway between what was sent and the rate a probe failed at: no probe goes above it until one
-   * succeeds (the estimate creeps up meanwhile, unproven), so each failure overshoots half as much.
-   */
-  #ceiling = Infinity;
+  /** The rate the last probe failed at, until when it is remembered, and how long the next failure will be. */
+  #failedRate = Infinity;
+  #failedUntil = -Infinity;
+  #memory = FAILED_MEMORY_MS[0];
+  /** A probe judged a success whose loss reports are still coming: until when, and what they showed. */
+  #late: { until: number; startedAt: number; target: number; lossSum: number; lossCount: number; nacked: number } | undefined;
   /** The rate the last successful probe got through, and when (a base the estimate is not: it creeps up unproven). */
   #proven = 0;
   #provenAt = -Infinity;
 
+  /** A probe is under way or its reports are still coming. */
   get probing(): boolean {
-    return this.#probe !== undefined;
+    return this.#probe !== undefined || this.#late !== undefined;
   }
 
   /**
    * Called about once a second with the estimate, what the subscriber's tiles would take
-   * (`needed`), what it gets now and the loss of the last second. Returns what to do.
+   * (`needed`), what it gets now, the loss of the last second and the budget at which some tile
+   * would get a larger layer (`nextStep`). Returns what to do.
    */
-  update(now: number, estimate: number, needed: number, sendingRate: number, loss: number): ProbeState {
+  update(now: number, estimate: number, needed: number, sendingRate: number, loss: number, nextStep = needed): ProbeState {
     const p = this.#probe;
+    let confirmed: number | undefined;
     if (p) {
-      // Reports of the probe's own time go to it, not to the estimator: nothing to learn from `loss`.
-      if (now < p.endsAt + PROBE_GRACE_MS) return { paddingRate: now < p.endsAt ? p.padding : 0, confirmed: undefined };
-      this.#probe = undefined;
       const probeLoss = p.lossCount > 0 ? p.lossSum / p.lossCount : 0;
-      if (!p.rembFell && probeLoss <= this.#baselineLoss + LOSS_MARGIN) return this.#succeeded(now, p.target);
-      this.#failed(now, p.target - p.padding / 2);
-      return { paddingRate: 0, confirmed: undefined };
-    }
-    this.#baselineLoss = this.#baselineLoss * 0.7 + loss * 0.3;
+      // NACKs over the usual from its start to now (those of its last packets come after its end):
+      // a drop-tail queue drops mostly the probe's own packets, which nobody NACKs, so a probe at
+      // twice a 400 kbit/s link lost only 2 media packets, and "succeeded" (lab).
+      const usualNacks = this.#nackRate * ((now - p.startedAt) / 1000);
+      const lossy = probeLoss > this.#baselineLoss + LOSS_MARGIN || p.nacked > 2 * usualNacks + NACK_SLACK;
+      // Reports of the probe's own time go to it, not to the estimator: nothing to learn from `loss`.
+      if (now < p.endsAt + (p.rembFell || lossy ? PROBE_GRACE_MS : PROBE_VERDICT_MS)) {
+        return { paddingRate: now < p.endsAt ? p.padding : 0, confirmed: undefined };
+      }
+      this.#probe = undefined;
+      if (p.rembFell || lossy) {
+        this.#failed(now, p.target, lossy);
+        if (!lossy) this.#watchLate(p);
+        return { paddingRate: 0, confirmed: undefined };
+      }
+      confirmed = this.#succeeded(now, p.target);
+      // Its late reports still go to it (a loss in them fails it after all).
+      this.#watchLate(p);
+    } else if (this.#late && now >= this.#late.until) this.#late = undefined;
+    const state = this.#start(now, estimate, needed, sendingRate, loss, nextStep);
+    return { paddingRate: state, confirmed };
+  }
+
+  #start(now: number, estimate: number, needed: number, sendingRate: number, loss: number, nextStep: number): number {
+    if (!this.#late) this.#baselineLoss = this.#baselineLoss * 0.7 + loss * 0.3;
+    const since = Math.max(1, now - this.#nacksSince);
+    this.#nackRate = this.#nackRate * 0.7 + ((this.#nacksOutside * 1000) / since) * 0.3;
+    this.#nacksOutside = 0;
+    this.#nacksSince = now;
     // From what is proven to get through: what is sent now, or a probe that succeeded lately.
     const base = Math.max(sendingRate, now - this.#provenAt <= PROVEN_MS ? this.#proven : 0);
-    if (now < this.#nextAt || needed <= estimate * 1.05 || loss > MAX_LOSS_TO_PROBE || base <= 0) return { paddingRate: 0, confirmed: undefined };
-    // A ceiling the media itself now passes is stale.
-    if (this.#ceiling <= sendingRate * 1.1) this.#ceiling = Infinity;
-    const target = Math.min(needed * 1.1, base * PROBE_RATIO, this.#ceiling);
+    if (now < this.#nextAt || needed <= estimate * 1.05 || loss > MAX_LOSS_TO_PROBE || base <= 0) return 0;
+    // Under a rate that failed lately, and only when that still leaves room for a larger layer.
+    const ceiling = now < this.#failedUntil ? this.#failedRate * FAILED_MARGIN : Infinity;
+    if (ceiling < nextStep) return 0;
+    const target = Math.min(needed * 1.1, base * PROBE_RATIO, ceiling);
     const padding = target - sendingRate;
-    if (padding <= 0) return { paddingRate: 0, confirmed: undefined };
-    this.#probe = { endsAt: now + PROBE_MS, target, padding, media: 0, nacked: 0, lossSum: 0, lossCount: 0, rembFell: false };
-    return { paddingRate: padding, confirmed: undefined };
+    if (padding <= 0) return 0;
+    this.#probe = { startedAt: now, endsAt: now + PROBE_MS, target, padding, media: 0, nacked: 0, lossSum: 0, lossCount: 0, rembFell: false };
+    if (this.#late) {
+      // The last probe's reports still coming count for this one too.
+      this.#probe.lossSum = this.#late.lossSum;
+      this.#probe.lossCount = this.#late.lossCount;
+      this.#late = undefined;
+    }
+    return padding;
   }
 
   /**
    * A video loss report (fraction 0–1). While a probe is under way (or its reports are still
    * coming), it is the probe's: returns true, and the estimator should not count it.
    */
-  onLoss(fraction: number): boolean {
+  onLoss(fraction: number, now = 0): boolean {
+    const late = this.#late;
+    if (late && now < late.until) {
+      late.lossSum += fraction;
+      late.lossCount++;
+      // A success its late reports contradict, or a failure they show cost media: remembered as
+      // a costly failure (the estimator sees the media's own loss from the next reports on).
+      if (late.lossSum / late.lossCount > this.#baselineLoss + LOSS_MARGIN) {
+        this.#late = undefined;
+        this.#failed(now, late.target, true);
+      }
+      return true;
+    }
     const p = this.#probe;
     if (!p) return false;
     p.lossSum += fraction;
@@ -103,12 +190,25 @@ export class BandwidthProbe {
    */
   onNack(count: number, mediaPackets: number, now: number): boolean {
     const p = this.#probe;
-    if (!p || now >= p.endsAt) return false;
+    const late = this.#late;
+    if (!p && late && now < late.until) {
+      late.nacked += count;
+      if (late.nacked > 2 * this.#nackRate * ((now - late.startedAt) / 1000) + NACK_SLACK) {
+        this.#late = undefined;
+        this.#failed(now, late.target, true);
+      }
+      return false;
+    }
+    if (!p) {
+      this.#nacksOutside += count;
+      return false;
+    }
     p.nacked += count;
+    if (now >= p.endsAt) return false;
     p.media = mediaPackets;
     if (p.nacked <= Math.max(3, NACK_ABORT_SHARE * p.media)) return false;
     this.#probe = undefined;
-    this.#failed(now, p.target - p.padding / 2);
+    this.#failed(now, p.target, true);
     return true;
   }
 
@@ -125,22 +225,38 @@ export class BandwidthProbe {
     p.rembFell = true;
     if (now >= p.endsAt) return false;
     this.#probe = undefined;
-    this.#failed(now, p.target - p.padding / 2);
+    this.#failed(now, p.target, false);
+    this.#watchLate(p);
     return true;
   }
 
-  #succeeded(now: number, target: number): ProbeState {
-    this.#ceiling = Infinity;
+  /** The reports and NACKs still coming for a probe that ended: they may show it cost media. */
+  #watchLate(p: Probe): void {
+    this.#late = { until: p.endsAt + PROBE_GRACE_MS, startedAt: p.startedAt, target: p.target, lossSum: p.lossSum, lossCount: p.lossCount, nacked: p.nacked };
+  }
+
+  #succeeded(now: number, target: number): number {
+    // A rate that failed before got through: the link changed, failures start short again.
+    if (target >= this.#failedRate) {
+      this.#memory = FAILED_MEMORY_MS[0];
+      this.#failedRate = Infinity;
+    }
     this.#proven = target;
     this.#provenAt = now;
     this.#interval = PROBE_INTERVAL_MS[0];
-    this.#nextAt = now + this.#interval;
-    return { paddingRate: 0, confirmed: target };
+    // The next step may start at once.
+    this.#nextAt = now;
+    return target;
   }
 
-  #failed(now: number, ceiling: number): void {
-    this.#ceiling = ceiling;
-    this.#interval = Math.min(PROBE_INTERVAL_MS[1], this.#interval * 2);
+  /** `costly`: the probe lost media (NACKs, loss reports), not only made the REMB fall. */
+  #failed(now: number, rate: number, costly: boolean): void {
+    this.#failedRate = rate;
+    if (costly) {
+      this.#failedUntil = now + this.#memory;
+      this.#memory = Math.min(FAILED_MEMORY_MS[1], this.#memory * 2);
+      this.#interval = Math.min(PROBE_INTERVAL_MS[1], this.#interval * 2);
+    } else this.#failedUntil = now + CHEAP_FAILURE_MEMORY_MS;
     this.#nextAt = now + this.#interval;
   }
 }

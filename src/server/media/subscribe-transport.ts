@@ -6,10 +6,10 @@ import { holdUntilClosed } from './live-tracks.js';
 import { ConnectionCandidates } from './candidates.js';
 import { Consumer, type ConsumerFeedback } from './consumer.js';
 import { waitForGathering } from './gathering.js';
-import { allocateLayers, BandwidthEstimator, lowestNeeded, neededBitrate, tileDemand, type LayerState, type Tile } from './layers.js';
+import { allocateLayers, nextUpgradeBitrate, BandwidthEstimator, lowestNeeded, neededBitrate, tileDemand, type LayerState, type Tile } from './layers.js';
 import type { Producer } from './producer.js';
 import { PlayoutDelayFloor } from './playout-delay.js';
-import { BandwidthProbe } from './probing.js';
+import { BandwidthProbe, PROBE_MS } from './probing.js';
 import { RetransmissionBudget } from './retransmission.js';
 import { randomSsrc } from './rtp.js';
 import { answeredPayloadType, DOWNSTREAM, offerPlayoutDelay, parseAnswer, PLAYOUT_DELAY_EXTENSION } from './sdp.js';
@@ -77,9 +77,12 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   #probe = new BandwidthProbe();
   /** What the subscriber's shown streams would take at the layers their tiles want (bit/s). */
   #needed = 0;
+  /** The budget at which some tile would get a larger layer (bit/s; Infinity: none would). */
+  #nextStep = Infinity;
   /** Probe packets: paced by a timer while a probe sends, never in any SDP. */
   #probeTimer: NodeJS.Timeout | undefined;
   #probeRate = 0;
+  #probeEndsAt = 0;
   #probeCredit = 0;
   #probeAt = 0;
   #packetsAtProbe = 0;
@@ -103,13 +106,17 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   #feedback: ConsumerFeedback = {
     onRemb: (bitrate) => {
       const now = performance.now();
+      const estimate = this.#bandwidth.estimate;
       this.#bandwidth.onRemb(bitrate, this.#sendingRate, now);
+      // A link that just narrowed: step down now, not at the next tick.
+      if (this.#bandwidth.estimate < estimate * 0.8) this.allocate();
       if (this.#probe.onRemb(bitrate, now)) this.#stopProbing();
     },
     onLoss: (fraction, kind) => {
       // During a probe, and until its reports are in, loss is the probe's: not the estimator's.
-      if (kind === 'video' ? this.#probe.onLoss(fraction / 256) : this.#probe.probing) return;
-      this.#bandwidth.onLoss(fraction);
+      const now = performance.now();
+      if (kind === 'video' ? this.#probe.onLoss(fraction / 256, now) : this.#probe.probing) return;
+      this.#bandwidth.onLoss(fraction, now);
       if (kind === 'video') this.#playoutFloor.onLoss(fraction);
     },
     onNack: (count, nowMs) => {
@@ -223,7 +230,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
     this.#tickAt = nowMs;
     if (updateBandwidth) {
       this.#bandwidth.update(nowMs, this.#sendingRate);
-      const probe = this.#probe.update(nowMs, this.#bandwidth.estimate, this.#needed, this.#sendingRate, this.#bandwidth.lastLoss);
+      const probe = this.#probe.update(nowMs, this.#bandwidth.estimate, this.#needed, this.#sendingRate, this.#bandwidth.lastLoss, this.#nextStep);
       if (probe.confirmed !== undefined) this.#bandwidth.raiseTo(probe.confirmed);
       if (probe.paddingRate > 0) this.#startProbing(probe.paddingRate, nowMs);
       else this.#stopProbing();
@@ -259,6 +266,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
     const budget = Math.min(this.#bandwidth.estimate, 2 * this.#sendingRate);
     const lowest = lowestNeeded(demands, budget, lossFree ? this.#sendingRate : 0);
     this.#needed = neededBitrate(demands);
+    this.#nextStep = nextUpgradeBitrate(demands, chosen);
     for (let i = 0; i < video.length; i++) video[i]!.lowestNeeded = lowest[i]!;
     for (let i = 0; i < video.length; i++) {
       let layer = chosen[i]!;
@@ -281,6 +289,9 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
    */
   #startProbing(rate: number, nowMs: number): void {
     this.#probeRate = rate;
+    // Bandwidth ticks are a second apart: the probe's own end stops it (it sent for the whole
+    // second, over three times PROBE_MS, and every overshoot filled the queue and lost media).
+    this.#probeEndsAt = nowMs + PROBE_MS;
     if (this.#probeTimer) return;
     if (!this.#probePacket) {
       const b = Buffer.alloc(PROBE_PACKET_BYTES);
@@ -303,6 +314,10 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
 
   #sendProbePackets(): void {
     const now = performance.now();
+    if (now >= this.#probeEndsAt) {
+      this.#stopProbing();
+      return;
+    }
     this.#probeCredit = Math.min(this.#probeCredit + ((now - this.#probeAt) * this.#probeRate) / 8000, 4 * PROBE_PACKET_BYTES);
     this.#probeAt = now;
     let carrier: Consumer | undefined;
