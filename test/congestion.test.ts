@@ -240,4 +240,6 @@ test('a probe raises the estimate when the link has room, and a failed one leave
   const q = new BandwidthProbe();
   assert.equal(q.update(0, 4_000_000, 850_000, 900_000, 0).paddingRate, 0);
   assert.equal(q.update(0, 250_000, 850_000, 250_000, 0.2).paddingRate, 0, 'nor while losing much');
+  assert.equal(q.update(2000, 250_000, 850_000, 250_000, 0).paddingRate, 0, 'nor right after');
+  assert.ok(q.update(3500, 250_000, 850_000, 250_000, 0).paddingRate > 0, 'then it does');
 });
