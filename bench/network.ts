@@ -217,6 +217,8 @@ interface Run {
   links: Record<string, { up: { lost: number; queueDrops: number; out: number }; down: { lost: number; queueDrops: number; out: number } }>;
   /** Three-person call only: per receiver, each stream it got (one per other person). */
   streams?: Record<string, ReturnType<typeof perStream>>;
+  /** Three people: what each one's largest outgoing video was at the window's end, and what limited it. */
+  senders?: Record<string, ReturnType<typeof sender>>;
   /** Per-second frame rate and height each person got, for the drop's curve. */
   series?: Record<Person, [number, number, number][]>;
   error?: string;
@@ -239,7 +241,8 @@ async function runThree(lab: NetLab, server: LabServer, scenario: Scenario): Pro
     const to = Date.now();
     await recorder.stop();
     const streams = Object.fromEntries(Object.keys(call.pages).map((p) => [p, perStream(recorder.samples, p, from, to)]));
-    return { scenario: scenario.name, system: 'linkcall', setupSeconds, phases: [], links: {}, streams };
+    const senders = Object.fromEntries(Object.keys(call.pages).map((p) => [p, sender(recorder.samples, p as Person, to)]));
+    return { scenario: scenario.name, system: 'linkcall', setupSeconds, phases: [], links: {}, streams, senders };
   } catch (err) {
     return { scenario: scenario.name, system: 'linkcall', setupSeconds: (Date.now() - t0) / 1000, phases: [], links: {}, error: redacted(String((err as Error).message ?? err).split('\n')[0]!) };
   } finally {
@@ -378,7 +381,8 @@ for (const run of runs) {
   }
   for (const phase of run.phases) for (const { name } of DIRECTIONS) console.log(row(run, phase, name));
   for (const [receiver, streams] of Object.entries(run.streams ?? {})) {
-    console.log(`${run.scenario} | to ${receiver} | ${run.system} | ${streams.map((x) => `${f1(x.fps)} fps ${x.resolution}, ${f1(x.freezeSeconds)} s frozen, ${f0(x.kbps)} kbit/s`).join('; ')}`);
+    console.log(`${run.scenario} | to ${receiver} | ${run.system} | ${streams.map((x) => `${x.from ? `from ${x.from}: ` : ""}${f1(x.fps)} fps ${x.resolution}, ${f1(x.freezeSeconds)} s frozen, ${f0(x.kbps)} kbit/s`).join('; ')}`);
+    if (run.senders?.[receiver]) console.log(`${run.scenario} | ${receiver} sends | ${run.system} | ${run.senders[receiver]!.resolution}, limited by ${run.senders[receiver]!.limitation || 'nothing'}`);
   }
   if (run.recovery) {
     const r = run.recovery;

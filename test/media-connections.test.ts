@@ -58,8 +58,8 @@ class FakePublisher implements PublishConnection {
     this.answers.push(sdp);
   }
   async settled(): Promise<void> {}
-  sendLayers(mid: string, layers: number, from: number): void {
-    this.layers.push(`${mid}:${from}-${layers}`);
+  sendLayers(mid: string, layers: number, from: number, thinSmall: boolean): void {
+    this.layers.push(`${mid}:${from}-${layers}${thinSmall ? ' thin' : ''}`);
   }
   close(): void {
     this.state = 'closed';
@@ -183,10 +183,11 @@ describe('media negotiation rules (client/media-connections.ts)', () => {
     assert.equal(await media.replacePublisher(), true);
     signaling.emit({ type: 'publishAnswer', sdp: 'answer 2' });
     signaling.emit({ type: 'sendLayers', mid: '1', layers: 1 });
+    signaling.emit({ type: 'sendLayers', mid: '1', layers: 2, thinSmall: true });
     await tick();
     assert.deepEqual(publishers[0]!.answers, ['answer 1']);
     assert.deepEqual(publishers[1]!.answers, ['answer 2']);
-    assert.deepEqual(publishers[1]!.layers, ['1:0-1']);
+    assert.deepEqual(publishers[1]!.layers, ['1:0-1', '1:0-2 thin']);
     assert.equal(publishers[0]!.state, 'closed');
     assert.equal(signaling.of('publish').length, 2);
     media.close();

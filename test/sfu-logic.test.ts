@@ -7,7 +7,7 @@ import { newCounters } from '../src/server/media/counters.js';
 import { FakeTrack } from './support/fake-track.js';
 import { Consumer } from '../src/server/media/consumer.js';
 import { KeyFrameRequestLimiter } from '../src/server/media/keyframes.js';
-import { allocateLayers, BandwidthEstimator, nextUpgradeBitrate, GROWTH_CAP, LAYER_PAUSE_DELAY_MS, LayerDemand, LOWER_LAYER_PAUSE_DELAY_MS, lowestNeeded, tileDemand, wantedLayer, type LayerState } from '../src/server/media/layers.js';
+import { allocateLayers, BandwidthEstimator, nextUpgradeBitrate, SmallLayerSqueeze, SQUEEZE_HOLD_MS, SQUEEZE_LOSS, GROWTH_CAP, LAYER_PAUSE_DELAY_MS, LayerDemand, LOWER_LAYER_PAUSE_DELAY_MS, lowestNeeded, tileDemand, wantedLayer, type LayerState } from '../src/server/media/layers.js';
 import { Producer } from '../src/server/media/producer.js';
 import { buildPli, parseRtcpCompound, rtpSequenceNumber, rtpSsrc, rtpTimestamp } from '../src/server/media/rtp.js';
 import { LoudestSpeakers } from '../src/server/media/speakers.js';
@@ -182,6 +182,19 @@ describe('bandwidth estimate', () => {
     assert.equal(bwe.estimate, 0.77e6);
     bwe.onRemb(0.28e6, 2.1e6, 3000); // loss 2.7 s ago: the slower rule's business
     assert.equal(bwe.estimate, 0.77e6);
+  });
+});
+
+describe('thinner smallest layers', () => {
+  it('asked for while a subscriber loses with two or more tiles all on the smallest layer, and for a while after', () => {
+    const s = new SmallLayerSqueeze();
+    assert.equal(s.update(0, 0.08, 1, 1), false, 'one tile alone: never');
+    assert.equal(s.update(1000, 0.08, 2, 1), false, 'a tile on a larger layer: that one can step down first');
+    assert.equal(s.update(2000, SQUEEZE_LOSS / 2, 2, 2), false, 'losing little: no');
+    assert.equal(s.update(3000, 0.08, 2, 2), true);
+    assert.equal(s.update(4000, 0, 2, 2), true, 'the loss it stopped is no reason to go back');
+    assert.equal(s.update(3000 + SQUEEZE_HOLD_MS - 1, 0, 2, 2), true);
+    assert.equal(s.update(3000 + SQUEEZE_HOLD_MS, 0, 2, 2), false);
   });
 });
 

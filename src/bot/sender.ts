@@ -145,9 +145,10 @@ export class MediaSender implements PublishConnection {
 
   /**
    * The SFU's `sendLayers` for our video: send only simulcast layers `from` to `count` - 1, as a
-   * browser's encoder would. A layer turned on again starts at a key frame.
+   * browser's encoder would. A layer turned on again starts at a key frame. (`thinSmall` is not
+   * followed: the bot's layers are fixed recordings.)
    */
-  sendLayers(mid: string, count: number, from = 0): void {
+  sendLayers(mid: string, count: number, from = 0, _thinSmall = false): void {
     if (mid !== this.videoMid || this.layers.length < 2) return;
     let resumed = false;
     for (const [i, l] of this.layers.entries()) {

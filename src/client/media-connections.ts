@@ -30,7 +30,8 @@ export interface PublishConnection {
   /** Resolves once no offer of ours waits for its answer (or after a few seconds). */
   settled(): Promise<void>;
   /** The SFU says only simulcast layers `from` to `layers` − 1 of the sender on m-line `mid` are watched. */
-  sendLayers(mid: string, layers: number, from: number): void;
+  /** `thinSmall`: send the smallest layer at a lower bitrate (docs/MEDIA.md, "Thin small layers"). */
+  sendLayers(mid: string, layers: number, from: number, thinSmall: boolean): void;
   close(): void;
 }
 
@@ -117,7 +118,7 @@ export class MediaConnections<P extends PublishConnection, R extends ReceiveConn
       }),
       signaling.on('subscribeOffer', (m) => this.awaitingRestart || this.receiveOffer(m.sdp)),
       signaling.on('mediaRestarted', () => (this.awaitingRestart = false)),
-      signaling.on('sendLayers', (m) => this.currentPublisher.sendLayers(m.mid, m.layers, m.from ?? 0)),
+      signaling.on('sendLayers', (m) => this.currentPublisher.sendLayers(m.mid, m.layers, m.from ?? 0, m.thinSmall ?? false)),
     );
   }
 

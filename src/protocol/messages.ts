@@ -213,7 +213,7 @@ export const serverMessage = z.discriminatedUnion('type', [
    * and of those none below layer `from` (default 0): nobody needs the others (sent again when
    * that changes). Until told, send all.
    */
-  z.strictObject({ type: z.literal('sendLayers'), mid: mediaId, layers: simulcastLayers, from: simulcastLayerIndex.optional() }),
+  z.strictObject({ type: z.literal('sendLayers'), mid: mediaId, layers: simulcastLayers, from: simulcastLayerIndex.optional(), thinSmall: z.literal(true).optional() }),
   /** Your SFU transports were replaced (after `restartMedia`): offers from here on are for the new ones. */
   z.strictObject({ type: z.literal('mediaRestarted') }),
   z.strictObject({ type: z.literal('pong'), seq }),

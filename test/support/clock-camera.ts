@@ -118,6 +118,12 @@ export const CLOCK_CAMERA = `(() => {
  */
 export const LAB_STATS = `(async () => {
   const out = [];
+  // Whose tile shows a track (its figure's label is the person's name): a group call's streams by sender.
+  const fromOf = (trackId) => {
+    const v = [...document.querySelectorAll('video')].find((e) => e.srcObject && e.srcObject.getVideoTracks && e.srcObject.getVideoTracks().some((t) => t.id === trackId));
+    const f = v && v.closest('figure');
+    return (f && f.getAttribute('aria-label')) || '';
+  };
   for (const [i, pc] of window.__pcs.entries()) {
     if (pc.connectionState === 'closed') continue;
     const report = await pc.getStats();
@@ -126,7 +132,7 @@ export const LAB_STATS = `(async () => {
       if (s.type === 'inbound-rtp') out.push({ id, type: 'in', kind: s.kind, framesDecoded: s.framesDecoded || 0, width: s.frameWidth || 0, height: s.frameHeight || 0,
         freezeCount: s.freezeCount || 0, freezeSeconds: s.totalFreezesDuration || 0, concealed: s.concealedSamples || 0, samples: s.totalSamplesReceived || 0,
         packetsLost: s.packetsLost || 0, packetsReceived: s.packetsReceived || 0, bytes: s.bytesReceived || 0, nacks: s.nackCount || 0, plis: s.pliCount || 0,
-        jitterBufferDelay: s.jitterBufferDelay || 0, jitterBufferEmitted: s.jitterBufferEmittedCount || 0 });
+        jitterBufferDelay: s.jitterBufferDelay || 0, jitterBufferEmitted: s.jitterBufferEmittedCount || 0, from: s.kind === 'video' ? fromOf(s.trackIdentifier) : '' });
       else if (s.type === 'outbound-rtp' && s.kind === 'video') out.push({ id, type: 'out', kind: 'video', bytes: s.bytesSent || 0, width: s.frameWidth || 0, height: s.frameHeight || 0,
         limitation: s.qualityLimitationReason || '', retransmittedBytes: s.retransmittedBytesSent || 0 });
       else if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') out.push({ id, type: 'pair', rtt: s.currentRoundTripTime || 0, outgoing: s.availableOutgoingBitrate || 0 });
@@ -154,6 +160,8 @@ export interface InboundStats {
   plis: number;
   jitterBufferDelay: number;
   jitterBufferEmitted: number;
+  /** The name on the tile that shows this video ('' for audio, or not shown). */
+  from: string;
 }
 export interface OutboundStats {
   id: string;

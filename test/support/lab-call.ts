@@ -359,7 +359,7 @@ export function quality(samples: Sample[], receiver: Person, from: number, to: n
  * stream (in a group call, one per other person): frames per second, the resolution most frames
  * came in at, time frozen, kbit/s.
  */
-export function perStream(samples: Sample[], receiver: string, from: number, to: number): { fps: number; resolution: string; freezeSeconds: number; kbps: number }[] {
+export function perStream(samples: Sample[], receiver: string, from: number, to: number): { from: string; fps: number; resolution: string; freezeSeconds: number; kbps: number }[] {
   const mine = samples.filter((s) => s.person === receiver && s.t >= from && s.t <= to);
   const first = mine[0];
   const last = mine.at(-1);
@@ -375,6 +375,7 @@ export function perStream(samples: Sample[], receiver: string, from: number, to:
       if (now && n > 0 && now.width) byResolution.set(`${now.width}x${now.height}`, (byResolution.get(`${now.width}x${now.height}`) ?? 0) + n);
     }
     return {
+      from: x.from,
       fps: (x.framesDecoded - (before?.framesDecoded ?? 0)) / seconds,
       resolution: [...byResolution.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? '-',
       freezeSeconds: x.freezeSeconds - (before?.freezeSeconds ?? 0),

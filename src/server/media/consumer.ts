@@ -63,6 +63,8 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
   demand = -1;
   /** @internal The lowest layer this subscriber may need soon (-1: it says nothing; see lowestNeeded). */
   lowestNeeded = -1;
+  /** @internal This subscriber cannot fit its tiles' smallest layers: the publisher should thin its smallest (SmallLayerSqueeze). */
+  thinSmall = false;
   #producer: Producer;
   #ctx: MediaContext;
   #onClose: (consumer: Consumer) => void;

@@ -416,3 +416,28 @@ export class LayerDemand {
     return wanted;
   }
 }
+
+/**
+ * Whether a subscriber needs its publishers' smallest layers thinner. A guest on a 400 kbit/s
+ * downlink in a three-person call got two smallest layers (125 kbit/s each), two audio streams
+ * and their resends, and lost 5-13 % all along, at 5-18 fps (lab, `bench/network --scenario
+ * three`): when every tile it shows is on the smallest layer, at least two of them, and it still
+ * loses more than SQUEEZE_LOSS, those publishers are asked to send that layer thinner
+ * (`sendLayers`' `thinSmall`), for SQUEEZE_HOLD_MS after the last time this held. One tile alone
+ * never asks: at the thinner rate Chromium's encoder skips frames (~23 fps), and a single
+ * smallest layer fits wherever the loss-based estimate chose it.
+ */
+export class SmallLayerSqueeze {
+  #until = -Infinity;
+
+  /** Called about once a second: smoothed video loss, tiles shown, and how many on the smallest layer. */
+  update(now: number, loss: number, shown: number, onSmallest: number): boolean {
+    if (shown >= 2 && onSmallest === shown && loss > SQUEEZE_LOSS) this.#until = now + SQUEEZE_HOLD_MS;
+    return now < this.#until;
+  }
+}
+
+/** Smoothed video loss over which a subscriber with every tile on the smallest layer asks for it thinner… */
+export const SQUEEZE_LOSS = 0.04;
+/** …and for this long after (ms): the link stays what it is, and each try at the full rate costs seconds of loss. */
+export const SQUEEZE_HOLD_MS = 60_000;

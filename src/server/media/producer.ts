@@ -52,7 +52,7 @@ export interface ProducerEvents {
    * including, `layers` (smallest first); the others are needed by nobody (see LayerDemand).
    * Emitted on changes only; a publisher starts sending all.
    */
-  sendLayers: [layers: number, from: number];
+  sendLayers: [layers: number, from: number, thinSmall: boolean];
 }
 
 export interface ProducerStats {
@@ -174,6 +174,8 @@ export class Producer extends EventEmitter<ProducerEvents> {
   #keyFrameRequests = 0;
   /** Simulcast video only: which layers subscribers' tiles need. */
   #demand: LayerDemand | undefined;
+  /** Whether some subscriber asks for the smallest layer thinner (SmallLayerSqueeze). */
+  #thinSmall = false;
   #closed = false;
 
   /** @internal Created by PublishTransport only. */
@@ -474,10 +476,14 @@ export class Producer extends EventEmitter<ProducerEvents> {
       if (c.demand > highest) highest = c.demand;
       if (c.lowestNeeded >= 0 && (lowest < 0 || c.lowestNeeded < lowest)) lowest = c.lowestNeeded;
     }
+    let thin = false;
+    for (const c of this.#consumers) thin ||= c.thinSmall;
     const d = this.#demand;
     const count = d.update(highest, nowMs);
     const from = d.updateFrom(lowest, nowMs);
-    if (count !== undefined || from !== undefined) this.emit('sendLayers', d.count, d.from);
+    const thinChanged = thin !== this.#thinSmall;
+    this.#thinSmall = thin;
+    if (count !== undefined || from !== undefined || thinChanged) this.emit('sendLayers', d.count, d.from, thin);
   }
 
   /** @internal Layer states for the selector (live objects, updated by tick()). */

@@ -6,7 +6,7 @@ import { holdUntilClosed } from './live-tracks.js';
 import { ConnectionCandidates } from './candidates.js';
 import { Consumer, type ConsumerFeedback } from './consumer.js';
 import { waitForGathering } from './gathering.js';
-import { allocateLayers, nextUpgradeBitrate, BandwidthEstimator, lowestNeeded, neededBitrate, tileDemand, type LayerState, type Tile } from './layers.js';
+import { allocateLayers, nextUpgradeBitrate, BandwidthEstimator, SmallLayerSqueeze, lowestNeeded, neededBitrate, tileDemand, type LayerState, type Tile } from './layers.js';
 import type { Producer } from './producer.js';
 import { PlayoutDelayFloor } from './playout-delay.js';
 import { BandwidthProbe, PROBE_MS } from './probing.js';
@@ -79,6 +79,11 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   #needed = 0;
   /** The budget at which some tile would get a larger layer (bit/s; Infinity: none would). */
   #nextStep = Infinity;
+  /** Video tiles shown at the last allocation, and how many of them on the smallest layer. */
+  #shown = 0;
+  #onSmallest = 0;
+  #squeeze = new SmallLayerSqueeze();
+  #thinSmall = false;
   /** Probe packets: paced by a timer while a probe sends, never in any SDP. */
   #probeTimer: NodeJS.Timeout | undefined;
   #probeRate = 0;
@@ -236,6 +241,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
       else this.#stopProbing();
       const floor = this.#playoutFloor.update(nowMs);
       for (const c of this.#consumers.values()) c.playoutDelayMinMs = floor;
+      this.#thinSmall = this.#squeeze.update(nowMs, this.#playoutFloor.loss, this.#shown, this.#onSmallest);
     }
     this.allocate();
     for (const c of this.#consumers.values()) c.requestKeyFrameIfSwitching();
@@ -252,11 +258,15 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
       // What the tile asks the publisher to encode, counted whether or not media flows yet.
       c.demand = tileDemand(demand.tile, demand.layers);
       c.lowestNeeded = -1;
+      c.thinSmall = false;
       if (!c.ready) continue;
       video.push(c);
       demands.push(demand);
     }
-    if (video.length === 0) return;
+    if (video.length === 0) {
+      this.#shown = this.#onSmallest = 0;
+      return;
+    }
     const chosen = allocateLayers(demands, this.#bandwidth.estimate);
     // What it gets now without loss it can take, whatever the estimate says: a publisher's
     // congested uplink shows in the subscriber's REMB too, and must not bring back the layer that
@@ -268,12 +278,19 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
     this.#needed = neededBitrate(demands);
     this.#nextStep = nextUpgradeBitrate(demands, chosen);
     for (let i = 0; i < video.length; i++) video[i]!.lowestNeeded = lowest[i]!;
+    let shown = 0;
+    let onSmallest = 0;
     for (let i = 0; i < video.length; i++) {
       let layer = chosen[i]!;
       // Nothing measured yet (a publisher that just started): take the first layer if shown.
       if (layer < 0 && demands[i]!.tile !== null && !demands[i]!.layers.some((l) => l.active)) layer = 0;
       video[i]!.setTargetLayer(layer);
+      if (layer >= 0) shown++;
+      if (layer === 0) onSmallest++;
+      video[i]!.thinSmall = this.#thinSmall && layer === 0;
     }
+    this.#shown = shown;
+    this.#onSmallest = onSmallest;
   }
 
   #packetsSent(): number {

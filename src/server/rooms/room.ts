@@ -21,8 +21,11 @@ export interface RoomPeer {
  * Carries the SFU's word to a publisher: of its simulcast track `mid`, send only the lowest
  * `layers` layers, in the order of its offer (nobody's tile needs the others).
  */
-/** Send simulcast layers `from` up to, not including, `layers` of m-line `mid`. */
-export type SendLayers = (mid: string, layers: number, from: number) => void;
+/**
+ * Send simulcast layers `from` up to, not including, `layers` of m-line `mid`; `thinSmall`: send
+ * the smallest layer at a lower bitrate (a subscriber cannot fit its tiles' smallest layers).
+ */
+export type SendLayers = (mid: string, layers: number, from: number, thinSmall: boolean) => void;
 
 /** The media side of a call, as the room needs it (implemented in sfu/: CallMedia in this process, WorkerRoomMedia in a worker). */
 export interface RoomMedia {
@@ -528,9 +531,9 @@ export class Room {
       actor.heldOffer = offerSdp;
       return;
     }
-    const sdp = await this.media.publish(actor.id, offerSdp, (mid, layers, from) => {
-      // `from` only when it says something: a page loaded before it existed refuses unknown fields.
-      if (this.participants.get(actor.id) === actor) this.deliver(actor, { type: 'sendLayers', mid, layers, ...(from > 0 ? { from } : {}) });
+    const sdp = await this.media.publish(actor.id, offerSdp, (mid, layers, from, thinSmall) => {
+      // `from` and `thinSmall` only when they say something: a page loaded before they existed refuses unknown fields.
+      if (this.participants.get(actor.id) === actor) this.deliver(actor, { type: 'sendLayers', mid, layers, ...(from > 0 ? { from } : {}), ...(thinSmall ? { thinSmall } : {}) });
     });
     if (this.participants.get(actor.id) === actor) this.deliver(actor, { type: 'publishAnswer', sdp });
   }

@@ -68,7 +68,7 @@ export class CallMedia implements RoomMedia {
     const publisher = this.router.createPublishTransport(participantId);
     peer.publisher = publisher;
     publisher.on('producer', (producer: Producer) => {
-      if (sendLayers) producer.on('sendLayers', (layers, from) => sendLayers(producer.mid, layers, from));
+      if (sendLayers) producer.on('sendLayers', (layers, from, thinSmall) => sendLayers(producer.mid, layers, from, thinSmall));
       if (peer.admitted && this.peers.get(participantId) === peer) this.forward(participantId, producer);
     });
     try {

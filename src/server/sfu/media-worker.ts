@@ -177,7 +177,7 @@ export class MediaWorker {
         this.rooms.get(message.roomId)?.deliverOffer(message.participantId, message.generation, message.sdp);
         return;
       case 'sendLayers':
-        this.rooms.get(message.roomId)?.deliverSendLayers(message.participantId, message.mid, message.layers, message.from);
+        this.rooms.get(message.roomId)?.deliverSendLayers(message.participantId, message.mid, message.layers, message.from, message.thinSmall);
         return;
       case 'failed':
         this.log?.warn({ worker: this.index, command: message.command, code: message.code }, 'media worker refused a command');

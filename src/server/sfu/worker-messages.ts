@@ -68,7 +68,7 @@ export const fromWorker = z.discriminatedUnion('type', [
   /** A subscriber offer for a participant (RoomMedia's `sendOffer`). */
   z.strictObject({ type: z.literal('offer'), roomId, participantId, generation, sdp }),
   /** Which simulcast layers a publisher should send (RoomMedia.publish's `sendLayers`). */
-  z.strictObject({ type: z.literal('sendLayers'), roomId, participantId, mid: mediaId, layers: simulcastLayers, from: simulcastLayerIndex }),
+  z.strictObject({ type: z.literal('sendLayers'), roomId, participantId, mid: mediaId, layers: simulcastLayers, from: simulcastLayerIndex, thinSmall: z.boolean() }),
   /**
    * Totals since the worker started (ended calls included), sent every few seconds and on
    * request (`id`). Only numbers.

@@ -91,7 +91,7 @@ function handle(message: ToWorker): void {
     case 'publish':
       void reply(message.id, () => {
         const { roomId, participantId } = message;
-        const sendLayers = (mid: string, layers: number, from: number) => send({ type: 'sendLayers', roomId, participantId, mid, layers, from });
+        const sendLayers = (mid: string, layers: number, from: number, thinSmall: boolean) => send({ type: 'sendLayers', roomId, participantId, mid, layers, from, thinSmall });
         return call(roomId).publish(participantId, message.sdp, sendLayers);
       });
       return;

@@ -118,9 +118,9 @@ export class WorkerRoomMedia implements RoomMedia {
   }
 
   /** From the worker: which simulcast layers a participant should send. */
-  deliverSendLayers(participantId: string, mid: string, layers: number, from: number): void {
+  deliverSendLayers(participantId: string, mid: string, layers: number, from: number, thinSmall: boolean): void {
     if (this.closed || !this.routes.has(participantId)) return;
-    this.layerRoutes.get(participantId)?.(mid, layers, from);
+    this.layerRoutes.get(participantId)?.(mid, layers, from, thinSmall);
   }
 
   /** The worker died: this call's media is gone for good. */

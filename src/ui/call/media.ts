@@ -79,6 +79,12 @@ function gathered(pc: RTCPeerConnection): Promise<void> {
 
 /** 320×240 (or so) at 30 fps: enough for a small tile, and leaves the rest to the top layer. */
 const SMALL_LAYER_MAX_BITRATE = 125_000;
+/**
+ * The smallest layer while the SFU says some viewer cannot fit it (`sendLayers`' `thinSmall`): a
+ * guest on a 400 kbit/s downlink with two others then got both at 21-23 fps instead of 5-18
+ * (lab). Not always: at this rate Chromium's encoder skips frames (~23 fps).
+ */
+const THIN_SMALL_LAYER_MAX_BITRATE = 90_000;
 /** 640×360 (or so), the middle of three layers. */
 const MIDDLE_LAYER_MAX_BITRATE = 500_000;
 
@@ -124,7 +130,7 @@ class BrowserPublisher implements PublishConnection {
     config: RTCConfiguration,
     changed: () => void,
     private readonly setup: () => PublishSetup,
-    private readonly layers: (sender: RTCRtpSender, layers: number, from: number) => void,
+    private readonly layers: (sender: RTCRtpSender, layers: number, from: number, thinSmall: boolean) => void,
   ) {
     this.pc = new RTCPeerConnection(config);
     this.pc.addEventListener('connectionstatechange', changed);
@@ -148,9 +154,9 @@ class BrowserPublisher implements PublishConnection {
     return settled(this.pc);
   }
 
-  sendLayers(mid: string, layers: number, from: number): void {
+  sendLayers(mid: string, layers: number, from: number, thinSmall: boolean): void {
     const sender = this.sendersByMid.get(mid);
-    if (sender) this.layers(sender, layers, from);
+    if (sender) this.layers(sender, layers, from, thinSmall);
   }
 
   close(): void {
@@ -231,7 +237,7 @@ export class CallConnection {
   private stream?: MediaStream;
   private screen?: MediaStreamTrack;
   /** How many layers the SFU last asked of each sender, applied one change at a time. */
-  private readonly layerRequests = new Map<RTCRtpSender, { layers: number; from: number }>();
+  private readonly layerRequests = new Map<RTCRtpSender, { layers: number; from: number; thinSmall: boolean }>();
   private layerQueue = Promise.resolve();
   private closed = false;
   onStreams?: (streams: ReadonlyMap<string, MediaStream>) => void;
@@ -250,7 +256,7 @@ export class CallConnection {
     const config = (): RTCConfiguration => ({ ...peerConnectionConfig(), ...this.rtc });
     const setup = (): PublishSetup => ({ e2ee: this.e2ee, stream: this.stream, screen: this.screen, published: this.media.published });
     this.media = new MediaConnections(signaling, {
-      publisher: (changed) => new BrowserPublisher(config(), changed, setup, (sender, layers, from) => this.sendLayers(sender, layers, from)),
+      publisher: (changed) => new BrowserPublisher(config(), changed, setup, (sender, layers, from, thinSmall) => this.sendLayers(sender, layers, from, thinSmall)),
       receiver: (changed) => {
         const receiver = new BrowserReceiver(config(), changed, () => this.showStreams());
         receiver.pc.addEventListener('track', (event) => this.onTrack(receiver, event));
@@ -268,8 +274,8 @@ export class CallConnection {
    * The SFU says which of our simulcast layers anyone watches: the encoder stops the others
    * (no renegotiation; a layer turned on again starts with a key frame).
    */
-  private sendLayers(sender: RTCRtpSender, layers: number, from: number): void {
-    this.layerRequests.set(sender, { layers, from });
+  private sendLayers(sender: RTCRtpSender, layers: number, from: number, thinSmall: boolean): void {
+    this.layerRequests.set(sender, { layers, from, thinSmall });
     this.layerQueue = this.layerQueue
       .then(async () => {
         const wanted = this.layerRequests.get(sender);
@@ -284,6 +290,13 @@ export class CallConnection {
             e.active = active;
             changed = true;
           }
+        }
+        // The smallest of several layers: thinner while some viewer cannot fit it (SmallLayerSqueeze).
+        const smallest = params.encodings.length > 1 ? params.encodings[0] : undefined;
+        const cap = wanted.thinSmall ? THIN_SMALL_LAYER_MAX_BITRATE : SMALL_LAYER_MAX_BITRATE;
+        if (smallest && smallest.maxBitrate !== cap) {
+          smallest.maxBitrate = cap;
+          changed = true;
         }
         if (changed) await sender.setParameters(params);
       })
