@@ -26,7 +26,8 @@
  *                other scenarios' results kept.
  *
  * Usage: npx tsx bench/network.ts [--scenario NAME] [--seconds N (default 30; drop: per phase, default 20)]
- *        [--warmup N (default 8 s)] [--system linkcall|direct]
+ *        [--warmup N (default 8 s)] [--system linkcall|direct] [--repeat N (default 1): each scenario
+ *        N times, linkcall and direct in turn, then the median of each cell over the N]
  * Writes bench/results/network.json (network-<scenario>.json for one scenario).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -43,6 +44,7 @@ const option = (flag: string) => {
   const at = args.indexOf(flag);
   return at >= 0 ? args[at + 1] : undefined;
 };
+const repeat = Math.max(1, Number(option('--repeat') ?? 1));
 const only = option('--scenario');
 const seconds = Number(option('--seconds') ?? 0) || undefined;
 const warmupMs = Number(option('--warmup') ?? 8) * 1000;
@@ -361,8 +363,8 @@ const runs: Run[] = [];
 try {
   const server = await lab.startServer('server');
   for (const scenario of chosen) {
-    for (const system of scenario.name === 'three' ? systems.filter((s) => s === 'linkcall') : systems) {
-      process.stdout.write(`${scenario.name} (${scenario.describe}), ${system}… `);
+    for (let round = 0; round < repeat; round++) for (const system of scenario.name === 'three' ? systems.filter((s) => s === 'linkcall') : systems) {
+      process.stdout.write(`${scenario.name} (${scenario.describe}), ${system}${repeat > 1 ? ` ${round + 1}/${repeat}` : ''}… `);
       const run = await runOne(lab, server, scenario, system);
       runs.push(run);
       console.log(run.error ? `failed: ${run.error}` : `done (call up in ${run.setupSeconds.toFixed(1)} s, load ${loadavg()[0]!.toFixed(1)})`);
@@ -390,11 +392,41 @@ for (const run of runs) {
   }
 }
 
+// Repeated: the median of each cell over the runs of a scenario, system, phase and direction.
+const medians: Run[] = [];
+if (repeat > 1) {
+  console.log(`\nmedians of ${repeat} runs`);
+  const median = (xs: number[]) => {
+    const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+    return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  };
+  for (const scenario of chosen) {
+    for (const system of systems) {
+      const mine = runs.filter((r) => r.scenario === scenario.name && r.system === system && !r.error && r.phases.length > 0);
+      if (mine.length === 0) continue;
+      const phases = mine[0]!.phases.map((phase, i) => ({
+        ...phase,
+        directions: Object.fromEntries(Object.keys(phase.directions).map((d) => {
+          const cells = mine.map((r) => r.phases[i]!.directions[d]!);
+          const m = (k: keyof (typeof cells)[number]) => median(cells.map((c) => c[k] as number));
+          const resolutions = cells.map((c) => c.resolution);
+          const resolution = resolutions.sort((a, b) => resolutions.filter((x) => x === b).length - resolutions.filter((x) => x === a).length)[0]!;
+          return [d, { ...cells[0]!, fps: m('fps'), resolution, freezeCount: m('freezeCount'), freezeSeconds: m('freezeSeconds'), delayMedianMs: m('delayMedianMs'), delayP95Ms: m('delayP95Ms'), audioConcealedPercent: m('audioConcealedPercent'), videoLossPercent: m('videoLossPercent'), videoKbps: m('videoKbps') }];
+        })),
+      }));
+      const run: Run = { scenario: scenario.name, system, setupSeconds: median(mine.map((r) => r.setupSeconds)), phases, links: {} };
+      medians.push(run);
+      for (const phase of phases) for (const { name } of DIRECTIONS) console.log(row(run, phase, name));
+    }
+  }
+}
+
 const result = {
   scenarios: Object.fromEntries(chosen.map((s) => [s.name, s.describe])),
   note: "Rate-capped scenarios also have 20 ms each way on both people's links; the server's link is clean. Measured after a warm-up, per direction, from the receiver's getStats and the synthetic camera's read-back.",
   warmupSeconds: warmupMs / 1000,
   runs,
+  ...(repeat > 1 ? { repeat, medians } : {}),
   loadAverage: { before: loadBefore, after: loadavg() },
   browser: 'chromium (Debian), headless, one per namespace',
   date: new Date().toISOString(),
