@@ -31,8 +31,7 @@ export const PROBE_INTERVAL_MS: readonly [number, number] = [1000, 8000];
 const NACK_ABORT_SHARE = 0.05;
 /** …or the subscriber's REMB falls by this much (its delay-based estimator saw a queue grow)… */
 const REMB_FALL = 0.97;
-/** …or, judged at its verdict, it brought more than twice the usual NACKs (and this many more)… */
-const NACK_SLACK = 0;
+/** …or, judged at its verdict, it brought more than twice the usual NACKs… */
 /** …or its loss reports show more than this much over the loss before it. */
 const LOSS_MARGIN = 0.03;
 /** A successful probe's rate is a base for the next one for this long (ms). */
@@ -97,7 +96,7 @@ export class BandwidthProbe {
   #failedUntil = -Infinity;
   #memory = FAILED_MEMORY_MS[0];
   /** A probe judged a success whose loss reports are still coming: until when, and what they showed. */
-  #late: { until: number; startedAt: number; target: number; lossSum: number; lossCount: number; nacked: number } | undefined;
+  #late: (Probe & { until: number }) | undefined;
   /** The rate the last successful probe got through, and when (a base the estimate is not: it creeps up unproven). */
   #proven = 0;
   #provenAt = -Infinity;
@@ -120,8 +119,7 @@ export class BandwidthProbe {
       // NACKs over the usual from its start to now (those of its last packets come after its end):
       // a drop-tail queue drops mostly the probe's own packets, which nobody NACKs, so a probe at
       // twice a 400 kbit/s link lost only 2 media packets, and "succeeded" (lab).
-      const usualNacks = this.#nackRate * ((now - p.startedAt) / 1000);
-      const lossy = probeLoss > this.#baselineLoss + LOSS_MARGIN || p.nacked > 2 * usualNacks + NACK_SLACK;
+      const lossy = probeLoss > this.#baselineLoss + LOSS_MARGIN || this.#nackedOverUsual(p, now);
       // Reports of the probe's own time go to it, not to the estimator: nothing to learn from `loss`.
       if (now < p.endsAt + (p.rembFell || lossy ? PROBE_GRACE_MS : PROBE_VERDICT_MS)) {
         return { paddingRate: now < p.endsAt ? p.padding : 0, confirmed: undefined };
@@ -179,10 +177,7 @@ export class BandwidthProbe {
       late.lossCount++;
       // A success its late reports contradict, or a failure they show cost media: remembered as
       // a costly failure (the estimator sees the media's own loss from the next reports on).
-      if (late.lossSum / late.lossCount > this.#baselineLoss + LOSS_MARGIN) {
-        this.#late = undefined;
-        this.#failed(now, late.target, true);
-      }
+      if (late.lossSum / late.lossCount > this.#baselineLoss + LOSS_MARGIN) this.#lateCostly(now);
       return true;
     }
     const p = this.#probe;
@@ -201,10 +196,7 @@ export class BandwidthProbe {
     const late = this.#late;
     if (!p && late && now < late.until) {
       late.nacked += count;
-      if (late.nacked > 2 * this.#nackRate * ((now - late.startedAt) / 1000) + NACK_SLACK) {
-        this.#late = undefined;
-        this.#failed(now, late.target, true);
-      }
+      if (this.#nackedOverUsual(late, now)) this.#lateCostly(now);
       return false;
     }
     if (!p) {
@@ -240,7 +232,19 @@ export class BandwidthProbe {
 
   /** The reports and NACKs still coming for a probe that ended: they may show it cost media. */
   #watchLate(p: Probe): void {
-    this.#late = { until: p.endsAt + PROBE_GRACE_MS, startedAt: p.startedAt, target: p.target, lossSum: p.lossSum, lossCount: p.lossCount, nacked: p.nacked };
+    this.#late = { ...p, until: p.endsAt + PROBE_GRACE_MS };
+  }
+
+  /** The late reports or NACKs of an ended probe show it cost media: remembered as a costly failure. */
+  #lateCostly(now: number): void {
+    const late = this.#late!;
+    this.#late = undefined;
+    this.#failed(now, late.target, true);
+  }
+
+  /** More than twice the NACKs usual outside probes, from the probe's start to now. */
+  #nackedOverUsual(p: Probe, now: number): boolean {
+    return p.nacked > 2 * this.#nackRate * ((now - p.startedAt) / 1000);
   }
 
   #succeeded(now: number, target: number): number {

@@ -18,12 +18,9 @@ export interface RoomPeer {
 }
 
 /**
- * Carries the SFU's word to a publisher: of its simulcast track `mid`, send only the lowest
- * `layers` layers, in the order of its offer (nobody's tile needs the others).
- */
-/**
- * Send simulcast layers `from` up to, not including, `layers` of m-line `mid`; `thinSmall`: send
- * the smallest layer at a lower bitrate (a subscriber cannot fit its tiles' smallest layers).
+ * Carries the SFU's word to a publisher: of its simulcast track `mid` (layers in the order of its
+ * offer), send layers `from` up to, not including, `layers` (nobody's tile needs the others);
+ * `thinSmall`: send the smallest at a lower bitrate (a subscriber cannot fit its tiles' smallest).
  */
 export type SendLayers = (mid: string, layers: number, from: number, thinSmall: boolean) => void;
 
