@@ -210,6 +210,27 @@ describe('media negotiation rules (client/media-connections.ts)', () => {
     media.close();
   });
 
+  it('once let in, a publishing offer the SFU never answers is made again on new connections', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const { signaling, media, publishers } = setup();
+    await media.connectPublisher();
+    t.mock.timers.tick(60_000);
+    assert.equal(signaling.of('restartMedia').length, 0, 'a waiting guest\'s offer may wait for its admission');
+    await media.publish();
+    t.mock.timers.tick(9_000);
+    assert.equal(signaling.of('restartMedia').length, 0);
+    t.mock.timers.tick(1_000);
+    await new Promise((resolve) => setImmediate(resolve)); // (setTimeout is mocked here)
+    assert.equal(signaling.of('restartMedia').length, 1, 'no answer in 10 s: rebuilt');
+    assert.equal(signaling.of('publish').length, 2, 'and published again');
+    signaling.emit({ type: 'mediaRestarted' });
+    signaling.emit({ type: 'publishAnswer', sdp: 'answer' });
+    t.mock.timers.tick(60_000);
+    assert.deepEqual(publishers[1]!.answers, ['answer']);
+    assert.equal(signaling.of('restartMedia').length, 1, 'answered: nothing more');
+    media.close();
+  });
+
   it('a bot\'s connections (rebuild: false) are never rebuilt', async () => {
     const { signaling, media, receivers } = setup(false);
     receivers[0]!.state = 'failed';

@@ -143,6 +143,25 @@ describe('signaling over a real server', () => {
     guest.signaling.close();
   });
 
+  it("handles what a page sends right behind its join after the join, not as from someone who is not in the call", async () => {
+    const host = await connectClient(server, link, hostCookie);
+    const errors: string[] = [];
+    host.signaling.on('error', (m) => errors.push(m.code));
+    const send = host.signaling.send.bind(host.signaling);
+    // In the same breath as the join, as a page publishes at once (the server still reads the link then).
+    host.signaling.send = ((m: Parameters<typeof send>[0]) => {
+      send(m);
+      if (m.type === 'join') send({ type: 'mediaState', audio: false, video: true });
+    }) as typeof send;
+    await host.call.join('Ana');
+    await until(host.call, () => host.call.phase.kind === 'in-call');
+    const pong = host.signaling.next('pong');
+    send({ type: 'ping', seq: 1 });
+    await pong;
+    assert.deepEqual(errors, []);
+    host.signaling.close();
+  });
+
   it('answers malformed, unknown and oversized frames with typed errors and keeps the connection', async () => {
     const ws = new WebSocket(server.wsUrl);
     await new Promise((r) => ws.once('open', r));

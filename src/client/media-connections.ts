@@ -66,6 +66,12 @@ const DISCONNECTED_GRACE_MS = 3000;
  * DTLS never completes would otherwise leave the call without pictures for good.
  */
 const CONNECTING_TIMEOUT_MS = 10_000;
+/**
+ * Once let in, the SFU's answer to our publishing offer comes within this long, or the media
+ * connections are rebuilt: an offer the server refused or lost would otherwise leave our video
+ * off for the whole call (a publish the server took before its join was refused, lab).
+ */
+const ANSWER_TIMEOUT_MS = 10_000;
 /** Rebuilding the media connections is given up after this many tries in a row without success. */
 const MAX_RESTARTS = 5;
 
@@ -95,6 +101,9 @@ export class MediaConnections<P extends PublishConnection, R extends ReceiveConn
   private closed = false;
   private disconnectTimer?: ReturnType<typeof setTimeout>;
   private readonly connectingTimers = new Map<P | R, ReturnType<typeof setTimeout>>();
+  private answerTimer?: ReturnType<typeof setTimeout>;
+  /** Publishing connections the SFU's answer reached. */
+  private readonly answered = new WeakSet<P>();
   private readonly rebuild: boolean;
   /** The media connections failed for good, or a negotiation step failed. */
   onFailure?: () => void;
@@ -111,6 +120,7 @@ export class MediaConnections<P extends PublishConnection, R extends ReceiveConn
     this.offs.push(
       signaling.on('publishAnswer', (m) => {
         const publisher = this.currentPublisher;
+        this.answered.add(publisher);
         publisher.setAnswer(m.sdp).then(
           () => this.expectConnected(publisher),
           () => this.fail(),
@@ -168,6 +178,7 @@ export class MediaConnections<P extends PublishConnection, R extends ReceiveConn
     this.isPublished = true;
     const publisher = this.currentPublisher;
     this.sendOffer(publisher, await publisher.offer());
+    this.expectAnswer(publisher);
     return publisher === this.currentPublisher ? publisher : undefined;
   }
 
@@ -214,6 +225,7 @@ export class MediaConnections<P extends PublishConnection, R extends ReceiveConn
   close(): void {
     this.closed = true;
     clearTimeout(this.disconnectTimer);
+    clearTimeout(this.answerTimer);
     for (const timer of this.connectingTimers.values()) clearTimeout(timer);
     this.connectingTimers.clear();
     for (const off of this.offs) off();
@@ -267,6 +279,15 @@ export class MediaConnections<P extends PublishConnection, R extends ReceiveConn
     if (!this.signaling.open) return;
     if (state === 'failed') void this.restart();
     if (state === 'disconnected') this.disconnectTimer = setTimeout(() => void this.restart(), DISCONNECTED_GRACE_MS);
+  }
+
+  /** Our offer went out (now or while we waited): unless its answer comes in time, the connections are rebuilt. */
+  private expectAnswer(publisher: P): void {
+    if (!this.rebuild || this.answered.has(publisher) || this.closed) return;
+    clearTimeout(this.answerTimer);
+    this.answerTimer = setTimeout(() => {
+      if (publisher === this.currentPublisher && !this.answered.has(publisher) && this.signaling.open && !this.closed) void this.restart();
+    }, ANSWER_TIMEOUT_MS);
   }
 
   /** Both sides have each other's description now: unless `connection` connects in time, it is rebuilt. */
