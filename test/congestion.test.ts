@@ -4,7 +4,7 @@ import { MAX_RESEND_AGE_MS, MissingPackets, NACK_RETRY_MS, RESEND_INTERVAL_MS, R
 import { TransportFeedbackRecorder } from '../src/server/media/transport-cc.js';
 import { BandwidthProbe, CHEAP_FAILURE_MEMORY_MS, FAILED_MEMORY_MS, PROBE_GRACE_MS, PROBE_INTERVAL_MS, PROBE_MS, PROBE_VERDICT_MS } from '../src/server/media/probing.js';
 import { FLOOR_HOLD_MS, LOSS_PLAYOUT_FLOOR_MS, PlayoutDelayFloor } from '../src/server/media/playout-delay.js';
-import { findHeaderExtension, writePlayoutDelay } from '../src/server/media/rtp.js';
+import { findHeaderExtension, writePlayoutDelay, type LossReport } from '../src/server/media/rtp.js';
 import { offerPlayoutDelay, parseAnswer, PLAYOUT_DELAY_EXTENSION, PLAYOUT_DELAY_EXTENSION_ID } from '../src/server/media/sdp.js';
 
 /** Reads a transport-cc feedback packet the way a browser does: [seq, arrival ms | undefined]. */
@@ -106,10 +106,15 @@ test('an upstream gap is NACKed again with backoff until the packet arrives', ()
   assert.equal(m.size, 0, 'then given up');
 });
 
+/** A receiver report of `packets` packets that lost `fraction` of them. */
+function lossOf(fraction: number, packets = 100): LossReport {
+  return { lost: Math.round(fraction * packets), expected: packets };
+}
+
 test('a subscriber seeing moderate video loss gets a playout-delay floor, kept a while; none on a clean or a congested link', () => {
   const f = new PlayoutDelayFloor();
   const second = (t: number, loss: number) => {
-    f.onLoss(Math.round(loss * 256));
+    f.onLoss(lossOf(loss));
     return f.update(t * 1000);
   };
   assert.equal(second(1, 0), 0, 'clean link');
@@ -122,7 +127,7 @@ test('a subscriber seeing moderate video loss gets a playout-delay floor, kept a
   assert.equal(floors.at(-1), 0);
   const g = new PlayoutDelayFloor();
   for (let t = 1; t <= 10; t++) {
-    g.onLoss(Math.round(0.4 * 256));
+    g.onLoss(lossOf(0.4));
     assert.equal(g.update(t * 1000), 0, 'a congested link (40 % lost) gets no floor');
   }
   assert.ok(FLOOR_HOLD_MS >= 2000);
@@ -130,7 +135,7 @@ test('a subscriber seeing moderate video loss gets a playout-delay floor, kept a
   // stepped down). The smoothed loss passes through the floor's range, but no floor.
   const h = new PlayoutDelayFloor();
   [0, 0, 0.23, 0.23, 0, 0, 0, 0, 0, 0, 0, 0].forEach((l, i) => {
-    h.onLoss(Math.round(l * 256));
+    h.onLoss(lossOf(l));
     assert.equal(h.update((i + 1) * 1000), 0, `second ${i + 1}: a burst is no floor`);
   });
 });
@@ -162,7 +167,7 @@ test('a probe raises the estimate when the link has room, and a failed one leave
   // Wants 850 kbit/s, gets 250: probes at twice that.
   let s = p.update(0, 250_000, 850_000, 250_000, 0);
   assert.equal(s.paddingRate, 250_000);
-  assert.equal(p.onLoss(0, 100), true, "its reports are the probe's");
+  assert.equal(p.onLoss(lossOf(0), 100), true, "its reports are the probe's");
   s = p.update(PROBE_MS, 250_000, 850_000, 250_000, 0);
   assert.equal(s.paddingRate, 0, 'stops sending at its end');
   // Nothing failed it soon after its end: confirmed, and the next step starts in the same tick,
@@ -175,7 +180,7 @@ test('a probe raises the estimate when the link has room, and a failed one leave
   assert.equal(p.onNack(2, 40, t + 100), false);
   assert.equal(p.onNack(8, 60, t + 200), true);
   assert.equal(p.probing, false);
-  assert.equal(p.onLoss(0.3, t + 400), false, "later reports are the estimator's again");
+  assert.equal(p.onLoss(lossOf(0.3), t + 400), false, "later reports are the estimator's again");
   s = p.update(t + 1000, 500_000, 850_000, 500_000, 0);
   assert.deepEqual(s, { paddingRate: 0, confirmed: undefined }, 'waits longer after a failure');
   // While it is remembered, a probe goes only under the failed rate, and only if that is enough
@@ -215,7 +220,7 @@ test('a probe raises the estimate when the link has room, and a failed one leave
   l.update(0, 250_000, 850_000, 250_000, 0);
   assert.equal(l.update(PROBE_MS + PROBE_VERDICT_MS, 250_000, 260_000, 250_000, 0).confirmed, 500_000);
   assert.equal(l.probing, true, 'its reports still count for it');
-  assert.equal(l.onLoss(0.2, PROBE_MS + PROBE_VERDICT_MS + 200), true);
+  assert.equal(l.onLoss(lossOf(0.2), PROBE_MS + PROBE_VERDICT_MS + 200), true);
   assert.equal(l.probing, false);
   assert.equal(l.update(PROBE_MS + PROBE_GRACE_MS + 2000, 500_000, 850_000, 500_000, 0, 600_000).paddingRate, 0, 'no probe at or above 500 kbit/s for a while');
 
@@ -235,6 +240,30 @@ test('a probe raises the estimate when the link has room, and a failed one leave
   assert.ok(u.update(6000, 250_000, 850_000, 250_000, 0).paddingRate > 0);
   u.onNack(3, 30, 6000 + PROBE_MS + 100);
   assert.equal(u.update(6000 + PROBE_MS + PROBE_VERDICT_MS, 250_000, 850_000, 250_000, 0).confirmed, 500_000);
+
+  // Under 3 % random loss on the small layer alone (15 packets a second, ~0.5 NACKs a second): a
+  // probe with one NACK and one lost packet in its reports was chance, not the probe's doing.
+  const w = new BandwidthProbe();
+  for (let t = 0; t < 8000; t += 1000) {
+    if (t % 2000 === 0) w.onNack(1, 0, t + 500);
+    w.update(t + 1000, 4_000_000, 850_000, 150_000, 0.03);
+  }
+  assert.ok(w.update(9000, 150_000, 850_000, 150_000, 0.03).paddingRate > 0);
+  w.onNack(1, 5, 9000 + PROBE_MS + 100);
+  assert.equal(w.onLoss(lossOf(1 / 15, 15), 9000 + PROBE_MS + 200), true);
+  assert.equal(w.update(9000 + PROBE_MS + PROBE_VERDICT_MS, 150_000, 850_000, 150_000, 0.03).confirmed, 300_000);
+  // A probe that cost the same link three lost packets, or three NACKs, failed.
+  for (const cost of ['lost', 'nacked'] as const) {
+    const x = new BandwidthProbe();
+    for (let t = 0; t < 8000; t += 1000) {
+      if (t % 2000 === 0) x.onNack(1, 0, t + 500);
+      x.update(t + 1000, 4_000_000, 850_000, 150_000, 0.03);
+    }
+    assert.ok(x.update(9000, 150_000, 850_000, 150_000, 0.03).paddingRate > 0);
+    if (cost === 'lost') x.onLoss(lossOf(4 / 15, 15), 9000 + PROBE_MS + 200);
+    else x.onNack(3, 5, 9000 + PROBE_MS + 100);
+    assert.equal(x.update(9000 + PROBE_MS + PROBE_VERDICT_MS, 150_000, 850_000, 150_000, 0.03).confirmed, undefined, `${cost}: failed`);
+  }
 
   // Nothing to probe for: the estimate covers what the tiles want.
   const q = new BandwidthProbe();

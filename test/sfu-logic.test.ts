@@ -7,9 +7,9 @@ import { newCounters } from '../src/server/media/counters.js';
 import { FakeTrack } from './support/fake-track.js';
 import { Consumer } from '../src/server/media/consumer.js';
 import { KeyFrameRequestLimiter } from '../src/server/media/keyframes.js';
-import { allocateLayers, BandwidthEstimator, nextUpgradeBitrate, SmallLayerSqueeze, SQUEEZE_HOLD_MS, SQUEEZE_LOSS, GROWTH_CAP, LAYER_PAUSE_DELAY_MS, LayerDemand, LOWER_LAYER_PAUSE_DELAY_MS, lowestNeeded, tileDemand, wantedLayer, type LayerState } from '../src/server/media/layers.js';
+import { allocateLayers, BandwidthEstimator, MIN_PACKETS_FOR_LOSS, nextUpgradeBitrate, SmallLayerSqueeze, SQUEEZE_HOLD_MS, SQUEEZE_LOSS, GROWTH_CAP, LAYER_PAUSE_DELAY_MS, LayerDemand, LOWER_LAYER_PAUSE_DELAY_MS, lowestNeeded, tileDemand, wantedLayer, type LayerState } from '../src/server/media/layers.js';
 import { Producer } from '../src/server/media/producer.js';
-import { buildPli, parseRtcpCompound, rtpSequenceNumber, rtpSsrc, rtpTimestamp } from '../src/server/media/rtp.js';
+import { buildPli, buildReceiverReport, forEachReportBlock, parseRtcpCompound, ReportedLoss, rtpSequenceNumber, rtpSsrc, rtpTimestamp, type ReportBlockLoss } from '../src/server/media/rtp.js';
 import { LoudestSpeakers } from '../src/server/media/speakers.js';
 import { LayerSwitch, type SourcePacket } from '../src/server/media/switcher.js';
 
@@ -143,11 +143,11 @@ describe('which layers a publisher is asked to send', () => {
 describe('bandwidth estimate', () => {
   it('loss cuts it, no loss grows it, REMB far below what is sent for 2 s cuts it', () => {
     const bwe = new BandwidthEstimator({ initial: 2e6, min: 100_000, max: 10e6 });
-    bwe.onLoss(64); // 25 %
+    bwe.onLoss({ lost: 25, expected: 100 });
     bwe.update(1000);
-    assert.equal(Math.round(bwe.estimate), Math.round(2e6 * (1 - 0.125)));
+    assert.equal(Math.round(bwe.estimate), Math.round(2e6 * (1 - 0.125)), '25 % lost');
     const afterLoss = bwe.estimate;
-    bwe.onLoss(0);
+    bwe.onLoss({ lost: 0, expected: 100 });
     bwe.update(2000, 1.6e6);
     assert.ok(bwe.estimate > afterLoss * 1.07, 'grows without loss');
     const beforeRemb = bwe.estimate;
@@ -175,13 +175,45 @@ describe('bandwidth estimate', () => {
     bwe.onRemb(2.4e6, 2.1e6, 0);
     bwe.onRemb(0.98e6, 2.1e6, 100); // falling, but nothing lost yet: could be a starved receiver
     assert.equal(bwe.estimate, 4e6);
-    bwe.onLoss(60, 300); // 23 % lost
+    bwe.onLoss({ lost: 23, expected: 100 }, 300);
     bwe.onRemb(0.77e6, 2.1e6, 400);
     assert.equal(bwe.estimate, 0.77e6);
     bwe.onRemb(0.8e6, 2.1e6, 500); // not falling: no change
     assert.equal(bwe.estimate, 0.77e6);
     bwe.onRemb(0.28e6, 2.1e6, 3000); // loss 2.7 s ago: the slower rule's business
     assert.equal(bwe.estimate, 0.77e6);
+  });
+
+  it('loss is counted in packets: a small layer losing one of its 15 packets is no 7 % cut, and fewer than 20 packets wait for more', () => {
+    // Receiver reports as Chromium sends them, read back by the parser the consumer uses.
+    const blocks: ReportBlockLoss[] = [];
+    const report = (cumulativeLost: number, extendedHighestSeq: number) => {
+      const rr = buildReceiverReport(1, [{ ssrc: 7, fractionLost: 0, cumulativeLost, extendedHighestSeq, jitter: 0, lastSr: 0, delaySinceLastSr: 0 }]);
+      for (const p of parseRtcpCompound(rr)) forEachReportBlock(rr, p, (b) => blocks.push(b));
+      return blocks.at(-1)!;
+    };
+    const stream = new ReportedLoss();
+    assert.equal(stream.next(report(0, 65_530)), undefined, 'the first report only sets where counting starts');
+    assert.deepEqual(stream.next(report(1, 65_545)), { lost: 1, expected: 15 });
+    assert.equal(stream.next(report(1, 65_545)), undefined, 'the same report again says nothing');
+    assert.deepEqual(stream.next(report(-1, 65_560)), { lost: 0, expected: 15 }, 'duplicates make cumulative loss fall (signed 24 bits): no loss');
+    assert.deepEqual(stream.next(report(3, 65_536 + 40)), { lost: 4, expected: 16 }, 'across a sequence-number wrap');
+
+    // 3 % random loss on a 640×480 layer (~90 packets a second) and a 320×240 one (~15): one second
+    // the small one loses 2 (13 %), the big one 3: 5 of 105 is under 10 %, so nothing is cut.
+    const bwe = new BandwidthEstimator({ initial: 1.2e6, min: 100_000, max: 10e6 });
+    bwe.onLoss({ lost: 2, expected: 15 });
+    bwe.onLoss({ lost: 3, expected: 90 });
+    bwe.update(1000, 1e6);
+    assert.equal(bwe.estimate, 1.2e6);
+    assert.ok(Math.abs(bwe.lastLoss - 5 / 105) < 1e-9);
+    // Only the small layer, one report of 15 packets losing 3 (20 %): too few to judge yet.
+    bwe.onLoss({ lost: 3, expected: 15 });
+    bwe.update(2000, 150_000);
+    assert.equal(bwe.estimate, 1.2e6, `under ${MIN_PACKETS_FOR_LOSS} packets: waits`);
+    bwe.onLoss({ lost: 0, expected: 15 });
+    bwe.update(3000, 150_000);
+    assert.equal(bwe.estimate, 1.2e6, '3 of 30 (10 %): held');
   });
 });
 

@@ -7,6 +7,8 @@ import type { Producer, Vp8Offsets } from './producer.js';
 import {
   buildSenderReport,
   forEachReportBlock,
+  ReportedLoss,
+  type LossReport,
   isRtcp,
   newVp8Info,
   parseRtcpCompound,
@@ -27,8 +29,8 @@ export interface ConsumerEvents {
 /** What a consumer tells its subscriber transport about the subscriber's feedback. */
 export interface ConsumerFeedback {
   onRemb(bitrate: number): void;
-  /** One receiver-report block about this consumer's stream. */
-  onLoss(fractionLost: number, kind: MediaKind): void;
+  /** What a receiver report says of this consumer's stream since its previous one (packets lost of those expected). */
+  onLoss(report: LossReport, kind: MediaKind): void;
   /** The consumer became able to send: choose its layer now rather than at the next tick. */
   onReady(consumer: Consumer): void;
   /** The subscriber NACKed `count` packets of this consumer's stream. */
@@ -84,6 +86,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
   #retransmission: SourcePacket = { seq: 0, timestamp: 0, keyFrameStart: false, pictureId: -1, pictureIdBits: 0, tl0: -1 };
   #retransmissionVp8 = newVp8Info();
   #resends = new ResendHistory();
+  #reportedLoss = new ReportedLoss();
   #packets = 0;
   #octets = 0;
   #closed = false;
@@ -313,8 +316,10 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
       // feedback aimed at this consumer's SSRC so nothing is handled twice.
       for (const p of parseRtcpCompound(buf)) {
         if (p.type === 200 || p.type === 201) {
-          forEachReportBlock(buf, p, (ssrc, fractionLost) => {
-            if (ssrc === this.ssrc) this.#feedback?.onLoss(fractionLost, this.kind);
+          forEachReportBlock(buf, p, (block) => {
+            if (block.ssrc !== this.ssrc) return;
+            const report = this.#reportedLoss.next(block);
+            if (report) this.#feedback?.onLoss(report, this.kind);
           });
           continue;
         }

@@ -1,6 +1,8 @@
 // Simulcast layer choice and per-subscriber bandwidth estimation: pure logic, no I/O, no clock of
 // its own (callers pass `now`), so it is unit-tested without a network (test/sfu-logic.test.ts).
 
+import type { LossReport } from './rtp.js';
+
 /** One simulcast layer of a video producer, as the selector sees it. Index 0 is the smallest. */
 export interface LayerState {
   /** Coded size from the layer's last key frame; 0 while unknown. */
@@ -189,8 +191,9 @@ export const DEFAULT_BANDWIDTH: BandwidthEstimatorOptions = { initial: 4_000_000
 export class BandwidthEstimator {
   #opts: BandwidthEstimatorOptions;
   #estimate: number;
-  #lossSum = 0;
-  #lossCount = 0;
+  /** Packets lost and expected in the reports not yet folded in. */
+  #lost = 0;
+  #expected = 0;
   #lastUpdate: number | undefined;
   #congestedSince: number | undefined;
   #lastRemb = 0;
@@ -231,11 +234,11 @@ export class BandwidthEstimator {
     this.#estimate = clamp(Math.min(this.#estimate, decreased), this.#opts.min, this.#opts.max);
   }
 
-  /** One receiver-report block: fraction lost in 1/256 since the previous report of that SSRC. */
-  onLoss(fractionLost: number, now = 0): void {
-    this.#lossSum += fractionLost / 256;
-    this.#lossCount++;
-    if (fractionLost / 256 > LOSS_EVIDENCE) this.#lossyAt = now;
+  /** What one receiver report says of one stream since its previous report. */
+  onLoss(report: LossReport, now = 0): void {
+    this.#lost += report.lost;
+    this.#expected += report.expected;
+    if (report.lost >= 2 && report.lost > LOSS_EVIDENCE * report.expected) this.#lossyAt = now;
   }
 
   /**
@@ -245,12 +248,14 @@ export class BandwidthEstimator {
    * down to a 400 kbit/s link, all the while overfilling it).
    */
   update(now: number, sendingRate = 0): void {
+    // Too few packets reported to say how many are lost: they count with the next ones (GCC's rule).
+    if (this.#expected > 0 && this.#expected < MIN_PACKETS_FOR_LOSS) return;
     const elapsed = this.#lastUpdate === undefined ? 1000 : now - this.#lastUpdate;
     this.#lastUpdate = now;
-    const loss = this.#lossCount === 0 ? 0 : this.#lossSum / this.#lossCount;
+    const loss = this.#expected === 0 ? 0 : this.#lost / this.#expected;
     this.#lastLoss = loss;
-    this.#lossSum = 0;
-    this.#lossCount = 0;
+    this.#lost = 0;
+    this.#expected = 0;
     if (loss > 0.1) {
       this.#estimate *= 1 - 0.5 * loss;
       if (sendingRate > 0) this.#estimate = Math.min(this.#estimate, sendingRate * (1 - loss));
@@ -283,7 +288,9 @@ export class BandwidthEstimator {
 
 /** Growth without loss stops at this multiple of what is sent (GCC: 1.5× what is acknowledged). */
 export const GROWTH_CAP = 1.5;
-/** A receiver report above this loss… */
+/** Loss is judged over at least this many packets (libwebrtc's loss-based estimate waits for 20). */
+export const MIN_PACKETS_FOR_LOSS = 20;
+/** A receiver report above this loss (and of at least two packets)… */
 const LOSS_EVIDENCE = 0.05;
 /** …within this long makes a falling REMB below NARROWED_REMB_RATIO of what we send the new estimate. */
 const LOSS_EVIDENCE_MS = 2000;

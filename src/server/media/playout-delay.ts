@@ -9,6 +9,8 @@
 // it a minimum. Only while the subscriber sees moderate loss: on a clean link the floor would be
 // delay for nothing, and under heavy loss the link is congested and delay would only grow.
 
+import type { LossReport } from './rtp.js';
+
 /** The minimum playout delay while the subscriber sees moderate video loss (ms). */
 export const LOSS_PLAYOUT_FLOOR_MS = 200;
 /** The maximum we always state: Chromium's own default (ms). */
@@ -32,29 +34,29 @@ const SMOOTHING = 0.3;
 
 /** One subscriber's playout-delay floor, from the loss its video receiver reports show. */
 export class PlayoutDelayFloor {
-  #lossSum = 0;
-  #lossCount = 0;
+  #lost = 0;
+  #expected = 0;
   #smoothed: number | undefined;
   #onSince: number | undefined;
   /** Whether each of the last MODERATE_WINDOW updates saw moderate loss (newest last). */
   #moderate: boolean[] = [];
 
-  /** One receiver-report block of a video stream: fraction lost in 1/256. */
-  onLoss(fractionLost: number): void {
-    this.#lossSum += fractionLost / 256;
-    this.#lossCount++;
+  /** What one receiver report of a video stream says. */
+  onLoss(report: LossReport): void {
+    this.#lost += report.lost;
+    this.#expected += report.expected;
   }
 
   /** Folds in the reports since the last update (call about once a second); returns minMs. */
   update(now: number): number {
     let moderate = false;
-    if (this.#lossCount > 0) {
-      const loss = this.#lossSum / this.#lossCount;
+    if (this.#expected > 0) {
+      const loss = this.#lost / this.#expected;
       this.#smoothed = this.#smoothed === undefined ? loss : this.#smoothed * (1 - SMOOTHING) + loss * SMOOTHING;
       moderate = loss > 0 && loss <= FLOOR_OFF_LOSS[1];
     }
-    this.#lossSum = 0;
-    this.#lossCount = 0;
+    this.#lost = 0;
+    this.#expected = 0;
     this.#moderate.push(moderate);
     if (this.#moderate.length > MODERATE_WINDOW) this.#moderate.shift();
     const moderateCount = this.#moderate.filter(Boolean).length;

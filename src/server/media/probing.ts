@@ -11,6 +11,8 @@
 // A successful probe's rate is the base of the next, at once; a failed one leaves the estimate
 // where it was (its loss is the probe's doing), and its rate is remembered for a while.
 
+import type { LossReport } from './rtp.js';
+
 /** How long one probe sends (ms): short enough that a 200 ms queue absorbs one that overshoots, and the REMB sees the queue grow. */
 export const PROBE_MS = 300;
 /** Loss reports up to this long after a probe still count for it (they arrive every ~1 s: at 700 ms, some came after and turned on the playout-delay floor). */
@@ -31,9 +33,14 @@ export const PROBE_INTERVAL_MS: readonly [number, number] = [1000, 8000];
 const NACK_ABORT_SHARE = 0.05;
 /** …or the subscriber's REMB falls by this much (its delay-based estimator saw a queue grow)… */
 const REMB_FALL = 0.97;
-/** …or, judged at its verdict, it brought more than twice the usual NACKs… */
-/** …or its loss reports show more than this much over the loss before it. */
+/**
+ * …or, judged at its verdict, it brought more than twice the usual NACKs (and more than chance
+ * would: under 3 % random loss a probe's second sees ~0.4 NACKs of a 320×240 layer, and any one
+ * of them failed it; lab, lossy)…
+ */
+/** …or its loss reports show more than this much over the loss before it (and at least MIN_EXCESS_LOST packets). */
 const LOSS_MARGIN = 0.03;
+const MIN_EXCESS_LOST = 2;
 /** A successful probe's rate is a base for the next one for this long (ms). */
 const PROVEN_MS = 10_000;
 /**
@@ -55,8 +62,6 @@ const FAILED_MARGIN = 0.85;
 /** No probe while the subscriber loses more than this, nor for SETTLE_MS after (ms). */
 const MAX_LOSS_TO_PROBE = 0.05;
 const SETTLE_MS = 3000;
-/** Seconds with more loss than this do not count towards the usual NACKs. */
-const NACK_BASELINE_LOSS = 0.02;
 
 export interface ProbeState {
   /** Extra rate to send now (bit/s); 0: not probing. */
@@ -73,8 +78,9 @@ interface Probe {
   padding: number;
   media: number;
   nacked: number;
-  lossSum: number;
-  lossCount: number;
+  /** Packets its loss reports say were lost, of those expected. */
+  lost: number;
+  expected: number;
   rembFell: boolean;
 }
 
@@ -115,11 +121,10 @@ export class BandwidthProbe {
     const p = this.#probe;
     let confirmed: number | undefined;
     if (p) {
-      const probeLoss = p.lossCount > 0 ? p.lossSum / p.lossCount : 0;
       // NACKs over the usual from its start to now (those of its last packets come after its end):
       // a drop-tail queue drops mostly the probe's own packets, which nobody NACKs, so a probe at
       // twice a 400 kbit/s link lost only 2 media packets, and "succeeded" (lab).
-      const lossy = probeLoss > this.#baselineLoss + LOSS_MARGIN || this.#nackedOverUsual(p, now);
+      const lossy = this.#lostOverUsual(p) || this.#nackedOverUsual(p, now);
       // Reports of the probe's own time go to it, not to the estimator: nothing to learn from `loss`.
       if (now < p.endsAt + (p.rembFell || lossy ? PROBE_GRACE_MS : PROBE_VERDICT_MS)) {
         return { paddingRate: now < p.endsAt ? p.padding : 0, confirmed: undefined };
@@ -141,11 +146,11 @@ export class BandwidthProbe {
   #start(now: number, estimate: number, needed: number, sendingRate: number, loss: number, nextStep: number): number {
     if (!this.#late) this.#baselineLoss = this.#baselineLoss * 0.7 + loss * 0.3;
     const since = Math.max(1, now - this.#nacksSince);
+    if (loss > MAX_LOSS_TO_PROBE) this.#congestedAt = now;
     // The usual NACKs are those of a link that is not congested: right after a congestion loss
     // they were high, and a probe at 2.6× a 400 kbit/s link "succeeded" on them (lab, three people).
-    if (loss <= NACK_BASELINE_LOSS) this.#nackRate = this.#nackRate * 0.7 + ((this.#nacksOutside * 1000) / since) * 0.3;
+    if (now - this.#congestedAt >= SETTLE_MS) this.#nackRate = this.#nackRate * 0.7 + ((this.#nacksOutside * 1000) / since) * 0.3;
     this.#nacksOutside = 0;
-    if (loss > MAX_LOSS_TO_PROBE) this.#congestedAt = now;
     this.#nacksSince = now;
     // From what is proven to get through: what is sent now, or a probe that succeeded lately.
     const base = Math.max(sendingRate, now - this.#provenAt <= PROVEN_MS ? this.#proven : 0);
@@ -156,34 +161,34 @@ export class BandwidthProbe {
     const target = Math.min(needed * 1.1, base * PROBE_RATIO, ceiling);
     const padding = target - sendingRate;
     if (padding <= 0) return 0;
-    this.#probe = { startedAt: now, endsAt: now + PROBE_MS, target, padding, media: 0, nacked: 0, lossSum: 0, lossCount: 0, rembFell: false };
+    this.#probe = { startedAt: now, endsAt: now + PROBE_MS, target, padding, media: 0, nacked: 0, lost: 0, expected: 0, rembFell: false };
     if (this.#late) {
       // The last probe's reports still coming count for this one too.
-      this.#probe.lossSum = this.#late.lossSum;
-      this.#probe.lossCount = this.#late.lossCount;
+      this.#probe.lost = this.#late.lost;
+      this.#probe.expected = this.#late.expected;
       this.#late = undefined;
     }
     return padding;
   }
 
   /**
-   * A video loss report (fraction 0–1). While a probe is under way (or its reports are still
-   * coming), it is the probe's: returns true, and the estimator should not count it.
+   * A video stream's loss report. While a probe is under way (or its reports are still coming),
+   * it is the probe's: returns true, and the estimator should not count it.
    */
-  onLoss(fraction: number, now = 0): boolean {
+  onLoss(report: LossReport, now = 0): boolean {
     const late = this.#late;
     if (late && now < late.until) {
-      late.lossSum += fraction;
-      late.lossCount++;
+      late.lost += report.lost;
+      late.expected += report.expected;
       // A success its late reports contradict, or a failure they show cost media: remembered as
       // a costly failure (the estimator sees the media's own loss from the next reports on).
-      if (late.lossSum / late.lossCount > this.#baselineLoss + LOSS_MARGIN) this.#lateCostly(now);
+      if (this.#lostOverUsual(late)) this.#lateCostly(now);
       return true;
     }
     const p = this.#probe;
     if (!p) return false;
-    p.lossSum += fraction;
-    p.lossCount++;
+    p.lost += report.lost;
+    p.expected += report.expected;
     return true;
   }
 
@@ -242,9 +247,16 @@ export class BandwidthProbe {
     this.#failed(now, late.target, true);
   }
 
-  /** More than twice the NACKs usual outside probes, from the probe's start to now. */
+  /** More than twice the NACKs usual outside probes from the probe's start to now, and more than chance would bring. */
   #nackedOverUsual(p: Probe, now: number): boolean {
-    return p.nacked > 2 * this.#nackRate * ((now - p.startedAt) / 1000);
+    const usual = this.#nackRate * ((now - p.startedAt) / 1000);
+    return p.nacked > Math.max(2 * usual, usual + 2 * Math.sqrt(usual));
+  }
+
+  /** The probe's loss reports count more lost packets than the loss before it explains. */
+  #lostOverUsual(p: Probe): boolean {
+    const excess = p.lost - this.#baselineLoss * p.expected;
+    return excess > Math.max(LOSS_MARGIN * p.expected, MIN_EXCESS_LOST);
   }
 
   #succeeded(now: number, target: number): number {

@@ -334,8 +334,49 @@ export interface ReportBlock {
   delaySinceLastSr: number;
 }
 
-/** Report blocks of an SR or RR: (ssrc, fraction lost 0-255) pairs, passed to `onBlock`. */
-export function forEachReportBlock(buf: Buffer, p: RtcpPacket, onBlock: (ssrc: number, fractionLost: number) => void): void {
+/** One report block of a sender or receiver report: loss as the receiver counts it. */
+export interface ReportBlockLoss {
+  ssrc: number;
+  /** Fraction lost since the previous report of that SSRC, in 1/256. */
+  fractionLost: number;
+  /** Packets lost since the stream began (signed: duplicates can make it negative). */
+  cumulativeLost: number;
+  /** Extended highest sequence number received (cycles in the upper 16 bits). */
+  highestSeq: number;
+}
+
+/**
+ * Packets a receiver lost of those it expected since its previous report of a stream. A report's
+ * "fraction lost" byte is that ratio without its size: of the 15 packets a second a 320×240 layer
+ * sends, one lost reads as 7 % and two as 13 %, so under 3 % random loss single reports of the
+ * small layer read 10-20 % and cut the estimate to what was sent (lab, lossy: the call never left
+ * 320×240). Summed over streams and seconds, lost / expected weighs each packet once.
+ */
+export interface LossReport {
+  lost: number;
+  expected: number;
+}
+
+/** Turns one stream's successive report blocks into LossReports (the first only sets the start). */
+export class ReportedLoss {
+  #highest: number | undefined;
+  #lost = 0;
+
+  next(block: ReportBlockLoss): LossReport | undefined {
+    const previous = this.#highest;
+    // A repeated or reordered report says nothing new.
+    if (previous !== undefined && block.highestSeq <= previous) return undefined;
+    const lostBefore = this.#lost;
+    this.#highest = block.highestSeq;
+    this.#lost = block.cumulativeLost;
+    if (previous === undefined) return undefined;
+    const expected = block.highestSeq - previous;
+    return { lost: Math.min(expected, Math.max(0, block.cumulativeLost - lostBefore)), expected };
+  }
+}
+
+/** The report blocks of an SR or RR, each passed to `onBlock`. */
+export function forEachReportBlock(buf: Buffer, p: RtcpPacket, onBlock: (block: ReportBlockLoss) => void): void {
   let first: number;
   if (p.type === RTCP_SR) first = p.offset + 28;
   else if (p.type === RTCP_RR) first = p.offset + 8;
@@ -343,7 +384,8 @@ export function forEachReportBlock(buf: Buffer, p: RtcpPacket, onBlock: (ssrc: n
   for (let i = 0; i < p.count; i++) {
     const o = first + 24 * i;
     if (o + 24 > p.offset + p.length) return;
-    onBlock(buf.readUInt32BE(o), buf[o + 4]!);
+    const lost = buf.readUIntBE(o + 5, 3);
+    onBlock({ ssrc: buf.readUInt32BE(o), fractionLost: buf[o + 4]!, cumulativeLost: lost & 0x800000 ? lost - 0x1000000 : lost, highestSeq: buf.readUInt32BE(o + 8) });
   }
 }
 

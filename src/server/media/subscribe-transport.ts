@@ -117,12 +117,12 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
       if (this.#bandwidth.estimate < estimate * 0.8) this.allocate();
       if (this.#probe.onRemb(bitrate, now)) this.#stopProbing();
     },
-    onLoss: (fraction, kind) => {
+    onLoss: (report, kind) => {
       // During a probe, and until its reports are in, loss is the probe's: not the estimator's.
       const now = performance.now();
-      if (kind === 'video' ? this.#probe.onLoss(fraction / 256, now) : this.#probe.probing) return;
-      this.#bandwidth.onLoss(fraction, now);
-      if (kind === 'video') this.#playoutFloor.onLoss(fraction);
+      if (kind === 'video' ? this.#probe.onLoss(report, now) : this.#probe.probing) return;
+      this.#bandwidth.onLoss(report, now);
+      if (kind === 'video') this.#playoutFloor.onLoss(report);
     },
     onNack: (count, nowMs) => {
       if (this.#probe.onNack(count, this.#packetsSent() - this.#packetsAtProbe, nowMs)) {
