@@ -334,16 +334,8 @@ export interface ReportBlock {
   delaySinceLastSr: number;
 }
 
-/** One report block of a sender or receiver report: loss as the receiver counts it. */
-export interface ReportBlockLoss {
-  ssrc: number;
-  /** Fraction lost since the previous report of that SSRC, in 1/256. */
-  fractionLost: number;
-  /** Packets lost since the stream began (signed: duplicates can make it negative). */
-  cumulativeLost: number;
-  /** Extended highest sequence number received (cycles in the upper 16 bits). */
-  highestSeq: number;
-}
+/** What a report block says of loss: packets lost since the stream began (signed: duplicates can make it negative), and the extended highest sequence number received. */
+export type ReportBlockLoss = Pick<ReportBlock, 'ssrc' | 'cumulativeLost' | 'extendedHighestSeq'>;
 
 /**
  * Packets a receiver lost of those it expected since its previous report of a stream. A report's
@@ -365,12 +357,12 @@ export class ReportedLoss {
   next(block: ReportBlockLoss): LossReport | undefined {
     const previous = this.#highest;
     // A repeated or reordered report says nothing new.
-    if (previous !== undefined && block.highestSeq <= previous) return undefined;
+    if (previous !== undefined && block.extendedHighestSeq <= previous) return undefined;
     const lostBefore = this.#lost;
-    this.#highest = block.highestSeq;
+    this.#highest = block.extendedHighestSeq;
     this.#lost = block.cumulativeLost;
     if (previous === undefined) return undefined;
-    const expected = block.highestSeq - previous;
+    const expected = block.extendedHighestSeq - previous;
     return { lost: Math.min(expected, Math.max(0, block.cumulativeLost - lostBefore)), expected };
   }
 }
@@ -385,7 +377,7 @@ export function forEachReportBlock(buf: Buffer, p: RtcpPacket, onBlock: (block: 
     const o = first + 24 * i;
     if (o + 24 > p.offset + p.length) return;
     const lost = buf.readUIntBE(o + 5, 3);
-    onBlock({ ssrc: buf.readUInt32BE(o), fractionLost: buf[o + 4]!, cumulativeLost: lost & 0x800000 ? lost - 0x1000000 : lost, highestSeq: buf.readUInt32BE(o + 8) });
+    onBlock({ ssrc: buf.readUInt32BE(o), cumulativeLost: lost & 0x800000 ? lost - 0x1000000 : lost, extendedHighestSeq: buf.readUInt32BE(o + 8) });
   }
 }
 
