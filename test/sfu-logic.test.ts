@@ -144,8 +144,15 @@ describe('bandwidth estimate', () => {
   it('loss cuts it, no loss grows it, REMB far below what is sent for 2 s cuts it', () => {
     const bwe = new BandwidthEstimator({ initial: 2e6, min: 100_000, max: 10e6 });
     bwe.onLoss({ lost: 25, expected: 100 });
+    bwe.update(500);
+    assert.equal(bwe.estimate, 2e6, 'one second of 25 % lost is not yet congestion');
+    bwe.onLoss({ lost: 25, expected: 100 });
     bwe.update(1000);
-    assert.equal(Math.round(bwe.estimate), Math.round(2e6 * (1 - 0.125)), '25 % lost');
+    assert.equal(Math.round(bwe.estimate), Math.round(2e6 * (1 - 0.125)), 'two are');
+    const narrowed = new BandwidthEstimator({ initial: 2e6, min: 100_000, max: 10e6 });
+    narrowed.onLoss({ lost: 60, expected: 100 });
+    narrowed.update(1000, 1.5e6);
+    assert.equal(narrowed.estimate, 1.5e6 * 0.4, 'far over (a link that just narrowed): at once, down to what got through');
     const afterLoss = bwe.estimate;
     bwe.onLoss({ lost: 0, expected: 100 });
     bwe.update(2000, 1.6e6);
