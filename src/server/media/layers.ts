@@ -170,8 +170,9 @@ export const DEFAULT_BANDWIDTH: BandwidthEstimatorOptions = { initial: 4_000_000
  * How much a subscriber can take, from what its browser reports (Chromium, given goog-remb and
  * no transport-cc, runs its receive-side estimator and sends REMB; every browser sends receiver
  * reports):
- * - loss in receiver reports, GCC's loss-based rule: > 10 % loss cuts the rate by half the
- *   loss; < 2 % raises it by 8 % per second; in between it holds;
+ * - loss in receiver reports, counted in packets (over 20 or more), GCC's loss-based rule:
+ *   > 10 % loss two updates in a row (or > 25 % in one) cuts the rate by half the loss; < 2 %
+ *   raises it by 8 % per second; in between it holds;
  * - REMB as a congestion signal only: a receive-side estimate stays ~1.05-1.5x above what it
  *   receives, so it can never say "more" (the SFU would have to probe), but REMBs well below
  *   what we send (< 70 %) for CONGESTION_MS mean the path is full: the estimate drops to 85 % of
@@ -200,8 +201,8 @@ export class BandwidthEstimator {
   #lastLoss = 0;
   /** When a receiver report last showed more than LOSS_EVIDENCE (ms). */
   #lossyAt = -Infinity;
-  /** Updates in a row with over HEAVY_LOSS. */
-  #lossySeconds = 0;
+  /** The last update saw over HEAVY_LOSS. */
+  #heavyLossBefore = false;
   /** What a probe proved the path carries (bit/s): growth may reach it. Forgotten on heavy loss. */
   #proven = 0;
 
@@ -258,13 +259,13 @@ export class BandwidthEstimator {
     this.#lastLoss = loss;
     this.#lost = 0;
     this.#expected = 0;
-    const lossyBefore = this.#lossySeconds;
-    this.#lossySeconds = loss > HEAVY_LOSS ? lossyBefore + 1 : 0;
+    const heavyBefore = this.#heavyLossBefore;
+    this.#heavyLossBefore = loss > HEAVY_LOSS;
     // Over 10 % for one second is not yet congestion unless far over: Chromium reports with each
     // NACK, so a packet on its way back counts as lost in that report, and in a lossy call's first
     // seconds (a key frame's burst) that read 17-18 % of 20-60 packets, cut the estimate to what
     // the small layer sent and kept the call at 320×240 for over 10 s (lab, 3 % random loss).
-    if (loss > CONGESTION_LOSS || (loss > HEAVY_LOSS && lossyBefore > 0)) {
+    if (loss > CONGESTION_LOSS || (loss > HEAVY_LOSS && heavyBefore)) {
       this.#estimate *= 1 - 0.5 * loss;
       if (sendingRate > 0) this.#estimate = Math.min(this.#estimate, sendingRate * (1 - loss));
       this.#proven = 0;
