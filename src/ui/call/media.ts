@@ -82,9 +82,12 @@ const SMALL_LAYER_MAX_BITRATE = 125_000;
 /**
  * The smallest layer while the SFU says some viewer cannot fit it (`sendLayers`' `thinSmall`): a
  * guest on a 400 kbit/s downlink with two others then got both at 21-23 fps instead of 5-18
- * (lab). Not always: at this rate Chromium's encoder skips frames (~23 fps).
+ * (lab). It is also sent at half the size (THIN_SMALL_LAYER_SCALE): at this rate Chromium's
+ * encoder skipped frames at 320×240 (~23 fps), and smaller key frames fit a short queue.
  */
 const THIN_SMALL_LAYER_MAX_BITRATE = 90_000;
+/** How much smaller the thin smallest layer is than its usual size (each side). */
+const THIN_SMALL_LAYER_SCALE = 2;
 /** 640×360 (or so), the middle of three layers. */
 const MIDDLE_LAYER_MAX_BITRATE = 500_000;
 
@@ -239,6 +242,8 @@ export class CallConnection {
   /** How many layers the SFU last asked of each sender, applied one change at a time. */
   private readonly layerRequests = new Map<RTCRtpSender, { layers: number; from: number; thinSmall: boolean }>();
   private layerQueue = Promise.resolve();
+  /** Each sender's smallest layer's usual scale (simulcastEncodings), before any thinning. */
+  private readonly smallLayerScale = new WeakMap<RTCRtpSender, number>();
   private closed = false;
   onStreams?: (streams: ReadonlyMap<string, MediaStream>) => void;
   /** The media connection failed for good (the page says so in the person's language). */
@@ -291,12 +296,18 @@ export class CallConnection {
             changed = true;
           }
         }
-        // The smallest of several layers: thinner while some viewer cannot fit it (SmallLayerSqueeze).
+        // The smallest of several layers: thinner and smaller while some viewer cannot fit it (SmallLayerSqueeze).
         const smallest = params.encodings.length > 1 ? params.encodings[0] : undefined;
-        const cap = wanted.thinSmall ? THIN_SMALL_LAYER_MAX_BITRATE : SMALL_LAYER_MAX_BITRATE;
-        if (smallest && smallest.maxBitrate !== cap) {
-          smallest.maxBitrate = cap;
-          changed = true;
+        if (smallest) {
+          const usualScale = this.smallLayerScale.get(sender) ?? smallest.scaleResolutionDownBy ?? 1;
+          this.smallLayerScale.set(sender, usualScale);
+          const cap = wanted.thinSmall ? THIN_SMALL_LAYER_MAX_BITRATE : SMALL_LAYER_MAX_BITRATE;
+          const scale = wanted.thinSmall ? usualScale * THIN_SMALL_LAYER_SCALE : usualScale;
+          if (smallest.maxBitrate !== cap || smallest.scaleResolutionDownBy !== scale) {
+            smallest.maxBitrate = cap;
+            smallest.scaleResolutionDownBy = scale;
+            changed = true;
+          }
         }
         if (changed) await sender.setParameters(params);
       })
