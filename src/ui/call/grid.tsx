@@ -105,17 +105,34 @@ export class MemoCallGrid extends Component<GridProps> {
 }
 
 function sameTiles(a: readonly TileModel[], b: readonly TileModel[]): boolean {
-  if (a.length !== b.length) return false;
-  return a.every((t, i) => {
-    const u = b[i]!;
-    return (
-      t.id === u.id && t.name === u.name && t.self === u.self && t.audio === u.audio && t.video === u.video &&
-      t.reconnecting === u.reconnecting && t.stream === u.stream && t.screen === u.screen && t.speaking === u.speaking &&
-      t.quality === u.quality && t.hand === u.hand && t.reaction === u.reaction && t.coHost === u.coHost && t.paused === u.paused && !t.onCoHost === !u.onCoHost && !t.onMute === !u.onMute &&
-      // A new closure each time, doing the same (removing this tile's participant): only whether there is one counts.
-      !t.onRemove === !u.onRemove
-    );
-  });
+  return a.length === b.length && a.every((t, i) => sameTile(t, b[i]!));
+}
+
+function sameTile(t: TileModel, u: TileModel): boolean {
+  return (
+    t.id === u.id && t.name === u.name && t.self === u.self && t.audio === u.audio && t.video === u.video &&
+    t.reconnecting === u.reconnecting && t.stream === u.stream && t.screen === u.screen && t.speaking === u.speaking &&
+    t.quality === u.quality && t.hand === u.hand && t.reaction === u.reaction && t.coHost === u.coHost && t.paused === u.paused && !t.onCoHost === !u.onCoHost && !t.onMute === !u.onMute &&
+    // A new closure each time, doing the same (removing this tile's participant): only whether there is one counts.
+    !t.onRemove === !u.onRemove
+  );
+}
+
+type TileProps = { tile: TileModel; pinned: boolean; onPin: (id: string | undefined) => void; onTileSize?: GridProps['onTileSize'] };
+
+/**
+ * One tile, drawn again only when it changes: in a call of 33, the speaker or one person's
+ * connection quality changing redrew all 33 (their captions, buttons and translations), which on
+ * a busy 2-core laptop made tasks of 300 ms (bench/room, long animation frames).
+ */
+class MemoTile extends Component<TileProps> {
+  override shouldComponentUpdate(next: TileProps): boolean {
+    const prev = this.props;
+    return prev.pinned !== next.pinned || prev.onPin !== next.onPin || prev.onTileSize !== next.onTileSize || !sameTile(prev.tile, next.tile);
+  }
+  override render() {
+    return <Tile {...this.props} />;
+  }
 }
 
 export function CallGrid({ tiles, pinned, onPin, onTileSize }: GridProps) {
@@ -159,7 +176,7 @@ export function CallGrid({ tiles, pinned, onPin, onTileSize }: GridProps) {
         style={stage ? undefined : { '--cols': String(layout.cols), '--tile-w': `${Math.floor(layout.width)}px` }}
       >
         {shown.map((t) => (
-          <Tile key={t.id} tile={t} pinned={pinned === t.id} onPin={onPin} onTileSize={onTileSize} />
+          <MemoTile key={t.id} tile={t} pinned={pinned === t.id} onPin={onPin} onTileSize={onTileSize} />
         ))}
       </section>
       {!stage && pages > 1 && (
@@ -191,7 +208,7 @@ function useTileSize(ref: { current: HTMLElement | null }, key: string, id: stri
   }, [key, id, report, drawn]);
 }
 
-function Tile({ tile: t, pinned, onPin, onTileSize }: { tile: TileModel; pinned: boolean; onPin: (id: string | undefined) => void; onTileSize?: GridProps['onTileSize'] }) {
+function Tile({ tile: t, pinned, onPin, onTileSize }: TileProps) {
   const video = useRef<HTMLVideoElement>(null);
   const stream = t.paused ? undefined : t.stream;
   // Before the browser paints (not after, as useEffect would): the player starts a frame sooner.
