@@ -47,10 +47,10 @@ const PROVEN_MS = 10_000;
  * A rate a probe failed at is not tried again for this long (ms), doubled after each failure in a
  * row: a failed probe costs the media a burst of loss (and a freeze while it is resent through a
  * full queue). With only "halfway to the failure" as a ceiling, a success just under it lifted the
- * ceiling again, and a subscriber on a 400 kbit/s link failed a probe every 2-3 s (lab). No
- * longer: a link that comes back is seen only by the first probe after the memory of the last
- * failure, and with 8-32 s the 640×480 layer came back 6-12 s after a bandwidth drop ended (lab;
- * with 5-20 s, 2-6 s, and the narrow link's probes cost no more freezes).
+ * ceiling again, and a subscriber on a 400 kbit/s link failed a probe every 2-3 s (lab). Not
+ * longer either: a link that comes back is seen only by the first probe after the last failure's
+ * memory, and with 8-32 s the 640×480 layer came back 6-12 s after a bandwidth drop ended (lab;
+ * with 5-20 s, 2-6 s, and the narrow link froze no more).
  */
 export const FAILED_MEMORY_MS: readonly [number, number] = [5000, 20_000];
 /**

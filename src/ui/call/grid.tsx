@@ -121,9 +121,9 @@ function sameTile(t: TileModel, u: TileModel): boolean {
 type TileProps = { tile: TileModel; pinned: boolean; onPin: (id: string | undefined) => void; onTileSize?: GridProps['onTileSize'] };
 
 /**
- * One tile, drawn again only when it changes: in a call of 33, the speaker or one person's
- * connection quality changing redrew all 33 (their captions, buttons and translations), which on
- * a busy 2-core laptop made tasks of 300 ms (bench/room, long animation frames).
+ * One tile, drawn again only when it changes: in a call of 33, a new speaker or one person's
+ * connection quality redrew all 33 (captions, buttons, translations) after a statistics poll, in
+ * the page's longest tasks on a busy 2-core machine (bench/room).
  */
 class MemoTile extends Component<TileProps> {
   override shouldComponentUpdate(next: TileProps): boolean {
