@@ -30,7 +30,7 @@ export interface PublishConnection {
   /** Resolves once no offer of ours waits for its answer (or after a few seconds). */
   settled(): Promise<void>;
   /** The SFU says only simulcast layers `from` to `layers` − 1 of the sender on m-line `mid` are watched. */
-  /** `thinSmall`: send the smallest layer at a lower bitrate (docs/MEDIA.md, "Thin small layers"). */
+  /** `thinSmall`: send the smallest layer at a lower bitrate and size (docs/MEDIA.md, "Thin small layers"). */
   sendLayers(mid: string, layers: number, from: number, thinSmall: boolean): void;
   close(): void;
 }

@@ -20,7 +20,7 @@ export interface RoomPeer {
 /**
  * Carries the SFU's word to a publisher: of its simulcast track `mid` (layers in the order of its
  * offer), send layers `from` up to, not including, `layers` (nobody's tile needs the others);
- * `thinSmall`: send the smallest at a lower bitrate (a subscriber cannot fit its tiles' smallest).
+ * `thinSmall`: send the smallest at a lower bitrate and size (a subscriber cannot fit its tiles' smallest).
  */
 export type SendLayers = (mid: string, layers: number, from: number, thinSmall: boolean) => void;
 
