@@ -132,7 +132,7 @@ describe('the video budget', { timeout: 300_000 }, () => {
     assert.equal((await showing(host)).shown, BOTS);
   });
 
-  it('on a phone, the videos past its budget are never sent, from the moment it joins', async () => {
+  it('on a phone, the videos past its budget are not sent once it shows its budget', async () => {
     const host = browser.contexts()[0]!.pages()[0]!;
     const link = new URL(host.url());
     const hostId = [...forwardedToPages(server, bots).keys()][0]!;
@@ -142,9 +142,14 @@ describe('the video budget', { timeout: 300_000 }, () => {
     await host.getByRole('button', { name: 'Approve Pat' }).click({ timeout: 30_000 });
     // Four videos on a phone-sized screen; the host and five bots are six.
     await phone.getByRole('status').filter({ hasText: /^Showing video for 4 of 6/ }).first().waitFor({ timeout: 60_000 });
-    await sleep(3000);
-    const toPhone = () => [...forwardedToPages(server, bots)].find(([id]) => id !== hostId)?.[1];
-    assert.equal(toPhone(), 4, `the SFU sends the phone the four videos it plays, not the two paused from the start (${toPhone()})`);
+    // Until the phone's first viewport names the paused tiles (a second or so after it joins), the
+    // SFU sends it everyone's smallest layer, as to any page that has not said what it shows yet
+    // (docs/MEDIA.md); from then on, only the four it plays.
+    const toPhone = () => [...forwardedToPages(server, bots)].find(([id]) => id !== hostId)?.[1] ?? 0;
+    const seen: number[] = [];
+    for (const until = Date.now() + 20_000; Date.now() < until && seen.at(-1) !== 4; await sleep(500)) seen.push(toPhone());
+    for (let i = 0; i < 6; i++, await sleep(500)) seen.push(toPhone());
+    assert.ok(seen.slice(-7).every((n) => n === 4), `the SFU sends the phone the four videos it plays, not the two paused (every 0.5 s: ${seen.join(' ')})`);
     assert.equal((await playingTiles(phone)).length, 4);
     await context.close();
   });
