@@ -30,7 +30,7 @@ import { setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import type { BotStats } from '../src/bot/bot.js';
 import { toBase64url } from '../src/e2ee/keys.js';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../test/support/browser.js';
@@ -296,15 +296,6 @@ const readBudget = (page: Page) =>
     line: [...document.querySelectorAll('[role="status"]')].map((e) => e.textContent ?? '').find((t) => t.startsWith('Showing video for')) ?? '',
     playing: [...document.querySelectorAll<HTMLVideoElement>('video[aria-label^="Video of "]')].filter((v) => v.srcObject).map((v) => v.getAttribute('aria-label')!.slice(9)),
   }));
-/** Which of `locators` is shown first (checked every 250 ms, up to `timeoutMs`). */
-async function firstShown<K extends string>(page: Page, locators: Record<K, Locator>, timeoutMs = 120_000): Promise<K> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    for (const [key, locator] of Object.entries(locators) as [K, Locator][]) if (await locator.isVisible()) return key;
-    if (Date.now() > deadline) throw new Error(`none of ${Object.keys(locators).join(', ')} shown within ${timeoutMs} ms`);
-    await sleep(250);
-  }
-}
 const readMeter = (page: Page) => page.evaluate(() => JSON.parse(JSON.stringify((window as unknown as { __meter: Record<string, Meter> }).__meter)) as Record<string, Meter>);
 
 interface CpuProfile {
@@ -401,15 +392,18 @@ async function main(): Promise<void> {
     for (const [i, page] of pages.entries()) {
       // Bots knock at the same time: a page the full lobby turned away knocks again, as a person would.
       for (let attempt = 1; ; attempt++) {
-        // Asked a few times a second, not with two racing waitFor calls: the loser kept searching
+        // One wait for either (Locator.or), not two racing waitFor calls: the loser kept searching
         // the page's text for its full 120 s, in the page, and made the measured time's longest tasks.
-        const outcome = await firstShown(page, {
-          in: page.getByRole('button', { name: 'Leave' }),
-          full: page.getByText('Too many people are waiting to join this call'),
-        }).catch(async (err: Error) => {
-          const shown = await page.locator('main').innerText().catch(() => '?');
-          throw new Error(`Page ${i + 1} did not get into the call; it shows: ${shown.replace(/\s+/g, ' ').slice(0, 200)} (${err.message.split('\n')[0]})`);
-        });
+        const leave = page.getByRole('button', { name: 'Leave' });
+        const outcome = await leave
+          .or(page.getByText('Too many people are waiting to join this call'))
+          .first()
+          .waitFor({ timeout: 120_000 })
+          .then(async () => ((await leave.isVisible()) ? ('in' as const) : ('full' as const)))
+          .catch(async (err: Error) => {
+            const shown = await page.locator('main').innerText().catch(() => '?');
+            throw new Error(`Page ${i + 1} did not get into the call; it shows: ${shown.replace(/\s+/g, ' ').slice(0, 200)} (${err.message.split('\n')[0]})`);
+          });
         if (outcome === 'in') break;
         if (attempt >= 20) throw new Error(`Page ${i + 1} found the lobby full ${attempt} times`);
         await sleep(2000);
