@@ -82,7 +82,7 @@ test('who plays video: a shared screen, the pinned person, recent speakers, then
   assert.deepEqual([...chooseVideoTiles(tiles, 5)].at(-1), 'a', 'then the first in grid order');
 });
 
-test('our own starving video drops the budget, then waits for the encoder to recover before dropping again', () => {
+test('our own starving video drops the budget, then waits for the encoder to recover before dropping again, down to four', () => {
   const b = new VideoBudget({ cores: 2, small: false });
   const starved = { ...smooth(9), sendingStarved: true };
   let now = 0;
@@ -91,6 +91,9 @@ test('our own starving video drops the budget, then waits for the encoder to rec
   for (let i = 0; i < 4; i++) assert.equal(b.update({ ...starved, videos: smooth(7).videos }, 9, (now += 1000)), 7, 'the encoder is given time');
   b.update({ ...starved, videos: smooth(7).videos }, 9, (now += 1000));
   assert.equal(b.update({ ...starved, videos: smooth(7).videos }, 9, (now += 1000)), 6, 'still starving after 5 s: one step more');
+  // Down to four, no further: pausing the last few does not bring our own frame rate back.
+  for (let i = 0; i < 30; i++) b.update({ ...starved, videos: smooth(b.limit).videos }, 9, (now += 1000));
+  assert.equal(b.limit, 4);
 });
 
 test('a busy main thread while every video plays smoothly drops the budget only if it lasts', () => {

@@ -44,6 +44,12 @@ const GOOD_TO_GROW = 4;
 /** The encoder adapts back slowly: after a drop, our own video's starving counts again only after this. */
 const SEND_SETTLE_MS = 5000;
 const SENDING_STARVED = 'your own video lacks the CPU to keep its frame rate';
+/**
+ * Our own starving video pauses others' videos down to this many, no further: in a 33-person call
+ * on two busy cores (bench/room) pages went down to 1 video, their own still starving at 2: pausing
+ * the last few only took them from the person.
+ */
+const SENDING_FLOOR = 4;
 /** After a drop, no growing for this long: the page first settles. */
 const HOLD_AFTER_DROP_MS = 8000;
 
@@ -101,8 +107,9 @@ export class VideoBudget {
    */
   update(sample: LoadSample, wanted: number, now: number): number {
     const why = overloaded(sample, this.cores);
-    if (why === SENDING_STARVED && now < this.droppedAt + SEND_SETTLE_MS) {
-      // The encoder is still recovering from the last drop: neither bad nor good yet.
+    if (why === SENDING_STARVED && (now < this.droppedAt + SEND_SETTLE_MS || this.limit <= SENDING_FLOOR)) {
+      // The encoder is still recovering from the last drop, or pausing more would not help it:
+      // neither bad nor good.
       this.good = 0;
       return this.limit;
     }
@@ -114,7 +121,8 @@ export class VideoBudget {
       this.good = 0;
       if (++this.bad >= (mainOnly ? MAIN_ONLY_TO_DROP : BAD_TO_DROP) && this.limit > 1) {
         // Down by a quarter (at least one): from 32 starving videos to a few smooth ones in seconds.
-        this.limit = Math.max(1, Math.min(this.limit, Math.max(1, sample.videos.length)) - Math.max(1, Math.floor(this.limit / 4)));
+        const floor = why === SENDING_STARVED ? SENDING_FLOOR : 1;
+        this.limit = Math.max(floor, Math.min(this.limit, Math.max(1, sample.videos.length)) - Math.max(1, Math.floor(this.limit / 4)));
         this.reason = why;
         this.bad = 0;
         this.holdUntil = now + HOLD_AFTER_DROP_MS;
