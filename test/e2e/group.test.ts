@@ -123,7 +123,10 @@ function busyCore(): ChildProcess {
  * The bots and the server stand for other people's machines, which would not share the pages'
  * laptop: this process (each of its threads, and those it makes from now on) runs at a lower
  * priority, so that the pages, the browser and the busy process share the cores as they would on
- * a laptop, and the stand-ins take what is left.
+ * a laptop, and the stand-ins take what is left. (With the kernel's autogroups, Chromium, in a
+ * session of its own, shares the cores equally with this process's session, where the busy process
+ * comes before the niced bots and server: as on a laptop, the browser gets one core and the busy
+ * process the other; bench/room measured the same share, ~1 core, for Chromium's two pages.)
  */
 function yieldToPages(nice: number): void {
   for (const tid of readdirSync('/proc/self/task')) {
