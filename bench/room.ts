@@ -141,9 +141,10 @@ const children: ChildProcess[] = [];
 let stopping = false;
 function child(args: string[], env: Record<string, string> = {}, nice = 0): ChildProcess {
   // A lower priority needs a session of its own: with the kernel's autogroups (on by default), a
-  // niced process in the bench's session still gets an equal share against the browser's session
-  // (Playwright starts Chromium in one of its own), so the pages got one core of two whatever the
-  // bots' nice was. The session's autogroup takes the nice too.
+  // niced process in the bench's session still shared the cores equally with the browser's
+  // session (Playwright starts Chromium in one of its own), and the pages' main threads waited
+  // behind the bots (longest tasks 213-324 ms; 0-104 ms with the bots and server in niced sessions
+  // of their own). The session's autogroup takes the nice too.
   const c = spawn(process.execPath, [...TSX, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: nice > 0 });
   children.push(c);
   if (nice > 0) {
