@@ -19,7 +19,8 @@ export const CHROMIUM_ARGS = [
   // This machine has no GPU, and Chromium's GPU process stands in for one in software. Composited
   // in software instead (what Chrome does where it cannot use the GPU), the group test's pages
   // with one core kept busy captured 27-30 frames/s and the bots got 25-31 of them, where with the
-  // stand-in GPU they captured 23-26 and the bots got 19-22 (four runs each, side by side).
+  // stand-in GPU they captured 23-26 and the bots got 19-22 (four runs each, side by side; a later
+  // run of the whole suite captured 23 with it too).
   '--disable-gpu-compositing',
 ];
 
