@@ -372,6 +372,12 @@ function printProfile(profile: CpuProfile): void {
 
 // ------------------------------------------------------------------ the run
 
+/** The lowest and the median frame rate of some streams (0 for none). */
+function fpsMinAndMedian(streams: readonly StreamResult[]): { fpsMin: number; fpsMedian: number } {
+  const f = streams.map((s) => s.fps).sort((a, b) => a - b);
+  return { fpsMin: f[0] ?? 0, fpsMedian: f[Math.floor(f.length / 2)] ?? 0 };
+}
+
 interface StreamResult {
   subscriber: string;
   sender: string;
@@ -600,12 +606,10 @@ async function main(): Promise<void> {
   const perCore = cores1.map((c, i) => (c.busy - cores0[i]!.busy) / Math.max(1, c.total - cores0[i]!.total));
   const subscribers = [...new Set(streams.map((s) => s.subscriber))].map((who) => {
     const mine = streams.filter((s) => s.subscriber === who);
-    const f = mine.map((s) => s.fps).sort((a, b) => a - b);
     return {
       subscriber: who,
       streams: mine.length,
-      fpsMin: f[0] ?? 0,
-      fpsMedian: f[Math.floor(f.length / 2)] ?? 0,
+      ...fpsMinAndMedian(mine),
       loss: mine.some((s) => s.loss !== undefined) ? mine.reduce((a, s) => a + (s.loss ?? 0), 0) / mine.length : undefined,
       freezes: mine.reduce((a, s) => a + s.freezes, 0),
       widths: [...new Set(mine.map((s) => s.width))].sort((a, b) => a - b),
@@ -614,8 +618,8 @@ async function main(): Promise<void> {
   // What the bots get of each page's own camera: whether the page's encoder kept its frame rate.
   const pagesAtBots = Object.fromEntries(
     pages.map((_, p) => {
-      const f = streams.filter((s) => s.sender === `Page ${p + 1}` && s.subscriber.startsWith('Bot')).map((s) => s.fps).sort((a, b) => a - b);
-      return [`Page ${p + 1}`, { bots: f.length, fpsMin: f[0] ?? 0, fpsMedian: f[Math.floor(f.length / 2)] ?? 0 }];
+      const atBots = streams.filter((s) => s.sender === `Page ${p + 1}` && s.subscriber.startsWith('Bot'));
+      return [`Page ${p + 1}`, { bots: atBots.length, ...fpsMinAndMedian(atBots) }];
     }),
   );
   const result = {
