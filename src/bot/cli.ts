@@ -112,10 +112,16 @@ function summary(all: BotStats[], elapsed: number, previous: Map<string, number>
   return `${inCall}/${all.length} bots in the call; authenticated video frames/s per sender: min ${at(0)}, median ${at(0.5)}, max ${at(1)} over ${rates.length} streams; freezes so far ${freezes}`;
 }
 
-/** Per bot (by index in `bots`): how to knock again, and how often it has after a full lobby. */
-const rejoin = new Map<number, { join: () => Promise<Bot>; tries: number; busy: boolean }>();
-/** A full lobby turns a knock away; a person would press Join again a little later, and so does a bot. */
-const LOBBY_FULL_RETRIES = 20;
+/** Per bot (by index in `bots`): how to knock again, how often it has, and not before when. */
+const rejoin = new Map<number, { join: () => Promise<Bot>; tries: number; busy: boolean; notBefore: number }>();
+/**
+ * A full lobby, or a link knocked at too often this minute, turns a knock away; a person would press
+ * Join again a little later, and so does a bot: 2 s later, then 4, 6 … up to 15 s apart (the link's
+ * knock limit counts per minute: knocking every second would spend every try within it).
+ */
+const KNOCK_RETRIES = 20;
+const KNOCK_AGAIN_AFTER = new Set(['lobby_full', 'rate_limited']);
+const knockAgainInMs = (tries: number) => Math.min(15_000, 2000 * tries);
 
 for (let i = 0; i < count; i++) {
   const host = i === 0 && values.cookie !== undefined;
@@ -150,7 +156,7 @@ for (let i = 0; i < count; i++) {
     });
   }
   if (bot) {
-    rejoin.set(bots.length, { join, tries: 0, busy: false });
+    rejoin.set(bots.length, { join, tries: 0, busy: false, notBefore: 0 });
     bots.push(bot);
   }
   if (i < count - 1) await new Promise((r) => setTimeout(r, Number(values.stagger)));
@@ -166,9 +172,11 @@ setInterval(() => {
   const all = bots.map((b) => b.stats());
   for (const [i, s] of all.entries()) {
     const again = rejoin.get(i);
-    if (s.endedWith !== 'lobby_full' || !again || again.busy || again.tries >= LOBBY_FULL_RETRIES || stopping) continue;
+    if (!KNOCK_AGAIN_AFTER.has(s.endedWith ?? '') || !again || again.busy || again.tries >= KNOCK_RETRIES || stopping) continue;
+    if (now < again.notBefore) continue;
     again.busy = true;
     again.tries++;
+    again.notBefore = now + knockAgainInMs(again.tries);
     void again
       .join()
       .then((bot) => (stopping ? bot.close() : void (bots[i] = bot)))

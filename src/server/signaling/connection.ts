@@ -61,7 +61,12 @@ const BURST_SECONDS = 3;
 /** Past this many refused messages in a row the connection is closed. */
 const MAX_STRIKES = 200;
 
-const TERMINAL_JOIN_ERRORS = new Set<ErrorCode>(['link_not_found', 'link_deleted', 'call_full', 'lobby_full', 'call_locked', 'server_shutdown']);
+/**
+ * A join refused for these ends the connection with `closed`: the knock has no call to wait in, and
+ * the page says why and offers to join again. (A knock over its rate limit was once only refused
+ * with `error`, and the page said "Connecting…" for ever.)
+ */
+const TERMINAL_JOIN_ERRORS = new Set<ErrorCode>(['link_not_found', 'link_deleted', 'call_full', 'lobby_full', 'call_locked', 'server_shutdown', 'rate_limited']);
 
 export class Connection implements RoomPeer {
   private room?: Room;
