@@ -409,13 +409,15 @@ async function main(): Promise<void> {
       pages.push(page);
     }
     for (const [i, page] of pages.entries()) {
-      // Bots knock at the same time: a page the full lobby turned away knocks again, as a person would.
+      // Bots knock at the same time: a page the full lobby (or the link's knock limit) turned away
+      // knocks again, as a person would.
       for (let attempt = 1; ; attempt++) {
         // One wait for either (Locator.or), not two racing waitFor calls: the loser kept searching
         // the page's text for its full 120 s, in the page, and made the measured time's longest tasks.
         const leave = page.getByRole('button', { name: 'Leave' });
         const outcome = await leave
           .or(page.getByText('Too many people are waiting to join this call'))
+          .or(page.getByText('Too many attempts'))
           .first()
           .waitFor({ timeout: 120_000 })
           .then(async () => ((await leave.isVisible()) ? ('in' as const) : ('full' as const)))
