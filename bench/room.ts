@@ -10,7 +10,7 @@
  * per 16 bots) --media-workers N|auto (the server's MEDIA_WORKERS; default 0, the SFU in the
  * server process), --out room.json (the file in bench/results), --profile (the first page's
  * main-thread CPU profile over the measured time: its 15 costliest functions are printed),
- * --trace (a Chromium trace of 10 s of the measured time: what the first page's main thread and
+ * --trace (a Chromium trace of 10 s before the measured time: what the first page's main thread and
  * its compositor, media and WebRTC threads spend their time in, by task, are printed),
  * --bots-watch all|pages (bots receive everyone's video, or only the pages': on one machine the
  * bots' decrypting of 31 × 32 streams takes CPU that 31 other devices would spend on their own),
@@ -458,6 +458,12 @@ async function main(): Promise<void> {
   const inCallBots = [...botStats.values()].filter((s) => s.phase === 'in-call').length;
   log(`${inCallBots + PAGES} of ${everyone} in the call after ${((performance.now() - t0) / 1000).toFixed(1)} s; warming up ${WARMUP} s`);
   await sleep(WARMUP * 1000);
+  // The trace comes before the measured time, whose counters it would inflate (tracing costs CPU).
+  if (values.trace && browser && pages[0]) {
+    await browser.startTracing(pages[0], { categories: ['toplevel', 'devtools.timeline', 'blink', 'cc', 'media', 'webrtc', 'v8', 'disabled-by-default-devtools.timeline'] });
+    await sleep(10_000);
+    printTrace(JSON.parse((await browser.stopTracing()).toString('utf8')) as { traceEvents: TraceEvent[] });
+  }
 
   // Measure.
   const names = new Map<string, string>(); // participant id -> "Bot n" / "Page n"
@@ -484,11 +490,6 @@ async function main(): Promise<void> {
   if (profiler) {
     await profiler.send('Profiler.enable');
     await profiler.send('Profiler.start');
-  }
-  if (values.trace && browser && pages[0]) {
-    await browser.startTracing(pages[0], { categories: ['toplevel', 'devtools.timeline', 'blink', 'cc', 'media', 'webrtc', 'v8', 'disabled-by-default-devtools.timeline'] });
-    await sleep(10_000);
-    printTrace(JSON.parse((await browser.stopTracing()).toString('utf8')) as { traceEvents: TraceEvent[] });
   }
   const start = performance.now();
   const end = start + SECONDS * 1000;
