@@ -111,3 +111,14 @@ test('a busy main thread while every video plays smoothly drops the budget only 
   c.update(jankyAndStarving, 9, 1000);
   assert.equal(c.update(jankyAndStarving, 9, 2000), 7, 'with videos starving, two seconds are enough');
 });
+
+test('however long the page stays overloaded, it pauses videos on its own down to four, no further: in a call of three it keeps both others', () => {
+  const big = new VideoBudget({ cores: 2, small: false });
+  let now = 0;
+  for (let i = 0; i < 60; i++) big.update(starving(big.limit), 32, (now += 1000));
+  assert.equal(big.limit, 4, 'a call of 33');
+  assert.equal(big.adjust(-3, now, 32), 1, 'the person may still ask for fewer');
+  const three = new VideoBudget({ cores: 2, small: false });
+  for (let i = 0; i < 60; i++) three.update({ ...starving(2), frozen: true }, 2, (now += 1000));
+  assert.ok(three.limit >= 2, `a call of three plays both others (limit ${three.limit})`);
+});

@@ -45,11 +45,13 @@ const GOOD_TO_GROW = 4;
 const SEND_SETTLE_MS = 5000;
 const SENDING_STARVED = 'your own video lacks the CPU to keep its frame rate';
 /**
- * Our own starving video pauses others' videos down to this many, no further: in a 33-person call
- * on two busy cores (bench/room) pages went down to 1 video, their own still starving at 2: pausing
- * the last few only took them from the person.
+ * The page pauses others' videos on its own down to this many, no further (the person may ask for
+ * fewer). Pausing the last few only took them from the person: in a 33-person call on two busy
+ * cores (bench/room) pages went down to 1 or 2 videos, their own video still starving and their
+ * budgeted tiles drawn at 4.4-4.6 frames/s, where pages holding 4 drew them at 6.9-9.2 that day;
+ * and in a call of three on a starved machine a page paused one of its two others.
  */
-const SENDING_FLOOR = 4;
+const VIDEO_FLOOR = 4;
 /** After a drop, no growing for this long: the page first settles. */
 const HOLD_AFTER_DROP_MS = 8000;
 
@@ -107,8 +109,8 @@ export class VideoBudget {
    */
   update(sample: LoadSample, wanted: number, now: number): number {
     const why = overloaded(sample, this.cores);
-    if (why === SENDING_STARVED && (now < this.droppedAt + SEND_SETTLE_MS || this.limit <= SENDING_FLOOR)) {
-      // The encoder is still recovering from the last drop, or pausing more would not help it:
+    if (why && (this.limit <= VIDEO_FLOOR || (why === SENDING_STARVED && now < this.droppedAt + SEND_SETTLE_MS))) {
+      // Pausing more would not help, or the encoder is still recovering from the last drop:
       // neither bad nor good.
       this.good = 0;
       return this.limit;
@@ -119,10 +121,9 @@ export class VideoBudget {
     const mainOnly = (why === FROZEN || why === LONG_TASKS || why === DECODE_HEAVY) && sample.videos.every((v) => v.fps >= STARVING_FPS && v.droppedPerSecond <= 1);
     if (why) {
       this.good = 0;
-      if (++this.bad >= (mainOnly ? MAIN_ONLY_TO_DROP : BAD_TO_DROP) && this.limit > 1) {
+      if (++this.bad >= (mainOnly ? MAIN_ONLY_TO_DROP : BAD_TO_DROP)) {
         // Down by a quarter (at least one): from 32 starving videos to a few smooth ones in seconds.
-        const floor = why === SENDING_STARVED ? SENDING_FLOOR : 1;
-        this.limit = Math.max(floor, Math.min(this.limit, Math.max(1, sample.videos.length)) - Math.max(1, Math.floor(this.limit / 4)));
+        this.limit = Math.max(VIDEO_FLOOR, Math.min(this.limit, Math.max(1, sample.videos.length)) - Math.max(1, Math.floor(this.limit / 4)));
         this.reason = why;
         this.bad = 0;
         this.holdUntil = now + HOLD_AFTER_DROP_MS;
