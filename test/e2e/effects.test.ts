@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { CHROMIUM_ARGS, CHROMIUM_PATH, newPerson, serverAndChromium, waitForLiveAudio, waitForPlayingVideo } from '../support/browser.js';
 import { hostEnters, signUpAndCreateLink } from '../support/flow.js';
@@ -44,6 +44,12 @@ describe('effects in Chromium, as the other side receives them', { timeout: 240_
     });
   });
   after(async () => guests?.close());
+  // A test that fails leaves its people in the call: a blurring, encoding page left open took the
+  // CPU the next tests' pages needed (their page loads timed out after 30 s). Whatever happens,
+  // everyone leaves before the next test.
+  afterEach(async () => {
+    for (const b of [env.browser, guests]) await Promise.all((b?.contexts() ?? []).map((c) => c.close().catch(() => {})));
+  });
 
   /** Every request a page makes; all must go to linkcall's own origin. */
   function watchOrigins(page: Page): Set<string> {
