@@ -384,6 +384,24 @@ export function perStream(samples: Sample[], receiver: string, from: number, to:
   });
 }
 
+/**
+ * The largest picture `sender` sent between `from` and `to` (epoch ms): per second the largest
+ * layer whose bytes grew, then the size most seconds had ("-" if none). An encoder short of CPU
+ * sends smaller layers than its camera's size; no receiver can get more.
+ */
+export function largestSent(samples: Sample[], sender: string, from: number, to: number): string {
+  const mine = samples.filter((s) => s.person === sender && s.t >= from && s.t <= to);
+  const outbound = (s: Sample) => s.stats.stats.filter((x): x is OutboundStats => x.type === 'out');
+  const seconds = new Map<string, number>();
+  for (let i = 1; i < mine.length; i++) {
+    const before = new Map(outbound(mine[i - 1]!).map((x) => [x.id, x.bytes]));
+    const sending = outbound(mine[i]!).filter((x) => x.width > 0 && x.bytes > (before.get(x.id) ?? 0));
+    const top = sending.sort((a, b) => b.width * b.height - a.width * a.height)[0];
+    if (top) seconds.set(`${top.width}x${top.height}`, (seconds.get(`${top.width}x${top.height}`) ?? 0) + 1);
+  }
+  return [...seconds].sort((a, b) => b[1] - a[1])[0]?.[0] ?? '-';
+}
+
 /** Per-second frame rate and height `receiver` got, as [epoch ms, fps, height]. */
 export function frameRateSeries(samples: Sample[], receiver: Person): [number, number, number][] {
   const mine = samples.filter((s) => s.person === receiver);
