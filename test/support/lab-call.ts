@@ -303,6 +303,7 @@ export function percentile(values: number[], p: number): number {
 
 type Inbound = InboundStats;
 const inbound = (s: Sample, kind: 'audio' | 'video') => s.stats.stats.filter((x): x is Inbound => x.type === 'in' && x.kind === kind);
+const outbound = (s: Sample) => s.stats.stats.filter((x): x is OutboundStats => x.type === 'out');
 
 /** Sum over a sample's inbound streams of `kind` of end − start (streams new since `start` count from 0). */
 function delta(start: Sample | undefined, end: Sample, kind: 'audio' | 'video', field: keyof Inbound): number {
@@ -391,7 +392,6 @@ export function perStream(samples: Sample[], receiver: string, from: number, to:
  */
 export function largestSent(samples: Sample[], sender: string, from: number, to: number): string {
   const mine = samples.filter((s) => s.person === sender && s.t >= from && s.t <= to);
-  const outbound = (s: Sample) => s.stats.stats.filter((x): x is OutboundStats => x.type === 'out');
   const seconds = new Map<string, number>();
   for (let i = 1; i < mine.length; i++) {
     const before = new Map(outbound(mine[i - 1]!).map((x) => [x.id, x.bytes]));
@@ -426,6 +426,6 @@ export function secondsUntil(series: [number, number, number][], from: number, t
 /** What the sending side's encoder reported last in the window (resolution and what limits it). */
 export function sender(samples: Sample[], person: Person, at: number): { resolution: string; limitation: string } {
   const s = [...samples].reverse().find((x) => x.person === person && x.t <= at);
-  const out = s?.stats.stats.filter((x): x is OutboundStats => x.type === 'out').sort((a, b) => b.bytes - a.bytes)[0];
+  const out = (s ? outbound(s) : []).sort((a, b) => b.bytes - a.bytes)[0];
   return { resolution: out ? `${out.width}x${out.height}` : '-', limitation: out?.limitation ?? '-' };
 }
