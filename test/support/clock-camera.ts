@@ -138,8 +138,9 @@ export const LAB_STATS = `(async () => {
       else if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') out.push({ id, type: 'pair', rtt: s.currentRoundTripTime || 0, outgoing: s.availableOutgoingBitrate || 0 });
     });
   }
-  const g2g = window.__g2g.splice(0);
-  return { stats: out, g2g, unreadable: window.__g2gUnreadable };
+  // A page with Chromium's own fake camera (a group call) reads no delay.
+  const g2g = window.__g2g ? window.__g2g.splice(0) : [];
+  return { stats: out, g2g, unreadable: window.__g2gUnreadable || 0 };
 })()`;
 
 export interface InboundStats {

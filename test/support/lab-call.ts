@@ -9,7 +9,7 @@
  * person notices, per direction.
  */
 import type { Browser, Page } from 'playwright-core';
-import { newPerson, waitForPlayingVideo } from './browser.js';
+import { cameraClockAsHardware, newPerson, waitForPlayingVideo } from './browser.js';
 import { CLOCK_CAMERA, LAB_STATS, type InboundStats, type LabStats, type OutboundStats } from './clock-camera.js';
 import { guestKnocks, hostEnters, signUpAndCreateLink } from './flow.js';
 import type { LabServer, NetLab } from './netlab.js';
@@ -126,6 +126,11 @@ async function mediaState(page: Page): Promise<string> {
  * A group call through `server`: lab host 'host' creates the link and enters, then each of
  * `guests` (lab host names, shown by that name capitalised) knocks and is let in; resolves once
  * every page plays everyone else's video. Pages by lab host name.
+ *
+ * The pages use Chromium's fake camera (paced as hardware: cameraClockAsHardware), not the clock
+ * camera, and read no delay: that camera draws on the page's main thread and reading others'
+ * frames back is a synchronous copy there. With three browsers on two cores those main threads
+ * stalled for up to 2.4 s, and a person's camera then gave 1-5 frames a second (2026-12-07).
  */
 export async function linkcallGroupCall(lab: NetLab, server: LabServer, guests: string[], timeoutMs = 90_000): Promise<{ pages: Record<string, Page>; close(): Promise<void> }> {
   const names = ['host', ...guests];
@@ -135,7 +140,7 @@ export async function linkcallGroupCall(lab: NetLab, server: LabServer, guests: 
     const pages: Record<string, Page> = {};
     for (const [i, n] of names.entries()) {
       const person = await newPerson(launched[i]!, server.url);
-      await person.context.addInitScript({ content: CLOCK_CAMERA });
+      await recordPeerConnections(person.context);
       person.page.setDefaultTimeout(timeoutMs);
       pages[n] = person.page;
     }
@@ -156,6 +161,7 @@ export async function linkcallGroupCall(lab: NetLab, server: LabServer, guests: 
         );
       }),
     );
+    cameraClockAsHardware();
     return { pages, close };
   } catch (err) {
     await close();
