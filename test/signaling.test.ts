@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { deriveLinkKeys, newLinkSecret } from '../src/e2ee/keys.js';
@@ -250,6 +253,50 @@ describe('knock rate limits', () => {
       assert.deepEqual(phases, ['waiting', 'waiting', 'waiting', 'rate_limited']);
     } finally {
       await server.close();
+    }
+  });
+});
+
+describe('a knock that gets no place in the call', () => {
+  it('on a link that expired while the person looked at the preview, ends saying so', async () => {
+    const server = await startServer();
+    try {
+      const cookie = await signUp(server, 'ana');
+      const link = await createLink(server, cookie, 'Soon gone', Date.now() + 1500);
+      const c = await connectClient(server, link);
+      await c.call.prepare('Bob');
+      await sleep(2000);
+      c.call.sendJoin();
+      await until(c.call, () => c.call.phase.kind !== 'connecting');
+      assert.deepEqual(c.call.phase, { kind: 'ended', code: 'link_expired', message: ERRORS.link_expired.message });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('to a server that stopped answering, ends saying so instead of connecting for ever', async () => {
+    // A real server in a process of its own, stopped (SIGSTOP) once the page is connected: its
+    // socket stays open and says nothing, as a hung server's would.
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/netlab-server.ts'], { env: { ...process.env, HOST: '127.0.0.1' }, stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: child.stdout! }).on('line', (l) => l.startsWith('listening ') && resolve(l.slice('listening '.length)));
+        child.once('exit', (code) => reject(new Error(`the server exited (${code})`)));
+      });
+      const server = { url, wsUrl: `${url.replace('http', 'ws')}/ws` };
+      const cookie = await signUp(server, 'ana');
+      const link = await createLink(server, cookie);
+      const c = await connectClient(server, link, undefined, 1500);
+      await c.call.prepare('Bob');
+      child.kill('SIGSTOP');
+      const sentAt = Date.now();
+      c.call.sendJoin();
+      await until(c.call, () => c.call.phase.kind !== 'connecting', 10_000);
+      assert.deepEqual(c.call.phase, { kind: 'ended', code: 'disconnected', message: 'The server did not answer your request to join.', unanswered: true });
+      assert.ok(Date.now() - sentAt < 5000, `ended ${Date.now() - sentAt} ms after the knock`);
+    } finally {
+      child.kill('SIGCONT');
+      child.kill('SIGKILL');
     }
   });
 });

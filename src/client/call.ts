@@ -22,8 +22,11 @@ export type CallPhase =
   | { kind: 'connecting' }
   | { kind: 'waiting'; hostPresent: boolean }
   | { kind: 'in-call' }
-  /** `restoreFailed`: disconnected, and the attempts to come back ran out of time. */
-  | { kind: 'ended'; code: ErrorCode | 'disconnected'; message: string; restoreFailed?: boolean };
+  /**
+   * `restoreFailed`: disconnected, and the attempts to come back ran out of time. `unanswered`:
+   * the server never answered the knock (JOIN_ANSWER_MS).
+   */
+  | { kind: 'ended'; code: ErrorCode | 'disconnected'; message: string; restoreFailed?: boolean; unanswered?: boolean };
 
 /** Someone in the encrypted call: a participant the server lists whose key the MLS group holds. */
 export interface Member {
@@ -92,6 +95,12 @@ export interface LinkTrust {
 
 /** How long an admitted participant waits for its Welcome before giving up. */
 const WELCOME_WAIT_MS = 15_000;
+/**
+ * How long a knock waits for the server's first answer (waiting in the lobby, or in): the server
+ * answers at once, so silence this long is a server that stopped, and the page says so instead of
+ * showing "Connecting…" for ever.
+ */
+export const JOIN_ANSWER_MS = 30_000;
 /** A prepared KeyPackage older than this is made again at Join (its time must look fresh to the approver). */
 const CARD_REFRESH_MS = 60_000;
 /** Backoff between attempts to come back after a lost connection. */
@@ -163,6 +172,7 @@ export class CallSession {
   private group?: CallGroup;
   private myId?: string;
   private joinSent = false;
+  private joinTimer?: ReturnType<typeof setTimeout>;
   private readonly seen = new Map<string, Seen>();
   private readonly knockCards = new Map<string, KnockCard>();
   /** Knock nonces seen in this page: a knock repeated is a replay. */
@@ -190,9 +200,11 @@ export class CallSession {
   private resumeTimer?: ReturnType<typeof setTimeout>;
   private readonly rules: CommitRules;
 
+  /** `joinAnswerMs`: JOIN_ANSWER_MS, shorter in tests. */
   constructor(
     readonly signaling: SignalingClient,
     private readonly link: LinkTrust,
+    private readonly joinAnswerMs = JOIN_ANSWER_MS,
   ) {
     this.rules = {
       hostKeyHash: link.hostKeyHash,
@@ -318,6 +330,11 @@ export class CallSession {
         p.settle();
         void this.serially(() => this.drive());
       }
+      if (this.phase.kind === 'connecting' && this.joinSent) {
+        // The server refused our knock (its final refusals come as 'closed'): say why rather than wait.
+        this.fail(m.code);
+        return;
+      }
       this.lastError = m.message;
       this.lastErrorCode = m.code;
       this.emit();
@@ -376,6 +393,11 @@ export class CallSession {
     if (!this.card || !this.me) throw new Error('prepare() the name card before joining');
     if (this.joinSent) return;
     this.joinSent = true;
+    this.joinTimer = setTimeout(() => {
+      if (this.phase.kind !== 'connecting') return;
+      this.set({ kind: 'ended', code: 'disconnected', message: 'The server did not answer your request to join.', unanswered: true });
+      this.signaling.close();
+    }, this.joinAnswerMs);
     if (Date.now() - this.me.credential.time > CARD_REFRESH_MS) {
       // Made long ago (the person looked at the preview for a while): a fresh one, or it looks replayed.
       void this.prepare(this.me.credential.name).then(() => this.signaling.send({ type: 'join', linkId: this.link.linkId, card: this.card! }));
@@ -879,6 +901,7 @@ export class CallSession {
   private set(phase: CallPhase): void {
     if (this.phase.kind === 'ended') return;
     this.phase = phase;
+    if (phase.kind !== 'connecting') clearTimeout(this.joinTimer);
     if (phase.kind === 'ended') {
       clearTimeout(this.welcomeTimer);
       clearTimeout(this.resumeTimer);

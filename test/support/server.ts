@@ -73,7 +73,7 @@ export async function startServer(opts: TestServerOptions = {}): Promise<TestSer
 }
 
 /** Sign up a host and return its session cookie. */
-export async function signUp(server: TestServer, username: string, password = 'correct horse battery'): Promise<string> {
+export async function signUp(server: Pick<TestServer, 'url'>, username: string, password = 'correct horse battery'): Promise<string> {
   const res = await fetch(`${server.url}/api/signup`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -97,11 +97,11 @@ export interface TestLink {
 }
 
 /** Create a link the way the host's browser does: server id, local secret, MAC of the link's facts. */
-export async function createLink(server: TestServer, cookie: string, name?: string): Promise<TestLink> {
+export async function createLink(server: Pick<TestServer, 'url'>, cookie: string, name?: string, expiresAt?: number): Promise<TestLink> {
   const res = await fetch(`${server.url}/api/links`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', cookie },
-    body: JSON.stringify(name ? { name } : {}),
+    body: JSON.stringify({ ...(name ? { name } : {}), ...(expiresAt ? { expiresAt } : {}) }),
   });
   if (res.status !== 201) throw new Error(`link creation failed: ${res.status}`);
   const link = (await res.json()) as { id: string; name: string; path: string };
@@ -124,10 +124,12 @@ export async function createLink(server: TestServer, cookie: string, name?: stri
  * also holds the host's signing key (as the browser that made the link does), unless `hostKey` is
  * left out of `link`.
  */
+/** `joinAnswerMs`: how long the knock waits for the server's first answer (CallSession). */
 export async function connectClient(
-  server: TestServer,
+  server: Pick<TestServer, 'wsUrl'>,
   link: Pick<TestLink, 'id' | 'keys' | 'hostKeyHash'> & { hostKey?: SigningKey; approverDelayMs?: number },
   cookie?: string,
+  joinAnswerMs?: number,
 ): Promise<{ signaling: SignalingClient; call: CallSession; raw: () => WebSocket }> {
   let socket: WebSocket | undefined;
   const signaling = new SignalingClient(server.wsUrl, (u) => {
@@ -140,7 +142,7 @@ export async function connectClient(
     hostKeyHash: link.hostKeyHash,
     hostKey: cookie ? link.hostKey : undefined,
     approverDelayMs: link.approverDelayMs,
-  });
+  }, joinAnswerMs);
   await signaling.connect();
   return { signaling, call, raw: () => socket! };
 }

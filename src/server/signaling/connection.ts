@@ -66,7 +66,7 @@ const MAX_STRIKES = 200;
  * the page says why and offers to join again. (A knock over its rate limit was once only refused
  * with `error`, and the page said "Connecting…" for ever.)
  */
-const TERMINAL_JOIN_ERRORS = new Set<ErrorCode>(['link_not_found', 'link_deleted', 'call_full', 'lobby_full', 'call_locked', 'server_shutdown', 'rate_limited']);
+const TERMINAL_JOIN_ERRORS = new Set<ErrorCode>(['link_not_found', 'link_deleted', 'link_expired', 'call_full', 'lobby_full', 'call_locked', 'server_shutdown', 'rate_limited']);
 
 export class Connection implements RoomPeer {
   private room?: Room;

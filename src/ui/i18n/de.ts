@@ -140,6 +140,7 @@ export default {
   'call.refusedChange': 'Eine Änderung am Anruf durch jemanden ohne Berechtigung wurde abgelehnt. Nichts hat sich geändert.',
   'call.lost': 'Die Verbindung zum Server wurde unterbrochen.',
   'call.lostForGood': 'Die Verbindung zum Server wurde unterbrochen und konnte nicht wiederhergestellt werden.',
+  'call.unanswered': 'Der Server hat auf Ihre Beitrittsanfrage nicht geantwortet. Versuchen Sie es erneut.',
   'call.inCall': { one: '{count} im Anruf', other: '{count} im Anruf' },
   'call.safetyHelp': 'Vergleichen Sie mit den anderen: Stimmen die Codes überein, sehen alle dieselben Personen in diesem Anruf und niemand hört dazwischen mit.',
   'call.safetyCode': 'Sicherheitscode',

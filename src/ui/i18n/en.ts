@@ -150,6 +150,7 @@ export const en = {
   'call.refusedChange': 'A change to the call from someone not allowed to make it was refused. Nothing changed.',
   'call.lost': 'The connection to the server was lost.',
   'call.lostForGood': 'The connection to the server was lost and could not be restored.',
+  'call.unanswered': 'The server did not answer your request to join. Try joining again.',
   'call.inCall': { one: '{count} in call', other: '{count} in call' },
   'call.safetyHelp': 'Compare with the others: when the codes match, everyone sees the same people in this call and nobody is listening in between.',
   'call.safetyCode': 'Safety code',

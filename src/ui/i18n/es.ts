@@ -140,6 +140,7 @@ export default {
   'call.refusedChange': 'Se rechazó un cambio en la llamada hecho por alguien que no tenía permiso. No cambió nada.',
   'call.lost': 'Se perdió la conexión con el servidor.',
   'call.lostForGood': 'Se perdió la conexión con el servidor y no se pudo recuperar.',
+  'call.unanswered': 'El servidor no respondió a tu solicitud para unirte. Vuelve a intentarlo.',
   'call.inCall': { one: '{count} en la llamada', other: '{count} en la llamada' },
   'call.safetyHelp': 'Compáralo con los demás: si los códigos coinciden, todos ven a las mismas personas en esta llamada y nadie escucha por en medio.',
   'call.safetyCode': 'Código de seguridad',

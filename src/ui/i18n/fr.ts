@@ -140,6 +140,7 @@ export default {
   'call.refusedChange': 'Une modification de l’appel par une personne qui n’y était pas autorisée a été refusée. Rien n’a changé.',
   'call.lost': 'La connexion au serveur a été perdue.',
   'call.lostForGood': 'La connexion au serveur a été perdue et n’a pas pu être rétablie.',
+  'call.unanswered': 'Le serveur n’a pas répondu à votre demande pour rejoindre l’appel. Réessayez.',
   'call.inCall': { one: '{count} dans l’appel', other: '{count} dans l’appel' },
   'call.safetyHelp': 'Comparez avec les autres : si les codes sont identiques, tout le monde voit les mêmes personnes dans cet appel et personne n’écoute entre vous.',
   'call.safetyCode': 'Code de sécurité',

@@ -140,6 +140,7 @@ export default {
   'call.refusedChange': 'Uma mudança na chamada feita por alguém sem permissão foi recusada. Nada mudou.',
   'call.lost': 'A conexão com o servidor foi perdida.',
   'call.lostForGood': 'A conexão com o servidor foi perdida e não pôde ser restabelecida.',
+  'call.unanswered': 'O servidor não respondeu ao seu pedido para entrar. Tente entrar de novo.',
   'call.inCall': { one: '{count} na chamada', other: '{count} na chamada' },
   'call.safetyHelp': 'Compare com os outros: quando os códigos coincidem, todos veem as mesmas pessoas nesta chamada e ninguém está ouvindo no meio.',
   'call.safetyCode': 'Código de segurança',

@@ -31,7 +31,7 @@ const ENTER_WAIT_MS = 400;
 /** How long after the knock the media connections are made (see CallView). */
 const CONNECT_AFTER_KNOCK_MS = 150;
 
-const RETRYABLE = new Set(['resume_failed', 'host_absent', 'no_answer', 'disconnected', 'server_shutdown', 'left', 'media_failed', 'rate_limited', 'key_refused', 'call_locked']);
+const RETRYABLE = new Set(['resume_failed', 'host_absent', 'no_answer', 'disconnected', 'server_shutdown', 'left', 'media_failed', 'rate_limited', 'key_refused', 'call_locked', 'internal']);
 
 export function CallView({ prepared, name, hostName, linkName, stream, speakerId, effects }: CallViewProps) {
   const [, rerender] = useReducer((n: number) => n + 1, 0);
@@ -147,7 +147,7 @@ export function CallView({ prepared, name, hostName, linkName, stream, speakerId
     return (
       <main class="page narrow">
         <h1>{phase.code === 'left' ? t('call.youLeft') : t('call.over')}</h1>
-        <p role="alert">{phase.code === 'disconnected' ? t(phase.restoreFailed ? 'call.lostForGood' : 'call.lost') : errorText(phase.code)}</p>
+        <p role="alert">{phase.code === 'disconnected' ? t(phase.unanswered ? 'call.unanswered' : phase.restoreFailed ? 'call.lostForGood' : 'call.lost') : errorText(phase.code)}</p>
         {RETRYABLE.has(phase.code) && <a class="button" href={location.pathname + location.search}>{t('call.joinAgain')}</a>}
       </main>
     );
