@@ -7,7 +7,7 @@ import { newCounters } from '../src/server/media/counters.js';
 import { FakeTrack } from './support/fake-track.js';
 import { Consumer } from '../src/server/media/consumer.js';
 import { KeyFrameRequestLimiter } from '../src/server/media/keyframes.js';
-import { allocateLayers, BandwidthEstimator, MIN_PACKETS_FOR_LOSS, nextUpgradeBitrate, SmallLayerSqueeze, SQUEEZE_HOLD_MS, SQUEEZE_LOSS, GROWTH_CAP, LAYER_PAUSE_DELAY_MS, LayerDemand, LOWER_LAYER_PAUSE_DELAY_MS, lowestNeeded, tileDemand, wantedLayer, type LayerState } from '../src/server/media/layers.js';
+import { allocateLayers, BandwidthEstimator, LayerRate, MIN_PACKETS_FOR_LOSS, nextUpgradeBitrate, SmallLayerSqueeze, SQUEEZE_HOLD_MS, SQUEEZE_LOSS, GROWTH_CAP, LAYER_PAUSE_DELAY_MS, LayerDemand, LOWER_LAYER_PAUSE_DELAY_MS, lowestNeeded, tileDemand, wantedLayer, type LayerState } from '../src/server/media/layers.js';
 import { Producer } from '../src/server/media/producer.js';
 import { buildPli, buildReceiverReport, forEachReportBlock, parseRtcpCompound, ReportedLoss, rtpSequenceNumber, rtpSsrc, rtpTimestamp, type ReportBlockLoss } from '../src/server/media/rtp.js';
 import { LoudestSpeakers } from '../src/server/media/speakers.js';
@@ -81,6 +81,53 @@ describe('layer selection', () => {
     assert.equal(nextUpgradeBitrate(streams, [0, 0]), 300_000 + 350_000);
     assert.deepEqual(allocateLayers(streams.map((x) => ({ ...x, layers: ladder() })), 650_000), [1, 0], 'and at that budget it gets it');
     assert.equal(nextUpgradeBitrate(streams, [2, 0]), Infinity, 'everyone has what the tile wants');
+  });
+});
+
+describe('what a layer costs', () => {
+  // Two people's two layers, 160x120 and 640x480, on a guest's 400 kbit/s downlink, estimated at 450 kbit/s.
+  const twoLayers = (big: number): LayerState[] => [
+    { width: 160, height: 120, bitrate: 90_000, active: true },
+    { width: 640, height: 480, bitrate: big, active: true },
+  ];
+  const guest = (big: number) => allocateLayers([{ tile: { width: 640, height: 480 }, layers: twoLayers(big) }, { tile: { width: 640, height: 480 }, layers: twoLayers(700_000) }], 450_000);
+
+  it('a sender short of CPU for a moment does not make its large layer look cheap enough for a narrow link', () => {
+    const rate = new LayerRate();
+    let cost = 0;
+    for (let t = 0; t < 20; t++) cost = rate.update(700_000);
+    // Lab, 2026-12-07: the layer fell to 280-440 kbit/s for about 3 s (6 ticks), then came back.
+    for (let t = 0; t < 6; t++) cost = rate.update(300_000);
+    assert.ok(cost >= 500_000, `priced at ${cost}`);
+    assert.deepEqual(guest(cost), [0, 0], 'the guest keeps the small layers');
+    // Priced at the smoothed dip alone (0.7/0.3 per tick), it would have been given the large one.
+    let smoothed = 700_000;
+    for (let t = 0; t < 6; t++) smoothed = smoothed * 0.7 + 300_000 * 0.3;
+    assert.deepEqual(guest(smoothed), [1, 0]);
+  });
+
+  it('a layer whose rate falls for good is priced at it within about 12 s', () => {
+    const rate = new LayerRate();
+    for (let t = 0; t < 20; t++) rate.update(700_000);
+    let cost = 0;
+    for (let t = 0; t < 24; t++) cost = rate.update(200_000);
+    assert.ok(cost < 250_000, `priced at ${cost} after 12 s`);
+  });
+
+  it('a key frame every few seconds does not raise the price it is held at', () => {
+    const rate = new LayerRate();
+    let cost = 0;
+    for (let t = 0; t < 40; t++) cost = rate.update(t % 6 === 0 ? 1_400_000 : 700_000);
+    // The next tick after the last key frame's: the price is back near the layer's usual rate.
+    for (let t = 0; t < 2; t++) cost = rate.update(700_000);
+    assert.ok(cost < 900_000, `priced at ${cost}`);
+  });
+
+  it('one key frame does not make a layer look expensive', () => {
+    const rate = new LayerRate();
+    for (let t = 0; t < 20; t++) rate.update(100_000);
+    const cost = rate.update(400_000);
+    assert.ok(cost < 200_000, `priced at ${cost}`);
   });
 });
 

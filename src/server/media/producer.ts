@@ -6,7 +6,7 @@ import { isolateListeners, type MediaContext, type MediaKind } from './context.j
 import type { Consumer } from './consumer.js';
 import { KeyFrameRequestLimiter } from './keyframes.js';
 import { MissingPackets } from './retransmission.js';
-import { LayerDemand, type LayerState } from './layers.js';
+import { LayerDemand, LayerRate, type LayerState } from './layers.js';
 import {
   buildNack,
   buildPli,
@@ -99,6 +99,7 @@ export class ProducerLayer {
   readonly state: LayerState = { width: 0, height: 0, bitrate: 0, active: false };
   lastPacketAt = -Infinity;
   bytesSinceTick = 0;
+  readonly rate = new LayerRate();
   /** Packets lost upstream already added to the counters (see reportBlocks). */
   lostCounted = 0;
   /** Highest sequence number seen (for upstream NACKs), -1 before the first packet. */
@@ -458,8 +459,7 @@ export class Producer extends EventEmitter<ProducerEvents> {
     for (const l of this.layers) {
       const rate = elapsedMs > 0 ? (l.bytesSinceTick * 8000) / elapsedMs : 0;
       l.bytesSinceTick = 0;
-      // Smoothed, so one key frame does not make a layer look expensive.
-      l.state.bitrate = l.state.bitrate === 0 ? rate : l.state.bitrate * 0.7 + rate * 0.3;
+      l.state.bitrate = l.rate.update(rate);
       l.state.active = nowMs - l.lastPacketAt < LAYER_ACTIVE_MS;
     }
   }
