@@ -216,8 +216,10 @@ export class CallSession {
     };
     const s = signaling;
     s.on('waiting', (m) => this.set({ kind: 'waiting', hostPresent: m.hostPresent }));
-    s.on('joined', (m) =>
-      this.serially(async () => {
+    s.on('joined', (m) => {
+      // Answered: whatever entering takes now (the group, the Welcome) has its own deadlines.
+      clearTimeout(this.joinTimer);
+      return this.serially(async () => {
         this.myId = m.you.id;
         this.nextSlot = m.slot;
         this.locked = m.locked;
@@ -247,8 +249,8 @@ export class CallSession {
         }
         await this.refresh();
         this.set({ kind: 'in-call' });
-      }),
-    );
+      });
+    });
     s.on('welcome', (m) =>
       this.serially(async () => {
         if (this.group) return;
