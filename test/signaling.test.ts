@@ -295,8 +295,13 @@ describe('a knock that gets no place in the call', () => {
       assert.deepEqual(c.call.phase, { kind: 'ended', code: 'disconnected', message: 'The server did not answer your request to join.', unanswered: true });
       assert.ok(Date.now() - sentAt < 5000, `ended ${Date.now() - sentAt} ms after the knock`);
     } finally {
+      // Running again, it ends when its stdin closes and removes its data directory.
       child.kill('SIGCONT');
-      child.kill('SIGKILL');
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.stdin!.end();
+      const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(killer);
     }
   });
 });

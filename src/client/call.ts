@@ -100,7 +100,7 @@ const WELCOME_WAIT_MS = 15_000;
  * answers at once, so silence this long is a server that stopped, and the page says so instead of
  * showing "Connecting…" for ever.
  */
-export const JOIN_ANSWER_MS = 30_000;
+const JOIN_ANSWER_MS = 30_000;
 /** A prepared KeyPackage older than this is made again at Join (its time must look fresh to the approver). */
 const CARD_REFRESH_MS = 60_000;
 /** Backoff between attempts to come back after a lost connection. */
