@@ -26,7 +26,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { setPriority, tmpdir } from 'node:os';
+import { cpus, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -123,7 +123,7 @@ const safeCpu = (pid: number) => {
 const serverPids = (pid: number): number[] => [pid, ...mediaWorkersOf(pid)];
 const sum = (pids: number[], of: (pid: number) => number) => pids.reduce((n, pid) => n + of(pid), 0);
 /** Busy and total jiffies per core. */
-function coreTimes(): { busy: number; total: number }[] {
+function coreTimes(): { busy: number; steal: number; total: number }[] {
   return readFileSync('/proc/stat', 'utf8')
     .split('\n')
     .filter((l) => /^cpu\d+ /.test(l))
@@ -131,7 +131,8 @@ function coreTimes(): { busy: number; total: number }[] {
       const v = l.split(/\s+/).slice(1).map(Number);
       const idle = v[3]! + v[4]!;
       const total = v.reduce((a, b) => a + b, 0);
-      return { busy: total - idle, total };
+      // Steal: time the virtual machine's host gave to others (a slower machine, not our load).
+      return { busy: total - idle, steal: v[7] ?? 0, total };
     });
 }
 
@@ -535,6 +536,7 @@ async function main(): Promise<void> {
     let speakerTracks = 0;
     const audioPacketRates: number[] = [];
     const videoIn = { packets: 0, frames: 0 };
+    const audioTracks: { packets: number; samples: number; concealed: number }[] = [];
     for (const [track, a] of Object.entries(audioAfter[p]!)) {
       const b = audioBefore[p]![track] ?? { samples: 0, concealed: 0, packets: 0 };
       if (track === 'video') {
@@ -543,10 +545,15 @@ async function main(): Promise<void> {
         continue;
       }
       audioPacketRates.push(Math.round((a.packets - b.packets) / elapsed));
-      if ((a.packets - b.packets) / elapsed < 40) continue;
+      audioTracks.push({ packets: (a.packets - b.packets) / elapsed, samples: a.samples - b.samples, concealed: a.concealed - b.concealed });
+    }
+    // The speakers' tracks: the busiest ones, as many as there are speakers, that carried audio
+    // most of the time (a forwarded speaker sends 50 packets/s when its sender keeps pace).
+    for (const t of audioTracks.sort((x, y) => y.packets - x.packets).slice(0, Number(values.speakers))) {
+      if (t.packets < 25) continue;
       speakerTracks++;
-      samples += a.samples - b.samples;
-      concealed += a.concealed - b.concealed;
+      samples += t.samples;
+      concealed += t.concealed;
     }
     return {
       page: `Page ${p + 1}`,
@@ -618,6 +625,28 @@ async function main(): Promise<void> {
       widths: [...new Set(mine.map((s) => s.width))].sort((a, b) => a - b),
     };
   });
+  // What the bots sent while measured: a bot short of CPU sends fewer frames than its camera
+  // would (30 video, 50 audio a second), and a page can play no more than it is sent.
+  const botsSent = [...botStats].map(([i, after]) => {
+    const b = botsBefore.get(i)?.sent;
+    return {
+      bot: `Bot ${i}`,
+      videoFps: (after.sent.videoFrames - (b?.videoFrames ?? 0)) / elapsed,
+      audioFps: (after.sent.audioFrames - (b?.audioFrames ?? 0)) / elapsed,
+      keyFrameRequests: after.sent.keyFrameRequests - (b?.keyFrameRequests ?? 0),
+      layers: after.sent.layers.join(','),
+    };
+  });
+  const medianOf = (xs: number[]) => Number(([...xs].sort((a, b) => a - b)[xs.length >> 1] ?? 0).toFixed(1));
+  const budgetedBots = new Set(pageResults.flatMap((_, p) => budgetBefore[p]!.playing.filter((n) => budgetAfter[p]!.playing.includes(n))));
+  const sent = {
+    videoFpsMedian: medianOf(botsSent.map((s) => s.videoFps)),
+    /** The bots some page played throughout: what the pages' budgeted tiles were sent. */
+    budgetedVideoFps: botsSent.filter((s) => budgetedBots.has(s.bot)).map((s) => ({ bot: s.bot, fps: Number(s.videoFps.toFixed(1)), layers: s.layers })),
+    audioFpsMedian: medianOf(botsSent.map((s) => s.audioFps)),
+    audioFpsMin: Number(Math.min(...botsSent.map((s) => s.audioFps)).toFixed(1)),
+    keyFrameRequests: botsSent.reduce((a, s) => a + s.keyFrameRequests, 0),
+  };
   // What the bots get of each page's own camera: whether the page's encoder kept its frame rate.
   const pagesAtBots = Object.fromEntries(
     pages.map((_, p) => {
@@ -629,7 +658,12 @@ async function main(): Promise<void> {
     at: new Date().toISOString(),
     botsInCall: inCallBots,
     config: { bots: BOTS, pages: PAGES, botsWatch: values['bots-watch'], botsNice: Number(values['bots-nice']), serverNice: Number(values['server-nice']), seconds: SECONDS, warmup: WARMUP, layers: values.layers, speakers: Number(values.speakers), botProcesses: BOT_PROCS, mediaWorkers: MEDIA_WORKERS },
-    machine: { cores: perCore.length, busyPerCore: perCore.map((x) => Number(x.toFixed(3))) },
+    machine: {
+      cores: perCore.length,
+      model: cpus()[0]?.model,
+      busyPerCore: perCore.map((x) => Number(x.toFixed(3))),
+      stealPerCore: cores1.map((c, i) => Number(((c.steal - cores0[i]!.steal) / Math.max(1, c.total - cores0[i]!.total)).toFixed(3))),
+    },
     server: {
       /** The server process and its media workers together. */
       processes: pids1.length,
@@ -640,7 +674,7 @@ async function main(): Promise<void> {
       threads: serverThreads,
       rssMb: { mean: Number((rss.reduce((a, b) => a + b, 0) / rss.length).toFixed(1)), max: Number(Math.max(...rss).toFixed(1)) },
     },
-    bots: { cpuCoresPerProcess: botCpu.map((c) => Number((c / elapsed).toFixed(3))) },
+    bots: { cpuCoresPerProcess: botCpu.map((c) => Number((c / elapsed).toFixed(3))), sent },
     chromiumCoresByProcessKind: chromiumCores,
     streams: {
       count: streams.length,
@@ -664,7 +698,8 @@ async function main(): Promise<void> {
   log(`${everyone} participants (${BOTS} bots, ${PAGES} pages), ${f1(elapsed)} s measured after ${WARMUP} s warm-up`);
   const split = pids1.length > 1 ? ` = ${result.server.cpuCoresPerProcess.map((c) => `${f1(c * 100)} %`).join(' + ')} (server + workers)` : '';
   log(`server: ${f1(result.server.cpuPercentOfOneCore)} % of one core${split} (${serverThreads} threads), RSS mean ${f1(result.server.rssMb.mean)} MB, max ${f1(result.server.rssMb.max)} MB`);
-  log(`bots: ${result.bots.cpuCoresPerProcess.map((c) => `${f1(c * 100)} %`).join(' + ')} of one core; machine cores busy: ${perCore.map((c) => `${f1(c * 100)} %`).join(', ')}`);
+  log(`bots: ${result.bots.cpuCoresPerProcess.map((c) => `${f1(c * 100)} %`).join(' + ')} of one core; machine cores busy: ${perCore.map((c) => `${f1(c * 100)} %`).join(', ')} (stolen by the host: ${result.machine.stealPerCore.map((c) => `${f1(c * 100)} %`).join(', ')})`);
+  log(`bots sent: video median ${f1(sent.videoFpsMedian)} frames/s (budgeted tiles' bots: ${sent.budgetedVideoFps.map((b) => `${b.bot} ${f1(b.fps)} [${b.layers}]`).join(', ') || 'none'}); audio median ${f1(sent.audioFpsMedian)}, lowest ${f1(sent.audioFpsMin)} frames/s; ${sent.keyFrameRequests} key frame requests`);
   if (PAGES > 0) log(`Chromium (${PAGES} pages): ${Object.entries(chromiumCores).map(([k, c]) => `${k} ${f1(c * 100)} %`).join(', ')} of one core`);
   log(`video streams: ${streams.length}; frames/s min ${f1(q(0))}, p5 ${f1(q(0.05))}, median ${f1(q(0.5))}; below 20 fps: ${result.streams.below20fps}`);
   log(`loss: mean ${((result.streams.lossMean ?? 0) * 100).toFixed(2)} %, max ${((result.streams.lossMax ?? 0) * 100).toFixed(2)} %; freezes (> 500 ms): ${result.streams.freezes} (${result.streams.freezeSeconds} s in all)`);
