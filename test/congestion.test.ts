@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MAX_RESEND_AGE_MS, MissingPackets, NACK_RETRY_MS, RESEND_INTERVAL_MS, ResendHistory, RetransmissionBudget } from '../src/server/media/retransmission.js';
+import { MAX_RESEND_AGE_MS, MissingPackets, NACK_RETRY_MS, REPAIR_KEY_FRAME_INTERVAL_MS, RESEND_INTERVAL_MS, ResendHistory, RetransmissionBudget } from '../src/server/media/retransmission.js';
 import { TransportFeedbackRecorder } from '../src/server/media/transport-cc.js';
 import { BandwidthProbe, CHEAP_FAILURE_MEMORY_MS, FAILED_MEMORY_MS, PROBE_GRACE_MS, PROBE_INTERVAL_MS, PROBE_MS, PROBE_VERDICT_MS } from '../src/server/media/probing.js';
 import { FLOOR_HOLD_MS, LOSS_PLAYOUT_FLOOR_MS, PlayoutDelayFloor } from '../src/server/media/playout-delay.js';
@@ -85,6 +85,25 @@ test('a NACKed packet is resent once per round trip, not when too old, and resen
   let sent = 0;
   for (let t = 0; t < 1000; t++) if (budget.take(1200, 400_000, t)) sent += 1200;
   assert.ok(sent >= 8000 && sent <= 13_000, `${sent} bytes resent in 1 s`);
+});
+
+test('a packet still NACKed when too old to resend asks for a key frame, once a second at most, and not after a key frame went out', () => {
+  const h = new ResendHistory();
+  h.onSent(9, 0, true); // a key frame
+  for (let seq = 10; seq < 20; seq++) h.onSent(seq, seq);
+  // The subscriber lost 12 and 13, and NACKs them while the resends do not get through.
+  assert.equal(h.needsKeyFrame(12, 500), false, 'young enough to resend');
+  assert.equal(h.shouldResend(12, MAX_RESEND_AGE_MS + 100), false);
+  assert.equal(h.needsKeyFrame(12, MAX_RESEND_AGE_MS + 100), true, 'too old: only a key frame repairs the picture');
+  assert.equal(h.needsKeyFrame(13, MAX_RESEND_AGE_MS + 200), false, 'asked just now');
+  assert.equal(h.needsKeyFrame(99, MAX_RESEND_AGE_MS + 100 + REPAIR_KEY_FRAME_INTERVAL_MS), false, 'never sent');
+  // The key frame goes out: NACKs for what came before it need nothing more.
+  const keyAt = MAX_RESEND_AGE_MS + 400;
+  h.onSent(20, keyAt, true);
+  assert.equal(h.needsKeyFrame(13, keyAt + REPAIR_KEY_FRAME_INTERVAL_MS), false, 'a key frame went out after it');
+  // A packet lost after the key frame, still NACKed a second later: asked again.
+  h.onSent(21, keyAt + 10);
+  assert.equal(h.needsKeyFrame(21, keyAt + 10 + MAX_RESEND_AGE_MS + 1), true);
 });
 
 test('an upstream gap is NACKed again with backoff until the packet arrives', () => {

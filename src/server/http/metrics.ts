@@ -31,6 +31,7 @@ const MEDIA_COUNTERS: [keyof MediaCounters, string, string][] = [
   ['rtpLost', 'linkcall_rtp_lost_packets_total', 'RTP packets publishers sent that never arrived (sequence gaps).'],
   ['keyFrameRequestsSent', 'linkcall_key_frame_requests_total', 'PLIs sent to publishers.'],
   ['nackRetransmits', 'linkcall_nack_retransmits_total', 'Packets re-sent from history on a subscriber\'s NACK.'],
+  ['keyFramesForUnrepairedLoss', 'linkcall_key_frames_for_unrepaired_loss_total', 'Key frames asked of publishers because a subscriber NACKed a packet too old to re-send.'],
   ['sendErrors', 'linkcall_media_send_errors_total', 'Packets the engine refused to send.'],
   ['listenerErrors', 'linkcall_media_listener_errors_total', 'Listeners of media events that threw (caught; the other listeners and the call went on).'],
 ];

@@ -237,7 +237,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     const sw = this.#switch;
     if (p.layer !== sw.current && p.layer !== sw.target) return;
     if (!sw.accept(p.layer, p, nowMs)) return;
-    this.#resends.onSent(sw.outSeq, nowMs);
+    this.#resends.onSent(sw.outSeq, nowMs, p.keyFrameStart);
     this.#send(buf, sw, vp8);
   }
 
@@ -290,8 +290,15 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
 
   /** A NACKed packet, resent at most once per RESEND_INTERVAL_MS and within the subscriber's budget. */
   #retransmit(outSeq: number, nowMs: number): boolean {
-    if (!this.#resends.shouldResend(outSeq, nowMs)) return false;
     const sw = this.#switch;
+    if (!this.#resends.shouldResend(outSeq, nowMs)) {
+      // Too old to resend, yet the picture waits for it: a key frame restarts it now.
+      if (this.kind === 'video' && this.#resends.needsKeyFrame(outSeq, nowMs) && sw.current >= 0 && !this.#producer.closed) {
+        this.#ctx.counters.keyFramesForUnrepairedLoss++;
+        this.#producer.requestKeyFrame(sw.current);
+      }
+      return false;
+    }
     const srcSeq = sw.sourceSeq(outSeq);
     if (srcSeq < 0) return false;
     const r = this.#retransmission;

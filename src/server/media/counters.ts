@@ -16,6 +16,8 @@ export interface MediaCounters {
   /** PLIs/FIRs swallowed by the per-producer rate limit (coalesced into the next one). */
   keyFrameRequestsCoalesced: number;
   nackRetransmits: number;
+  /** Key frames asked of publishers because a subscriber NACKed a packet too old to resend (retransmission.ts). */
+  keyFramesForUnrepairedLoss: number;
   /** NACKs the SFU sent to publishers for gaps in what they sent. */
   nacksSent: number;
   /** Bytes of bandwidth probes sent to subscribers (see probing.ts). */
@@ -38,6 +40,7 @@ export function newCounters(): MediaCounters {
     keyFrameRequestsSent: 0,
     keyFrameRequestsCoalesced: 0,
     nackRetransmits: 0,
+    keyFramesForUnrepairedLoss: 0,
     nacksSent: 0,
     probeBytes: 0,
     sendErrors: 0,
