@@ -111,6 +111,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
    * Chromium, on a loaded machine).
    */
   #octetsOfClosed = 0;
+  #audioOctetsOfClosed = 0;
   #tickAt = performance.now();
   /** Tile per publisher peerId; undefined until the subscriber sends its first viewport. */
   #tiles: Map<string, { width: number; height: number }> | undefined;
@@ -237,14 +238,13 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   tick(nowMs: number, updateBandwidth: boolean): void {
     if (this.#closed) return;
     let octets = this.#octetsOfClosed;
-    let audioOctets = 0;
+    let audioOctets = this.#audioOctetsOfClosed;
     for (const c of this.#consumers.values()) {
       octets += c.octets;
       if (c.kind === 'audio') audioOctets += c.octets;
     }
     if (nowMs > this.#tickAt) {
       this.#sendingRate = (Math.max(0, octets - this.#octetsAtTick) * 8000) / (nowMs - this.#tickAt);
-      // A closed audio consumer takes its count with it: that tick reads the others' only.
       this.#audioRate = (Math.max(0, audioOctets - this.#audioOctetsAtTick) * 8000) / (nowMs - this.#tickAt);
     }
     this.#octetsAtTick = octets;
@@ -449,7 +449,10 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   }
 
   #onConsumerClosed(consumer: Consumer): void {
-    if (this.#consumers.delete(consumer.id)) this.#octetsOfClosed += consumer.octets;
+    if (this.#consumers.delete(consumer.id)) {
+      this.#octetsOfClosed += consumer.octets;
+      if (consumer.kind === 'audio') this.#audioOctetsOfClosed += consumer.octets;
+    }
     if (this.#closed) return;
     const pending = this.#pendingAdd.indexOf(consumer);
     if (pending >= 0) {
