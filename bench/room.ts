@@ -16,7 +16,9 @@
  * bots' decrypting of 31 × 32 streams takes CPU that 31 other devices would spend on their own),
  * --bots-nice N (the bots' processes at a lower CPU priority: the pages come first, as the
  * pages of a real call have their own device), --server-nice N (the same for the server and its
- * media workers, which a real call runs on another machine). The first bot is the host (signed in) and lets everyone in.
+ * media workers, which a real call runs on another machine), --speakers-nice N (the speaking bots
+ * in a process of their own at this priority instead: on a busy day the niced bots sent their
+ * audio late, and the pages concealed what the bots never sent in time). The first bot is the host (signed in) and lets everyone in.
  *
  * Reports per subscriber (every bot and page) and sender: complete authenticated frames per
  * second (bots) or frames drawn per second (pages), packet loss (bots), freezes (gaps > 500 ms
@@ -55,6 +57,7 @@ const { values } = parseArgs({
     'bots-watch': { type: 'string', default: 'all' },
     'bots-nice': { type: 'string', default: '0' },
     'server-nice': { type: 'string', default: '0' },
+    'speakers-nice': { type: 'string' },
   },
 });
 const BOTS = Number(values.bots);
@@ -187,14 +190,16 @@ async function startServerProcess(): Promise<{ url: string; proc: ChildProcess; 
 /** Latest counts of every bot, by its index. */
 const botStats = new Map<number, BotStats>();
 function startBots(link: string, cookie: string, hostKey: string): void {
-  const per = Math.ceil(BOTS / BOT_PROCS);
-  for (let p = 0, first = 1; first <= BOTS; p++, first += per) {
-    const count = Math.min(per, BOTS - first + 1);
+  // With --speakers-nice, the speakers (bots 1…speakers, the host among them) run apart.
+  const apart = values['speakers-nice'] === undefined ? 0 : Math.min(BOTS, Number(values.speakers));
+  const per = Math.ceil((BOTS - apart) / BOT_PROCS);
+  for (let p = 0, first = 1, count = apart || Math.min(per, BOTS); first <= BOTS; p++, first += count, count = Math.min(per, BOTS - first + 1)) {
+    const nice = apart > 0 && p === 0 ? Number(values['speakers-nice']) : Number(values['bots-nice']);
     const args = ['src/bot/cli.ts', '--url', link, '--count', String(count), '--first', String(first), '--name', 'Bot', '--bind', '127.0.0.1'];
     args.push('--layers', values.layers!, '--speakers', String(Math.max(0, Number(values.speakers) - (first - 1))), '--json', '--every', '1');
     if (p === 0) args.push('--cookie', cookie, '--admit', '--host-key', hostKey);
     if (values['bots-watch'] === 'pages') args.push('--watch', 'Page ');
-    const proc = child(args, {}, Number(values['bots-nice']));
+    const proc = child(args, {}, nice);
     createInterface({ input: proc.stdout! }).on('line', (line) => {
       try {
         const { bots } = JSON.parse(line) as { bots: BotStats[] };
@@ -657,7 +662,7 @@ async function main(): Promise<void> {
   const result = {
     at: new Date().toISOString(),
     botsInCall: inCallBots,
-    config: { bots: BOTS, pages: PAGES, botsWatch: values['bots-watch'], botsNice: Number(values['bots-nice']), serverNice: Number(values['server-nice']), seconds: SECONDS, warmup: WARMUP, layers: values.layers, speakers: Number(values.speakers), botProcesses: BOT_PROCS, mediaWorkers: MEDIA_WORKERS },
+    config: { bots: BOTS, pages: PAGES, botsWatch: values['bots-watch'], botsNice: Number(values['bots-nice']), speakersNice: values['speakers-nice'] === undefined ? undefined : Number(values['speakers-nice']), serverNice: Number(values['server-nice']), seconds: SECONDS, warmup: WARMUP, layers: values.layers, speakers: Number(values.speakers), botProcesses: BOT_PROCS, mediaWorkers: MEDIA_WORKERS },
     machine: {
       cores: perCore.length,
       model: cpus()[0]?.model,
