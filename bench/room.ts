@@ -139,6 +139,18 @@ function coreTimes(): { busy: number; steal: number; total: number }[] {
     });
 }
 
+/** The SFU's key-frame and resend counters from the server's /metrics (cumulative). */
+async function sfuCounters(url: string): Promise<Record<string, number>> {
+  const wanted = ['linkcall_key_frame_requests_total', 'linkcall_key_frames_for_unrepaired_loss_total', 'linkcall_nack_retransmits_total', 'linkcall_rtp_lost_packets_total'];
+  const text = await fetch(`${url}/metrics`).then((r) => r.text(), () => '');
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const [name, value] = line.split(' ');
+    if (name && wanted.includes(name)) out[name.replace(/^linkcall_|_total$/g, '')] = Number(value);
+  }
+  return out;
+}
+
 // ------------------------------------------------------------------ processes
 
 const children: ChildProcess[] = [];
@@ -486,6 +498,7 @@ async function main(): Promise<void> {
   // The longest main-thread task counts from here: the call has settled.
   await Promise.all(pages.map((p) => p.evaluate(() => { const w = window as unknown as { __longest: { ms: number }; __loaf: unknown[] }; w.__longest.ms = 0; w.__loaf.length = 0; })));
   // The server and its media workers (a worker replaced during the run is said, its CPU before that lost).
+  const sfu0 = await sfuCounters(server.url);
   const pids0 = serverPids(server.proc.pid!);
   const cpu0ByPid = new Map(pids0.map((pid) => [pid, processCpuSeconds(pid)]));
   const botCpu0 = children.slice(1).map((c) => (c.exitCode === null ? processCpuSeconds(c.pid!) : 0));
@@ -523,6 +536,9 @@ async function main(): Promise<void> {
     chromiumCores[kind] = Number((used / elapsed).toFixed(3));
   }
   const serverThreads = sum(pids1, threadCount);
+  const sfu1 = await sfuCounters(server.url);
+  /** What the SFU did over the measured time (its /metrics counters). */
+  const sfu = Object.fromEntries(Object.entries(sfu1).map(([k, v]) => [k, v - (sfu0[k] ?? 0)]));
   const pagesAfter = await Promise.all(pages.map(readMeter));
   const audioAfter = await Promise.all(pages.map(readAudio));
   const budgetAfter = await Promise.all(pages.map(readBudget));
@@ -677,6 +693,7 @@ async function main(): Promise<void> {
       /** The server process first, then each media worker. */
       cpuCoresPerProcess: cpuByPid.map((c) => Number((c / elapsed).toFixed(3))),
       threads: serverThreads,
+      sfu,
       rssMb: { mean: Number((rss.reduce((a, b) => a + b, 0) / rss.length).toFixed(1)), max: Number(Math.max(...rss).toFixed(1)) },
     },
     bots: { cpuCoresPerProcess: botCpu.map((c) => Number((c / elapsed).toFixed(3))), sent },
@@ -703,6 +720,7 @@ async function main(): Promise<void> {
   log(`${everyone} participants (${BOTS} bots, ${PAGES} pages), ${f1(elapsed)} s measured after ${WARMUP} s warm-up`);
   const split = pids1.length > 1 ? ` = ${result.server.cpuCoresPerProcess.map((c) => `${f1(c * 100)} %`).join(' + ')} (server + workers)` : '';
   log(`server: ${f1(result.server.cpuPercentOfOneCore)} % of one core${split} (${serverThreads} threads), RSS mean ${f1(result.server.rssMb.mean)} MB, max ${f1(result.server.rssMb.max)} MB`);
+  log(`SFU: ${Object.entries(sfu).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   log(`bots: ${result.bots.cpuCoresPerProcess.map((c) => `${f1(c * 100)} %`).join(' + ')} of one core; machine cores busy: ${perCore.map((c) => `${f1(c * 100)} %`).join(', ')} (stolen by the host: ${result.machine.stealPerCore.map((c) => `${f1(c * 100)} %`).join(', ')})`);
   log(`bots sent: video median ${f1(sent.videoFpsMedian)} frames/s (budgeted tiles' bots: ${sent.budgetedVideoFps.map((b) => `${b.bot} ${f1(b.fps)} [${b.layers}]`).join(', ') || 'none'}); audio median ${f1(sent.audioFpsMedian)}, lowest ${f1(sent.audioFpsMin)} frames/s; ${sent.keyFrameRequests} key frame requests`);
   if (PAGES > 0) log(`Chromium (${PAGES} pages): ${Object.entries(chromiumCores).map(([k, c]) => `${k} ${f1(c * 100)} %`).join(', ')} of one core`);
