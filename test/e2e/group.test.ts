@@ -201,25 +201,44 @@ describe('a group call: two Chromium pages and eight bots', { timeout: 420_000 }
     }
     await Promise.all(bots.map((b) => b.inCall(30_000)));
 
-    // Every page shows nine remote tiles, each playing (decrypted in the page's worker, decoded by Chromium).
+    // Every page shows nine remote tiles.
     const everyoneBut = (me: string) => ['grace', 'Guest', ...names].filter((n) => n !== me).sort();
     for (const [page, me] of [[host, 'grace'], [guest, 'Guest']] as const) {
       await page.waitForFunction((n) => document.querySelectorAll('video[aria-label^="Video of "]').length === n, 9, { timeout: 60_000 });
       assert.deepEqual(await remoteTiles(page), everyoneBut(me));
-      for (const name of everyoneBut(me)) await waitForPlayingVideo(page, `video[aria-label="Video of ${name}"]`, 60_000);
     }
     // Eight joins in a row keep a page busy (commits, renegotiations): its video budget may have
-    // paused a few videos meanwhile; once the call settles, it plays all nine again.
-    for (const page of [host, guest]) {
+    // paused a few videos meanwhile (a paused tile has no video track; a fresh clone's run once
+    // waited for one here before the budget had grown back); once the call settles, it plays all
+    // nine again, each decrypted in the page's worker and decoded by Chromium.
+    for (const [page, me] of [[host, 'grace'], [guest, 'Guest']] as const) {
       await page.waitForFunction(
         () => [...document.querySelectorAll('[role="status"]')].some((e) => /^Showing video for 9 of 9/.test(e.textContent ?? '')),
         undefined,
         { timeout: 90_000, polling: 1000 },
       );
+      for (const name of everyoneBut(me)) await waitForPlayingVideo(page, `video[aria-label="Video of ${name}"]`, 60_000);
     }
     // Moving pictures of every bot on both pages (how many frames a page draws depends on the CPU it gets).
-    const pageRates = await Promise.all([host, guest].map((p) => pageFrameRates(p, 4000)));
-    t.diagnostic(`frames/s drawn per remote video: ${JSON.stringify(pageRates)}`);
+    // A page short of CPU may pause its last videos again while measured (its budget line then
+    // says so, and a fresh clone's run saw it): measured again, up to three times, once both pages
+    // play all nine.
+    const allNine = () =>
+      Promise.all([host, guest].map((p) => p.evaluate(() => [...document.querySelectorAll('[role="status"]')].some((e) => /^Showing video for 9 of 9/.test(e.textContent ?? '')))));
+    let pageRates: Record<string, number>[] = [];
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      for (const page of [host, guest]) {
+        await page.waitForFunction(
+          () => [...document.querySelectorAll('[role="status"]')].some((e) => /^Showing video for 9 of 9/.test(e.textContent ?? '')),
+          undefined,
+          { timeout: 90_000, polling: 1000 },
+        );
+      }
+      pageRates = await Promise.all([host, guest].map((p) => pageFrameRates(p, 4000)));
+      t.diagnostic(`frames/s drawn per remote video: ${JSON.stringify(pageRates)}`);
+      if ((await allNine()).every(Boolean)) break;
+      t.diagnostic(`a page paused videos while measured (attempt ${attempt})`);
+    }
     const budgetWhy = (p: Page) => p.evaluate(() => document.querySelector('.video-budget')?.getAttribute('data-reason') ?? '');
     t.diagnostic(`why a page dropped videos, if it did: ${JSON.stringify(await Promise.all([host, guest].map(budgetWhy)))}`);
 
