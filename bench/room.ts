@@ -546,8 +546,10 @@ async function main(): Promise<void> {
   const longFrames = await Promise.all(pages.map((p) => p.evaluate(() => (window as unknown as { __loaf: LongFrame[] }).__loaf)));
   // Per page: the budget it chose, how its budgeted tiles played, its longest task, and audio
   // concealment on the tracks that carried a speaker (≥ 40 packets/s: the loudest, forwarded).
+  /** Per page: the tiles it played throughout the measured time. */
+  const budgetedOf = pages.map((_, p) => budgetBefore[p]!.playing.filter((n) => budgetAfter[p]!.playing.includes(n)));
   const pageResults = pages.map((_, p) => {
-    const budgeted = budgetBefore[p]!.playing.filter((n) => budgetAfter[p]!.playing.includes(n));
+    const budgeted = budgetedOf[p]!;
     const fpsOf = (n: string) => ((pagesAfter[p]![n]?.frames ?? 0) - (pagesBefore[p]![n]?.frames ?? 0)) / elapsed;
     const budgetedFps = budgeted.map(fpsOf).sort((a, b) => a - b);
     const callbacksOf = (n: string) => ((pagesAfter[p]![n]?.callbacks ?? 0) - (pagesBefore[p]![n]?.callbacks ?? 0)) / elapsed;
@@ -555,7 +557,6 @@ async function main(): Promise<void> {
     let samples = 0;
     let concealed = 0;
     let speakerTracks = 0;
-    const audioPacketRates: number[] = [];
     const videoIn = { packets: 0, frames: 0 };
     const audioTracks: { packets: number; samples: number; concealed: number }[] = [];
     for (const [track, a] of Object.entries(audioAfter[p]!)) {
@@ -565,12 +566,12 @@ async function main(): Promise<void> {
         videoIn.frames = (a.samples - b.samples) / elapsed;
         continue;
       }
-      audioPacketRates.push(Math.round((a.packets - b.packets) / elapsed));
       audioTracks.push({ packets: (a.packets - b.packets) / elapsed, samples: a.samples - b.samples, concealed: a.concealed - b.concealed });
     }
     // The speakers' tracks: the busiest ones, as many as there are speakers, that carried audio
     // most of the time (a forwarded speaker sends 50 packets/s when its sender keeps pace).
-    for (const t of audioTracks.sort((x, y) => y.packets - x.packets).slice(0, Number(values.speakers))) {
+    audioTracks.sort((x, y) => y.packets - x.packets);
+    for (const t of audioTracks.slice(0, Number(values.speakers))) {
       if (t.packets < 25) continue;
       speakerTracks++;
       samples += t.samples;
@@ -592,7 +593,7 @@ async function main(): Promise<void> {
       longFrames: longFrames[p]!.sort((a, b) => b.ms - a.ms).slice(0, 8),
       longFramesOver200: longFrames[p]!.filter((f) => f.ms > 200).length,
       speakerAudioTracks: speakerTracks,
-      audioPacketsPerSecondByTrack: audioPacketRates.sort((x, y) => y - x),
+      audioPacketsPerSecondByTrack: audioTracks.map((t) => Math.round(t.packets)),
       videoReceived: { packetsPerSecond: Math.round(videoIn.packets), framesDecodedPerSecond: Math.round(videoIn.frames) },
       concealedPercent: samples > 0 ? Number(((100 * concealed) / samples).toFixed(2)) : undefined,
     };
@@ -659,7 +660,7 @@ async function main(): Promise<void> {
     };
   });
   const medianOf = (xs: number[]) => Number(([...xs].sort((a, b) => a - b)[xs.length >> 1] ?? 0).toFixed(1));
-  const budgetedBots = new Set(pageResults.flatMap((_, p) => budgetBefore[p]!.playing.filter((n) => budgetAfter[p]!.playing.includes(n))));
+  const budgetedBots = new Set(budgetedOf.flat());
   const sent = {
     videoFpsMedian: medianOf(botsSent.map((s) => s.videoFps)),
     /** The bots some page played throughout: what the pages' budgeted tiles were sent. */

@@ -39,6 +39,9 @@ async function remoteTiles(page: Page): Promise<string[]> {
 }
 
 /** Frames each remote <video> presented per second over `ms`, by name. */
+/** Page function: the budget line says the page plays all nine remote videos. */
+const PLAYS_ALL_NINE = () => [...document.querySelectorAll('[role="status"]')].some((e) => /^Showing video for 9 of 9/.test(e.textContent ?? ''));
+
 async function pageFrameRates(page: Page, ms: number): Promise<Record<string, number>> {
   return page.evaluate(async (ms) => {
     const videos = [...document.querySelectorAll<HTMLVideoElement>('video[aria-label^="Video of "]')];
@@ -212,27 +215,18 @@ describe('a group call: two Chromium pages and eight bots', { timeout: 420_000 }
     // waited for one here before the budget had grown back); once the call settles, it plays all
     // nine again, each decrypted in the page's worker and decoded by Chromium.
     for (const [page, me] of [[host, 'grace'], [guest, 'Guest']] as const) {
-      await page.waitForFunction(
-        () => [...document.querySelectorAll('[role="status"]')].some((e) => /^Showing video for 9 of 9/.test(e.textContent ?? '')),
-        undefined,
-        { timeout: 90_000, polling: 1000 },
-      );
+      await page.waitForFunction(PLAYS_ALL_NINE, undefined, { timeout: 90_000, polling: 1000 });
       for (const name of everyoneBut(me)) await waitForPlayingVideo(page, `video[aria-label="Video of ${name}"]`, 60_000);
     }
     // Moving pictures of every bot on both pages (how many frames a page draws depends on the CPU it gets).
     // A page short of CPU may pause its last videos again while measured (its budget line then
     // says so, and a fresh clone's run saw it): measured again, up to three times, once both pages
     // play all nine.
-    const allNine = () =>
-      Promise.all([host, guest].map((p) => p.evaluate(() => [...document.querySelectorAll('[role="status"]')].some((e) => /^Showing video for 9 of 9/.test(e.textContent ?? '')))));
+    const allNine = () => Promise.all([host, guest].map((p) => p.evaluate(PLAYS_ALL_NINE)));
     let pageRates: Record<string, number>[] = [];
     for (let attempt = 1; attempt <= 3; attempt++) {
       for (const page of [host, guest]) {
-        await page.waitForFunction(
-          () => [...document.querySelectorAll('[role="status"]')].some((e) => /^Showing video for 9 of 9/.test(e.textContent ?? '')),
-          undefined,
-          { timeout: 90_000, polling: 1000 },
-        );
+        await page.waitForFunction(PLAYS_ALL_NINE, undefined, { timeout: 90_000, polling: 1000 });
       }
       pageRates = await Promise.all([host, guest].map((p) => pageFrameRates(p, 4000)));
       t.diagnostic(`frames/s drawn per remote video: ${JSON.stringify(pageRates)}`);
