@@ -171,6 +171,11 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
     return this.#consumers;
   }
 
+  /** The subscriber's bandwidth estimate and what was sent over the last tick (bit/s), for diagnostics. */
+  get rates(): { estimate: number; sending: number; audio: number } {
+    return { estimate: this.#bandwidth.estimate, sending: this.#sendingRate, audio: this.#audioRate };
+  }
+
   get closed(): boolean {
     return this.#closed;
   }
