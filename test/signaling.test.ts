@@ -126,6 +126,22 @@ describe('signaling over a real server', () => {
     host.signaling.close();
   });
 
+  it('shows no lasting error when the SFU refuses a media answer: the media layer makes its connections again', async () => {
+    const host = await hostInCall();
+    const { guest: bob, id: bobId } = await knock(host, 'Bob');
+    await host.call.approve(bobId);
+    await until(bob.call, () => bob.call.phase.kind === 'in-call');
+    // An answer the SFU's engine rejects (what a connection that failed at its first answer gets).
+    const refused = bob.signaling.next('error');
+    bob.signaling.send({ type: 'subscribeAnswer', sdp: 'v=0' });
+    assert.equal((await refused).code, 'media_failed');
+    await sleep(100);
+    assert.equal(bob.call.lastErrorCode, undefined);
+    assert.equal(bob.call.phase.kind, 'in-call');
+    host.signaling.close();
+    bob.signaling.close();
+  });
+
   it('tells new SFU transports the tiles again after a media restart', async () => {
     const host = await hostInCall();
     const { guest, id } = await knock(host, 'Vic');

@@ -337,6 +337,10 @@ export class CallSession {
         this.fail(m.code);
         return;
       }
+      // An offer or answer of ours the SFU could not take: the media layer makes its connections
+      // again by itself (MediaConnections) and says so only if that fails for good. Shown here, "Join
+      // again from the link" stayed on screen over a call that had healed within a second.
+      if (m.code === 'media_failed') return;
       this.lastError = m.message;
       this.lastErrorCode = m.code;
       this.emit();
