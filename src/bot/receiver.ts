@@ -8,9 +8,9 @@ import nodeDataChannel, { type PeerConnection, type RtcConfig, type Track } from
 import type { ConnectionState, ReceiveConnection } from '../client/media-connections.js';
 import { holdUntilClosed } from '../server/media/live-tracks.js';
 import { waitForGathering } from '../server/media/gathering.js';
+import { withoutCandidates } from '../server/media/sdp.js';
 import type { FrameOpener } from './frame-opener.js';
 import { isRtcp, parseRtp, vp8Descriptor } from './rtp.js';
-import { withoutCandidates } from './sender.js';
 
 /** A gap longer than this without a complete authenticated frame is a freeze. */
 export const FREEZE_MS = 500;

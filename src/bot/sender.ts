@@ -11,6 +11,7 @@ import type { ConnectionState, PublishConnection } from '../client/media-connect
 import type { FrameCryptor } from '../e2ee/sframe.js';
 import { holdUntilClosed } from '../server/media/live-tracks.js';
 import { waitForGathering } from '../server/media/gathering.js';
+import { withoutCandidates } from '../server/media/sdp.js';
 import { type AudioFixture, type Fixtures, type LayerName, OPUS_SILENCE, type VideoFixture } from './fixtures.js';
 import { pacer, type PacedStream } from './pacer.js';
 import {
@@ -57,15 +58,6 @@ export interface SenderStats {
   unsent: number;
   /** The video layers sent now, by rid (all of them until the SFU asks for fewer). */
   layers: string[];
-}
-
-/** The SDP without a=candidate and a=end-of-candidates lines (see MediaSender.offer). */
-export function withoutCandidates(sdp: string): string {
-  return sdp
-    .split(/\r?\n/)
-    .filter((l) => l.length > 0 && !l.startsWith('a=candidate:') && l !== 'a=end-of-candidates')
-    .join('\r\n')
-    .concat('\r\n');
 }
 
 function randomSsrc(): number {

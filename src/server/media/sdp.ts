@@ -102,6 +102,18 @@ export const PLAYOUT_DELAY_EXTENSION = 'http://www.webrtc.org/experiments/rtp-hd
 export const PLAYOUT_DELAY_EXTENSION_ID = 6;
 
 /**
+ * The SDP without a=candidate and a=end-of-candidates lines: an offer the other side sends no
+ * connectivity checks for until it learns our address (from our checks, or from a later offer).
+ */
+export function withoutCandidates(sdp: string): string {
+  return sdp
+    .split(/\r?\n/)
+    .filter((l) => l.length > 0 && !l.startsWith('a=candidate:') && l !== 'a=end-of-candidates')
+    .join('\r\n')
+    .concat('\r\n');
+}
+
+/**
  * Adds the playout-delay header extension to every video m-line of an offer to a subscriber
  * (libdatachannel has no API for extmaps; it keeps extmaps it did not offer out of its own
  * sending, which is ours anyway).

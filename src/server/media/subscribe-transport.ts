@@ -12,7 +12,7 @@ import { PlayoutDelayFloor } from './playout-delay.js';
 import { BandwidthProbe, PROBE_MS } from './probing.js';
 import { RetransmissionBudget } from './retransmission.js';
 import { randomSsrc } from './rtp.js';
-import { answeredPayloadType, DOWNSTREAM, offerPlayoutDelay, parseAnswer, PLAYOUT_DELAY_EXTENSION } from './sdp.js';
+import { answeredPayloadType, DOWNSTREAM, offerPlayoutDelay, parseAnswer, PLAYOUT_DELAY_EXTENSION, withoutCandidates } from './sdp.js';
 
 /** Consumer mids are "0", "1", …; this one can never collide with them. */
 const PLACEHOLDER_MID = 'keepalive';
@@ -71,6 +71,19 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   #connectWanted = false;
   #negotiating = false;
   #offerOutstanding = false;
+  /**
+   * Offers leave our candidates out until the browser has answered one, and the next offer
+   * carries them. A browser that has them checks at once, before its answer reaches us; ICE then
+   * connects as libdatachannel 0.24.5 takes the answer, and DTLS starts before the answer's
+   * fingerprint is stored: the connection fails (4 of 10 loaded runs of the browser test; see
+   * docs/MEDIA.md). Without them it waits for our checks, sent once the answer is stored, or for
+   * the next offer (behind a NAT that lets nothing in first, or relayed). A connection made while
+   * a guest waits to be let in is ready by the time a person's ✓ comes; one made and used at once
+   * (a ✓ given the instant the knock shows) shows its first frame ~300 ms later than before
+   * (bench/join --reaction-ms 0; with a 1 s reaction, no difference).
+   */
+  #answeredOnce = false;
+  #candidatesOwed = false;
   #closed = false;
   #bandwidth = new BandwidthEstimator();
   #playoutFloor = new PlayoutDelayFloor();
@@ -401,6 +414,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
       throw new Error('answer rejected by the media engine');
     }
     this.#offerOutstanding = false;
+    if (!this.#answeredOnce) this.#answeredOnce = this.#candidatesOwed = true;
     const offered = [...this.#offered];
     this.#offered.clear();
     for (const consumer of offered) {
@@ -496,7 +510,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   async #negotiate(): Promise<void> {
     if (this.#closed || this.#negotiating || this.#offerOutstanding) return;
     const firstOffer = this.#connectWanted && !this.#placeholder;
-    if (this.#pendingAdd.length === 0 && !this.#removalPending && !firstOffer) return;
+    if (this.#pendingAdd.length === 0 && !this.#removalPending && !firstOffer && !this.#candidatesOwed) return;
     this.#negotiating = true;
     try {
       if (!this.#placeholder) {
@@ -520,8 +534,10 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
       const engineSdp = this.#pc.localDescription()?.sdp;
       if (!engineSdp) throw new Error('media engine produced no offer');
       const described = this.#candidates.describe(engineSdp, (m) => warn(this.#ctx, m));
-      const sdp = offerPlayoutDelay(typeof described === 'string' ? described : await described);
+      const full = offerPlayoutDelay(typeof described === 'string' ? described : await described);
       if (this.#closed) return;
+      const sdp = this.#answeredOnce ? full : withoutCandidates(full);
+      this.#candidatesOwed = false;
       this.#offerOutstanding = true;
       this.#onOffer(sdp);
     } catch (err) {
