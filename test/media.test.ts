@@ -475,6 +475,12 @@ function subscribe() {
     // Played out loud: Chromium only computes received audio levels for audio that is played.
     else document.getElementById('a').srcObject = new MediaStream([e.track]);
   };
+  const countFrame = (now) => {
+    obs.frames++;
+    if (!obs.firstFrameAt) obs.firstFrameAt = Date.now();
+    video.requestVideoFrameCallback(countFrame);
+  };
+  video.requestVideoFrameCallback(countFrame);
   const ws = new WebSocket('ws://' + location.host + '/subscribe?peer=' + peer);
   let chain = Promise.resolve();
   ws.onmessage = (m) => {
@@ -491,16 +497,6 @@ function subscribe() {
   window.sendViewport = (tiles) => ws.send(JSON.stringify({ type: 'viewport', tiles }));
 }
 
-function countFrames() {
-  const video = document.getElementById('v');
-  const countFrame = () => {
-    obs.frames++;
-    if (!obs.firstFrameAt) obs.firstFrameAt = Date.now();
-    video.requestVideoFrameCallback(countFrame);
-  };
-  video.requestVideoFrameCallback(countFrame);
-}
-
 async function audioStats() {
   const out = { packets: 0, energy: 0 };
   for (const s of (await pc.getStats()).values()) {
@@ -513,7 +509,7 @@ async function audioStats() {
 }
 window.audioStats = audioStats;
 
-(params.get('role') === 'pub' ? publish() : Promise.resolve().then(() => { countFrames(); subscribe(); }))
+(params.get('role') === 'pub' ? publish() : Promise.resolve(subscribe()))
   .catch((err) => obs.errors.push(String(err)));
 </script></body></html>`;
 
@@ -714,8 +710,12 @@ test('SFU forwards a Chromium camera to subscribers at full quality', { timeout:
     const kbit = (n = 0): number => Math.round(n / 1000);
     const rates = `estimate ${kbit(sub?.rates.estimate)}, sending ${kbit(sub?.rates.sending)} (audio ${kbit(sub?.rates.audio)}) kbit/s`;
     const layers = videoProducer.layerStates.map((l, i) => `${i}: ${l.width}x${l.height} ${kbit(l.bitrate)} kbit/s${l.active ? '' : ' inactive'}`);
-    const page = await obs(peer === 'bob' ? pageB : pageC!);
-    const pcState = await (peer === 'bob' ? pageB : pageC!).evaluate(() => { const pc = (window as any).pc as RTCPeerConnection; return `${pc.connectionState}/${pc.iceConnectionState}`; });
+    const subscriberPage = peer === 'bob' ? pageB : pageC!;
+    const page = await obs(subscriberPage);
+    const pcState = await subscriberPage.evaluate(() => {
+      const pc = (window as unknown as { pc: RTCPeerConnection }).pc;
+      return `${pc.connectionState}/${pc.iceConnectionState}`;
+    });
     const negotiation = `consumers ${[...(sub?.consumers.values() ?? [])].map((c) => c.kind).join('+') || 'none'}, negotiation ${JSON.stringify(sub?.negotiation)}, page: ${pcState}, ${page.offers} offers, tracks ${page.tracks.map((t) => t.kind).join('+') || 'none'}, errors ${JSON.stringify(page.errors)}, server warned ${JSON.stringify(harness!.serverErrors)}`;
     return `publisher's layers at the SFU ${layers.join(', ')}; SFU sends layer ${video?.layers.current} (target ${video?.layers.target}), ${rates}; ${negotiation}; encoder ${await encoderLayers(pageA)}`;
   };
