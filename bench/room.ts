@@ -205,7 +205,10 @@ function startBots(link: string, cookie: string, hostKey: string): void {
   // With --speakers-nice, the speakers (bots 1…speakers, the host among them) run apart.
   const apart = values['speakers-nice'] === undefined ? 0 : Math.min(BOTS, Number(values.speakers));
   const per = Math.ceil((BOTS - apart) / BOT_PROCS);
-  for (let p = 0, first = 1, count = apart || Math.min(per, BOTS); first <= BOTS; p++, first += count, count = Math.min(per, BOTS - first + 1)) {
+  const counts: number[] = apart > 0 ? [apart] : [];
+  for (let left = BOTS - apart; left > 0; left -= per) counts.push(Math.min(per, left));
+  for (let p = 0, first = 1; p < counts.length; first += counts[p]!, p++) {
+    const count = counts[p]!;
     const nice = apart > 0 && p === 0 ? Number(values['speakers-nice']) : Number(values['bots-nice']);
     const args = ['src/bot/cli.ts', '--url', link, '--count', String(count), '--first', String(first), '--name', 'Bot', '--bind', '127.0.0.1'];
     args.push('--layers', values.layers!, '--speakers', String(Math.max(0, Number(values.speakers) - (first - 1))), '--json', '--every', '1');

@@ -38,10 +38,10 @@ async function remoteTiles(page: Page): Promise<string[]> {
   return labels.map((l) => l.slice('Video of '.length)).sort();
 }
 
-/** Frames each remote <video> presented per second over `ms`, by name. */
 /** Page function: the budget line says the page plays all nine remote videos. */
 const PLAYS_ALL_NINE = () => [...document.querySelectorAll('[role="status"]')].some((e) => /^Showing video for 9 of 9/.test(e.textContent ?? ''));
 
+/** Frames each remote <video> presented per second over `ms`, by name. */
 async function pageFrameRates(page: Page, ms: number): Promise<Record<string, number>> {
   return page.evaluate(async (ms) => {
     const videos = [...document.querySelectorAll<HTMLVideoElement>('video[aria-label^="Video of "]')];

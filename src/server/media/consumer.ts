@@ -293,7 +293,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     const sw = this.#switch;
     if (!this.#resends.shouldResend(outSeq, nowMs)) {
       // Too old to resend, yet the picture waits for it: a key frame restarts it now.
-      if (this.kind === 'video' && this.#resends.needsKeyFrame(outSeq, nowMs) && sw.current >= 0 && !this.#producer.closed) {
+      if (this.kind === 'video' && sw.current >= 0 && !this.#producer.closed && this.#resends.needsKeyFrame(outSeq, nowMs)) {
         this.#ctx.counters.keyFramesForUnrepairedLoss++;
         this.#producer.requestKeyFrame(sw.current);
       }

@@ -82,8 +82,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
    * (a ✓ given the instant the knock shows) shows its first frame ~300 ms later than before
    * (bench/join --reaction-ms 0; with a 1 s reaction, no difference).
    */
-  #answeredOnce = false;
-  #candidatesOwed = false;
+  #ourCandidates: 'withheld' | 'owed' | 'sent' = 'withheld';
   #closed = false;
   #bandwidth = new BandwidthEstimator();
   #playoutFloor = new PlayoutDelayFloor();
@@ -414,7 +413,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
       throw new Error('answer rejected by the media engine');
     }
     this.#offerOutstanding = false;
-    if (!this.#answeredOnce) this.#answeredOnce = this.#candidatesOwed = true;
+    if (this.#ourCandidates === 'withheld') this.#ourCandidates = 'owed';
     const offered = [...this.#offered];
     this.#offered.clear();
     for (const consumer of offered) {
@@ -510,7 +509,7 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
   async #negotiate(): Promise<void> {
     if (this.#closed || this.#negotiating || this.#offerOutstanding) return;
     const firstOffer = this.#connectWanted && !this.#placeholder;
-    if (this.#pendingAdd.length === 0 && !this.#removalPending && !firstOffer && !this.#candidatesOwed) return;
+    if (this.#pendingAdd.length === 0 && !this.#removalPending && !firstOffer && this.#ourCandidates !== 'owed') return;
     this.#negotiating = true;
     try {
       if (!this.#placeholder) {
@@ -536,8 +535,8 @@ export class SubscribeTransport extends EventEmitter<SubscribeTransportEvents> {
       const described = this.#candidates.describe(engineSdp, (m) => warn(this.#ctx, m));
       const full = offerPlayoutDelay(typeof described === 'string' ? described : await described);
       if (this.#closed) return;
-      const sdp = this.#answeredOnce ? full : withoutCandidates(full);
-      this.#candidatesOwed = false;
+      const sdp = this.#ourCandidates === 'withheld' ? withoutCandidates(full) : full;
+      if (this.#ourCandidates === 'owed') this.#ourCandidates = 'sent';
       this.#offerOutstanding = true;
       this.#onOffer(sdp);
     } catch (err) {
