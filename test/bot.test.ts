@@ -10,6 +10,7 @@ import { FrameCryptor } from '../src/e2ee/sframe.js';
 import { Bot, parseJoinLink } from '../src/bot/bot.js';
 import { loadFixtures } from '../src/bot/fixtures.js';
 import { FrameOpener } from '../src/bot/frame-opener.js';
+import { FrameSealer } from '../src/bot/frame-sealer.js';
 import type { StreamStats } from '../src/bot/receiver.js';
 import { shutdownMediaEngine } from '../src/server/media/router.js';
 import type { CallMedia } from '../src/server/sfu/call-media.js';
@@ -67,6 +68,39 @@ describe('frame opener (the bots\' fast SFrame decryption)', () => {
     assert.equal(opener.open(await sender.encrypt(new Uint8Array(500), delta), delta), undefined);
     await opener.addKey(next);
     assert.ok(opener.open(await sender.encrypt(new Uint8Array(500), delta), delta));
+  });
+});
+
+describe('frame sealer (the bots\' fast SFrame encryption)', () => {
+  it('writes byte for byte what the browser worker\'s FrameCryptor writes, which FrameCryptor opens', async () => {
+    const key = newCallKey(300); // an epoch above 255: the KID carries only its low byte
+    const sealer = new FrameSealer();
+    const reference = new FrameCryptor();
+    // A sender index of several bytes, so the header carries a long KID.
+    await Promise.all([sealer.setSendKey(key, 70_000), reference.setSendKey(key, 70_000)]);
+    const receiver = new FrameCryptor();
+    await receiver.addReceiveKey(key);
+    let frames = 0;
+    // Counters 0 … 8 and beyond take headers of every length the call's first frames use.
+    for (const length of [0, 1, 2, 3, 9, 10, 11, 200, 1500, 40_000]) {
+      for (const meta of [{ kind: 'audio', keyFrame: false }, { kind: 'video', keyFrame: false }, { kind: 'video', keyFrame: true }] as const) {
+        const frame = crypto.getRandomValues(new Uint8Array(length));
+        const mine = await sealer.encrypt(frame, meta);
+        const theirs = await reference.encrypt(frame, meta);
+        assert.deepEqual(new Uint8Array(mine), new Uint8Array(theirs), `a ${length}-byte ${meta.kind} frame`);
+        const opened = await receiver.decrypt(mine, meta);
+        assert.ok(opened, 'FrameCryptor opens it');
+        assert.deepEqual(new Uint8Array(opened), frame);
+        frames++;
+      }
+    }
+    assert.equal(frames, 30);
+    // A key of another call opens nothing; without a send key nothing is sent.
+    const stranger = new FrameCryptor();
+    await stranger.addReceiveKey(newCallKey(300));
+    const delta = { kind: 'video', keyFrame: false } as const;
+    assert.equal(await stranger.decrypt(sealer.seal(new Uint8Array(500), delta), delta), undefined);
+    await assert.rejects(new FrameSealer().encrypt(new Uint8Array(10), delta), /no send key/);
   });
 });
 

@@ -12,9 +12,9 @@ import { SignalingClient, type SocketLike } from '../client/signaling.js';
 import { linkId } from '../protocol/ids.js';
 import { deriveLinkKeys, parseLinkFragment, type LinkKeys } from '../e2ee/keys.js';
 import type { SigningKey } from '../e2ee/mls.js';
-import { FrameCryptor } from '../e2ee/sframe.js';
 import { type Fixtures, type LayerName, loadFixtures } from './fixtures.js';
 import { FrameOpener } from './frame-opener.js';
+import { FrameSealer } from './frame-sealer.js';
 import { MediaReceiver, type StreamStats } from './receiver.js';
 import { MediaSender, type SenderStats } from './sender.js';
 
@@ -95,7 +95,7 @@ const HIDDEN = { width: 0, height: 0 };
 export class Bot {
   readonly signaling: SignalingClient;
   readonly call: CallSession;
-  private readonly cryptor = new FrameCryptor();
+  private readonly cryptor = new FrameSealer();
   private readonly opener = new FrameOpener();
   private readonly sender: MediaSender;
   private readonly receiver: MediaReceiver;

@@ -6,7 +6,7 @@
  * key and salt = derive_key_salt(KID, base key of the epoch), AAD = header ‖ clear bytes.
  * Why a second implementation: a bot in a 33-person call opens ~1 000 frames a second, and
  * WebCrypto in Node costs ~50 µs per frame (an async job each) against ~12 µs here; 31 bots
- * would need two cores for WebCrypto alone. Bots still *encrypt* with FrameCryptor itself.
+ * would need two cores for WebCrypto alone. Bots encrypt the same way (FrameSealer, frame-sealer.ts).
  * The keys themselves are held by the same KeyRing as the worker's (src/e2ee/key-ring.ts).
  * test/bot.test.ts checks that this opens exactly what FrameCryptor opens and refuses the rest.
  */
@@ -25,7 +25,7 @@ import {
 } from '../e2ee/sframe.js';
 
 const KEY_BYTES = 16;
-const NONCE_BYTES = 12;
+export const NONCE_BYTES = 12;
 
 /** A sender's key and salt in one epoch, as node:crypto takes them. */
 interface OpenKey extends SenderKey {
@@ -43,7 +43,7 @@ function label(prefix: string, kid: bigint): Buffer {
 }
 
 /** derive_key_salt(KID, base_key) of RFC 9605 §4.4.2 (HKDF-SHA-256, empty salt). */
-function deriveSender(baseKey: Uint8Array, kid: bigint): OpenKey {
+export function deriveSender(baseKey: Uint8Array, kid: bigint): OpenKey {
   const empty = Buffer.alloc(0);
   return {
     key: Buffer.from(hkdfSync('sha256', baseKey, empty, label('SFrame 1.0 Secret key ', kid), KEY_BYTES)),

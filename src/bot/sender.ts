@@ -1,7 +1,7 @@
 /**
  * A bot's publish connection: its own SDP offer (node-datachannel, SSRCs declared), then the
- * fixture's VP8 frames and Opus packets, each frame encrypted with FrameCryptor (the browser
- * worker's code), packetized as RTP and sent at 30 fps / every 20 ms. A PLI or FIR from the
+ * fixture's VP8 frames and Opus packets, each frame encrypted as the browser worker's
+ * FrameCryptor does (FrameSealer, byte for byte), packetized as RTP and sent at 30 fps / every 20 ms. A PLI or FIR from the
  * SFU makes the video restart at the fixture's next key frame.
  *
  * What goes on the wire is described in docs/BOTS.md ("Wire format").
@@ -40,7 +40,8 @@ const MAX_QUEUED_FRAMES = 15;
 
 export interface SenderOptions {
   fixtures: Fixtures;
-  cryptor: FrameCryptor;
+  /** Encrypts each frame (FrameSealer in bots; FrameCryptor writes the same frames). */
+  cryptor: Pick<FrameCryptor, 'encrypt'>;
   /** Simulcast layers to send, lowest first; each is its own SSRC (and rid). Default ['h']. */
   layers?: LayerName[];
   /** 'tone': the fixture's Opus tone; 'silence': Opus silence packets; 'off': no audio m-line. */

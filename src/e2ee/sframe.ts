@@ -38,7 +38,7 @@ export const TAG_BYTES = 16; // Nt
 const MAX_CTR = Number.MAX_SAFE_INTEGER;
 export const MAX_HEADER_BYTES = 1 + 8 + 8;
 /** The most clear bytes a frame keeps (VP8 key frame): with the header, the largest AAD. */
-const MAX_CLEAR_BYTES = 10;
+export const MAX_CLEAR_BYTES = 10;
 
 export type MediaKind = 'audio' | 'video';
 export interface FrameMeta {
@@ -53,7 +53,7 @@ export function clearByteCount(meta: FrameMeta): number {
 }
 
 /** Frames shorter than their clear bytes (empty frames) are encrypted whole. */
-function frameClearBytes(length: number, meta: FrameMeta): number {
+export function frameClearBytes(length: number, meta: FrameMeta): number {
   const clear = clearByteCount(meta);
   return length >= clear ? clear : 0;
 }
@@ -140,7 +140,7 @@ function readUint(data: Uint8Array, at: number, bytes: number): number {
 }
 
 /** encodeHeader(kidFor(senderIndex, epochByte), ctr) written at out[at]; returns its length. */
-function writeHeader(out: Uint8Array, at: number, senderIndex: number, epochByte: number, ctr: number): number {
+export function writeHeader(out: Uint8Array, at: number, senderIndex: number, epochByte: number, ctr: number): number {
   let config: number;
   let p = at + 1;
   if (senderIndex === 0 && epochByte < 8) config = epochByte << 4;
