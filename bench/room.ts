@@ -18,7 +18,10 @@
  * pages of a real call have their own device), --server-nice N (the same for the server and its
  * media workers, which a real call runs on another machine), --speakers-nice N (the speaking bots
  * in a process of their own at this priority instead: on a busy day the niced bots sent their
- * audio late, and the pages concealed what the bots never sent in time). The first bot is the host (signed in) and lets everyone in.
+ * audio late, and the pages concealed what the bots never sent in time). A negative N, written
+ * `--server-nice=-10`, puts those processes ahead of the pages (root only). --bots-cpu-prof DIR:
+ * each bot process writes a V8 CPU profile there when it ends. The first bot is the host (signed
+ * in) and lets everyone in.
  *
  * Reports per subscriber (every bot and page) and sender: complete authenticated frames per
  * second (bots) or frames drawn per second (pages), packet loss (bots), freezes (gaps > 500 ms
@@ -58,6 +61,7 @@ const { values } = parseArgs({
     'bots-nice': { type: 'string', default: '0' },
     'server-nice': { type: 'string', default: '0' },
     'speakers-nice': { type: 'string' },
+    'bots-cpu-prof': { type: 'string' },
   },
 });
 const BOTS = Number(values.bots);
@@ -71,6 +75,7 @@ if (!/^(\d+|auto)$/.test(MEDIA_WORKERS)) throw new Error('--media-workers: a num
 if (!['all', 'pages'].includes(values['bots-watch']!)) throw new Error('--bots-watch: all or pages');
 const ROOT = new URL('..', import.meta.url).pathname;
 const TSX = ['--import', 'tsx'];
+const BOT_CLI = 'src/bot/cli.ts';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -161,9 +166,10 @@ function child(args: string[], env: Record<string, string> = {}, nice = 0): Chil
   // session (Playwright starts Chromium in one of its own), and the pages' main threads waited
   // behind the bots (longest tasks 213-324 ms; 0-104 ms with the bots and server in niced sessions
   // of their own). The session's autogroup takes the nice too.
-  const c = spawn(process.execPath, [...TSX, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: nice > 0 });
+  const profile = values['bots-cpu-prof'] && args[0] === BOT_CLI ? ['--cpu-prof', `--cpu-prof-dir=${values['bots-cpu-prof']}`] : [];
+  const c = spawn(process.execPath, [...profile, ...TSX, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: nice !== 0 });
   children.push(c);
-  if (nice > 0) {
+  if (nice !== 0) {
     setPriority(c.pid!, nice);
     try {
       writeFileSync(`/proc/${c.pid}/autogroup`, String(nice));
@@ -210,7 +216,7 @@ function startBots(link: string, cookie: string, hostKey: string): void {
   for (let p = 0, first = 1; p < counts.length; first += counts[p]!, p++) {
     const count = counts[p]!;
     const nice = apart > 0 && p === 0 ? Number(values['speakers-nice']) : Number(values['bots-nice']);
-    const args = ['src/bot/cli.ts', '--url', link, '--count', String(count), '--first', String(first), '--name', 'Bot', '--bind', '127.0.0.1'];
+    const args = [BOT_CLI, '--url', link, '--count', String(count), '--first', String(first), '--name', 'Bot', '--bind', '127.0.0.1'];
     args.push('--layers', values.layers!, '--speakers', String(Math.max(0, Number(values.speakers) - (first - 1))), '--json', '--every', '1');
     if (p === 0) args.push('--cookie', cookie, '--admit', '--host-key', hostKey);
     if (values['bots-watch'] === 'pages') args.push('--watch', 'Page ');
