@@ -43,14 +43,20 @@ function label(prefix: string, kid: bigint): Buffer {
 }
 
 /** derive_key_salt(KID, base_key) of RFC 9605 §4.4.2 (HKDF-SHA-256, empty salt). */
-export function deriveSender(baseKey: Uint8Array, kid: bigint): OpenKey {
+export function deriveKeySalt(baseKey: Uint8Array, kid: bigint): { key: Buffer; salt: Buffer } {
   const empty = Buffer.alloc(0);
   return {
     key: Buffer.from(hkdfSync('sha256', baseKey, empty, label('SFrame 1.0 Secret key ', kid), KEY_BYTES)),
     salt: Buffer.from(hkdfSync('sha256', baseKey, empty, label('SFrame 1.0 Secret salt ', kid), NONCE_BYTES)),
-    replay: new ReplayWindow(),
-    verified: false,
   };
+}
+
+/** salt XOR CTR (§4.4.3), the CTR as 64 bits big-endian, written into `nonce`. */
+export function writeNonce(nonce: Buffer, salt: Buffer, ctr: number): Buffer {
+  salt.copy(nonce);
+  nonce.writeUInt32BE((nonce.readUInt32BE(4) ^ Math.floor(ctr / 2 ** 32)) >>> 0, 4);
+  nonce.writeUInt32BE((nonce.readUInt32BE(8) ^ ctr) >>> 0, 8);
+  return nonce;
 }
 
 export class FrameOpener {
@@ -97,10 +103,7 @@ export class FrameOpener {
     const sender = epoch.sender(senderIndex) ?? this.derive(epoch, senderIndex);
     if (!sender.replay.fresh(ctr)) return undefined;
     const data = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
-    const nonce = this.nonce;
-    sender.salt.copy(nonce);
-    nonce.writeUInt32BE((nonce.readUInt32BE(4) ^ Math.floor(ctr / 2 ** 32)) >>> 0, 4);
-    nonce.writeUInt32BE((nonce.readUInt32BE(8) ^ ctr) >>> 0, 8);
+    const nonce = writeNonce(this.nonce, sender.salt, ctr);
     let plain: Buffer;
     try {
       const decipher = createDecipheriv('aes-128-gcm', sender.key, nonce, { authTagLength: TAG_BYTES });
@@ -125,7 +128,7 @@ export class FrameOpener {
 
   /** A sender's first frame in an epoch: its key, kept until a frame proves it forged. */
   private derive(epoch: EpochKeys<OpenKey>, senderIndex: number): OpenKey {
-    const sender = deriveSender(epoch.baseKey, kidFor(senderIndex, epoch.key.epoch));
+    const sender: OpenKey = { ...deriveKeySalt(epoch.baseKey, kidFor(senderIndex, epoch.key.epoch)), replay: new ReplayWindow(), verified: false };
     epoch.keep(senderIndex, sender);
     return sender;
   }

@@ -7,14 +7,14 @@
  * counter that is never reset. Why a second implementation: a bot sends 50 audio frames a
  * second and up to 90 video frames, and WebCrypto in Node is an asynchronous job per frame. In
  * the 33-person room bench, sealing with WebCrypto was 18 % of each bot process's main thread
- * (`--cpu-prof`), on a machine whose two cores the pages need. test/bot.test.ts checks that
+ * (`bench/room.ts --bots-cpu-prof`), on a machine whose two cores the pages need. test/bot.test.ts checks that
  * this writes exactly what FrameCryptor writes, and that FrameCryptor opens it.
  */
 import { createCipheriv } from 'node:crypto';
 import { type CallKey, SENDER_INDEX_LIMIT, sframeBaseKey } from '../e2ee/keys.js';
 import { EPOCH_MASK } from '../e2ee/key-ring.js';
 import { type FrameMeta, frameClearBytes, kidFor, MAX_CLEAR_BYTES, MAX_HEADER_BYTES, TAG_BYTES, writeHeader } from '../e2ee/sframe.js';
-import { deriveSender, NONCE_BYTES } from './frame-opener.js';
+import { deriveKeySalt, NONCE_BYTES, writeNonce } from './frame-opener.js';
 
 interface SendKey {
   key: Buffer;
@@ -27,6 +27,7 @@ export class FrameSealer {
   private send?: SendKey;
   private sendKeyCalls = 0;
   private counter = 0;
+  /** The nonce of the frame being sealed (salt XOR counter). */
   private readonly nonce = Buffer.alloc(NONCE_BYTES);
   /** Header ‖ clear bytes of the frame being sealed. */
   private readonly aad = Buffer.alloc(MAX_HEADER_BYTES + MAX_CLEAR_BYTES);
@@ -36,7 +37,7 @@ export class FrameSealer {
     if (!Number.isSafeInteger(senderIndex) || senderIndex < 0 || senderIndex >= SENDER_INDEX_LIMIT) throw new RangeError('sender index out of range');
     const call = ++this.sendKeyCalls;
     const base = await sframeBaseKey(key);
-    const { key: aesKey, salt } = deriveSender(base, kidFor(senderIndex, key.epoch));
+    const { key: aesKey, salt } = deriveKeySalt(base, kidFor(senderIndex, key.epoch));
     if (call === this.sendKeyCalls) this.send = { key: aesKey, salt, senderIndex, epochByte: key.epoch & EPOCH_MASK };
   }
 
@@ -59,11 +60,7 @@ export class FrameSealer {
     const aad = this.aad;
     const headerBytes = writeHeader(aad, 0, send.senderIndex, send.epochByte, ctr);
     data.copy(aad, headerBytes, 0, clear);
-    const nonce = this.nonce;
-    send.salt.copy(nonce);
-    nonce.writeUInt32BE((nonce.readUInt32BE(4) ^ Math.floor(ctr / 2 ** 32)) >>> 0, 4);
-    nonce.writeUInt32BE((nonce.readUInt32BE(8) ^ ctr) >>> 0, 8);
-    const cipher = createCipheriv('aes-128-gcm', send.key, nonce, { authTagLength: TAG_BYTES });
+    const cipher = createCipheriv('aes-128-gcm', send.key, writeNonce(this.nonce, send.salt, ctr), { authTagLength: TAG_BYTES });
     cipher.setAAD(aad.subarray(0, headerBytes + clear));
     const body = cipher.update(data);
     const last = cipher.final();

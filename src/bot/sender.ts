@@ -1,8 +1,8 @@
 /**
  * A bot's publish connection: its own SDP offer (node-datachannel, SSRCs declared), then the
  * fixture's VP8 frames and Opus packets, each frame encrypted as the browser worker's
- * FrameCryptor does (FrameSealer, byte for byte), packetized as RTP and sent at 30 fps / every 20 ms. A PLI or FIR from the
- * SFU makes the video restart at the fixture's next key frame.
+ * FrameCryptor does (FrameSealer, byte for byte), packetized as RTP and sent at 30 fps / every
+ * 20 ms. A PLI or FIR from the SFU makes the video restart at the fixture's next key frame.
  *
  * What goes on the wire is described in docs/BOTS.md ("Wire format").
  */
