@@ -11,7 +11,7 @@
  * this writes exactly what FrameCryptor writes, and that FrameCryptor opens it.
  */
 import { createCipheriv } from 'node:crypto';
-import { type CallKey, SENDER_INDEX_LIMIT, sframeBaseKey } from '../e2ee/keys.js';
+import { type CallKey, checkSenderIndex, sframeBaseKey } from '../e2ee/keys.js';
 import { EPOCH_MASK } from '../e2ee/key-ring.js';
 import { type FrameMeta, frameClearBytes, kidFor, MAX_CLEAR_BYTES, MAX_HEADER_BYTES, TAG_BYTES, writeHeader } from '../e2ee/sframe.js';
 import { deriveKeySalt, NONCE_BYTES, writeNonce } from './frame-opener.js';
@@ -34,7 +34,7 @@ export class FrameSealer {
 
   /** The key this participant sends with from now on (the last call wins, as in FrameCryptor). */
   async setSendKey(key: CallKey, senderIndex: number): Promise<void> {
-    if (!Number.isSafeInteger(senderIndex) || senderIndex < 0 || senderIndex >= SENDER_INDEX_LIMIT) throw new RangeError('sender index out of range');
+    checkSenderIndex(senderIndex);
     const call = ++this.sendKeyCalls;
     const base = await sframeBaseKey(key);
     const { key: aesKey, salt } = deriveKeySalt(base, kidFor(senderIndex, key.epoch));
@@ -54,7 +54,6 @@ export class FrameSealer {
     const send = this.send;
     if (!send) throw new Error('FrameSealer has no send key');
     const ctr = this.counter++;
-    if (ctr > Number.MAX_SAFE_INTEGER) throw new Error('frame counter exhausted');
     const data = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
     const clear = frameClearBytes(data.length, meta);
     const aad = this.aad;
